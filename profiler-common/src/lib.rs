@@ -1,0 +1,140 @@
+//! Layouts and names shared by the eBPF programs and user space. Nothing else may define them.
+#![no_std]
+
+/// Map names (the `#[map]` statics in profiler-ebpf carry exactly these names).
+pub mod maps {
+    /// HashMap<u64 task header address, TaskRec>: tasks born since attach and not yet finished.
+    pub const TASKS: &str = "TASKS";
+    /// PerCpuHashMap<u64 vtable address, SiteCounters>: per future type counters.
+    pub const SITES: &str = "SITES";
+    /// PerCpuArray<u64>, indexed by [`crate::stat`]: every kernel-side outcome, failures included.
+    pub const STATS: &str = "STATS";
+}
+
+/// Program names (the function names in profiler-ebpf).
+pub mod progs {
+    /// uprobe at entry of `OwnedTasks::bind_inner` (header in the 2nd argument).
+    pub const BIRTH_BIND_INNER: &str = "task_birth_bind_inner";
+    /// uretprobe of `OwnedTasks::bind<T>` (JoinHandle's header returned in RAX); tokio < 1.29.
+    pub const BIRTH_BIND_RET: &str = "task_birth_bind_ret";
+    /// uprobe at entry of `task::raw::poll` (header in the 1st argument): first poll of an unseen task.
+    pub const BIRTH_FIRST_POLL: &str = "task_birth_first_poll";
+    /// uprobe at entry of `<Arc<Handle> as Schedule>::release` (&Task in the 2nd argument).
+    pub const FINISH_RELEASE: &str = "task_finish_release";
+}
+
+/// Global variables set by user space before load (`EbpfLoader::set_global`).
+pub mod globals {
+    /// Lowest address of the target binary's mappings: a vtable below it is rejected.
+    pub const VTABLE_LO: &str = "VTABLE_LO";
+    /// One past the highest address of the target binary's mappings.
+    pub const VTABLE_HI: &str = "VTABLE_HI";
+    /// Byte offset of the vtable pointer in tokio's task `Header` (`#[repr(C)]`, 16 in 1.28..newest).
+    pub const HEADER_VTABLE_OFFSET: &str = "HEADER_VTABLE_OFFSET";
+}
+
+/// Per task state, written at birth, removed at finish.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskRec {
+    /// The task's vtable pointer: identifies the future type (the site).
+    pub vtable: u64,
+    /// bpf_ktime_get_ns() at birth (CLOCK_MONOTONIC).
+    pub born_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<TaskRec>() == 16);
+
+/// Number of log2 buckets of task lifetimes, in microseconds (bucket i holds [2^i, 2^(i+1)) us; bucket 0 holds < 2 us).
+pub const LIFETIME_BUCKETS: usize = 32;
+
+/// Per site (future type) counters; one copy per CPU, summed in user space.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SiteCounters {
+    /// Tasks of this site born since attach.
+    pub spawned: u64,
+    /// Tasks born since attach that finished.
+    pub finished: u64,
+    /// Tasks that were already alive at attach and finished since (never counted as live).
+    pub finished_preexisting: u64,
+    /// Longest lifetime of a finished task, in ns.
+    pub max_lifetime_ns: u64,
+    /// Histogram of lifetimes of finished tasks, log2 of microseconds.
+    pub lifetime_log2_us: [u64; LIFETIME_BUCKETS],
+}
+const _: () = assert!(core::mem::size_of::<SiteCounters>() == 32 + 8 * LIFETIME_BUCKETS);
+
+impl SiteCounters {
+    pub const ZERO: SiteCounters = SiteCounters {
+        spawned: 0,
+        finished: 0,
+        finished_preexisting: 0,
+        max_lifetime_ns: 0,
+        lifetime_log2_us: [0; LIFETIME_BUCKETS],
+    };
+}
+
+/// Bucket index of a lifetime, shared so both sides agree.
+#[inline(always)]
+pub fn lifetime_bucket(lifetime_ns: u64) -> usize {
+    let us = lifetime_ns / 1000;
+    if us < 2 {
+        return 0;
+    }
+    let b = 63 - us.leading_zeros() as usize;
+    if b >= LIFETIME_BUCKETS {
+        LIFETIME_BUCKETS - 1
+    } else {
+        b
+    }
+}
+
+/// Indexes into the STATS array. Every path of every program bumps exactly one "outcome" counter,
+/// failures included, so nothing is lost silently.
+pub mod stat {
+    /// A birth was recorded.
+    pub const BIRTHS: u32 = 0;
+    /// A finish of a task born since attach was recorded.
+    pub const FINISHES: u32 = 1;
+    /// A finish of a task that was alive before attach (not in TASKS): counted per site apart.
+    pub const FINISH_PREEXISTING: u32 = 2;
+    /// TASKS was full: the birth could not be recorded.
+    pub const TASKS_MAP_FULL: u32 = 3;
+    /// SITES was full: a new site could not be created.
+    pub const SITES_MAP_FULL: u32 = 4;
+    /// Reading target memory (header, vtable, &Task) failed.
+    pub const READ_ERRORS: u32 = 5;
+    /// The vtable pointer read from a header did not lie in the target binary: not a task header.
+    pub const BAD_VTABLE: u32 = 6;
+    /// A birth found its header already in TASKS (its finish was missed); the stale task was closed.
+    pub const BIRTH_STALE_REPLACED: u32 = 7;
+    /// First-poll mode: a poll of an already known task (not a birth).
+    pub const POLL_KNOWN: u32 = 8;
+    /// A finish of a task whose site entry could not be found (counters could not be updated).
+    pub const FINISH_NO_SITE: u32 = 9;
+    pub const COUNT: u32 = 10;
+
+    /// Names for reports, in index order.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "births",
+        "finishes",
+        "finish_preexisting",
+        "tasks_map_full",
+        "sites_map_full",
+        "read_errors",
+        "bad_vtable",
+        "birth_stale_replaced",
+        "poll_known",
+        "finish_no_site",
+    ];
+
+    /// Counters that mean data was lost or is uncertain (shown as warnings when non-zero).
+    pub const FAILURES: [u32; 5] = [TASKS_MAP_FULL, SITES_MAP_FULL, READ_ERRORS, BAD_VTABLE, FINISH_NO_SITE];
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    unsafe impl aya::Pod for TaskRec {}
+    unsafe impl aya::Pod for SiteCounters {}
+}

@@ -1,0 +1,199 @@
+//! Kernel side of leakprof: thin uprobes that only record task births and finishes into maps.
+//! Every outcome, failures included, is counted in STATS; all judgement lives in user space.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::{map, uprobe, uretprobe},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    programs::{ProbeContext, RetProbeContext},
+};
+use profiler_common::{lifetime_bucket, stat, SiteCounters, TaskRec};
+
+/// Default capacities; user space overrides them with `EbpfLoader::set_max_entries`.
+#[map(name = "TASKS")]
+static TASKS: HashMap<u64, TaskRec> = HashMap::with_max_entries(1 << 20, 0);
+#[map(name = "SITES")]
+static SITES: PerCpuHashMap<u64, SiteCounters> = PerCpuHashMap::with_max_entries(4096, 0);
+#[map(name = "STATS")]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+#[no_mangle]
+static VTABLE_LO: u64 = 0;
+#[no_mangle]
+static VTABLE_HI: u64 = 0;
+#[no_mangle]
+static HEADER_VTABLE_OFFSET: u64 = 16;
+
+static ZERO_SITE: SiteCounters = SiteCounters::ZERO;
+
+#[inline(always)]
+fn count(idx: u32) {
+    if let Some(p) = STATS.get_ptr_mut(idx) {
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn global(v: &'static u64) -> u64 {
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+/// Reads the vtable pointer of the task whose header is at `header` and checks that it points into
+/// the target binary (a task vtable is a static of the binary). None (counted) otherwise.
+#[inline(always)]
+fn read_vtable(header: u64) -> Option<u64> {
+    if header == 0 {
+        count(stat::READ_ERRORS);
+        return None;
+    }
+    let addr = header.wrapping_add(global(&HEADER_VTABLE_OFFSET));
+    let vtable = match unsafe { bpf_probe_read_user(addr as *const u64) } {
+        Ok(v) => v,
+        Err(_) => {
+            count(stat::READ_ERRORS);
+            return None;
+        }
+    };
+    if vtable < global(&VTABLE_LO) || vtable >= global(&VTABLE_HI) {
+        count(stat::BAD_VTABLE);
+        return None;
+    }
+    Some(vtable)
+}
+
+#[inline(always)]
+fn site(vtable: u64) -> Option<*mut SiteCounters> {
+    if let Some(p) = SITES.get_ptr_mut(&vtable) {
+        return Some(p);
+    }
+    // BPF_NOEXIST: another CPU may have created it meanwhile; either way look it up again.
+    let _ = SITES.insert(&vtable, &ZERO_SITE, BPF_NOEXIST as u64);
+    let p = SITES.get_ptr_mut(&vtable);
+    if p.is_none() {
+        count(stat::SITES_MAP_FULL);
+    }
+    p
+}
+
+/// Records that the task at `header` finished (or was found stale), updating its site's counters.
+#[inline(always)]
+fn close_task(rec: &TaskRec, now: u64) {
+    let Some(s) = site(rec.vtable) else {
+        count(stat::FINISH_NO_SITE);
+        return;
+    };
+    let lifetime = now.saturating_sub(rec.born_ns);
+    let b = lifetime_bucket(lifetime);
+    unsafe {
+        (*s).finished += 1;
+        if lifetime > (*s).max_lifetime_ns {
+            (*s).max_lifetime_ns = lifetime;
+        }
+        if b < profiler_common::LIFETIME_BUCKETS {
+            (*s).lifetime_log2_us[b] += 1;
+        }
+    }
+}
+
+#[inline(always)]
+fn record_birth(header: u64) {
+    let Some(vtable) = read_vtable(header) else {
+        return;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(old) = unsafe { TASKS.get(&header) } {
+        // The same header is born again: the previous task's finish was missed. Close it.
+        let old = *old;
+        close_task(&old, now);
+        count(stat::BIRTH_STALE_REPLACED);
+    }
+    let rec = TaskRec { vtable, born_ns: now };
+    if TASKS.insert(&header, &rec, 0).is_err() {
+        count(stat::TASKS_MAP_FULL);
+        return;
+    }
+    match site(vtable) {
+        Some(s) => unsafe { (*s).spawned += 1 },
+        None => {
+            let _ = TASKS.remove(&header);
+            return;
+        }
+    }
+    count(stat::BIRTHS);
+}
+
+/// `OwnedTasks<S>::bind_inner(&self, task: Task<S>, notified)`: Task<S> is one pointer, the header.
+#[uprobe]
+pub fn task_birth_bind_inner(ctx: ProbeContext) -> u32 {
+    let header: u64 = ctx.arg(1).unwrap_or(0);
+    record_birth(header);
+    0
+}
+
+/// `OwnedTasks<S>::bind<T>` returns (JoinHandle, Option<Notified>) in RAX:RDX; the JoinHandle is the header.
+#[uretprobe]
+pub fn task_birth_bind_ret(ctx: RetProbeContext) -> u32 {
+    let header: u64 = ctx.ret();
+    record_birth(header);
+    0
+}
+
+/// `task::raw::poll(header)`: in first-poll mode a task is born the first time it is polled.
+#[uprobe]
+pub fn task_birth_first_poll(ctx: ProbeContext) -> u32 {
+    let header: u64 = ctx.arg(0).unwrap_or(0);
+    if unsafe { TASKS.get(&header) }.is_some() {
+        count(stat::POLL_KNOWN);
+        return 0;
+    }
+    record_birth(header);
+    0
+}
+
+/// `<Arc<Handle> as Schedule>::release(&self, task: &Task<Self>)`: read the header through &Task.
+#[uprobe]
+pub fn task_finish_release(ctx: ProbeContext) -> u32 {
+    let task_ref: u64 = ctx.arg(1).unwrap_or(0);
+    if task_ref == 0 {
+        count(stat::READ_ERRORS);
+        return 0;
+    }
+    let header = match unsafe { bpf_probe_read_user(task_ref as *const u64) } {
+        Ok(h) => h,
+        Err(_) => {
+            count(stat::READ_ERRORS);
+            return 0;
+        }
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(rec) = unsafe { TASKS.get(&header) } {
+        let rec = *rec;
+        let _ = TASKS.remove(&header);
+        close_task(&rec, now);
+        count(stat::FINISHES);
+        return 0;
+    }
+    // Alive before attach (or its birth was lost and counted): count it apart, never as live.
+    let Some(vtable) = read_vtable(header) else {
+        return 0;
+    };
+    match site(vtable) {
+        Some(s) => unsafe { (*s).finished_preexisting += 1 },
+        None => count(stat::FINISH_NO_SITE),
+    }
+    count(stat::FINISH_PREEXISTING);
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs everything leakprof needs to build its eBPF object and run its tests.
+# Idempotent: each step checks first and is skipped when already satisfied.
+set -euo pipefail
+
+LLVM_MAJOR=22
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    say "step '$1' needs root (apt-get); run this script with sudo"
+    exit 1
+  fi
+}
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  need_root "apt-get install ${missing[*]}"
+  if [ $apt_updated -eq 0 ]; then
+    say "apt-get update"
+    apt-get update -qq
+    apt_updated=1
+  fi
+  say "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# 1. LLVM for bpf-linker (must match nightly rustc's LLVM major).
+apt_install "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" zlib1g-dev libzstd-dev
+
+# 2. nightly rust-src for -Z build-std=core (eBPF target).
+if ! rustup toolchain list | grep -q '^nightly'; then
+  say "rustup toolchain install nightly"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
+  say "rustup component add rust-src --toolchain nightly"
+  rustup component add rust-src --toolchain nightly
+fi
+
+# 3. bpf-linker built against that LLVM.
+if ! command -v bpf-linker >/dev/null 2>&1; then
+  say "cargo install bpf-linker (about 75 s)"
+  LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" cargo install bpf-linker --locked \
+    --no-default-features --features "llvm-${LLVM_MAJOR}"
+fi
+
+# 4. tracefs for tracepoints (leakprof mounts it itself too; tests rely on it).
+if [ "$(id -u)" -eq 0 ] && [ -d /sys/kernel/tracing ] && ! mountpoint -q /sys/kernel/tracing; then
+  mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || say "could not mount tracefs (continuing)"
+fi
+say "ok"
