@@ -1,1 +1,63 @@
-fn main(){}
+//! Project tasks: `cargo xtask setup | fixtures | demo | test | bench`.
+mod bench;
+mod demo;
+mod fixtures;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "leakprof's project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing (apt packages, nightly rust-src, bpf-linker); quick when all is there.
+    Setup,
+    /// Build the test target programs into fixtures/bin.
+    Fixtures,
+    /// Set up, then run leakprof on a bundled leaking tokio program for 10 seconds.
+    Demo {
+        /// Seconds to watch.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
+    /// Set up, build everything and run the whole test suite (what CI runs).
+    Test,
+    /// Benchmark: a spawn-heavy fixture bare and probed, side by side, as a ratio.
+    Bench {
+        /// Tasks per round.
+        #[arg(long, default_value_t = 200_000)]
+        tasks: u64,
+        /// Rounds of each kind (alternating).
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = util::root();
+    match cli.cmd {
+        Cmd::Setup => util::setup(&root),
+        Cmd::Fixtures => fixtures::build(&root).map(|_| ()),
+        Cmd::Demo { seconds } => demo::run(&root, seconds),
+        Cmd::Test => test(&root),
+        Cmd::Bench { tasks, rounds } => bench::run(&root, tasks, rounds),
+    }
+}
+
+fn test(root: &std::path::Path) -> Result<()> {
+    util::setup(root)?;
+    let dir = fixtures::build(root)?;
+    util::cargo(root, &["build", "--release", "-p", "profiler"], &[])?;
+    util::cargo(
+        root,
+        &["test", "--release", "--workspace", "--no-fail-fast"],
+        &[("LEAKPROF_FIXTURES", dir.to_str().unwrap())],
+    )
+}

@@ -1,0 +1,93 @@
+//! Reads the kernel maps into plain user-space values.
+use std::collections::HashMap;
+
+use anyhow::{anyhow, Result};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use profiler_common::{maps, stat, SiteCounters, TaskRec, LIFETIME_BUCKETS};
+
+use super::AttachedProbes;
+
+/// Counters of one site summed over CPUs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteTotals {
+    pub spawned: u64,
+    pub finished: u64,
+    pub finished_preexisting: u64,
+    pub max_lifetime_ns: u64,
+    pub lifetime_log2_us: Vec<u64>,
+}
+
+impl SiteTotals {
+    fn add(&mut self, c: &SiteCounters) {
+        self.spawned += c.spawned;
+        self.finished += c.finished;
+        self.finished_preexisting += c.finished_preexisting;
+        self.max_lifetime_ns = self.max_lifetime_ns.max(c.max_lifetime_ns);
+        if self.lifetime_log2_us.len() < LIFETIME_BUCKETS {
+            self.lifetime_log2_us.resize(LIFETIME_BUCKETS, 0);
+        }
+        for (a, b) in self.lifetime_log2_us.iter_mut().zip(c.lifetime_log2_us.iter()) {
+            *a += *b;
+        }
+    }
+
+    /// Tasks born since attach and still alive.
+    pub fn live(&self) -> i64 {
+        self.spawned as i64 - self.finished as i64
+    }
+}
+
+/// One live task (born since attach).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveTask {
+    pub header: u64,
+    pub vtable: u64,
+    pub born_ns: u64,
+}
+
+/// Everything the kernel side knows at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct KernelSnapshot {
+    pub sites: HashMap<u64, SiteTotals>,
+    pub stats: Vec<u64>,
+    pub tasks: Vec<LiveTask>,
+}
+
+/// Reads SITES and STATS, and (when `with_tasks`) the live task table.
+pub fn read_snapshot(p: &AttachedProbes, with_tasks: bool) -> Result<KernelSnapshot> {
+    let ebpf = &p.ebpf;
+    let sites_map: PerCpuHashMap<&MapData, u64, SiteCounters> = PerCpuHashMap::try_from(
+        ebpf.map(maps::SITES).ok_or_else(|| anyhow!("map SITES missing"))?,
+    )?;
+    let mut sites = HashMap::new();
+    for item in sites_map.iter() {
+        let (vtable, per_cpu) = item?;
+        let t: &mut SiteTotals = sites.entry(vtable).or_default();
+        for c in per_cpu.iter() {
+            t.add(c);
+        }
+    }
+    let stats_map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+        ebpf.map(maps::STATS).ok_or_else(|| anyhow!("map STATS missing"))?,
+    )?;
+    let mut stats = vec![0u64; stat::COUNT as usize];
+    for (i, s) in stats.iter_mut().enumerate() {
+        *s = stats_map.get(&(i as u32), 0)?.iter().sum();
+    }
+    let mut tasks = Vec::new();
+    if with_tasks {
+        let tasks_map: BpfHashMap<&MapData, u64, TaskRec> = BpfHashMap::try_from(
+            ebpf.map(maps::TASKS).ok_or_else(|| anyhow!("map TASKS missing"))?,
+        )?;
+        // Entries vanish while the target runs; the kernel then restarts the key walk from the
+        // beginning, so dedupe and bound the walk.
+        let cap = (p.max_tasks as usize).saturating_mul(2);
+        let mut seen = std::collections::HashSet::new();
+        for (header, rec) in tasks_map.iter().take(cap).flatten() {
+            if seen.insert(header) {
+                tasks.push(LiveTask { header, vtable: rec.vtable, born_ns: rec.born_ns });
+            }
+        }
+    }
+    Ok(KernelSnapshot { sites, stats, tasks })
+}

@@ -1,0 +1,99 @@
+//! Loads the embedded eBPF object and attaches its uprobes to one process. Dropping
+//! [`AttachedProbes`] detaches everything (the links are owned by the `Ebpf` value).
+use std::{num::NonZeroU32, path::Path, time::Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    programs::{uprobe::UProbeScope, UProbe},
+    Ebpf, EbpfLoader,
+};
+use profiler_common::{globals, maps, progs};
+
+/// The eBPF object built by build.rs from profiler-ebpf.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
+
+/// One probe to attach: which program, at which file offset of the target executable.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    pub program: &'static str,
+    pub symbol: String,
+    pub file_offset: u64,
+}
+
+/// Probes attached to one process. Drop detaches them all.
+pub struct AttachedProbes {
+    pub(crate) ebpf: Ebpf,
+    pub attached: usize,
+    pub attach_ms: f64,
+    pub max_tasks: u32,
+}
+
+/// Settings of the kernel side.
+pub struct LoadConfig {
+    pub vtable_lo: u64,
+    pub vtable_hi: u64,
+    pub header_vtable_offset: u64,
+    pub max_tasks: u32,
+    pub max_sites: u32,
+}
+
+impl AttachedProbes {
+    pub fn attach(pid: u32, exe: &Path, cfg: &LoadConfig, specs: &[ProbeSpec]) -> Result<Self> {
+        let t0 = Instant::now();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(globals::VTABLE_LO, &cfg.vtable_lo, true)
+            .override_global(globals::VTABLE_HI, &cfg.vtable_hi, true)
+            .override_global(globals::HEADER_VTABLE_OFFSET, &cfg.header_vtable_offset, true)
+            .map_max_entries(maps::TASKS, cfg.max_tasks)
+            .map_max_entries(maps::SITES, cfg.max_sites)
+            .load(OBJECT)
+            .map_err(|e| anyhow!(bpf_refused(&e.to_string())))?;
+        let scope = UProbeScope::OneProcess(
+            NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 is not a process"))?,
+        );
+        let mut attached = 0;
+        for name in [
+            progs::BIRTH_BIND_INNER,
+            progs::BIRTH_BIND_RET,
+            progs::BIRTH_FIRST_POLL,
+            progs::FINISH_RELEASE,
+        ] {
+            let wanted: Vec<&ProbeSpec> = specs.iter().filter(|s| s.program == name).collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let prog: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
+                .try_into()
+                .with_context(|| format!("program {name} is not a uprobe"))?;
+            prog.load().map_err(|e| anyhow!(bpf_refused(&format!("{name}: {e}"))))?;
+            for spec in wanted {
+                prog.attach(spec.file_offset, exe, scope).map_err(|e| {
+                    anyhow!(
+                        "cannot attach a uprobe at {} (file offset {:#x}) in {}: {e}; \
+                         is the kernel built with CONFIG_UPROBES?",
+                        spec.symbol,
+                        spec.file_offset,
+                        exe.display()
+                    )
+                })?;
+                attached += 1;
+            }
+        }
+        Ok(AttachedProbes {
+            ebpf,
+            attached,
+            attach_ms: t0.elapsed().as_secs_f64() * 1e3,
+            max_tasks: cfg.max_tasks,
+        })
+    }
+}
+
+fn bpf_refused(detail: &str) -> String {
+    format!(
+        "the kernel refused to load leakprof's BPF programs ({detail}); check that BPF is \
+         enabled (kernel.unprivileged_bpf_disabled does not matter as root, but lockdown or a \
+         seccomp profile can forbid bpf())"
+    )
+}

@@ -1,0 +1,6 @@
+//! The kernel side as seen from user space: loading and attaching the probes, reading their maps.
+mod collector;
+mod loader;
+
+pub use collector::{read_snapshot, KernelSnapshot, LiveTask, SiteTotals};
+pub use loader::{AttachedProbes, LoadConfig, ProbeSpec};

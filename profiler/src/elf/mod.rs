@@ -1,0 +1,241 @@
+//! A parsed ELF executable: function symbols, load segments and the file bytes.
+//!
+//! [`ElfImage`] is cheap to clone (one `Arc`) and is meant to be parsed once and shared for the
+//! whole run. All addresses are ELF virtual addresses unless a name says otherwise.
+
+pub mod names;
+pub mod symbols;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use object::{Object, ObjectKind, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
+
+pub use symbols::{demangle, FnSymbol, SymbolTable};
+
+/// Why a file could not be read as an ELF image.
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    #[error("cannot read {path}: {source}; check the path and permissions")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not a readable object file ({0}); pass the target's executable, not a script or wrapper")]
+    Parse(#[from] object::Error),
+    #[error("{0:?} is not an ELF file; only Linux ELF executables are supported")]
+    NotElf(object::BinaryFormat),
+}
+
+/// One `PT_LOAD` program header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadSegment {
+    pub vaddr: u64,
+    pub mem_size: u64,
+    pub file_offset: u64,
+    pub file_size: u64,
+}
+
+impl LoadSegment {
+    /// File offset of `vaddr` if it is backed by file contents in this segment.
+    pub fn file_offset_of(&self, vaddr: u64) -> Option<u64> {
+        let delta = vaddr.checked_sub(self.vaddr)?;
+        (delta < self.file_size).then(|| self.file_offset + delta)
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    data: Vec<u8>,
+    symbols: SymbolTable,
+    segments: Vec<LoadSegment>,
+    pie: bool,
+    has_symtab: bool,
+    has_debug_info: bool,
+}
+
+/// A parsed ELF image (see the module docs). Clone is an `Arc` clone.
+#[derive(Debug, Clone)]
+pub struct ElfImage {
+    inner: Arc<Inner>,
+}
+
+impl ElfImage {
+    /// Parses `data` (copied; use [`ElfImage::from_vec`] to hand over a buffer instead).
+    pub fn parse(data: &[u8]) -> Result<ElfImage, ElfError> {
+        Self::from_vec(data.to_vec())
+    }
+
+    /// Reads and parses the file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<ElfImage, ElfError> {
+        let path = path.as_ref();
+        let data = std::fs::read(path).map_err(|source| ElfError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_vec(data)
+    }
+
+    /// Parses an owned buffer without copying it.
+    pub fn from_vec(data: Vec<u8>) -> Result<ElfImage, ElfError> {
+        let file = object::File::parse(data.as_slice())?;
+        if file.format() != object::BinaryFormat::Elf {
+            return Err(ElfError::NotElf(file.format()));
+        }
+        let has_symtab = file.symbol_table().is_some();
+        let mut syms = Vec::new();
+        for sym in file.symbols().chain(file.dynamic_symbols()) {
+            if sym.kind() != SymbolKind::Text || !sym.is_definition() || sym.address() == 0 {
+                continue;
+            }
+            if let Ok(name) = sym.name() {
+                if !name.is_empty() {
+                    syms.push(FnSymbol::new(name, sym.address(), sym.size()));
+                }
+            }
+        }
+        let segments = file
+            .segments()
+            .map(|seg| {
+                let (file_offset, file_size) = seg.file_range();
+                LoadSegment {
+                    vaddr: seg.address(),
+                    mem_size: seg.size(),
+                    file_offset,
+                    file_size,
+                }
+            })
+            .collect();
+        let has_debug_info = [".debug_info", ".debug_line", ".zdebug_info", ".zdebug_line"]
+            .iter()
+            .any(|name| file.section_by_name(name).is_some_and(|s| s.size() > 0));
+        let pie = file.kind() == ObjectKind::Dynamic;
+        drop(file);
+        Ok(ElfImage {
+            inner: Arc::new(Inner {
+                data,
+                symbols: SymbolTable::new(syms),
+                segments,
+                pie,
+                has_symtab,
+                has_debug_info,
+            }),
+        })
+    }
+
+    /// The whole file contents.
+    pub fn data(&self) -> &[u8] {
+        &self.inner.data
+    }
+
+    /// All function symbols, sorted by address, deduplicated.
+    pub fn symbols(&self) -> &[FnSymbol] {
+        self.inner.symbols.all()
+    }
+
+    /// The symbol table with its lookup helpers.
+    pub fn symbol_table(&self) -> &SymbolTable {
+        &self.inner.symbols
+    }
+
+    /// The function containing `vaddr`.
+    pub fn symbol_at(&self, vaddr: u64) -> Option<&FnSymbol> {
+        self.inner.symbols.containing(vaddr)
+    }
+
+    /// All symbols that start exactly at `vaddr` (identical-code-folding aliases).
+    pub fn symbols_at_addr(&self, vaddr: u64) -> &[FnSymbol] {
+        self.inner.symbols.at_addr(vaddr)
+    }
+
+    /// Symbols whose demangled name satisfies `pred`, in address order.
+    pub fn symbols_named<'a>(
+        &'a self,
+        pred: impl FnMut(&str) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a FnSymbol> + 'a {
+        self.inner.symbols.named(pred)
+    }
+
+    /// The `PT_LOAD` segments.
+    pub fn load_segments(&self) -> &[LoadSegment] {
+        &self.inner.segments
+    }
+
+    /// File offset of a virtual address (what uprobes want), via the `PT_LOAD` headers.
+    pub fn vaddr_to_file_offset(&self, vaddr: u64) -> Option<u64> {
+        self.inner.segments.iter().find_map(|s| s.file_offset_of(vaddr))
+    }
+
+    /// `len` bytes of file contents at virtual address `vaddr` (None if not entirely file-backed
+    /// within one segment).
+    pub fn read_at_vaddr(&self, vaddr: u64, len: usize) -> Option<&[u8]> {
+        let seg = self.inner.segments.iter().find(|s| s.file_offset_of(vaddr).is_some())?;
+        let off = seg.file_offset_of(vaddr)?;
+        let avail = seg.file_offset + seg.file_size - off;
+        if len as u64 > avail {
+            return None;
+        }
+        let start = usize::try_from(off).ok()?;
+        self.inner.data.get(start..start.checked_add(len)?)
+    }
+
+    /// True for `ET_DYN` (position-independent executables and shared objects): the runtime
+    /// address differs from the ELF virtual address by the load bias.
+    pub fn is_pie(&self) -> bool {
+        self.inner.pie
+    }
+
+    /// False for a stripped binary (no `.symtab`).
+    pub fn has_symtab(&self) -> bool {
+        self.inner.has_symtab
+    }
+
+    /// True when `.debug_info` or `.debug_line` is present.
+    pub fn has_debug_info(&self) -> bool {
+        self.inner.has_debug_info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_offsets() {
+        let seg = LoadSegment {
+            vaddr: 0x1000,
+            mem_size: 0x3000,
+            file_offset: 0x0,
+            file_size: 0x2000,
+        };
+        assert_eq!(seg.file_offset_of(0x1000), Some(0));
+        assert_eq!(seg.file_offset_of(0x2fff), Some(0x1fff));
+        assert_eq!(seg.file_offset_of(0x3000), None, "bss is not file-backed");
+        assert_eq!(seg.file_offset_of(0xfff), None);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(ElfImage::parse(b"not an elf file at all").is_err());
+    }
+
+    /// The test binary itself is an ELF file with symbols: exercise the real parser on it.
+    #[test]
+    fn parses_own_test_binary() {
+        let exe = std::env::current_exe().unwrap();
+        let img = ElfImage::open(&exe).unwrap();
+        assert!(img.has_symtab());
+        assert!(!img.symbols().is_empty());
+        assert!(img.symbols().windows(2).all(|w| w[0].addr <= w[1].addr));
+        let me = img
+            .symbols_named(|n| n.ends_with("elf::tests::parses_own_test_binary"))
+            .next()
+            .expect("own test function symbol");
+        assert_eq!(img.symbol_at(me.addr).map(|s| s.addr), Some(me.addr));
+        let off = img.vaddr_to_file_offset(me.addr).unwrap();
+        let bytes = img.read_at_vaddr(me.addr, 16).unwrap();
+        assert_eq!(bytes, &img.data()[off as usize..off as usize + 16]);
+        assert!(img.read_at_vaddr(u64::MAX - 4, 16).is_none());
+    }
+}

@@ -1,0 +1,19 @@
+//! leakprof: an out-of-process, eBPF-based leak profiler for tokio tasks.
+//!
+//! Data flows one way: [`target`] (which process, which binary) → [`runtime`] (attach plan) →
+//! [`bpf`] (probes and their maps) → [`history`] (samples per site) → [`detect`] (verdicts) →
+//! [`report`] (text, JSON). [`session`] runs that pipeline for one process.
+pub mod bpf;
+pub mod cli;
+pub mod detect;
+pub mod elf;
+pub mod history;
+pub mod model;
+pub mod naming;
+pub mod plan;
+pub mod preflight;
+pub mod report;
+pub mod runtime;
+pub mod session;
+pub mod symbolize;
+pub mod target;

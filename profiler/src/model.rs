@@ -1,0 +1,83 @@
+//! The report: what a run found, as plain data shared by every output format.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Bumped on any incompatible change of the JSON document.
+pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_NAME: &str = "leakprof.report";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub schema_version: u32,
+    pub leakprof_version: &'static str,
+    pub target: TargetInfo,
+    pub collection: Collection,
+    /// Seconds since attach of each sample; every site's `series` is aligned with it.
+    pub sample_times_s: Vec<f64>,
+    /// Sites, worst first.
+    pub sites: Vec<SiteReport>,
+    /// Every kernel-side outcome counter (failures included), by name.
+    pub kernel_counters: BTreeMap<String, u64>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInfo {
+    pub pid: u32,
+    pub exe: String,
+    pub runtime: &'static str,
+    pub runtime_version: Option<String>,
+    /// How task births are observed (e.g. "bind_inner", "bind_return", "first_poll").
+    pub birth_point: &'static str,
+    pub attach_points: usize,
+    pub attach_ms: f64,
+    pub has_debug_info: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// `--duration` elapsed.
+    Duration,
+    /// Ctrl-C / SIGTERM.
+    Interrupted,
+    /// The target process exited during the run.
+    TargetExited,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Collection {
+    pub method: &'static str,
+    pub interval_s: f64,
+    pub duration_s: f64,
+    pub samples: usize,
+    pub ended: EndReason,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteReport {
+    /// The async fn / future type of the site, e.g. `app::conn::handle::{{closure}}`.
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// The tokio symbol the site's vtable points at (raw::poll<T, S>).
+    pub poll_symbol: String,
+    /// Runtime address of the task vtable: the site's identity in this process.
+    pub vtable: String,
+    /// Tasks born since attach and still alive.
+    pub live: i64,
+    pub spawned: u64,
+    pub finished: u64,
+    /// Tasks already alive at attach that finished since; never counted in `live`.
+    pub finished_preexisting: u64,
+    /// Age of the oldest live task born since attach.
+    pub oldest_age_s: Option<f64>,
+    /// Longest lifetime of a task of this site that finished.
+    pub max_finished_lifetime_s: Option<f64>,
+    /// p99 lifetime of finished tasks (upper bound of its log2 bucket).
+    pub finished_lifetime_p99_s: Option<f64>,
+    /// Live count at each of `sample_times_s`.
+    pub series: Vec<i64>,
+}

@@ -1,0 +1,59 @@
+//! Names a site (task vtable in the target) by its future type and source location.
+use std::collections::HashMap;
+
+use crate::symbolize::Symbolizer;
+use crate::target::read_u64;
+
+/// A site's name as shown in reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteName {
+    pub function: String,
+    pub poll_symbol: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
+/// Names vtables of one process, caching by vtable address.
+pub struct SiteNamer {
+    pid: u32,
+    bias: u64,
+    symbolizer: Symbolizer,
+    cache: HashMap<u64, SiteName>,
+}
+
+impl SiteNamer {
+    pub fn new(pid: u32, bias: u64, symbolizer: Symbolizer) -> Self {
+        SiteNamer { pid, bias, symbolizer, cache: HashMap::new() }
+    }
+
+    /// Names the site of `vtable` (a runtime address). The vtable's first word is the runtime
+    /// address of `raw::poll<T, S>`, read from the target once; failures name the site by address.
+    pub fn name(&mut self, vtable: u64) -> &SiteName {
+        if !self.cache.contains_key(&vtable) {
+            let n = self.resolve(vtable);
+            self.cache.insert(vtable, n);
+        }
+        &self.cache[&vtable]
+    }
+
+    fn resolve(&mut self, vtable: u64) -> SiteName {
+        let unknown = |why: &str| SiteName {
+            function: format!("<unknown future, vtable {vtable:#x}: {why}>"),
+            poll_symbol: String::new(),
+            file: None,
+            line: None,
+        };
+        let poll_rt = match read_u64(self.pid, vtable) {
+            Ok(p) => p,
+            Err(e) => return unknown(&format!("vtable unreadable: {e}")),
+        };
+        let poll_vaddr = poll_rt.wrapping_sub(self.bias);
+        let named = self.symbolizer.name_future(poll_vaddr);
+        SiteName {
+            function: named.name.function.clone(),
+            poll_symbol: named.name.poll_symbol.clone(),
+            file: named.location.as_ref().map(|(f, _)| f.clone()),
+            line: named.location.as_ref().map(|(_, l)| *l),
+        }
+    }
+}

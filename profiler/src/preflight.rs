@@ -1,0 +1,67 @@
+//! Checks done before touching the kernel, each failing with one actionable sentence.
+use anyhow::{bail, Result};
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+const CAP_SYS_PTRACE: u32 = 19;
+
+/// Effective capability bits of this process, from /proc/self/status.
+fn effective_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse_cap_eff(&s))
+        .unwrap_or(0)
+}
+
+fn parse_cap_eff(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+fn has(caps: u64, bit: u32) -> bool {
+    caps & (1u64 << bit) != 0
+}
+
+/// Whether this process may load BPF programs and attach uprobes to another process.
+pub fn privileges_ok(caps: u64) -> bool {
+    let bpf = has(caps, CAP_SYS_ADMIN) || (has(caps, CAP_BPF) && has(caps, CAP_PERFMON));
+    bpf && has(caps, CAP_SYS_PTRACE)
+}
+
+/// Fails unless we can load BPF and read the target's memory.
+pub fn check_privileges() -> Result<()> {
+    if privileges_ok(effective_caps()) {
+        return Ok(());
+    }
+    bail!(
+        "leakprof needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE) to attach probes: \
+         run it with sudo"
+    )
+}
+
+/// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (no-op on newer kernels).
+pub fn raise_memlock() {
+    let r = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid pointer.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &r) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_parsing_and_rules() {
+        let root = parse_cap_eff("Name:\tx\nCapEff:\t000001ffffffffff\n").unwrap();
+        assert!(privileges_ok(root));
+        let none = parse_cap_eff("CapEff:\t0000000000000000\n").unwrap();
+        assert!(!privileges_ok(none));
+        let bpf_only = (1u64 << CAP_BPF) | (1u64 << CAP_PERFMON);
+        assert!(!privileges_ok(bpf_only), "reading target memory needs CAP_SYS_PTRACE too");
+        assert!(privileges_ok(bpf_only | (1u64 << CAP_SYS_PTRACE)));
+        assert_eq!(parse_cap_eff("nothing"), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! Output formats of a [`crate::model::Report`].
+mod json;
+mod text;
+
+pub use json::to_json;
+pub use text::{interval_lines, render_text, sparkline};
+
+use clap::ValueEnum;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable tables.
+    Text,
+    /// One versioned JSON document (schema `leakprof.report`).
+    Json,
+}

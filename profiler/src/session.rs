@@ -1,0 +1,238 @@
+//! One profiling run against one process: attach, sample every interval, detach, report.
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, Context as _, Result};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{
+    bpf::{read_snapshot, AttachedProbes, LoadConfig},
+    elf::ElfImage,
+    history::{lifetime_quantile_s, monotonic_ns, History},
+    model::{Collection, EndReason, Report, SiteReport, TargetInfo, SCHEMA_NAME, SCHEMA_VERSION},
+    naming::SiteNamer,
+    preflight,
+    runtime::tokio as tokio_rt,
+    symbolize::Symbolizer,
+    target::Target,
+};
+
+/// What a run is asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub pid: u32,
+    pub interval: Duration,
+    /// Stop after this long; None = until Ctrl-C, SIGTERM or the target's exit.
+    pub duration: Option<Duration>,
+    pub max_tasks: u32,
+    pub max_sites: u32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            pid: 0,
+            interval: Duration::from_secs(1),
+            duration: None,
+            max_tasks: 1 << 20,
+            max_sites: 16_384,
+        }
+    }
+}
+
+/// Called after every sample with the elapsed time and the current sites
+/// (name, live, spawned, finished), sorted by live count.
+pub type ProgressFn<'a> = dyn FnMut(f64, &[(String, i64, u64, u64)]) + 'a;
+
+/// An attached session, ready to sample.
+pub struct Session {
+    opts: RunOptions,
+    target: Target,
+    plan: tokio_rt::TokioPlan,
+    has_debug_info: bool,
+    probes: Option<AttachedProbes>,
+    namer: SiteNamer,
+    history: History,
+    started: Instant,
+    warnings: Vec<String>,
+}
+
+impl Session {
+    /// Checks everything, then attaches. Every error is one actionable sentence.
+    pub fn attach(opts: RunOptions) -> Result<Session> {
+        preflight::check_privileges()?;
+        preflight::raise_memlock();
+        let target = Target::open(opts.pid)?;
+        let image = ElfImage::open(&target.exe_proc_path)
+            .with_context(|| format!("cannot read the executable of pid {}", opts.pid))?;
+        let plan = tokio_rt::plan(&image, image.data()).map_err(|e| anyhow!("pid {}: {e}", opts.pid))?;
+        let segs: Vec<(u64, u64, u64)> = image
+            .load_segments()
+            .iter()
+            .map(|s| (s.vaddr, s.file_offset, s.file_size))
+            .collect();
+        let bias = target.load_bias(&segs).ok_or_else(|| {
+            anyhow!("pid {}: cannot relate its memory map to its executable", opts.pid)
+        })?;
+        let (lo, hi) = target.exe_range();
+        let specs = crate::plan::probe_specs(&plan);
+        let cfg = LoadConfig {
+            vtable_lo: lo,
+            vtable_hi: hi,
+            header_vtable_offset: 16,
+            max_tasks: opts.max_tasks,
+            max_sites: opts.max_sites,
+        };
+        let probes = AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &specs)?;
+        let has_debug_info = image.has_debug_info();
+        let namer = SiteNamer::new(opts.pid, bias, Symbolizer::new(image));
+        let mut warnings = Vec::new();
+        if plan.birth_mode == tokio_rt::BirthMode::FirstPoll {
+            warnings.push(
+                "this tokio has no bind_inner: a task is counted at its first poll, so tasks alive \
+                 before attach are counted as born when next polled"
+                    .to_string(),
+            );
+        }
+        Ok(Session {
+            opts,
+            target,
+            plan,
+            has_debug_info,
+            probes: Some(probes),
+            namer,
+            history: History::default(),
+            started: Instant::now(),
+            warnings,
+        })
+    }
+
+    /// Takes one sample (and names new sites while the target is alive).
+    pub fn sample(&mut self) -> Result<()> {
+        let probes = self.probes.as_ref().ok_or_else(|| anyhow!("already detached"))?;
+        let snap = read_snapshot(probes, true)?;
+        let t = self.started.elapsed().as_secs_f64();
+        self.history.push(t, monotonic_ns(), &snap, true);
+        for &vtable in snap.sites.keys() {
+            self.namer.name(vtable);
+        }
+        Ok(())
+    }
+
+    /// Current sites as (name, live, spawned, finished), most live first.
+    pub fn current(&mut self) -> Vec<(String, i64, u64, u64)> {
+        let mut v: Vec<(String, i64, u64, u64)> = Vec::new();
+        for (&vt, h) in &self.history.sites {
+            let name = self.namer.name(vt).function.clone();
+            v.push((name, h.totals.live(), h.totals.spawned, h.totals.finished));
+        }
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)));
+        v
+    }
+
+    /// Runs until the duration, a signal or the target's exit; detaches; returns the report.
+    pub async fn run(mut self, progress: &mut ProgressFn<'_>) -> Result<Report> {
+        let mut sigint = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+        let deadline = self.opts.duration.map(|d| self.started + d);
+        let mut next = self.started + self.opts.interval;
+        let ended = loop {
+            let wake = deadline.map_or(next, |d| d.min(next));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = sigint.recv() => break EndReason::Interrupted,
+                _ = sigterm.recv() => break EndReason::Interrupted,
+            }
+            self.sample()?;
+            let cur = self.current();
+            progress(self.started.elapsed().as_secs_f64(), &cur);
+            if !self.target.alive() {
+                break EndReason::TargetExited;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break EndReason::Duration;
+            }
+            next += self.opts.interval;
+        };
+        if ended == EndReason::Interrupted {
+            // A last sample so the report covers the run up to the signal.
+            self.sample()?;
+        }
+        Ok(self.finish(ended))
+    }
+
+    /// Detaches every probe and builds the report.
+    pub fn finish(mut self, ended: EndReason) -> Report {
+        let probes = self.probes.take();
+        let (attached, attach_ms) = probes.as_ref().map_or((0, 0.0), |p| (p.attached, p.attach_ms));
+        drop(probes); // detaches every link
+        if ended == EndReason::TargetExited {
+            self.warnings.push(format!("pid {} exited during the run; the report covers the time until then", self.opts.pid));
+        }
+        let kernel_counters: BTreeMap<String, u64> = profiler_common::stat::NAMES
+            .iter()
+            .zip(self.history.stats.iter().chain(std::iter::repeat(&0)))
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        for &i in &profiler_common::stat::FAILURES {
+            let name = profiler_common::stat::NAMES[i as usize];
+            if kernel_counters.get(name).copied().unwrap_or(0) > 0 {
+                self.warnings.push(format!(
+                    "kernel side: {name}={} (some tasks could not be recorded; counts are lower bounds)",
+                    kernel_counters[name]
+                ));
+            }
+        }
+        let mut sites: Vec<SiteReport> = Vec::new();
+        let hist = std::mem::take(&mut self.history.sites);
+        for (vt, h) in &hist {
+            let name = self.namer.name(*vt).clone();
+            let t = &h.totals;
+            sites.push(SiteReport {
+                function: name.function,
+                file: name.file,
+                line: name.line,
+                poll_symbol: name.poll_symbol,
+                vtable: format!("{vt:#x}"),
+                live: t.live(),
+                spawned: t.spawned,
+                finished: t.finished,
+                finished_preexisting: t.finished_preexisting,
+                oldest_age_s: self.history.oldest_age_s(h),
+                max_finished_lifetime_s: (t.finished > 0).then(|| t.max_lifetime_ns as f64 / 1e9),
+                finished_lifetime_p99_s: lifetime_quantile_s(&t.lifetime_log2_us, 0.99),
+                series: h.series.clone(),
+            });
+        }
+        sites.sort_by(|a, b| b.live.cmp(&a.live).then(b.spawned.cmp(&a.spawned)));
+        let duration_s = self.started.elapsed().as_secs_f64();
+        Report {
+            schema: SCHEMA_NAME,
+            schema_version: SCHEMA_VERSION,
+            leakprof_version: env!("CARGO_PKG_VERSION"),
+            target: TargetInfo {
+                pid: self.opts.pid,
+                exe: self.target.exe.display().to_string(),
+                runtime: "tokio",
+                runtime_version: self.plan.version.clone(),
+                birth_point: crate::plan::birth_point_name(&self.plan),
+                attach_points: attached,
+                attach_ms,
+                has_debug_info: self.has_debug_info,
+            },
+            collection: Collection {
+                method: "uprobes",
+                interval_s: self.opts.interval.as_secs_f64(),
+                duration_s,
+                samples: self.history.times_s.len(),
+                ended,
+            },
+            sample_times_s: self.history.times_s.clone(),
+            sites,
+            kernel_counters,
+            warnings: self.warnings,
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The process being profiled: its pid, its executable, where that executable is mapped.
+mod maps;
+mod memory;
+
+pub use maps::{parse_maps, Mapping};
+pub use memory::read_u64;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+
+/// A live process and its main executable as mapped in it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub pid: u32,
+    /// The executable as the target sees it (readlink of /proc/PID/exe); informational.
+    pub exe: PathBuf,
+    /// A path that reaches the executable from here, whatever the target's mount namespace.
+    pub exe_proc_path: PathBuf,
+    /// Mappings of the executable file in the target.
+    pub exe_maps: Vec<Mapping>,
+}
+
+impl Target {
+    pub fn open(pid: u32) -> Result<Target> {
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        if !proc_dir.exists() {
+            bail!("no process with pid {pid}: check the pid (e.g. with `pgrep -a NAME`)");
+        }
+        let exe_proc_path = proc_dir.join("exe");
+        let exe = std::fs::read_link(&exe_proc_path).with_context(|| {
+            format!("cannot read /proc/{pid}/exe: is pid {pid} a kernel thread, or did it just exit?")
+        })?;
+        let maps_text = std::fs::read_to_string(proc_dir.join("maps"))
+            .with_context(|| format!("cannot read /proc/{pid}/maps"))?;
+        let exe_str = exe.to_string_lossy();
+        let exe_str = exe_str.trim_end_matches(" (deleted)");
+        let exe_maps: Vec<Mapping> = parse_maps(&maps_text)
+            .into_iter()
+            .filter(|m| m.path.as_deref() == Some(exe_str))
+            .collect();
+        if exe_maps.is_empty() {
+            bail!("pid {pid}: its executable {exe_str} is not mapped (a process in exec, or a zombie?)");
+        }
+        Ok(Target { pid, exe, exe_proc_path, exe_maps })
+    }
+
+    /// Whether the process still exists (and is not a zombie).
+    pub fn alive(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Ok(s) => {
+                // state is the field after the parenthesised comm
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .map(|st| st != "Z" && st != "X")
+                    .unwrap_or(false)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The address range covered by the executable's mappings (vtables lie in it).
+    pub fn exe_range(&self) -> (u64, u64) {
+        let lo = self.exe_maps.iter().map(|m| m.start).min().unwrap_or(0);
+        let hi = self.exe_maps.iter().map(|m| m.end).max().unwrap_or(0);
+        (lo, hi)
+    }
+
+    /// Load bias: runtime address = ELF virtual address + bias. `load_segments` are the
+    /// (p_vaddr, p_offset, p_filesz) of the ELF's PT_LOAD headers. Zero for non-PIE executables.
+    pub fn load_bias(&self, load_segments: &[(u64, u64, u64)]) -> Option<u64> {
+        for m in &self.exe_maps {
+            for &(vaddr, off, filesz) in load_segments {
+                if m.offset >= off & !0xfff && m.offset < off + filesz.max(1) {
+                    // p_vaddr ≡ p_offset (mod page): the mapping of file offset m.offset sits at
+                    // vaddr - off + m.offset in the ELF's address space.
+                    let elf_addr = (vaddr.wrapping_sub(off)).wrapping_add(m.offset);
+                    return Some(m.start.wrapping_sub(elf_addr));
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bias_of_pie_with_shifted_text() {
+        let t = Target {
+            pid: 1,
+            exe: "/x".into(),
+            exe_proc_path: "/proc/1/exe".into(),
+            exe_maps: vec![
+                Mapping { start: 0x5555_0000_0000, end: 0x5555_0000_5000, offset: 0, path: None },
+                Mapping { start: 0x5555_0000_6000, end: 0x5555_0001_0000, offset: 0x5000, path: None },
+            ],
+        };
+        // segment 0 at vaddr 0, segment 1 at vaddr 0x6000 from offset 0x5000 (shifted by 0x1000)
+        let segs = [(0, 0, 0x5000), (0x6000, 0x5000, 0xa000)];
+        assert_eq!(t.load_bias(&segs), Some(0x5555_0000_0000));
+        assert_eq!(t.exe_range(), (0x5555_0000_0000, 0x5555_0001_0000));
+    }
+
+    #[test]
+    fn bias_of_non_pie_is_zero() {
+        let t = Target {
+            pid: 1,
+            exe: "/x".into(),
+            exe_proc_path: "/proc/1/exe".into(),
+            exe_maps: vec![Mapping { start: 0x400000, end: 0x401000, offset: 0, path: None }],
+        };
+        assert_eq!(t.load_bias(&[(0x400000, 0, 0x1000)]), Some(0));
+    }
+
+    #[test]
+    fn missing_pid_is_a_clear_error() {
+        let err = Target::open(u32::MAX - 7).unwrap_err().to_string();
+        assert!(err.contains("no process with pid"), "{err}");
+    }
+}

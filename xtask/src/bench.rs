@@ -1,0 +1,81 @@
+//! `cargo xtask bench`: ns per spawned+joined task, bare vs probed, alternating rounds in one run.
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::Path,
+    process::{Command, Stdio},
+    thread::sleep,
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{demo::start_fixture, fixtures, util};
+
+pub fn run(root: &Path, tasks: u64, rounds: u32) -> Result<()> {
+    util::setup(root)?;
+    let bins = fixtures::build(root)?;
+    util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
+    let leakprof = root.join("target/release/leakprof");
+    let mut results = vec![];
+    for (label, bin) in [("tokio-latest", "tokio-latest"), ("tokio-1.38", "tokio-1.38")] {
+        let (bare, probed) = measure(&leakprof, &bins.join(bin), tasks, rounds)?;
+        results.push((label, bare, probed));
+    }
+    println!("\nspawn+join of a trivial task, {tasks} tasks x {rounds} rounds each, median ns/task:");
+    println!("{:<14} {:>10} {:>10} {:>8}", "fixture", "bare", "probed", "ratio");
+    for (label, bare, probed) in results {
+        println!("{label:<14} {bare:>10.0} {probed:>10.0} {:>7.2}x", probed / bare);
+    }
+    Ok(())
+}
+
+/// Median ns/task of `rounds` bare and `rounds` probed rounds, alternating, in one fixture process.
+fn measure(leakprof: &Path, bin: &Path, tasks: u64, rounds: u32) -> Result<(f64, f64)> {
+    let (mut guard, pid) = start_fixture(bin, &["spawn-bench", &tasks.to_string()], Stdio::piped())?;
+    let mut stdin = guard.0.stdin.take().unwrap();
+    let mut out = BufReader::new(guard.0.stdout.take().unwrap());
+    let mut round = |stdin: &mut std::process::ChildStdin| -> Result<f64> {
+        writeln!(stdin, "go")?;
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line)? == 0 {
+                bail!("spawn-bench ended early");
+            }
+            if let Some(v) = line.trim().strip_prefix("ns_per_task=") {
+                return Ok(v.parse()?);
+            }
+        }
+    };
+    round(&mut stdin)?; // warm-up
+    let (mut bare, mut probed) = (vec![], vec![]);
+    for _ in 0..rounds {
+        bare.push(round(&mut stdin)?);
+        let mut prof = Command::new(leakprof)
+            .args(["--pid", &pid.to_string(), "--quiet", "--format", "json", "-o", "/dev/null"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start leakprof")?;
+        // wait for "attached"
+        let mut err = BufReader::new(prof.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line)?;
+        if !line.contains("attached") {
+            bail!("leakprof did not attach: {line}");
+        }
+        probed.push(round(&mut stdin)?);
+        // SIGINT: detach and report
+        send_sigint(prof.id());
+        prof.wait()?;
+        sleep(Duration::from_millis(100));
+    }
+    Ok((median(&mut bare), median(&mut probed)))
+}
+
+fn send_sigint(pid: u32) {
+    let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}

@@ -1,0 +1,52 @@
+//! `cargo xtask demo`: leakprof on a bundled leaking tokio program.
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{fixtures, util};
+
+/// Kills the child when dropped.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a fixture and waits for its `ready pid=N` line.
+pub fn start_fixture(bin: &Path, args: &[&str], stdin: Stdio) -> Result<(Guard, u32)> {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let out = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line)?;
+    let Some(pid) = line.strip_prefix("ready pid=").and_then(|r| r.split_whitespace().next()) else {
+        let _ = child.kill();
+        bail!("{} did not say it was ready: {line:?}", bin.display());
+    };
+    let pid = pid.parse()?;
+    Ok((Guard(child), pid))
+}
+
+pub fn run(root: &Path, seconds: u32) -> Result<()> {
+    util::setup(root)?;
+    let bins = fixtures::build(root)?;
+    util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
+    let fixture = bins.join("tokio-latest-debuginfo");
+    let (_guard, pid) = start_fixture(&fixture, &["mixed"], Stdio::null())?;
+    eprintln!("[xtask] demo target: {} mixed (pid {pid}); watching it for {seconds} s", fixture.display());
+    util::run(
+        Command::new(root.join("target/release/leakprof"))
+            .args(["--pid", &pid.to_string(), "--duration", &seconds.to_string()]),
+    )
+}

@@ -1,0 +1,81 @@
+//! Builds the fixture programs (standalone workspaces under fixtures/) into fixtures/bin.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::util::run;
+
+/// One build of a fixture crate: (output name, crate dir, binary, extra env).
+struct Variant {
+    out: &'static str,
+    dir: &'static str,
+    bin: &'static str,
+    target_dir: &'static str,
+    env: &'static [(&'static str, &'static str)],
+}
+
+const VARIANTS: &[Variant] = &[
+    // default release profile, newest tokio 1.x and a pinned older one
+    Variant { out: "tokio-latest", dir: "tokio-latest", bin: "tokio-fixture", target_dir: "target", env: &[] },
+    Variant { out: "tokio-1.38", dir: "tokio-1.38", bin: "tokio-fixture", target_dir: "target", env: &[] },
+    // with line tables, for file:line naming
+    Variant {
+        out: "tokio-latest-debuginfo",
+        dir: "tokio-latest",
+        bin: "tokio-fixture",
+        target_dir: "target-debuginfo",
+        env: &[("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only")],
+    },
+    // v0 symbol mangling (names generic arguments)
+    Variant {
+        out: "tokio-latest-v0",
+        dir: "tokio-latest",
+        bin: "tokio-fixture",
+        target_dir: "target-v0",
+        env: &[("RUSTFLAGS", "-C symbol-mangling-version=v0")],
+    },
+    Variant { out: "plain", dir: "plain", bin: "plain-fixture", target_dir: "target", env: &[] },
+];
+
+/// Builds every variant (cargo makes repeated builds quick) and a stripped copy; returns fixtures/bin.
+pub fn build(root: &Path) -> Result<PathBuf> {
+    let bin_dir = root.join("fixtures/bin");
+    std::fs::create_dir_all(&bin_dir)?;
+    for v in VARIANTS {
+        let dir = root.join("fixtures").join(v.dir);
+        let target = dir.join(v.target_dir);
+        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.current_dir(&dir)
+            .args(["build", "--release", "--locked", "--quiet", "--target-dir"])
+            .arg(&target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        for (k, val) in v.env {
+            c.env(k, val);
+        }
+        run(&mut c)?;
+        let built = target.join("release").join(v.bin);
+        let dest = bin_dir.join(v.out);
+        copy_if_changed(&built, &dest)?;
+    }
+    let stripped = bin_dir.join("tokio-latest-stripped");
+    std::fs::copy(bin_dir.join("tokio-latest"), &stripped)?;
+    run(Command::new("strip").arg("--strip-all").arg(&stripped))?;
+    Ok(bin_dir)
+}
+
+fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
+    let same = match (std::fs::metadata(from), std::fs::metadata(to)) {
+        (Ok(a), Ok(b)) => a.len() == b.len() && a.modified()? <= b.modified()?,
+        _ => false,
+    };
+    if !same {
+        // remove first: the old file may be running (ETXTBSY)
+        let _ = std::fs::remove_file(to);
+        std::fs::copy(from, to).with_context(|| format!("copy {} -> {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}
