@@ -1,0 +1,121 @@
+//! Root-only: attach to real tokio fixtures and check what leakprof counts.
+mod common;
+
+use common::*;
+
+/// A leaking site grows at about its spawn rate; healthy sites don't; the target survives.
+fn leak_grows_healthy_stays(fixture_name: &str) {
+    let mut fx = Fixture::start(fixture_name, &["mixed", "--rate", "20"]);
+    let r = json_report(fx.pid, 5);
+    let leak = site(&r, "never_answered");
+    let live = int(&leak["live"]);
+    assert!((60..=130).contains(&live), "leak live={live} after 5 s at 20/s: {leak}");
+    assert_eq!(int(&leak["finished"]), 0, "{leak}");
+    let series: Vec<i64> = leak["series"].as_array().unwrap().iter().map(int).collect();
+    assert!(series.len() >= 4, "{series:?}");
+    assert!(series.windows(2).all(|w| w[1] >= w[0]), "leak series not monotonic: {series:?}");
+    assert!(series.last().unwrap() - series[0] >= 40, "leak series did not grow: {series:?}");
+
+    let short = site(&r, "short_request");
+    assert!(int(&short["finished"]) >= 50, "short_request should churn: {short}");
+    assert!(int(&short["live"]) <= 10, "short_request must not accumulate: {short}");
+    for s in r["sites"].as_array().unwrap() {
+        assert!(int(&s["live"]) >= 0, "negative live count: {s}");
+        if !s["function"].as_str().unwrap().contains("never_answered") {
+            assert!(int(&s["live"]) <= 10, "healthy site grew: {s}");
+        }
+    }
+    assert!(fx.running(), "the target died while or after being profiled");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(fx.running(), "the target died after detach");
+}
+
+#[test]
+fn newest_tokio_leak_is_counted_and_healthy_sites_are_not() {
+    if !bpf_available("newest_tokio_leak_is_counted_and_healthy_sites_are_not") {
+        return;
+    }
+    leak_grows_healthy_stays("tokio-latest");
+}
+
+#[test]
+fn tokio_1_38_leak_is_counted_and_healthy_sites_are_not() {
+    if !bpf_available("tokio_1_38_leak_is_counted_and_healthy_sites_are_not") {
+        return;
+    }
+    leak_grows_healthy_stays("tokio-1.38");
+}
+
+#[test]
+fn v0_mangled_binary_names_its_sites() {
+    if !bpf_available("v0_mangled_binary_names_its_sites") {
+        return;
+    }
+    let fx = Fixture::start("tokio-latest-v0", &["mixed"]);
+    let r = json_report(fx.pid, 3);
+    let leak = site(&r, "leaks::never_answered");
+    assert!(int(&leak["live"]) > 20, "{leak}");
+}
+
+#[test]
+fn debug_info_gives_file_and_line() {
+    if !bpf_available("debug_info_gives_file_and_line") {
+        return;
+    }
+    let fx = Fixture::start("tokio-latest-debuginfo", &["mixed"]);
+    let r = json_report(fx.pid, 3);
+    assert_eq!(r["target"]["has_debug_info"], true);
+    let leak = site(&r, "never_answered");
+    let file = leak["file"].as_str().unwrap_or_else(|| panic!("no file: {leak}"));
+    assert!(file.ends_with("leaks.rs"), "{leak}");
+    assert!(int(&leak["line"]) > 0, "{leak}");
+}
+
+#[test]
+fn json_document_has_the_versioned_schema() {
+    if !bpf_available("json_document_has_the_versioned_schema") {
+        return;
+    }
+    let fx = Fixture::start("tokio-latest", &["mixed"]);
+    let r = json_report(fx.pid, 2);
+    assert_eq!(r["schema"], "leakprof.report");
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["target"]["pid"], fx.pid);
+    assert_eq!(r["target"]["runtime"], "tokio");
+    assert!(r["target"]["runtime_version"].as_str().unwrap().starts_with("1."), "{}", r["target"]);
+    assert!(r["target"]["exe"].as_str().unwrap().ends_with("tokio-latest"));
+    assert_eq!(r["collection"]["ended"], "duration");
+    let n = r["sample_times_s"].as_array().unwrap().len();
+    assert!(n >= 2);
+    for s in r["sites"].as_array().unwrap() {
+        for k in ["function", "live", "spawned", "finished", "finished_preexisting", "series", "vtable"] {
+            assert!(!s[k].is_null(), "site lacks {k}: {s}");
+        }
+        assert_eq!(s["series"].as_array().unwrap().len(), n, "series not aligned: {s}");
+    }
+    for k in profiler_common::stat::NAMES {
+        assert!(r["kernel_counters"][k].is_u64(), "kernel counter {k} missing: {}", r["kernel_counters"]);
+    }
+    assert!(r["kernel_counters"]["births"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn tasks_alive_before_attach_are_never_counted_as_live() {
+    if !bpf_available("tasks_alive_before_attach_are_never_counted_as_live") {
+        return;
+    }
+    // The leak and the pool run for 3 s before leakprof attaches.
+    let fx = Fixture::start("tokio-latest", &["mixed", "--rate", "20"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let r = json_report(fx.pid, 3);
+    let leak = site(&r, "never_answered");
+    // only tasks born in the 3 s window (about 60), not the ~60 from before attach
+    assert!(int(&leak["live"]) <= 90, "pre-attach tasks were counted: {leak}");
+    let preexisting: u64 = r["sites"].as_array().unwrap().iter().map(|s| s["finished_preexisting"].as_u64().unwrap()).sum();
+    let counter = r["kernel_counters"]["finish_preexisting"].as_u64().unwrap();
+    assert_eq!(preexisting, counter, "per-site and kernel counts of pre-existing finishes disagree");
+    for s in r["sites"].as_array().unwrap() {
+        assert!(int(&s["live"]) >= 0, "{s}");
+        assert!(s["series"].as_array().unwrap().iter().all(|v| int(v) >= 0), "{s}");
+    }
+}

@@ -1,0 +1,67 @@
+//! Bad input: one clear sentence, a non-zero exit, nothing attached.
+mod common;
+
+use common::*;
+
+fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
+    let out = run(args);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn no_such_pid() {
+    if !bpf_available("no_such_pid") {
+        return;
+    }
+    let (code, err) = stderr_of(&["--pid", "999999999"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no process with pid 999999999"), "{err}");
+}
+
+#[test]
+fn not_root() {
+    // Runs leakprof as `nobody`; needs root to switch users, else nothing to check.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED not_root: the test switches to user nobody, which needs root");
+        return;
+    }
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_leakprof"))
+        .args(["--pid", "1"])
+        .output()
+        .expect("setpriv (util-linux) is needed for this test");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("needs root") && err.contains("sudo"), "{err}");
+}
+
+#[test]
+fn not_a_tokio_program() {
+    if !bpf_available("not_a_tokio_program") {
+        return;
+    }
+    let fx = Fixture::start("plain", &[]);
+    let (code, err) = stderr_of(&["--pid", &fx.pid.to_string()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("does not look like a tokio program"), "{err}");
+}
+
+#[test]
+fn stripped_binary() {
+    if !bpf_available("stripped_binary") {
+        return;
+    }
+    let fx = Fixture::start("tokio-latest-stripped", &["mixed"]);
+    let (code, err) = stderr_of(&["--pid", &fx.pid.to_string()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("stripped"), "{err}");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let (code, err) = stderr_of(&["--pid", "1", "--interval", "-3"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _) = stderr_of(&[]);
+    assert_eq!(code, Some(2));
+}
