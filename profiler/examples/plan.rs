@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         let loc = named
             .location
             .map(|(f, l)| format!("{f}:{l}"))
+            .or(named.name.location.map(|l| format!("{l} (panic location)")))
             .unwrap_or_else(|| "-".into());
         println!(
             "  {addr:#x} {} [body {body}] at {loc} ({:?})",

@@ -9,7 +9,10 @@ pub mod symbols;
 use std::path::Path;
 use std::sync::Arc;
 
-use object::{Object, ObjectKind, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
+use object::{
+    Object, ObjectKind, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable,
+    RelocationFlags, RelocationTarget, SymbolKind,
+};
 
 pub use symbols::{demangle, FnSymbol, SymbolTable};
 
@@ -50,6 +53,8 @@ struct Inner {
     data: Vec<u8>,
     symbols: SymbolTable,
     segments: Vec<LoadSegment>,
+    /// Pointer slots filled in by the dynamic loader: (slot vaddr, value), sorted.
+    relocated: Vec<(u64, u64)>,
     pie: bool,
     has_symtab: bool,
     has_debug_info: bool,
@@ -111,12 +116,14 @@ impl ElfImage {
             .iter()
             .any(|name| file.section_by_name(name).is_some_and(|s| s.size() > 0));
         let pie = file.kind() == ObjectKind::Dynamic;
+        let relocated = relocated_pointers(&file);
         drop(file);
         Ok(ElfImage {
             inner: Arc::new(Inner {
                 data,
                 symbols: SymbolTable::new(syms),
                 segments,
+                relocated,
                 pie,
                 has_symtab,
                 has_debug_info,
@@ -180,6 +187,30 @@ impl ElfImage {
         self.inner.data.get(start..start.checked_add(len)?)
     }
 
+    /// The pointer stored at `vaddr` as the loader leaves it (before adding the load bias): the
+    /// target of a `R_X86_64_RELATIVE`/`R_X86_64_64`/`GLOB_DAT` relocation at that slot, else
+    /// the 8 bytes of file contents there. Use it for GOT entries, vtables and `&'static` data
+    /// in `.data.rel.ro`, whose file bytes are 0 in a PIE linked by lld.
+    pub fn read_pointer(&self, vaddr: u64) -> Option<u64> {
+        let relocs = &self.inner.relocated;
+        if let Ok(i) = relocs.binary_search_by_key(&vaddr, |&(slot, _)| slot) {
+            return Some(relocs[i].1);
+        }
+        self.read_u64(vaddr)
+    }
+
+    /// A little-endian u64 of file contents at `vaddr` (no relocation applied).
+    pub fn read_u64(&self, vaddr: u64) -> Option<u64> {
+        let b = self.read_at_vaddr(vaddr, 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    /// A little-endian u32 of file contents at `vaddr`.
+    pub fn read_u32(&self, vaddr: u64) -> Option<u32> {
+        let b = self.read_at_vaddr(vaddr, 4)?;
+        Some(u32::from_le_bytes(b.try_into().ok()?))
+    }
+
     /// True for `ET_DYN` (position-independent executables and shared objects): the runtime
     /// address differs from the ELF virtual address by the load bias.
     pub fn is_pie(&self) -> bool {
@@ -195,6 +226,38 @@ impl ElfImage {
     pub fn has_debug_info(&self) -> bool {
         self.inner.has_debug_info
     }
+}
+
+/// Slots of dynamic relocations whose value is known without loading anything else:
+/// `RELATIVE` (value = addend) and absolute/GOT relocations against symbols defined here.
+fn relocated_pointers(file: &object::File<'_>) -> Vec<(u64, u64)> {
+    use object::elf::{R_X86_64_64, R_X86_64_GLOB_DAT, R_X86_64_RELATIVE};
+    let Some(relocs) = file.dynamic_relocations() else {
+        return Vec::new();
+    };
+    let dynsym = file.dynamic_symbol_table();
+    let mut out: Vec<(u64, u64)> = relocs
+        .filter_map(|(slot, rel)| {
+            let RelocationFlags::Elf { r_type } = rel.flags() else {
+                return None;
+            };
+            let value = match (r_type, rel.target()) {
+                (R_X86_64_RELATIVE, _) => rel.addend() as u64,
+                (R_X86_64_64 | R_X86_64_GLOB_DAT, RelocationTarget::Symbol(idx)) => {
+                    let sym = dynsym.as_ref()?.symbol_by_index(idx).ok()?;
+                    if !sym.is_definition() {
+                        return None;
+                    }
+                    sym.address().wrapping_add(rel.addend() as u64)
+                }
+                _ => return None,
+            };
+            Some((slot, value))
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup_by_key(|&mut (slot, _)| slot);
+    out
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
-use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, OpKind};
-
+use super::code::{best_location, panic_locations, scan_function, PanicRef, SourceLocation};
+use super::lines::is_library_path;
 use crate::elf::names::{crate_of, split_qualified, turbofish_args};
 use crate::elf::{ElfImage, FnSymbol};
 
@@ -25,13 +25,15 @@ pub struct FutureName {
     pub poll_symbol: String,
     /// ELF vaddr of the future's poll body when a call to it was found (for file:line).
     pub body_vaddr: Option<u64>,
+    /// Where the body is, from the panic `Location`s its code refers to (no DWARF needed): the
+    /// async fn's own `resumed after completion` location (its opening brace) or another
+    /// location of application code inlined below `raw::poll`.
+    pub location: Option<SourceLocation>,
 }
 
 /// How far the call graph below `raw::poll` is walked.
 const MAX_DEPTH: usize = 8;
 const MAX_FUNCTIONS: usize = 400;
-/// Bytes decoded for a symbol whose size is unknown.
-const UNSIZED_LEN: usize = 4096;
 
 /// Crates whose functions are walked through rather than reported.
 const LIBRARY_CRATES: &[&str] = &[
@@ -165,11 +167,14 @@ pub struct Walk<'a> {
     pub bodies: Vec<&'a FnSymbol>,
     /// Future types named by every reachable task-cell drop glue (intersection).
     pub drop_types: Option<BTreeSet<String>>,
-    /// Library functions visited (entry addresses), including `raw::poll` itself.
+    /// Library functions visited (entry addresses) in breadth-first order, from `raw::poll`.
     pub visited: Vec<u64>,
+    /// Panic locations outside dependencies/std referred to by the visited library functions
+    /// (application code inlined into them), in breadth-first order.
+    pub inlined_locations: Vec<PanicRef>,
 }
 
-/// Walks direct calls/jumps breadth-first from `start` (an ELF vaddr).
+/// Walks direct calls/jumps (and calls through the GOT) breadth-first from `start`.
 pub fn walk_calls(image: &ElfImage, start: u64) -> Walk<'_> {
     let mut walk = Walk::default();
     let mut seen = HashSet::from([start]);
@@ -179,7 +184,13 @@ pub fn walk_calls(image: &ElfImage, start: u64) -> Walk<'_> {
             break;
         }
         walk.visited.push(addr);
-        for target in branch_targets(image, addr) {
+        let scan = scan_function(image, addr);
+        walk.inlined_locations.extend(
+            panic_locations(image, &scan)
+                .into_iter()
+                .filter(|r| !is_library_path(&r.location.file)),
+        );
+        for target in scan.targets {
             if !seen.insert(target) {
                 continue;
             }
@@ -207,36 +218,10 @@ pub fn walk_calls(image: &ElfImage, start: u64) -> Walk<'_> {
     walk
 }
 
-/// Direct call/jump targets leaving the function that starts at `addr`.
-fn branch_targets(image: &ElfImage, addr: u64) -> Vec<u64> {
-    let Some(sym) = image.symbols_at_addr(addr).iter().max_by_key(|s| s.size) else {
-        return Vec::new();
-    };
-    let len = if sym.size > 0 { sym.size as usize } else { UNSIZED_LEN };
-    let Some(code) = image
-        .read_at_vaddr(addr, len)
-        .or_else(|| image.read_at_vaddr(addr, len.min(256)))
-    else {
-        return Vec::new();
-    };
-    let end = addr + code.len() as u64;
-    let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
-    let mut ins = Instruction::default();
-    let mut out = Vec::new();
-    while decoder.can_decode() {
-        decoder.decode_out(&mut ins);
-        let branch = matches!(
-            ins.flow_control(),
-            FlowControl::Call | FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch
-        );
-        if branch && ins.op0_kind() == OpKind::NearBranch64 {
-            let t = ins.near_branch_target();
-            if !(addr..end).contains(&t) {
-                out.push(t);
-            }
-        }
-    }
-    out
+/// The application (non-dependency) panic location that stands for a function's code.
+fn own_location(image: &ElfImage, addr: u64) -> Option<SourceLocation> {
+    let refs = panic_locations(image, &scan_function(image, addr));
+    best_location(refs.iter().filter(|r| !is_library_path(&r.location.file)))
 }
 
 /// Names the future whose vtable `poll` entry is at ELF vaddr `poll_vaddr`.
@@ -266,10 +251,14 @@ pub fn future_name(image: &ElfImage, poll_vaddr: u64) -> FutureName {
         (_, Some(b)) => b.name.clone(),
         (_, None) => known_types.into_iter().collect::<Vec<_>>().join(" | "),
     };
+    let location = body
+        .and_then(|b| own_location(image, b.addr))
+        .or_else(|| best_location(&walk.inlined_locations));
     FutureName {
         function,
         poll_symbol,
         body_vaddr: body.map(|b| b.addr),
+        location,
     }
 }
 

@@ -30,12 +30,13 @@ pub struct Frame {
 
 /// True for paths of dependencies and the standard library rather than the application.
 pub fn is_library_path(path: &str) -> bool {
-    const MARKERS: [&str; 5] = [
+    const MARKERS: [&str; 6] = [
         "/.cargo/registry/",
         "/.cargo/git/",
         "/rustlib/",
         "/rustc/",
         "/library/core/",
+        "/rust/deps/",
     ];
     MARKERS.iter().any(|m| path.contains(m)) || path.starts_with("/rustc/")
 }

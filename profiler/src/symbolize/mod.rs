@@ -1,23 +1,29 @@
 //! Turning task vtable addresses into future names and source locations.
 
+pub mod code;
 pub mod future_name;
 pub mod lines;
 
 use std::collections::HashMap;
 
-use iced_x86::{Decoder, DecoderOptions, Instruction};
-
+pub use code::SourceLocation;
 pub use future_name::{future_name, FutureName};
 pub use lines::LineTable;
 
 use crate::elf::ElfImage;
-use future_name::{body_matches_type, classify_callee, walk_calls, Callee};
+use future_name::walk_calls;
+
+/// Instructions looked up in DWARF when searching for an inlined body.
+const MAX_INLINE_LOOKUPS: usize = 20_000;
 
 /// A future name with its source location when DWARF is available.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamedFuture {
     pub name: FutureName,
-    /// file and line of the future's body (async fn), if known.
+    /// (file, line) of the future's body (async fn): DWARF line of the body's entry when the body
+    /// is a function of its own, else the panic location found in its code (`name.location`,
+    /// which also has the column), else the first application line inlined below `raw::poll`
+    /// (DWARF).
     pub location: Option<(String, u32)>,
 }
 
@@ -61,65 +67,46 @@ impl Symbolizer {
     }
 
     fn resolve(&self, poll_vaddr: u64) -> NamedFuture {
-        let mut name = future_name(&self.image, poll_vaddr);
-        let Some(lines) = &self.lines else {
-            return NamedFuture {
-                name,
-                location: None,
-            };
+        let name = future_name(&self.image, poll_vaddr);
+        let dwarf = |vaddr| {
+            let (file, line) = self.lines.as_ref()?.locate(vaddr)?;
+            Some(SourceLocation {
+                file,
+                line,
+                column: None,
+            })
         };
-        if let Some(body) = name.body_vaddr {
-            let location = lines.locate(body);
-            return NamedFuture { name, location };
-        }
-        // The body was inlined: look for the application's frames in the inline info of the code
-        // below raw::poll.
-        let inlined = inlined_body(&self.image, lines, poll_vaddr, &name.function);
-        let location = inlined.as_ref().map(|(_, file, line)| (file.clone(), *line));
-        if let Some((function, _, _)) = inlined {
-            let vague = name.function.starts_with("<unknown") || name.function.contains(" | ");
-            if vague {
-                name.function = function;
-            }
-        }
+        let location = name
+            .body_vaddr
+            .and_then(dwarf)
+            .or_else(|| name.location.clone())
+            .or_else(|| {
+                let lines = self.lines.as_ref()?;
+                inlined_location(&self.image, lines, poll_vaddr)
+            })
+            .map(|l| (l.file, l.line));
         NamedFuture { name, location }
     }
 }
 
-/// The first application frame (function, file, line) inlined into the code reachable from
-/// `poll_vaddr`, preferring one that fits `known` (the name found so far).
-fn inlined_body(
-    image: &ElfImage,
-    lines: &LineTable,
-    poll_vaddr: u64,
-    known: &str,
-) -> Option<(String, String, u32)> {
-    let mut first = None;
+/// The first application line (by file path) inlined into the code reachable from `poll_vaddr`.
+fn inlined_location(image: &ElfImage, lines: &LineTable, poll_vaddr: u64) -> Option<SourceLocation> {
+    let mut budget = MAX_INLINE_LOOKUPS;
     for func in walk_calls(image, poll_vaddr).visited {
-        let Some(sym) = image.symbols_at_addr(func).iter().max_by_key(|s| s.size) else {
-            continue;
-        };
-        let Some(code) = image.read_at_vaddr(func, sym.size as usize) else {
-            continue;
-        };
-        let mut decoder = Decoder::with_ip(64, code, func, DecoderOptions::NONE);
-        let mut ins = Instruction::default();
-        while decoder.can_decode() {
-            decoder.decode_out(&mut ins);
-            for frame in lines.frames(ins.ip()) {
-                let (Some(f), Some(file), Some(line)) = (frame.function, frame.file, frame.line)
-                else {
-                    continue;
-                };
-                if classify_callee(&f) != Callee::Body || lines::is_library_path(&file) {
-                    continue;
-                }
-                if body_matches_type(&f, known) {
-                    return Some((f, file, line));
-                }
-                first.get_or_insert((f, file, line));
+        for ip in code::scan_function(image, func).instructions {
+            budget = budget.checked_sub(1)?;
+            let found = lines.frames(ip).into_iter().find_map(|f| {
+                let file = f.file.filter(|file| !lines::is_library_path(file))?;
+                Some(SourceLocation {
+                    file,
+                    line: f.line?,
+                    column: None,
+                })
+            });
+            if found.is_some() {
+                return found;
             }
         }
     }
-    first
+    None
 }
