@@ -5,6 +5,7 @@
 use anyhow::Context as _;
 use leakprof::elf::ElfImage;
 use leakprof::runtime::tokio::{classify, plan, Role};
+use leakprof::symbolize::code::scan_function;
 use leakprof::symbolize::Symbolizer;
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +59,12 @@ fn main() -> anyhow::Result<()> {
             named.name.function,
             t.elapsed()
         );
+        // With DWARF, the name of Harness::poll (raw::poll's jump target) carries T: a cross-check.
+        let harness = scan_function(symbolizer.image(), addr).targets.first().copied();
+        let dwarf = harness.and_then(|h| symbolizer.lines()?.frames(h).pop()?.function);
+        if let Some(dwarf) = dwarf {
+            println!("      dwarf: {dwarf}");
+        }
     }
     Ok(())
 }

@@ -52,8 +52,36 @@ impl SiteNamer {
         SiteName {
             function: named.name.function.clone(),
             poll_symbol: named.name.poll_symbol.clone(),
-            file: named.location.as_ref().map(|(f, _)| f.clone()),
+            file: named.location.as_ref().map(|(f, _)| normalize_path(f)),
             line: named.location.as_ref().map(|(_, l)| *l),
         }
+    }
+}
+
+/// Removes `.` and `name/..` components lexically (DWARF paths keep the build's relative hops).
+pub fn normalize_path(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "." => {}
+            ".." if out.last().is_some_and(|l| !l.is_empty() && *l != "..") => {
+                out.pop();
+            }
+            _ => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_path;
+
+    #[test]
+    fn paths_are_normalized_lexically() {
+        assert_eq!(normalize_path("/a/b/../c/./d.rs"), "/a/c/d.rs");
+        assert_eq!(normalize_path("../x/y.rs"), "../x/y.rs");
+        assert_eq!(normalize_path("src/main.rs"), "src/main.rs");
+        assert_eq!(normalize_path("/../a"), "/../a");
     }
 }

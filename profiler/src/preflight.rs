@@ -37,7 +37,7 @@ pub fn check_privileges() -> Result<()> {
         return Ok(());
     }
     bail!(
-        "leakprof needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE) to attach probes: \
+        "this needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE) to attach probes: \
          run it with sudo"
     )
 }

@@ -17,23 +17,35 @@ pub fn run(root: &Path, tasks: u64, rounds: u32) -> Result<()> {
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     let leakprof = root.join("target/release/leakprof");
     let mut results = vec![];
-    for (label, bin) in [("tokio-latest", "tokio-latest"), ("tokio-1.38", "tokio-1.38")] {
-        let (bare, probed) = measure(&leakprof, &bins.join(bin), tasks, rounds)?;
+    for (label, bin, flavor) in [
+        ("tokio-latest multi-thread", "tokio-latest", None),
+        ("tokio-latest current-thread", "tokio-latest", Some("--current-thread")),
+        ("tokio-1.38 multi-thread", "tokio-1.38", None),
+    ] {
+        let (bare, probed) = measure(&leakprof, &bins.join(bin), flavor, tasks, rounds)?;
         results.push((label, bare, probed));
     }
     println!("\nspawn+join of a trivial task, {tasks} tasks x {rounds} rounds each, median ns/task:");
-    println!("{:<14} {:>10} {:>10} {:>8}", "fixture", "bare", "probed", "ratio");
+    println!("{:<28} {:>10} {:>10} {:>8}", "fixture", "bare", "probed", "ratio");
     for (label, bare, probed) in results {
-        println!("{label:<14} {bare:>10.0} {probed:>10.0} {:>7.2}x", probed / bare);
+        println!("{label:<28} {bare:>10.0} {probed:>10.0} {:>7.2}x", probed / bare);
     }
     Ok(())
 }
 
 /// Median ns/task of `rounds` bare and `rounds` probed rounds, alternating, in one fixture process.
-fn measure(leakprof: &Path, bin: &Path, tasks: u64, rounds: u32) -> Result<(f64, f64)> {
-    let (mut guard, pid) = start_fixture(bin, &["spawn-bench", &tasks.to_string()], Stdio::piped())?;
+fn measure(
+    leakprof: &Path,
+    bin: &Path,
+    flavor: Option<&str>,
+    tasks: u64,
+    rounds: u32,
+) -> Result<(f64, f64)> {
+    let n = tasks.to_string();
+    let mut args = vec!["spawn-bench", n.as_str()];
+    args.extend(flavor);
+    let (mut guard, pid, mut out) = start_fixture(bin, &args, Stdio::piped())?;
     let mut stdin = guard.0.stdin.take().unwrap();
-    let mut out = BufReader::new(guard.0.stdout.take().unwrap());
     let mut round = |stdin: &mut std::process::ChildStdin| -> Result<f64> {
         writeln!(stdin, "go")?;
         loop {

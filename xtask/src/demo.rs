@@ -2,7 +2,7 @@
 use std::{
     io::{BufRead as _, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, ChildStdout, Command, Stdio},
 };
 
 use anyhow::{bail, Context as _, Result};
@@ -20,22 +20,26 @@ impl Drop for Guard {
 }
 
 /// Starts a fixture and waits for its `ready pid=N` line.
-pub fn start_fixture(bin: &Path, args: &[&str], stdin: Stdio) -> Result<(Guard, u32)> {
+pub fn start_fixture(
+    bin: &Path,
+    args: &[&str],
+    stdin: Stdio,
+) -> Result<(Guard, u32, BufReader<ChildStdout>)> {
     let mut child = Command::new(bin)
         .args(args)
         .stdin(stdin)
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
-    let out = child.stdout.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(out).read_line(&mut line)?;
+    out.read_line(&mut line)?;
     let Some(pid) = line.strip_prefix("ready pid=").and_then(|r| r.split_whitespace().next()) else {
         let _ = child.kill();
         bail!("{} did not say it was ready: {line:?}", bin.display());
     };
     let pid = pid.parse()?;
-    Ok((Guard(child), pid))
+    Ok((Guard(child), pid, out))
 }
 
 pub fn run(root: &Path, seconds: u32) -> Result<()> {
@@ -43,7 +47,7 @@ pub fn run(root: &Path, seconds: u32) -> Result<()> {
     let bins = fixtures::build(root)?;
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     let fixture = bins.join("tokio-latest-debuginfo");
-    let (_guard, pid) = start_fixture(&fixture, &["mixed"], Stdio::null())?;
+    let (_guard, pid, _out) = start_fixture(&fixture, &["mixed"], Stdio::null())?;
     eprintln!("[xtask] demo target: {} mixed (pid {pid}); watching it for {seconds} s", fixture.display());
     util::run(
         Command::new(root.join("target/release/leakprof"))

@@ -15,6 +15,8 @@ pub struct Evidence {
     pub age_note: Option<String>,
     /// Words for the idle evidence, if any.
     pub idle_note: Option<String>,
+    /// The normal lifetime the oldest live task was compared with (p99, else max finished age).
+    pub reference_s: Option<f64>,
 }
 
 impl Evidence {
@@ -40,7 +42,8 @@ fn finite_nonneg(x: Option<f64>) -> Option<f64> {
 pub fn gather(s: &SiteSeries, cfg: &DetectConfig) -> Evidence {
     let (age, age_note) = age_evidence(s, cfg);
     let (idle, idle_note) = idle_evidence(s, cfg);
-    Evidence { age, idle, age_note, idle_note }
+    let reference_s = finite_nonneg(s.finished_age_p99_s).or(finite_nonneg(s.max_finished_age_s));
+    Evidence { age, idle, age_note, idle_note, reference_s }
 }
 
 /// Age evidence in -1..1 and its wording.

@@ -69,8 +69,9 @@ pub struct DetectConfig {
     pub min_slope_per_s: f64,
     /// The trend's rise (slope x window) must reach this many tasks ...
     pub min_rise: f64,
-    /// ... and this many noise standard deviations.
+    /// ... and `noise_k * sqrt(1 + noise_small_n / n)` noise standard deviations (n samples).
     pub noise_k: f64,
+    pub noise_small_n: f64,
     /// Noise estimates are floored at this (tasks).
     pub noise_floor: f64,
     /// A rise of this many tasks (or `full_rise_noise_k` noise sds if larger) gets full credit.
@@ -87,7 +88,8 @@ pub struct DetectConfig {
     pub step_ratio: f64,
     /// Suffix windows tried besides the whole one: last 1/2, 1/4, ... (this many halvings) ...
     pub sub_windows: u32,
-    /// ... if they hold at least this many samples over at least this many seconds.
+    /// ... if they hold at least this many samples over at least this many seconds. A suffix window
+    /// is judged against the noise of the samples before it, and must reach a new high.
     pub sub_min_points: usize,
     pub sub_min_span_s: f64,
     /// Oldest live task this many times older than the normal lifetime: full age evidence.
@@ -120,11 +122,12 @@ impl Default for DetectConfig {
             min_points_leak: 6,
             min_span_leak_s: 5.0,
             max_points: 300,
-            alpha: 0.05,
-            alpha_full: 0.001,
+            alpha: 0.01,
+            alpha_full: 1e-4,
             min_slope_per_s: 0.01,
             min_rise: 3.0,
             noise_k: 3.0,
+            noise_small_n: 10.0,
             noise_floor: 0.5,
             full_rise: 16.0,
             full_rise_noise_k: 6.0,
@@ -134,8 +137,8 @@ impl Default for DetectConfig {
             recent_alpha: 0.25,
             step_ratio: 0.25,
             sub_windows: 3,
-            sub_min_points: 10,
-            sub_min_span_s: 10.0,
+            sub_min_points: 20,
+            sub_min_span_s: 20.0,
             age_ratio_full: 10.0,
             age_floor_s: 0.001,
             none_finished_weight: 0.3,
@@ -159,7 +162,7 @@ pub fn judge(s: &SiteSeries, cfg: &DetectConfig) -> Verdict {
     let (t, y): (Vec<f64>, Vec<f64>) =
         s.t_s.iter().zip(s.live).filter(|(t, _)| t.is_finite()).map(|(&t, &v)| (t, v as f64)).unzip();
     let ev = evidence::gather(s, cfg);
-    let mut best = judge_window(&t, &y, None, &ev, cfg);
+    let mut best = judge_window(&t, &y, None, 0.0, &ev, cfg);
     if let (Some(&first), Some(&last)) = (t.first(), t.last()) {
         for k in 1..=cfg.sub_windows {
             if best.kind == VerdictKind::Leak {
@@ -171,7 +174,8 @@ pub fn judge(s: &SiteSeries, cfg: &DetectConfig) -> Verdict {
                 break;
             }
             let prefix_max = y[..i0].iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let v = judge_window(&t[i0..], &y[i0..], Some(prefix_max), &ev, cfg);
+            let hint = window_noise(&t[..i0], &y[..i0], cfg).1;
+            let v = judge_window(&t[i0..], &y[i0..], Some(prefix_max), hint, &ev, cfg);
             if v.kind != VerdictKind::Ok && (v.kind, v.confidence) > (best.kind, best.confidence) {
                 best = v;
             }
@@ -189,9 +193,25 @@ fn med(v: &[f64]) -> f64 {
     median(&mut v.to_vec()).unwrap_or(0.0)
 }
 
+/// Theil-Sen slope and noise sd of a window (downsampled to `max_points` for the slope).
+fn window_noise(t: &[f64], y: &[f64], cfg: &DetectConfig) -> (f64, f64) {
+    let idx = downsample_indices(t.len(), cfg.max_points);
+    let (td, yd): (Vec<f64>, Vec<f64>) = idx.iter().map(|&i| (t[i], y[i])).unzip();
+    let slope = theil_sen(&td, &yd).unwrap_or(0.0);
+    (slope, noise_sd(t, y, slope))
+}
+
 /// Judges the samples of one window ending now. `prefix_max` (for suffix windows) is the highest
 /// count before the window: a suffix window is only flagged if it reaches a new high.
-fn judge_window(t: &[f64], y: &[f64], prefix_max: Option<f64>, ev: &Evidence, cfg: &DetectConfig) -> Verdict {
+/// `noise_hint` is a noise sd known from elsewhere (the samples before a suffix window).
+fn judge_window(
+    t: &[f64],
+    y: &[f64],
+    prefix_max: Option<f64>,
+    noise_hint: f64,
+    ev: &Evidence,
+    cfg: &DetectConfig,
+) -> Verdict {
     use VerdictKind::{Leak, Ok, Suspect};
     let n = t.len();
     if n < cfg.min_points.max(2) {
@@ -203,7 +223,7 @@ fn judge_window(t: &[f64], y: &[f64], prefix_max: Option<f64>, ev: &Evidence, cf
     let (td, yd): (Vec<f64>, Vec<f64>) = idx.iter().map(|&i| (t[i], y[i])).unzip();
     let mk = mann_kendall(&yd);
     let slope = theil_sen(&td, &yd).unwrap_or(0.0);
-    let sd = noise_sd(t, y, slope).max(cfg.noise_floor);
+    let sd = noise_sd(t, y, slope).max(noise_hint).max(cfg.noise_floor);
     let rise = slope * span;
     let level = med(y);
 
@@ -220,7 +240,8 @@ fn judge_window(t: &[f64], y: &[f64], prefix_max: Option<f64>, ev: &Evidence, cf
     if slope < cfg.min_slope_per_s {
         return verdict(Ok, ok_conf, slope, format!("growing too slowly to matter ({})", fmt_rate(slope)));
     }
-    if rise < cfg.min_rise.max(cfg.noise_k * sd) {
+    let noise_k = cfg.noise_k * (1.0 + cfg.noise_small_n.max(0.0) / n as f64).sqrt();
+    if rise < cfg.min_rise.max(noise_k * sd) {
         let reason = format!("rise of {rise:.1} over {dur} is within noise (sd {sd:.1}) around {level:.0}");
         return verdict(Ok, ok_conf, slope, reason);
     }
@@ -246,6 +267,13 @@ fn judge_window(t: &[f64], y: &[f64], prefix_max: Option<f64>, ev: &Evidence, cf
     }
     if let Some(pm) = prefix_max.filter(|&pm| recent_level <= pm) {
         return verdict(Ok, ok_conf, slope, format!("no higher than the earlier peak of {pm:.0}"));
+    }
+    if let Some(r) = ev.reference_s.filter(|&r| ev.contradicts() && r < span) {
+        let reason = format!(
+            "more load, not accumulation: no live task is older than {}, the age by which tasks of this site normally finish",
+            fmt_age(r)
+        );
+        return verdict(Ok, ok_conf, slope, reason);
     }
 
     // Flagged: how sure are we?

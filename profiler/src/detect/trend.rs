@@ -121,12 +121,29 @@ pub fn robust_sd(v: &[f64]) -> f64 {
     1.4826 * median(&mut w).unwrap_or(0.0)
 }
 
-/// Noise scale of `y` around a trend of `slope`: the larger of the robust spread of the detrended
-/// levels and of the detrended first differences (divided by sqrt 2).
+/// Sample standard deviation with `dof_lost` degrees of freedom used up. 0 if too short.
+pub fn sample_sd(v: &[f64], dof_lost: usize) -> f64 {
+    if v.len() <= dof_lost {
+        return 0.0;
+    }
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - dof_lost) as f64).sqrt()
+}
+
+/// Noise scale of `y` around a trend of `slope`, deliberately on the high side: the largest of the
+/// plain and robust spreads of the detrended levels and of the detrended first differences
+/// (divided by sqrt 2). Bursts, curvature and autocorrelation all push it up, never down.
 pub fn noise_sd(t: &[f64], y: &[f64], slope: f64) -> f64 {
     let resid: Vec<f64> = t.iter().zip(y).map(|(t, y)| y - slope * t).collect();
     let diffs: Vec<f64> = resid.windows(2).map(|w| w[1] - w[0]).collect();
-    robust_sd(&resid).max(robust_sd(&diffs) / std::f64::consts::SQRT_2)
+    let levels = robust_sd(&resid).max(sample_sd(&resid, 2));
+    let steps = robust_sd(&diffs).max(sample_sd(&diffs, 1)) / std::f64::consts::SQRT_2;
+    let sd = levels.max(steps);
+    if sd.is_finite() {
+        sd
+    } else {
+        0.0
+    }
 }
 
 /// Indices of at most `max` points spread evenly over `0..n`, always keeping the first and last.
@@ -251,6 +268,14 @@ mod tests {
         assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&mut []), None);
         assert!(close(robust_sd(&[1.0, 2.0, 3.0, 4.0, 100.0]), 1.4826, 1e-9));
+        assert!(close(sample_sd(&[1.0, 2.0, 3.0, 4.0], 1), (5.0f64 / 3.0).sqrt(), 1e-12));
+        assert_eq!(sample_sd(&[1.0], 1), 0.0);
+        // Exact line: no noise. Line plus alternating +-1: residuals +-1 (robust sd 1.4826), detrended
+        // differences +-2 (7 of them, sample sd sqrt(32/7)) / sqrt 2 = sqrt(16/7) = 1.5119 wins.
+        let t: Vec<f64> = (0..8).map(f64::from).collect();
+        assert_eq!(noise_sd(&t, &t, 1.0), 0.0);
+        let y: Vec<f64> = (0..8).map(|i| i as f64 + [1.0, -1.0][i % 2]).collect();
+        assert!(close(noise_sd(&t, &y, 1.0), (16.0f64 / 7.0).sqrt(), 1e-9));
         assert_eq!(downsample_indices(5, 300), vec![0, 1, 2, 3, 4]);
         let d = downsample_indices(1000, 300);
         assert_eq!((d.len(), d[0], d[299]), (300, 0, 999));

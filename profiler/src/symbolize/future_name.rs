@@ -29,11 +29,16 @@ pub struct FutureName {
     /// async fn's own `resumed after completion` location (its opening brace) or another
     /// location of application code inlined below `raw::poll`.
     pub location: Option<SourceLocation>,
+    /// When identical-code folding left several possible types (and `function` joins them with
+    /// ` | `): the candidates. [`super::Symbolizer`] narrows them down by location.
+    pub candidates: Vec<String>,
 }
 
 /// How far the call graph below `raw::poll` is walked.
 const MAX_DEPTH: usize = 8;
 const MAX_FUNCTIONS: usize = 400;
+/// Drop glue is read from functions at most this deep (raw::poll = 0, Harness::poll = 1, ..).
+const GLUE_DEPTH: usize = 3;
 
 /// Crates whose functions are walked through rather than reported.
 const LIBRARY_CRATES: &[&str] = &[
@@ -199,17 +204,14 @@ pub fn walk_calls(image: &ElfImage, start: u64) -> Walk<'_> {
             match classify_callee(&first.name) {
                 Callee::Body => walk.bodies.push(first),
                 Callee::Follow if depth + 1 < MAX_DEPTH => queue.push_back((target, depth + 1)),
-                Callee::DropGlue => {
+                // Only the task's own Harness/Core code (near raw::poll) drops its cell; deeper
+                // glue may belong to tasks that this future spawns.
+                Callee::DropGlue if depth < GLUE_DEPTH => {
                     let types: BTreeSet<String> = aliases
                         .iter()
                         .filter_map(|s| drop_glue_future_type(&s.name))
                         .collect();
-                    if !types.is_empty() {
-                        walk.drop_types = Some(match walk.drop_types.take() {
-                            None => types,
-                            Some(prev) => prev.intersection(&types).cloned().collect(),
-                        });
-                    }
+                    walk.drop_types = narrow(walk.drop_types.take(), types);
                 }
                 _ => {}
             }
@@ -218,10 +220,44 @@ pub fn walk_calls(image: &ElfImage, start: u64) -> Walk<'_> {
     walk
 }
 
+/// Intersects the candidate types with the names of one more drop-glue address; a set that
+/// would leave nothing (glue of another task) is ignored.
+pub fn narrow(prev: Option<BTreeSet<String>>, types: BTreeSet<String>) -> Option<BTreeSet<String>> {
+    match prev {
+        _ if types.is_empty() => prev,
+        None => Some(types),
+        Some(prev) => {
+            let both: BTreeSet<String> = prev.intersection(&types).cloned().collect();
+            Some(if both.is_empty() { prev } else { both })
+        }
+    }
+}
+
 /// The application (non-dependency) panic location that stands for a function's code.
 fn own_location(image: &ElfImage, addr: u64) -> Option<SourceLocation> {
     let refs = panic_locations(image, &scan_function(image, addr));
     best_location(refs.iter().filter(|r| !is_library_path(&r.location.file)))
+}
+
+/// Chooses the name from the future types known for a `raw::poll` (from its v0 name or from
+/// drop glue) and the bodies reached from it (breadth-first order). Returns the name (None if
+/// nothing is known), the index of the body used, and the candidate types left when several
+/// remain (identical-code folding).
+pub fn choose_name(types: &BTreeSet<String>, bodies: &[&str]) -> (Option<String>, Option<usize>, Vec<String>) {
+    if types.is_empty() {
+        return (bodies.first().map(|b| (*b).to_owned()), (!bodies.is_empty()).then_some(0), Vec::new());
+    }
+    let body = bodies
+        .iter()
+        .position(|b| types.iter().any(|t| body_matches_type(b, t)));
+    match (types.len(), body) {
+        (1, _) => (types.first().cloned(), body, Vec::new()),
+        (_, Some(i)) => (Some(bodies[i].to_owned()), Some(i), Vec::new()),
+        (_, None) => {
+            let all: Vec<String> = types.iter().cloned().collect();
+            (Some(all.join(" | ")), None, all)
+        }
+    }
 }
 
 /// Names the future whose vtable `poll` entry is at ELF vaddr `poll_vaddr`.
@@ -233,32 +269,24 @@ pub fn future_name(image: &ElfImage, poll_vaddr: u64) -> FutureName {
     };
     let v0_types: BTreeSet<String> = aliases.iter().filter_map(|s| v0_future_type(&s.name)).collect();
     let walk = walk_calls(image, poll_vaddr);
-    let drop_types = walk.drop_types.clone().unwrap_or_default();
     // The type, by the most reliable source available.
-    let known_types = if v0_types.is_empty() { drop_types } else { v0_types };
-    let body = match known_types.len() {
-        0 => walk.bodies.first().copied(),
-        _ => walk
-            .bodies
-            .iter()
-            .copied()
-            .find(|b| known_types.iter().any(|t| body_matches_type(&b.name, t))),
+    let types = if v0_types.is_empty() {
+        walk.drop_types.clone().unwrap_or_default()
+    } else {
+        v0_types
     };
-    let function = match (known_types.len(), body) {
-        (1, _) => known_types.into_iter().next().unwrap_or_default(),
-        (0, Some(b)) => b.name.clone(),
-        (0, None) => format!("<unknown future at {poll_vaddr:#x}>"),
-        (_, Some(b)) => b.name.clone(),
-        (_, None) => known_types.into_iter().collect::<Vec<_>>().join(" | "),
-    };
+    let body_names: Vec<&str> = walk.bodies.iter().map(|b| b.name.as_str()).collect();
+    let (function, body, candidates) = choose_name(&types, &body_names);
+    let body = body.map(|i| walk.bodies[i]);
     let location = body
         .and_then(|b| own_location(image, b.addr))
         .or_else(|| best_location(&walk.inlined_locations));
     FutureName {
-        function,
+        function: function.unwrap_or_else(|| format!("<unknown future at {poll_vaddr:#x}>")),
         poll_symbol,
         body_vaddr: body.map(|b| b.addr),
         location,
+        candidates,
     }
 }
 
@@ -310,6 +338,35 @@ mod tests {
         assert_eq!(classify_callee("core::ptr::drop_in_place<app::X>"), Callee::DropGlue);
         assert_eq!(classify_callee("memcpy"), Callee::Ignore);
         assert_eq!(classify_callee("_Unwind_Resume"), Callee::Ignore);
+    }
+
+    #[test]
+    fn narrowing() {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let ab = Some(set(&["a", "b"]));
+        assert_eq!(narrow(None, set(&["a", "b"])), ab);
+        assert_eq!(narrow(ab.clone(), set(&["b", "c"])), Some(set(&["b"])));
+        assert_eq!(narrow(ab.clone(), set(&["x"])), ab, "disjoint glue is ignored");
+        assert_eq!(narrow(ab.clone(), set(&[])), ab);
+        assert_eq!(narrow(None, set(&[])), None);
+    }
+
+    #[test]
+    fn name_choice() {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let (f, b, c) = choose_name(&set(&[]), &["app::f::{{closure}}"]);
+        assert_eq!((f.as_deref(), b, c.len()), (Some("app::f::{{closure}}"), Some(0), 0));
+        assert_eq!(choose_name(&set(&[]), &[]), (None, None, vec![]));
+        // One type: the type wins, a matching body is kept for its address.
+        let (f, b, _) = choose_name(&set(&["app::g::{{closure}}"]), &["app::helper", "app::g::{{closure}}"]);
+        assert_eq!((f.as_deref(), b), (Some("app::g::{{closure}}"), Some(1)));
+        // Folded drop glue: a body picks among the candidates.
+        let two = set(&["app::a::{{closure}}", "app::b::{{closure}}"]);
+        let (f, b, c) = choose_name(&two, &["app::b::{{closure}}"]);
+        assert_eq!((f.as_deref(), b, c.len()), (Some("app::b::{{closure}}"), Some(0), 0));
+        let (f, b, c) = choose_name(&two, &["app::helper"]);
+        assert_eq!(f.as_deref(), Some("app::a::{{closure}} | app::b::{{closure}}"));
+        assert_eq!((b, c.len()), (None, 2));
     }
 
     #[test]

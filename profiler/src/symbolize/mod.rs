@@ -4,26 +4,27 @@ pub mod code;
 pub mod future_name;
 pub mod lines;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub use code::SourceLocation;
 pub use future_name::{future_name, FutureName};
 pub use lines::LineTable;
 
 use crate::elf::ElfImage;
+use crate::runtime::tokio::{classify, Role};
 use future_name::walk_calls;
 
 /// Instructions looked up in DWARF when searching for an inlined body.
-const MAX_INLINE_LOOKUPS: usize = 20_000;
+const MAX_INLINE_LOOKUPS: usize = 4_000;
 
 /// A future name with its source location when DWARF is available.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamedFuture {
     pub name: FutureName,
-    /// (file, line) of the future's body (async fn): DWARF line of the body's entry when the body
-    /// is a function of its own, else the panic location found in its code (`name.location`,
-    /// which also has the column), else the first application line inlined below `raw::poll`
-    /// (DWARF).
+    /// (file, line) of the future's body (async fn): the panic location found in its code
+    /// (`name.location`, which also has the column), else the DWARF line of the body's entry when
+    /// the body is a function of its own, else the first application line inlined below
+    /// `raw::poll` (DWARF).
     pub location: Option<(String, u32)>,
 }
 
@@ -33,6 +34,8 @@ pub struct Symbolizer {
     image: ElfImage,
     lines: Option<LineTable>,
     cache: HashMap<u64, NamedFuture>,
+    /// Panic locations of the futures named unambiguously, by type (built on first need).
+    known_locations: Option<HashMap<String, HashSet<(String, u32)>>>,
 }
 
 impl Symbolizer {
@@ -46,6 +49,7 @@ impl Symbolizer {
             image,
             lines,
             cache: HashMap::new(),
+            known_locations: None,
         }
     }
 
@@ -66,8 +70,15 @@ impl Symbolizer {
         &self.cache[&poll_vaddr]
     }
 
-    fn resolve(&self, poll_vaddr: u64) -> NamedFuture {
-        let name = future_name(&self.image, poll_vaddr);
+    fn resolve(&mut self, poll_vaddr: u64) -> NamedFuture {
+        let mut name = future_name(&self.image, poll_vaddr);
+        if let (false, Some(loc)) = (name.candidates.is_empty(), name.location.clone()) {
+            let known = self.known_locations();
+            if let Some(pick) = disambiguate(&name.candidates, (&loc.file, loc.line), known) {
+                name.function = pick;
+                name.candidates.clear();
+            }
+        }
         let dwarf = |vaddr| {
             let (file, line) = self.lines.as_ref()?.locate(vaddr)?;
             Some(SourceLocation {
@@ -76,16 +87,65 @@ impl Symbolizer {
                 column: None,
             })
         };
+        // The panic location first: the same string with and without debug info.
         let location = name
-            .body_vaddr
-            .and_then(dwarf)
-            .or_else(|| name.location.clone())
+            .location
+            .clone()
+            .or_else(|| name.body_vaddr.and_then(dwarf))
             .or_else(|| {
                 let lines = self.lines.as_ref()?;
                 inlined_location(&self.image, lines, poll_vaddr)
             })
             .map(|l| (l.file, l.line));
         NamedFuture { name, location }
+    }
+}
+
+impl Symbolizer {
+    /// Panic locations of every `raw::poll` whose type is unambiguous, by type.
+    fn known_locations(&mut self) -> &HashMap<String, HashSet<(String, u32)>> {
+        let image = &self.image;
+        self.known_locations.get_or_insert_with(|| {
+            let mut polls: Vec<u64> = image
+                .symbols_named(|n| classify(n) == Some(Role::RawPoll))
+                .map(|s| s.addr)
+                .collect();
+            polls.dedup();
+            let mut known: HashMap<String, HashSet<(String, u32)>> = HashMap::new();
+            for addr in polls {
+                let n = future_name(image, addr);
+                if let (true, Some(loc)) = (n.candidates.is_empty(), n.location) {
+                    known.entry(n.function).or_default().insert((loc.file, loc.line));
+                }
+            }
+            known
+        })
+    }
+}
+
+/// Picks among folded candidate types the one that fits `location`: the only candidate known
+/// (from other vtables) to be at that location, else the only one not known to be elsewhere.
+pub fn disambiguate(
+    candidates: &[String],
+    location: (&str, u32),
+    known: &HashMap<String, HashSet<(String, u32)>>,
+) -> Option<String> {
+    let here = |c: &&String| {
+        known
+            .get(*c)
+            .is_some_and(|l| l.iter().any(|(f, n)| f == location.0 && *n == location.1))
+    };
+    let at_here: Vec<&String> = candidates.iter().filter(here).collect();
+    if let [one] = at_here.as_slice() {
+        return Some((*one).clone());
+    }
+    let possible: Vec<&String> = candidates
+        .iter()
+        .filter(|c| here(c) || known.get(*c).is_none_or(HashSet::is_empty))
+        .collect();
+    match possible.as_slice() {
+        [one] => Some((*one).clone()),
+        _ => None,
     }
 }
 
@@ -109,4 +169,23 @@ fn inlined_location(image: &ElfImage, lines: &LineTable, poll_vaddr: u64) -> Opt
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disambiguation_by_location() {
+        let cands = vec!["app::a::{{closure}}".to_string(), "app::b::{{closure}}".to_string()];
+        let mut known = HashMap::new();
+        known.insert(
+            "app::b::{{closure}}".to_string(),
+            HashSet::from([("src/main.rs".to_string(), 25)]),
+        );
+        // b is known to be at line 25: a future at line 6 must be a, one at 25 is b.
+        assert_eq!(disambiguate(&cands, ("src/main.rs", 6), &known).as_deref(), Some("app::a::{{closure}}"));
+        assert_eq!(disambiguate(&cands, ("src/main.rs", 25), &known).as_deref(), Some("app::b::{{closure}}"));
+        assert_eq!(disambiguate(&cands, ("src/main.rs", 6), &HashMap::new()), None);
+    }
 }

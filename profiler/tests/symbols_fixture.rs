@@ -1,0 +1,131 @@
+//! The ELF, plan and naming modules against the real fixture binaries (no root needed).
+//! Fixtures come from `cargo xtask fixtures` (fixtures/bin); a missing one is skipped.
+
+use std::path::PathBuf;
+
+use leakprof::elf::ElfImage;
+use leakprof::runtime::tokio::{classify, plan, BirthMode, PlanError, Role};
+use leakprof::symbolize::Symbolizer;
+
+/// Every spawned `async fn` of fixtures/tokio-src (see fixtures/README.md).
+const SITES: &[&str] = &[
+    "bench::bench_round",
+    "bench::trivial_task",
+    "healthy::burst_job",
+    "healthy::churn_task",
+    "healthy::long_lived_service",
+    "healthy::pool_feeder",
+    "healthy::pool_worker",
+    "healthy::ramp_worker",
+    "healthy::short_request",
+    "healthy::short_request_driver",
+    "leaks::blocked_worker",
+    "leaks::drain_channel",
+    "leaks::hold_mutex_forever",
+    "leaks::never_answered",
+    "leaks::query_all",
+    "leaks::query_replica",
+    "leaks::recv_no_sender",
+    "leaks::request_with_timeout",
+    "leaks::request_without_timeout",
+    "leaks::silent_server",
+    "leaks::spin_forever",
+    "leaks::wait_at_barrier",
+    "leaks::wait_for_mutex",
+];
+
+fn fixture(name: &str) -> Option<ElfImage> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bin").join(name);
+    if !path.exists() {
+        eprintln!("SKIPPED {name}: {} not built (cargo xtask fixtures)", path.display());
+        return None;
+    }
+    Some(ElfImage::open(&path).expect("fixture parses"))
+}
+
+/// `tokio_fixture::leaks::x::{{closure}}` / `..::{closure#0}` -> `leaks::x`.
+fn site_of(function: &str) -> Option<&str> {
+    let f = function.strip_prefix("tokio_fixture::")?;
+    Some(
+        f.strip_suffix("::{{closure}}")
+            .or_else(|| f.strip_suffix("::{closure#0}"))
+            .unwrap_or(f),
+    )
+}
+
+fn check_tokio_fixture(name: &str, version_prefix: &str, dwarf: bool) {
+    let Some(image) = fixture(name) else { return };
+    assert!(image.has_symtab() && image.is_pie());
+    assert_eq!(image.has_debug_info(), dwarf, "{name}: debug info");
+
+    let p = plan(&image, image.data()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let version = p.version.clone().unwrap_or_default();
+    assert!(version.starts_with(version_prefix), "{name}: version {version}");
+    assert_eq!(p.birth_mode, BirthMode::BindInner, "{name}");
+    assert!(!p.birth.is_empty(), "{name}: no birth point");
+    // multi_thread and current_thread release (the fixture can run either).
+    assert_eq!(p.finish.len(), 2, "{name}: {:?}", p.finish);
+    for pt in p.birth.iter().chain(&p.finish) {
+        let off = pt.file_offset as usize;
+        assert_eq!(
+            image.read_at_vaddr(pt.vaddr, 16),
+            image.data().get(off..off + 16),
+            "{name}: file offset of {}",
+            pt.symbol
+        );
+    }
+
+    let mut polls: Vec<u64> = image
+        .symbols_named(|n| classify(n) == Some(Role::RawPoll))
+        .map(|s| s.addr)
+        .collect();
+    polls.dedup();
+    let mut symbolizer = Symbolizer::new(image);
+    let mut named = Vec::new();
+    for addr in polls {
+        let n = symbolizer.name_future(addr).clone();
+        if let Some(site) = site_of(&n.name.function) {
+            let module = site.split("::").next().unwrap_or_default();
+            let (file, _) = n.location.clone().unwrap_or_else(|| panic!("{name}: {site} has no location"));
+            assert!(file.ends_with(&format!("{module}.rs")), "{name}: {site} at {file}");
+            named.push(site.to_owned());
+        }
+    }
+    for site in SITES {
+        assert!(named.iter().any(|n| n == site), "{name}: {site} not named; got {named:?}");
+    }
+    assert!(named.iter().all(|n| !n.contains(" | ")), "{name}: ambiguous {named:?}");
+}
+
+#[test]
+fn tokio_1_38_legacy() {
+    check_tokio_fixture("tokio-1.38", "1.38.", false);
+}
+
+#[test]
+fn tokio_latest_legacy() {
+    check_tokio_fixture("tokio-latest", "1.", false);
+}
+
+#[test]
+fn tokio_latest_v0() {
+    check_tokio_fixture("tokio-latest-v0", "1.", false);
+}
+
+#[test]
+fn tokio_latest_debuginfo() {
+    check_tokio_fixture("tokio-latest-debuginfo", "1.", true);
+}
+
+#[test]
+fn stripped_is_refused() {
+    let Some(image) = fixture("tokio-latest-stripped") else { return };
+    assert!(!image.has_symtab());
+    assert_eq!(plan(&image, image.data()), Err(PlanError::Stripped));
+}
+
+#[test]
+fn plain_is_not_tokio() {
+    let Some(image) = fixture("plain") else { return };
+    assert_eq!(plan(&image, image.data()), Err(PlanError::NotTokio));
+}
