@@ -26,7 +26,10 @@ fn main() -> anyhow::Result<()> {
             for (kind, points) in [("birth", &p.birth), ("finish", &p.finish)] {
                 println!("{kind}: {} point(s)", points.len());
                 for pt in points {
-                    println!("  {:#x} (file {:#x}) {}", pt.vaddr, pt.file_offset, pt.symbol);
+                    println!(
+                        "  {:#x} (file {:#x}) {}",
+                        pt.vaddr, pt.file_offset, pt.symbol
+                    );
                 }
             }
         }
@@ -48,7 +51,11 @@ fn main() -> anyhow::Result<()> {
     for addr in polls {
         let t = std::time::Instant::now();
         let named = symbolizer.name_future(addr).clone();
-        let body = named.name.body_vaddr.map(|b| format!("{b:#x}")).unwrap_or_else(|| "-".into());
+        let body = named
+            .name
+            .body_vaddr
+            .map(|b| format!("{b:#x}"))
+            .unwrap_or_else(|| "-".into());
         let loc = named
             .location
             .map(|(f, l)| format!("{f}:{l}"))
@@ -60,7 +67,10 @@ fn main() -> anyhow::Result<()> {
             t.elapsed()
         );
         // With DWARF, the name of Harness::poll (raw::poll's jump target) carries T: a cross-check.
-        let harness = scan_function(symbolizer.image(), addr).targets.first().copied();
+        let harness = scan_function(symbolizer.image(), addr)
+            .targets
+            .first()
+            .copied();
         let dwarf = harness.and_then(|h| symbolizer.lines()?.frames(h).pop()?.function);
         if let Some(dwarf) = dwarf {
             println!("      dwarf: {dwarf}");

@@ -35,9 +35,14 @@ const SITES: &[&str] = &[
 ];
 
 fn fixture(name: &str) -> Option<ElfImage> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bin").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/bin")
+        .join(name);
     if !path.exists() {
-        eprintln!("SKIPPED {name}: {} not built (cargo xtask fixtures)", path.display());
+        eprintln!(
+            "SKIPPED {name}: {} not built (cargo xtask fixtures)",
+            path.display()
+        );
         return None;
     }
     Some(ElfImage::open(&path).expect("fixture parses"))
@@ -60,7 +65,10 @@ fn check_tokio_fixture(name: &str, version_prefix: &str, dwarf: bool) {
 
     let p = plan(&image, image.data()).unwrap_or_else(|e| panic!("{name}: {e}"));
     let version = p.version.clone().unwrap_or_default();
-    assert!(version.starts_with(version_prefix), "{name}: version {version}");
+    assert!(
+        version.starts_with(version_prefix),
+        "{name}: version {version}"
+    );
     assert_eq!(p.birth_mode, BirthMode::BindInner, "{name}");
     assert!(!p.birth.is_empty(), "{name}: no birth point");
     // multi_thread and current_thread release (the fixture can run either).
@@ -86,15 +94,27 @@ fn check_tokio_fixture(name: &str, version_prefix: &str, dwarf: bool) {
         let n = symbolizer.name_future(addr).clone();
         if let Some(site) = site_of(&n.name.function) {
             let module = site.split("::").next().unwrap_or_default();
-            let (file, _) = n.location.clone().unwrap_or_else(|| panic!("{name}: {site} has no location"));
-            assert!(file.ends_with(&format!("{module}.rs")), "{name}: {site} at {file}");
+            let (file, _) = n
+                .location
+                .clone()
+                .unwrap_or_else(|| panic!("{name}: {site} has no location"));
+            assert!(
+                file.ends_with(&format!("{module}.rs")),
+                "{name}: {site} at {file}"
+            );
             named.push(site.to_owned());
         }
     }
     for site in SITES {
-        assert!(named.iter().any(|n| n == site), "{name}: {site} not named; got {named:?}");
+        assert!(
+            named.iter().any(|n| n == site),
+            "{name}: {site} not named; got {named:?}"
+        );
     }
-    assert!(named.iter().all(|n| !n.contains(" | ")), "{name}: ambiguous {named:?}");
+    assert!(
+        named.iter().all(|n| !n.contains(" | ")),
+        "{name}: ambiguous {named:?}"
+    );
 }
 
 #[test]
@@ -119,13 +139,17 @@ fn tokio_latest_debuginfo() {
 
 #[test]
 fn stripped_is_refused() {
-    let Some(image) = fixture("tokio-latest-stripped") else { return };
+    let Some(image) = fixture("tokio-latest-stripped") else {
+        return;
+    };
     assert!(!image.has_symtab());
     assert_eq!(plan(&image, image.data()), Err(PlanError::Stripped));
 }
 
 #[test]
 fn plain_is_not_tokio() {
-    let Some(image) = fixture("plain") else { return };
+    let Some(image) = fixture("plain") else {
+        return;
+    };
     assert_eq!(plan(&image, image.data()), Err(PlanError::NotTokio));
 }

@@ -25,7 +25,9 @@ pub enum ElfError {
         #[source]
         source: std::io::Error,
     },
-    #[error("not a readable object file ({0}); pass the target's executable, not a script or wrapper")]
+    #[error(
+        "not a readable object file ({0}); pass the target's executable, not a script or wrapper"
+    )]
     Parse(#[from] object::Error),
     #[error("{0:?} is not an ELF file; only Linux ELF executables are supported")]
     NotElf(object::BinaryFormat),
@@ -171,13 +173,20 @@ impl ElfImage {
 
     /// File offset of a virtual address (what uprobes want), via the `PT_LOAD` headers.
     pub fn vaddr_to_file_offset(&self, vaddr: u64) -> Option<u64> {
-        self.inner.segments.iter().find_map(|s| s.file_offset_of(vaddr))
+        self.inner
+            .segments
+            .iter()
+            .find_map(|s| s.file_offset_of(vaddr))
     }
 
     /// `len` bytes of file contents at virtual address `vaddr` (None if not entirely file-backed
     /// within one segment).
     pub fn read_at_vaddr(&self, vaddr: u64, len: usize) -> Option<&[u8]> {
-        let seg = self.inner.segments.iter().find(|s| s.file_offset_of(vaddr).is_some())?;
+        let seg = self
+            .inner
+            .segments
+            .iter()
+            .find(|s| s.file_offset_of(vaddr).is_some())?;
         let off = seg.file_offset_of(vaddr)?;
         let avail = seg.file_offset + seg.file_size - off;
         if len as u64 > avail {

@@ -72,7 +72,11 @@ pub fn split_qualified(name: &str) -> Option<Qualified<'_>> {
     };
     let close = matching_close(name, open)?;
     let inner = &name[open + 1..close];
-    let inner = if module.is_some() { inner.strip_prefix("impl ")? } else { inner };
+    let inner = if module.is_some() {
+        inner.strip_prefix("impl ")?
+    } else {
+        inner
+    };
     let after = &name[close + 1..];
     let rest = after.strip_prefix("::").unwrap_or(after);
     let parts = split_top_level(inner, sep);
@@ -240,7 +244,10 @@ mod tests {
              for alloc::sync::Arc<tokio::runtime::scheduler::multi_thread::handle::Handle>>::release",
         )
         .unwrap();
-        assert_eq!(q.module, Some("tokio::runtime::scheduler::multi_thread::worker"));
+        assert_eq!(
+            q.module,
+            Some("tokio::runtime::scheduler::multi_thread::worker")
+        );
         assert_eq!(
             q.self_ty,
             "alloc::sync::Arc<tokio::runtime::scheduler::multi_thread::handle::Handle>"
@@ -258,11 +265,16 @@ mod tests {
             "tokio::runtime::task::list::OwnedTasks::bind_inner"
         );
         assert_eq!(
-            plain_path("<tokio::runtime::task::list::OwnedTasks<alloc::sync::Arc<x::H>>>::bind_inner")
-                .unwrap(),
+            plain_path(
+                "<tokio::runtime::task::list::OwnedTasks<alloc::sync::Arc<x::H>>>::bind_inner"
+            )
+            .unwrap(),
             "tokio::runtime::task::list::OwnedTasks::bind_inner"
         );
-        assert_eq!(plain_path(V0_POLL).unwrap(), "tokio::runtime::task::raw::poll");
+        assert_eq!(
+            plain_path(V0_POLL).unwrap(),
+            "tokio::runtime::task::raw::poll"
+        );
         assert_eq!(plain_path("f::<fn() -> u8>::g").unwrap(), "f::g");
         assert!(plain_path("<a::B as c::D>::e").is_none());
     }
@@ -290,12 +302,18 @@ mod tests {
     #[test]
     fn crates() {
         assert_eq!(crate_of("app::worker::leaky::{{closure}}"), Some("app"));
-        assert_eq!(crate_of("<app::Foo as core::future::future::Future>::poll"), Some("app"));
+        assert_eq!(
+            crate_of("<app::Foo as core::future::future::Future>::poll"),
+            Some("app")
+        );
         assert_eq!(
             crate_of("<core::pin::Pin<P> as core::future::future::Future>::poll"),
             Some("core")
         );
-        assert_eq!(crate_of("<&mut F as core::future::future::Future>::poll"), Some("core"));
+        assert_eq!(
+            crate_of("<&mut F as core::future::future::Future>::poll"),
+            Some("core")
+        );
         assert_eq!(crate_of("<[T] as core::fmt::Debug>::fmt"), Some("core"));
         assert_eq!(crate_of("memcpy"), None);
         assert_eq!(

@@ -91,14 +91,14 @@ impl SymbolTable {
         let last_addr = candidates.last()?.addr;
         // Prefer the nearest start address; fall back to an earlier, larger symbol covering vaddr.
         let nearest = self.at_addr(last_addr);
-        if let Some(s) = nearest.iter().filter(|s| s.contains(vaddr)).max_by_key(|s| s.size) {
+        if let Some(s) = nearest
+            .iter()
+            .filter(|s| s.contains(vaddr))
+            .max_by_key(|s| s.size)
+        {
             return Some(s);
         }
-        candidates
-            .iter()
-            .rev()
-            .take(64)
-            .find(|s| s.contains(vaddr))
+        candidates.iter().rev().take(64).find(|s| s.contains(vaddr))
     }
 
     /// Symbols whose demangled name satisfies `pred`, in address order.
@@ -122,7 +122,8 @@ mod tests {
 
     #[test]
     fn demangles_legacy_with_llvm_suffix() {
-        let m = "_ZN3app6worker5leaky28_$u7b$$u7b$closure$u7d$$u7d$17h0123456789abcdefE.llvm.1234567";
+        let m =
+            "_ZN3app6worker5leaky28_$u7b$$u7b$closure$u7d$$u7d$17h0123456789abcdefE.llvm.1234567";
         assert_eq!(demangle(m), "app::worker::leaky::{{closure}}");
     }
 

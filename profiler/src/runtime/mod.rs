@@ -40,7 +40,9 @@ mod tests {
 
     #[test]
     fn dedups_by_address() {
-        let pts = dedup_points([("b", 0x20), ("a", 0x10), ("c", 0x20)], |v| Some(v + 0x1000));
+        let pts = dedup_points([("b", 0x20), ("a", 0x10), ("c", 0x20)], |v| {
+            Some(v + 0x1000)
+        });
         assert_eq!(pts.len(), 2);
         assert_eq!(pts[0].symbol, "a");
         assert_eq!(pts[1].symbol, "b");

@@ -80,7 +80,10 @@ fn is_scheduler_release(name: &str) -> bool {
     if q.rest != "release" || q.trait_path != Some("tokio::runtime::task::Schedule") {
         return false;
     }
-    let Some(inner) = q.self_ty.strip_prefix("alloc::sync::Arc<tokio::runtime::scheduler::") else {
+    let Some(inner) = q
+        .self_ty
+        .strip_prefix("alloc::sync::Arc<tokio::runtime::scheduler::")
+    else {
         return false;
     };
     // v0 prints Arc's allocator parameter too: `Arc<..::Handle, alloc::alloc::Global>`.
@@ -193,14 +196,17 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const ARC_MT: &str = "alloc::sync::Arc<tokio::runtime::scheduler::multi_thread::handle::Handle>";
+    const ARC_MT: &str =
+        "alloc::sync::Arc<tokio::runtime::scheduler::multi_thread::handle::Handle>";
 
     fn release(ty: &str) -> String {
         format!("<{ty} as tokio::runtime::task::Schedule>::release")
     }
 
     fn plan_of(syms: &[(&str, u64)]) -> Result<TokioPlan, PlanError> {
-        plan_symbols(syms.iter().copied(), Some("1.38.2".into()), |v| Some(v - 0x1000))
+        plan_symbols(syms.iter().copied(), Some("1.38.2".into()), |v| {
+            Some(v - 0x1000)
+        })
     }
 
     #[test]
@@ -226,25 +232,40 @@ mod tests {
             classify("tokio::runtime::task::list::OwnedTasks<S>::bind_inner"),
             Some(Role::BindInner)
         );
-        assert_eq!(classify("tokio::runtime::task::raw::poll"), Some(Role::RawPoll));
+        assert_eq!(
+            classify("tokio::runtime::task::raw::poll"),
+            Some(Role::RawPoll)
+        );
         assert_eq!(classify(&release(ARC_MT)), Some(Role::Release));
         assert_eq!(
-            classify(&release("alloc::sync::Arc<tokio::runtime::scheduler::current_thread::Handle>")),
+            classify(&release(
+                "alloc::sync::Arc<tokio::runtime::scheduler::current_thread::Handle>"
+            )),
             Some(Role::Release)
         );
-        assert_eq!(classify("tokio::runtime::task::list::OwnedTasks<S>::bind"), None);
+        assert_eq!(
+            classify("tokio::runtime::task::list::OwnedTasks<S>::bind"),
+            None
+        );
         assert_eq!(classify("tokio::runtime::task::raw::poll_future"), None);
-        assert_eq!(classify("tokio::runtime::task::list::OwnedTasks<S>::bind_inner::{{closure}}"), None);
+        assert_eq!(
+            classify("tokio::runtime::task::list::OwnedTasks<S>::bind_inner::{{closure}}"),
+            None
+        );
     }
 
     #[test]
     fn classifies_v0_names() {
         assert_eq!(
-            classify(&format!("<tokio::runtime::task::list::OwnedTasks<{ARC_MT}>>::bind_inner")),
+            classify(&format!(
+                "<tokio::runtime::task::list::OwnedTasks<{ARC_MT}>>::bind_inner"
+            )),
             Some(Role::BindInner)
         );
         assert_eq!(
-            classify(&format!("tokio::runtime::task::raw::poll::<app::worker::{{closure#0}}, {ARC_MT}>")),
+            classify(&format!(
+                "tokio::runtime::task::raw::poll::<app::worker::{{closure#0}}, {ARC_MT}>"
+            )),
             Some(Role::RawPoll)
         );
         assert_eq!(
@@ -261,7 +282,10 @@ mod tests {
             classify("<tokio::runtime::blocking::schedule::BlockingSchedule as tokio::runtime::task::Schedule>::release"),
             None
         );
-        assert_eq!(classify(&release("alloc::sync::Arc<tokio::task::local::Shared>")), None);
+        assert_eq!(
+            classify(&release("alloc::sync::Arc<tokio::task::local::Shared>")),
+            None
+        );
         assert_eq!(
             classify("<alloc::sync::Arc<tokio::runtime::scheduler::multi_thread::handle::Handle> as tokio::runtime::task::Schedule>::schedule"),
             None
@@ -272,9 +296,18 @@ mod tests {
     fn bind_inner_mode_with_icf_dedup() {
         let rel = release(ARC_MT);
         let p = plan_of(&[
-            ("tokio::runtime::task::list::OwnedTasks<S>::bind_inner", 0x5000),
-            ("tokio::runtime::task::list::OwnedTasks<S>::bind_inner", 0x5000),
-            ("tokio::runtime::task::list::OwnedTasks<S>::bind_inner", 0x6000),
+            (
+                "tokio::runtime::task::list::OwnedTasks<S>::bind_inner",
+                0x5000,
+            ),
+            (
+                "tokio::runtime::task::list::OwnedTasks<S>::bind_inner",
+                0x5000,
+            ),
+            (
+                "tokio::runtime::task::list::OwnedTasks<S>::bind_inner",
+                0x6000,
+            ),
             ("tokio::runtime::task::raw::poll", 0x7000),
             (&rel, 0x8000),
             (&rel, 0x8000),
@@ -303,9 +336,14 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(plan_of(&[("main", 0x1000), ("memcpy", 0x2000)]), Err(PlanError::NotTokio));
+        assert_eq!(
+            plan_of(&[("main", 0x1000), ("memcpy", 0x2000)]),
+            Err(PlanError::NotTokio)
+        );
         let e = plan_of(&[("tokio::runtime::task::raw::poll", 0x7000)]).unwrap_err();
-        assert!(matches!(&e, PlanError::Unsupported { missing, .. } if missing.contains("release")));
+        assert!(
+            matches!(&e, PlanError::Unsupported { missing, .. } if missing.contains("release"))
+        );
         assert!(e.to_string().contains("1.38.2"));
         let rel = release(ARC_MT);
         let e = plan_of(&[(&rel, 0x7000)]).unwrap_err();
@@ -318,7 +356,10 @@ mod tests {
             /tokio-1.38.2/src/b.rs /tokio-macros-2.3.0/src/lib.rs /tokio-1.9.0/src/x.rs \
             xtokio-1.1.1/src/ /tokio-util-0.7.1/src/ /tokio-1.38.2";
         assert_eq!(detect_tokio_version(data).as_deref(), Some("1.38.2"));
-        assert_eq!(detect_tokio_version(b"C:\\r\\tokio-1.54.1\\src\\lib.rs").as_deref(), Some("1.54.1"));
+        assert_eq!(
+            detect_tokio_version(b"C:\\r\\tokio-1.54.1\\src\\lib.rs").as_deref(),
+            Some("1.54.1")
+        );
         assert_eq!(detect_tokio_version(b"no version here tokio-"), None);
     }
 }

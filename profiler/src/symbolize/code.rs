@@ -52,7 +52,11 @@ pub fn scan_function(image: &ElfImage, addr: u64) -> FunctionScan {
     let Some(sym) = image.symbols_at_addr(addr).iter().max_by_key(|s| s.size) else {
         return scan;
     };
-    let len = if sym.size > 0 { sym.size as usize } else { UNSIZED_LEN };
+    let len = if sym.size > 0 {
+        sym.size as usize
+    } else {
+        UNSIZED_LEN
+    };
     let Some(code) = image
         .read_at_vaddr(addr, len)
         .or_else(|| image.read_at_vaddr(addr, len.min(256)))
@@ -86,8 +90,15 @@ pub fn scan_function(image: &ElfImage, addr: u64) -> FunctionScan {
             }
             None
         };
-        if ins.flow_control() == FlowControl::Call || ins.flow_control() == FlowControl::IndirectCall {
-            for r in scan.data_refs.iter_mut().rev().take_while(|r| r.next_call.is_none()) {
+        if ins.flow_control() == FlowControl::Call
+            || ins.flow_control() == FlowControl::IndirectCall
+        {
+            for r in scan
+                .data_refs
+                .iter_mut()
+                .rev()
+                .take_while(|r| r.next_call.is_none())
+            {
                 r.next_call = target;
             }
         }
@@ -137,7 +148,9 @@ pub fn panic_locations(image: &ElfImage, scan: &FunctionScan) -> Vec<PanicRef> {
             let async_fn = r
                 .next_call
                 .and_then(|t| image.symbols_at_addr(t).first())
-                .is_some_and(|s| s.name.contains("async_fn_resumed") || s.name.contains("async_gen_resumed"));
+                .is_some_and(|s| {
+                    s.name.contains("async_fn_resumed") || s.name.contains("async_gen_resumed")
+                });
             Some(PanicRef { location, async_fn })
         })
         .collect()
@@ -207,7 +220,8 @@ mod tests {
         assert!(!scan.instructions.is_empty());
         let locs = panic_locations(&image, &scan);
         assert!(
-            locs.iter().any(|l| l.location.file.ends_with("symbolize/code.rs") && !l.async_fn),
+            locs.iter()
+                .any(|l| l.location.file.ends_with("symbolize/code.rs") && !l.async_fn),
             "{locs:?}"
         );
     }

@@ -123,7 +123,9 @@ mod tests {
         assert!(is_library_path(
             "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.38.2/src/runtime/task/raw.rs"
         ));
-        assert!(is_library_path("/rustc/59807616e1fa/library/core/src/future/mod.rs"));
+        assert!(is_library_path(
+            "/rustc/59807616e1fa/library/core/src/future/mod.rs"
+        ));
         assert!(!is_library_path("/home/me/app/src/main.rs"));
         assert!(!is_library_path("src/main.rs"));
     }

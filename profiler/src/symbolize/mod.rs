@@ -3,6 +3,7 @@
 pub mod code;
 pub mod future_name;
 pub mod lines;
+pub mod type_names;
 
 use std::collections::{HashMap, HashSet};
 
@@ -99,9 +100,7 @@ impl Symbolizer {
             .map(|l| (l.file, l.line));
         NamedFuture { name, location }
     }
-}
 
-impl Symbolizer {
     /// Panic locations of every `raw::poll` whose type is unambiguous, by type.
     fn known_locations(&mut self) -> &HashMap<String, HashSet<(String, u32)>> {
         let image = &self.image;
@@ -115,7 +114,10 @@ impl Symbolizer {
             for addr in polls {
                 let n = future_name(image, addr);
                 if let (true, Some(loc)) = (n.candidates.is_empty(), n.location) {
-                    known.entry(n.function).or_default().insert((loc.file, loc.line));
+                    known
+                        .entry(n.function)
+                        .or_default()
+                        .insert((loc.file, loc.line));
                 }
             }
             known
@@ -150,7 +152,11 @@ pub fn disambiguate(
 }
 
 /// The first application line (by file path) inlined into the code reachable from `poll_vaddr`.
-fn inlined_location(image: &ElfImage, lines: &LineTable, poll_vaddr: u64) -> Option<SourceLocation> {
+fn inlined_location(
+    image: &ElfImage,
+    lines: &LineTable,
+    poll_vaddr: u64,
+) -> Option<SourceLocation> {
     let mut budget = MAX_INLINE_LOOKUPS;
     for func in walk_calls(image, poll_vaddr).visited {
         for ip in code::scan_function(image, func).instructions {
@@ -177,15 +183,27 @@ mod tests {
 
     #[test]
     fn disambiguation_by_location() {
-        let cands = vec!["app::a::{{closure}}".to_string(), "app::b::{{closure}}".to_string()];
+        let cands = vec![
+            "app::a::{{closure}}".to_string(),
+            "app::b::{{closure}}".to_string(),
+        ];
         let mut known = HashMap::new();
         known.insert(
             "app::b::{{closure}}".to_string(),
             HashSet::from([("src/main.rs".to_string(), 25)]),
         );
         // b is known to be at line 25: a future at line 6 must be a, one at 25 is b.
-        assert_eq!(disambiguate(&cands, ("src/main.rs", 6), &known).as_deref(), Some("app::a::{{closure}}"));
-        assert_eq!(disambiguate(&cands, ("src/main.rs", 25), &known).as_deref(), Some("app::b::{{closure}}"));
-        assert_eq!(disambiguate(&cands, ("src/main.rs", 6), &HashMap::new()), None);
+        assert_eq!(
+            disambiguate(&cands, ("src/main.rs", 6), &known).as_deref(),
+            Some("app::a::{{closure}}")
+        );
+        assert_eq!(
+            disambiguate(&cands, ("src/main.rs", 25), &known).as_deref(),
+            Some("app::b::{{closure}}")
+        );
+        assert_eq!(
+            disambiguate(&cands, ("src/main.rs", 6), &HashMap::new()),
+            None
+        );
     }
 }
