@@ -1,35 +1,77 @@
 //! Command-line interface: flags and their defaults (one place).
 use std::{path::PathBuf, time::Duration};
 
-use clap::Parser;
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
 
-use crate::{report::Format, session::RunOptions};
+use crate::{ignore::IgnoreRules, report::Format, session::RunOptions};
 
-/// Find the spawn sites whose tasks never finish, in an unmodified running tokio process.
+/// Find the spawn sites whose tasks never finish, in an unmodified tokio process.
 #[derive(Debug, Parser)]
-#[command(name = "leakprof", version, about)]
+#[command(name = "leakprof", version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// Process to attach to.
     #[arg(long, short = 'p')]
-    pub pid: u32,
+    pub pid: Option<u32>,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Launch a program under the profiler from its first instruction (a CI gate):
+    /// `leakprof run --fail-on-leak --duration 30 -- ./server --port 0`.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// The program and its arguments.
+        #[arg(required = true, last = true)]
+        cmd: Vec<String>,
+    },
+}
+
+/// Options shared by `--pid` and `run`.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
     /// Seconds between samples.
     #[arg(long, default_value_t = 1.0, value_parser = positive_secs)]
     pub interval: f64,
-    /// Stop after this many seconds (default: run until Ctrl-C or the target exits).
+    /// Stop after this many seconds (default: until Ctrl-C or the target exits; `run` then stops
+    /// the program).
     #[arg(long, short = 'd', value_parser = positive_secs)]
     pub duration: Option<f64>,
+    /// One shot: watch for --duration (10 s unless given), print only the final report.
+    #[arg(long)]
+    pub once: bool,
     /// Output format of the final report.
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Write the final report to FILE instead of standard output.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
-    /// Do not print the per-interval lines.
+    /// No per-interval output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// How many sites the per-interval lines show.
+    /// Per-interval output as plain lines even on a terminal (no refreshing view).
+    #[arg(long)]
+    pub plain: bool,
+    /// How many sites the per-interval view shows.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Exit with status 4 when a site (not ignored) is judged `leak`.
+    #[arg(long)]
+    pub fail_on_leak: bool,
+    /// Ignore sites whose function matches this glob (`*` spans `::`); repeatable.
+    #[arg(long = "ignore", value_name = "PATTERN")]
+    pub ignore: Vec<String>,
+    /// Ignore sites spawned from a frame matching this glob ("created by"); repeatable.
+    #[arg(long = "ignore-created-by", value_name = "PATTERN")]
+    pub ignore_created_by: Vec<String>,
+    /// TOML config file with an `[ignore]` table (`functions = [..]`, `created_by = [..]`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Capacity of the kernel's live-task table (tasks beyond it are counted as lost).
     #[arg(long, default_value_t = RunOptions::default().max_tasks)]
     pub max_tasks: u32,
@@ -44,15 +86,20 @@ fn positive_secs(s: &str) -> Result<f64, String> {
     }
 }
 
-impl Cli {
-    pub fn run_options(&self) -> RunOptions {
-        RunOptions {
-            pid: self.pid,
+/// One-shot runs watch this long unless --duration says otherwise.
+pub const ONCE_DEFAULT_S: f64 = 10.0;
+
+impl Common {
+    pub fn run_options(&self, pid: u32) -> Result<RunOptions> {
+        let duration = self.duration.or(self.once.then_some(ONCE_DEFAULT_S));
+        Ok(RunOptions {
+            pid,
             interval: Duration::from_secs_f64(self.interval),
-            duration: self.duration.map(Duration::from_secs_f64),
+            duration: duration.map(Duration::from_secs_f64),
             max_tasks: self.max_tasks,
+            ignore: IgnoreRules::new(&self.ignore, &self.ignore_created_by, self.config.as_deref())?,
             ..RunOptions::default()
-        }
+        })
     }
 }
 
@@ -65,10 +112,24 @@ mod tests {
     fn cli_is_consistent_and_parses() {
         Cli::command().debug_assert();
         let c = Cli::try_parse_from(["leakprof", "--pid", "42", "-d", "5", "--format", "json"]).unwrap();
-        assert_eq!(c.pid, 42);
-        assert_eq!(c.run_options().duration, Some(Duration::from_secs(5)));
-        assert_eq!(c.format, Format::Json);
+        assert_eq!(c.pid, Some(42));
+        assert_eq!(c.common.run_options(42).unwrap().duration, Some(Duration::from_secs(5)));
+        assert_eq!(c.common.format, Format::Json);
         assert!(Cli::try_parse_from(["leakprof", "--pid", "1", "--interval", "0"]).is_err());
-        assert!(Cli::try_parse_from(["leakprof"]).is_err());
+        let once = Cli::try_parse_from(["leakprof", "--pid", "1", "--once"]).unwrap();
+        assert_eq!(once.common.run_options(1).unwrap().duration, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn run_subcommand_takes_the_program_after_dashes() {
+        let c = Cli::try_parse_from(["leakprof", "run", "--fail-on-leak", "--", "prog", "--flag", "x"]).unwrap();
+        match c.command {
+            Some(Command::Run { common, cmd }) => {
+                assert!(common.fail_on_leak);
+                assert_eq!(cmd, vec!["prog", "--flag", "x"]);
+            }
+            None => panic!("no subcommand"),
+        }
+        assert!(Cli::try_parse_from(["leakprof", "run"]).is_err());
     }
 }

@@ -11,6 +11,16 @@ pub struct SiteHistory {
     pub totals: SiteTotals,
     /// Birth time (CLOCK_MONOTONIC ns) of the oldest live task, at the last sample that read tasks.
     pub oldest_born_ns: Option<u64>,
+    /// Live tasks seen idle / seen at all, summed over the samples that read task states.
+    pub idle_seen: u64,
+    pub state_seen: u64,
+}
+
+impl SiteHistory {
+    /// Share of observed live tasks that were idle (waiting, not scheduled), if any was observed.
+    pub fn idle_fraction(&self) -> Option<f64> {
+        (self.state_seen > 0).then(|| self.idle_seen as f64 / self.state_seen as f64)
+    }
 }
 
 /// Samples of every site, aligned on one time axis.
@@ -49,6 +59,16 @@ impl History {
         }
         for h in self.sites.values_mut() {
             h.series.push(h.totals.live().max(0));
+        }
+    }
+
+    /// Adds observed task states: (vtable, idle?) pairs.
+    pub fn add_states(&mut self, states: impl IntoIterator<Item = (u64, bool)>) {
+        for (vtable, idle) in states {
+            if let Some(h) = self.sites.get_mut(&vtable) {
+                h.state_seen += 1;
+                h.idle_seen += u64::from(idle);
+            }
         }
     }
 

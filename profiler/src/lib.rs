@@ -3,11 +3,14 @@
 //! Data flows one way: [`target`] (which process, which binary) → [`runtime`] (attach plan) →
 //! [`bpf`] (probes and their maps) → [`history`] (samples per site) → [`detect`] (verdicts) →
 //! [`report`] (text, JSON). [`session`] runs that pipeline for one process.
+pub mod analysis;
 pub mod bpf;
 pub mod cli;
 pub mod detect;
 pub mod elf;
 pub mod history;
+pub mod ignore;
+pub mod launch;
 pub mod model;
 pub mod naming;
 pub mod plan;
@@ -16,4 +19,6 @@ pub mod report;
 pub mod runtime;
 pub mod session;
 pub mod symbolize;
+pub mod task_states;
 pub mod target;
+pub mod unwind;

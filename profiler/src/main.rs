@@ -1,17 +1,26 @@
 //! `leakprof`: the command-line face of the library.
-use std::io::{IsTerminal as _, Write as _};
+use std::{
+    io::{IsTerminal as _, Write as _},
+    time::Duration,
+};
 
+use anyhow::{bail, Result};
 use clap::Parser as _;
 use leakprof::{
-    cli::Cli,
-    model::EndReason,
-    report::{interval_lines, render_text, to_json, Format},
+    cli::{Cli, Command, Common},
+    launch::{shell_code, spawn_stopped, Launched},
+    model::{EndReason, Report},
+    report::{render_text, to_json, Format, LiveView},
     session::Session,
 };
 
-/// Exit codes: 0 done, 1 error (nothing attached), 3 the target exited during the run.
+/// Exit codes: 0 done, 1 error (nothing left attached), 2 bad flags (clap), 3 the target exited
+/// during a `--pid` run, 4 a leak was found with `--fail-on-leak`. `run` passes on a non-zero exit
+/// code of the program when it exited by itself.
 const EXIT_ERROR: i32 = 1;
+const EXIT_USAGE: i32 = 2;
 const EXIT_TARGET_EXITED: i32 = 3;
+const EXIT_LEAK: i32 = 4;
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -20,48 +29,73 @@ fn main() {
         .enable_all()
         .build()
         .expect("a current-thread runtime");
-    let code = rt.block_on(run(cli));
-    std::process::exit(code);
+    std::process::exit(rt.block_on(dispatch(cli)));
 }
 
-async fn run(cli: Cli) -> i32 {
-    let session = match Session::attach(cli.run_options()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("leakprof: {e:#}");
-            return EXIT_ERROR;
+async fn dispatch(cli: Cli) -> i32 {
+    match (cli.command, cli.pid) {
+        (Some(Command::Run { common, cmd }), _) => finish(run_program(&common, &cmd).await, &common, true),
+        (None, Some(pid)) => finish(watch(&cli.common, pid, None).await, &cli.common, false),
+        (None, None) => {
+            eprintln!("leakprof: say which process: `--pid PID`, or `leakprof run -- PROGRAM ARGS`");
+            EXIT_USAGE
         }
+    }
+}
+
+/// Attaches to `pid` (resuming a launched program once the probes are in), runs, reports.
+async fn watch(common: &Common, pid: u32, mut launched: Option<&mut Launched>) -> Result<Report> {
+    let opts = common.run_options(pid)?;
+    let session = Session::attach(opts)?;
+    if let Some(l) = launched.as_deref_mut() {
+        l.resume()?;
+    }
+    let progress_to_stdout = common.format == Format::Text && common.output.is_none() && launched.is_none();
+    let show = !common.quiet && !common.once;
+    eprintln!("leakprof: attached to pid {pid}; Ctrl-C to stop and print the report");
+    let report = if progress_to_stdout {
+        let tty = std::io::stdout().is_terminal() && !common.plain;
+        let mut view = LiveView::new(std::io::stdout(), tty, common.top);
+        session.run(&mut |t, s| if show { view.draw(t, s) }).await?
+    } else {
+        // keep stdout one parsable document: the view goes to stderr, only on a terminal
+        let tty = std::io::stderr().is_terminal();
+        let mut view = LiveView::new(std::io::stderr(), tty && !common.plain, common.top);
+        let show = show && (tty || launched.is_some());
+        session.run(&mut |t, s| if show { view.draw(t, s) }).await?
     };
-    // Per-interval lines go to stdout for text, to stderr (when it is a terminal) for JSON, so
-    // standard output stays one parsable document.
-    let to_stdout = cli.format == Format::Text && cli.output.is_none();
-    let show = !cli.quiet && (to_stdout || std::io::stderr().is_terminal());
-    eprintln!("leakprof: attached to pid {}; Ctrl-C to stop and print the report", cli.pid);
-    let top = cli.top;
-    let mut progress = |t: f64, sites: &[(String, i64, u64, u64)]| {
-        if !show {
-            return;
-        }
-        let block = interval_lines(t, sites, top);
-        if to_stdout {
-            print!("{block}");
-            let _ = std::io::stdout().flush();
-        } else {
-            eprint!("{block}");
-        }
-    };
-    let report = match session.run(&mut progress).await {
+    Ok(report)
+}
+
+async fn run_program(common: &Common, cmd: &[String]) -> Result<Report> {
+    if cmd.is_empty() {
+        bail!("no program given after --");
+    }
+    leakprof::preflight::check_privileges()?;
+    let mut launched = spawn_stopped(cmd)?;
+    let pid = launched.pid;
+    let mut report = watch(common, pid, Some(&mut launched)).await?;
+    let status = launched.stop(Duration::from_secs(5))?;
+    if report.collection.ended == EndReason::TargetExited {
+        report.program_exit_code = Some(shell_code(&status));
+        report.warnings.retain(|w| !w.contains("exited during the run"));
+    }
+    Ok(report)
+}
+
+fn finish(result: Result<Report>, common: &Common, launched: bool) -> i32 {
+    let report = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("leakprof: {e:#}");
             return EXIT_ERROR;
         }
     };
-    let doc = match cli.format {
+    let doc = match common.format {
         Format::Text => render_text(&report),
         Format::Json => to_json(&report) + "\n",
     };
-    match &cli.output {
+    match &common.output {
         Some(path) => {
             if let Err(e) = std::fs::write(path, &doc) {
                 eprintln!("leakprof: cannot write {}: {e}; the report follows", path.display());
@@ -69,12 +103,23 @@ async fn run(cli: Cli) -> i32 {
                 return EXIT_ERROR;
             }
         }
-        None => print!("{doc}"),
+        None => {
+            print!("{doc}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+    let leaks: Vec<&str> = report.leaks().map(|s| s.function.as_str()).collect();
+    if common.fail_on_leak && !leaks.is_empty() {
+        eprintln!("leakprof: {} leaking site(s): {}", leaks.len(), leaks.join(", "));
+        return EXIT_LEAK;
+    }
+    if launched {
+        return report.program_exit_code.unwrap_or(0);
     }
     if report.collection.ended == EndReason::TargetExited {
         eprintln!(
             "leakprof: pid {} exited during the run; the report covers the time until it exited",
-            cli.pid
+            report.target.pid
         );
         return EXIT_TARGET_EXITED;
     }

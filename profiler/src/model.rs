@@ -3,6 +3,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use crate::detect::VerdictKind;
+
 /// Bumped on any incompatible change of the JSON document.
 pub const SCHEMA_VERSION: u32 = 1;
 pub const SCHEMA_NAME: &str = "leakprof.report";
@@ -14,6 +16,8 @@ pub struct Report {
     pub leakprof_version: &'static str,
     pub target: TargetInfo,
     pub collection: Collection,
+    /// Launched by `leakprof run`: the program's exit code, when it exited.
+    pub program_exit_code: Option<i32>,
     /// Seconds since attach of each sample; every site's `series` is aligned with it.
     pub sample_times_s: Vec<f64>,
     /// Sites, worst first.
@@ -80,4 +84,32 @@ pub struct SiteReport {
     pub finished_lifetime_p99_s: Option<f64>,
     /// Live count at each of `sample_times_s`.
     pub series: Vec<i64>,
+    /// `leak`, `suspect` or `ok`.
+    pub verdict: VerdictKind,
+    /// How strongly the site looks like a leak, 0..1 (`leak` >= 0.8).
+    pub confidence: f64,
+    /// Robust (Theil-Sen) slope of the live count, tasks per second.
+    pub growth_per_s: f64,
+    /// The verdict in words.
+    pub reason: String,
+    /// Share of observed live tasks that were idle (waiting for a wake-up), when observed.
+    pub idle_fraction: Option<f64>,
+    /// The ignore rule that matched this site (it is then never a failure).
+    pub ignored_by: Option<String>,
+}
+
+impl SiteReport {
+    /// Sort key, worst first: not ignored, verdict, confidence, live count.
+    pub fn badness(&self) -> (bool, VerdictKind, i64, i64) {
+        (self.ignored_by.is_none(), self.verdict, (self.confidence * 1e6) as i64, self.live)
+    }
+}
+
+impl Report {
+    /// Sites judged `leak` that no ignore rule covers.
+    pub fn leaks(&self) -> impl Iterator<Item = &SiteReport> {
+        self.sites
+            .iter()
+            .filter(|s| s.verdict == VerdictKind::Leak && s.ignored_by.is_none())
+    }
 }

@@ -8,7 +8,10 @@ use anyhow::{anyhow, Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
+    analysis,
     bpf::{read_snapshot, AttachedProbes, LoadConfig},
+    detect::DetectConfig,
+    ignore::IgnoreRules,
     elf::ElfImage,
     history::{lifetime_quantile_s, monotonic_ns, History},
     model::{Collection, EndReason, Report, SiteReport, TargetInfo, SCHEMA_NAME, SCHEMA_VERSION},
@@ -19,6 +22,9 @@ use crate::{
     target::Target,
 };
 
+/// Live tasks per site whose state word is read each sample (idle vs busy evidence).
+const STATES_PER_SITE: usize = 256;
+
 /// What a run is asked to do.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -28,6 +34,8 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     pub max_tasks: u32,
     pub max_sites: u32,
+    pub ignore: IgnoreRules,
+    pub detect: DetectConfig,
 }
 
 impl Default for RunOptions {
@@ -38,13 +46,14 @@ impl Default for RunOptions {
             duration: None,
             max_tasks: 1 << 20,
             max_sites: 16_384,
+            ignore: IgnoreRules::default(),
+            detect: DetectConfig::default(),
         }
     }
 }
 
-/// Called after every sample with the elapsed time and the current sites
-/// (name, live, spawned, finished), sorted by live count.
-pub type ProgressFn<'a> = dyn FnMut(f64, &[(String, i64, u64, u64)]) + 'a;
+/// Called after every sample with the elapsed time and the judged sites, worst first.
+pub type ProgressFn<'a> = dyn FnMut(f64, &[SiteReport]) + 'a;
 
 /// An attached session, ready to sample.
 pub struct Session {
@@ -118,18 +127,42 @@ impl Session {
         for &vtable in snap.sites.keys() {
             self.namer.name(vtable);
         }
+        let states = crate::task_states::sample_idle(self.opts.pid, &snap.tasks, STATES_PER_SITE);
+        self.history.add_states(states);
         Ok(())
     }
 
-    /// Current sites as (name, live, spawned, finished), most live first.
-    pub fn current(&mut self) -> Vec<(String, i64, u64, u64)> {
-        let mut v: Vec<(String, i64, u64, u64)> = Vec::new();
-        for (&vt, h) in &self.history.sites {
-            let name = self.namer.name(vt).function.clone();
-            v.push((name, h.totals.live(), h.totals.spawned, h.totals.finished));
+    /// Every site as of the last sample, judged, worst first.
+    pub fn sites(&mut self) -> Vec<SiteReport> {
+        let mut sites: Vec<SiteReport> = Vec::new();
+        for (vt, h) in &self.history.sites {
+            let name = self.namer.name(*vt).clone();
+            let v = analysis::verdict(&self.history, h, &self.opts.detect);
+            let t = &h.totals;
+            sites.push(SiteReport {
+                ignored_by: self.opts.ignore.matching(&name.function, &[]),
+                function: name.function,
+                file: name.file,
+                line: name.line,
+                poll_symbol: name.poll_symbol,
+                vtable: format!("{vt:#x}"),
+                live: t.live(),
+                spawned: t.spawned,
+                finished: t.finished,
+                finished_preexisting: t.finished_preexisting,
+                oldest_age_s: self.history.oldest_age_s(h),
+                max_finished_lifetime_s: (t.finished > 0).then(|| t.max_lifetime_ns as f64 / 1e9),
+                finished_lifetime_p99_s: lifetime_quantile_s(&t.lifetime_log2_us, 0.99),
+                series: h.series.clone(),
+                verdict: v.kind,
+                confidence: v.confidence,
+                growth_per_s: v.growth_per_s,
+                reason: v.reason,
+                idle_fraction: h.idle_fraction(),
+            });
         }
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)));
-        v
+        sites.sort_by(|a, b| b.badness().cmp(&a.badness()));
+        sites
     }
 
     /// Runs until the duration, a signal or the target's exit; detaches; returns the report.
@@ -146,7 +179,7 @@ impl Session {
                 _ = sigterm.recv() => break EndReason::Interrupted,
             }
             self.sample()?;
-            let cur = self.current();
+            let cur = self.sites();
             progress(self.started.elapsed().as_secs_f64(), &cur);
             if !self.target.alive() {
                 break EndReason::TargetExited;
@@ -185,28 +218,7 @@ impl Session {
                 ));
             }
         }
-        let mut sites: Vec<SiteReport> = Vec::new();
-        let hist = std::mem::take(&mut self.history.sites);
-        for (vt, h) in &hist {
-            let name = self.namer.name(*vt).clone();
-            let t = &h.totals;
-            sites.push(SiteReport {
-                function: name.function,
-                file: name.file,
-                line: name.line,
-                poll_symbol: name.poll_symbol,
-                vtable: format!("{vt:#x}"),
-                live: t.live(),
-                spawned: t.spawned,
-                finished: t.finished,
-                finished_preexisting: t.finished_preexisting,
-                oldest_age_s: self.history.oldest_age_s(h),
-                max_finished_lifetime_s: (t.finished > 0).then(|| t.max_lifetime_ns as f64 / 1e9),
-                finished_lifetime_p99_s: lifetime_quantile_s(&t.lifetime_log2_us, 0.99),
-                series: h.series.clone(),
-            });
-        }
-        sites.sort_by(|a, b| b.live.cmp(&a.live).then(b.spawned.cmp(&a.spawned)));
+        let sites = self.sites();
         let duration_s = self.started.elapsed().as_secs_f64();
         Report {
             schema: SCHEMA_NAME,
@@ -229,6 +241,7 @@ impl Session {
                 samples: self.history.times_s.len(),
                 ended,
             },
+            program_exit_code: None,
             sample_times_s: self.history.times_s.clone(),
             sites,
             kernel_counters,

@@ -1,8 +1,10 @@
 //! Output formats of a [`crate::model::Report`].
 mod json;
+mod live;
 mod text;
 
 pub use json::to_json;
+pub use live::LiveView;
 pub use text::{interval_lines, render_text, sparkline};
 
 use clap::ValueEnum;

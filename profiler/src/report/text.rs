@@ -1,7 +1,7 @@
-//! Plain-text rendering: a line block per interval while running, a table at the end.
+//! Plain-text rendering: the per-interval view and the final table.
 use std::fmt::Write as _;
 
-use crate::model::{EndReason, Report, SiteReport};
+use crate::model::{EndReason, Report, SiteReport, VerdictKind};
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
@@ -38,16 +38,49 @@ fn age(v: Option<f64>) -> String {
         None => "-".into(),
         Some(s) if s < 1.0 => format!("{:.0}ms", s * 1e3),
         Some(s) if s < 120.0 => format!("{s:.1}s"),
-        Some(s) => format!("{:.1}m", s / 60.0),
+        Some(s) if s < 7200.0 => format!("{:.1}m", s / 60.0),
+        Some(s) => format!("{:.1}h", s / 3600.0),
     }
 }
 
-/// The lines printed after each sample: time and the `top` sites by live count.
-pub fn interval_lines(t_s: f64, sites: &[(String, i64, u64, u64)], top: usize) -> String {
+fn verdict_label(s: &SiteReport) -> String {
+    if s.ignored_by.is_some() {
+        return "ignored".into();
+    }
+    match s.verdict {
+        VerdictKind::Leak => format!("LEAK {:.0}%", s.confidence * 100.0),
+        VerdictKind::Suspect => format!("suspect {:.0}%", s.confidence * 100.0),
+        VerdictKind::Ok => "ok".into(),
+    }
+}
+
+fn header() -> String {
+    format!(
+        "{:<12} {:>7} {:>8} {:>8} {:>9} {:>8}  {:<20}  site",
+        "verdict", "live", "spawned", "finished", "rate/s", "oldest", "live over time"
+    )
+}
+
+fn row(s: &SiteReport, spark_width: usize) -> String {
+    format!(
+        "{:<12} {:>7} {:>8} {:>8} {:>+9.2} {:>8}  {:<20}  {}",
+        verdict_label(s),
+        s.live,
+        s.spawned,
+        s.finished,
+        s.growth_per_s,
+        age(s.oldest_age_s),
+        sparkline(&s.series, spark_width),
+        s.function
+    )
+}
+
+/// The per-interval view: elapsed time and the `top` worst sites.
+pub fn interval_lines(t_s: f64, sites: &[SiteReport], top: usize) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "[{t_s:7.1}s] {:>8} {:>9} {:>9}  site", "live", "spawned", "finished");
-    for (name, live, spawned, finished) in sites.iter().take(top) {
-        let _ = writeln!(out, "           {live:>8} {spawned:>9} {finished:>9}  {name}");
+    let _ = writeln!(out, "[{t_s:7.1}s] {}", header());
+    for s in sites.iter().take(top) {
+        let _ = writeln!(out, "           {}", row(s, 20));
     }
     if sites.len() > top {
         let _ = writeln!(out, "           ... {} more sites", sites.len() - top);
@@ -55,7 +88,7 @@ pub fn interval_lines(t_s: f64, sites: &[(String, i64, u64, u64)], top: usize) -
     out
 }
 
-/// The final report as a table.
+/// The final report.
 pub fn render_text(r: &Report) -> String {
     let mut out = String::new();
     let t = &r.target;
@@ -77,36 +110,45 @@ pub fn render_text(r: &Report) -> String {
             EndReason::TargetExited => " (target exited)",
         }
     );
+    let leaks = r.leaks().count();
     if r.sites.is_empty() {
         let _ = writeln!(out, "no task was spawned or finished since attach");
     } else {
         let _ = writeln!(
             out,
-            "{:>7} {:>8} {:>8} {:>7} {:>8}  {:<20}  site",
-            "live", "spawned", "finished", "pre-ex", "oldest", "live over time"
+            "{}",
+            match leaks {
+                0 => "no leaking site found".to_string(),
+                1 => "1 leaking site".to_string(),
+                n => format!("{n} leaking sites"),
+            }
         );
+        let _ = writeln!(out, "{}", header());
         for s in &r.sites {
+            let _ = writeln!(out, "{}", row(s, 20));
             let loc = location(s);
-            let _ = writeln!(
-                out,
-                "{:>7} {:>8} {:>8} {:>7} {:>8}  {:<20}  {}{}",
-                s.live,
-                s.spawned,
-                s.finished,
-                s.finished_preexisting,
-                age(s.oldest_age_s),
-                sparkline(&s.series, 20),
-                s.function,
-                if loc.is_empty() { String::new() } else { format!("  ({loc})") }
-            );
+            let mut detail = vec![];
+            if !loc.is_empty() {
+                detail.push(loc);
+            }
+            detail.push(s.reason.clone());
+            if let Some(i) = s.idle_fraction.filter(|_| !s.reason.contains("idle")) {
+                detail.push(format!("{:.0}% of live tasks idle", i * 100.0));
+            }
+            if s.finished_preexisting > 0 {
+                detail.push(format!("{} tasks from before attach finished", s.finished_preexisting));
+            }
+            if let Some(rule) = &s.ignored_by {
+                detail.push(format!("ignored by {rule}"));
+            }
+            let _ = writeln!(out, "{:<12} {}", "", detail.join("; "));
         }
-        let _ = writeln!(
-            out,
-            "pre-ex = tasks alive before attach that finished since (not counted as live)"
-        );
     }
     let counters: Vec<String> = r.kernel_counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = writeln!(out, "kernel: {}", counters.join(" "));
+    if let Some(code) = r.program_exit_code {
+        let _ = writeln!(out, "program exit code: {code}");
+    }
     for w in &r.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
@@ -117,23 +159,56 @@ pub fn render_text(r: &Report) -> String {
 mod tests {
     use super::*;
 
+    pub fn site(function: &str, verdict: VerdictKind, live: i64) -> SiteReport {
+        SiteReport {
+            function: function.into(),
+            file: Some("src/a.rs".into()),
+            line: Some(3),
+            poll_symbol: String::new(),
+            vtable: "0x1".into(),
+            live,
+            spawned: live as u64,
+            finished: 0,
+            finished_preexisting: 0,
+            oldest_age_s: Some(4.0),
+            max_finished_lifetime_s: None,
+            finished_lifetime_p99_s: None,
+            series: vec![0, live / 2, live],
+            verdict,
+            confidence: if verdict == VerdictKind::Leak { 0.93 } else { 0.0 },
+            growth_per_s: 2.0,
+            reason: "+2.0/s for 10 s".into(),
+            idle_fraction: Some(1.0),
+            ignored_by: None,
+        }
+    }
+
     #[test]
     fn sparkline_shapes() {
         assert_eq!(sparkline(&[], 10), "");
         assert_eq!(sparkline(&[0, 0, 0], 10), "▁▁▁");
         assert_eq!(sparkline(&[5, 5], 10), "▄▄");
         assert_eq!(sparkline(&[0, 7], 10), "▁█");
-        // downsampled to the width, keeping maxima
         let s = sparkline(&(0..100).collect::<Vec<_>>(), 10);
         assert_eq!(s.chars().count(), 10);
         assert!(s.ends_with('█') && s.starts_with('▁'));
     }
 
     #[test]
-    fn interval_block_lists_top_sites() {
-        let sites = vec![("a".to_string(), 10, 12, 2), ("b".to_string(), 0, 5, 5)];
+    fn interval_view_lists_top_sites_with_verdicts() {
+        let sites = vec![site("a::leak", VerdictKind::Leak, 20), site("b::ok", VerdictKind::Ok, 0)];
         let s = interval_lines(3.0, &sites, 1);
-        assert!(s.contains("      10        12         2  a"), "{s}");
-        assert!(s.contains("1 more sites"));
+        assert!(s.contains("LEAK 93%"), "{s}");
+        assert!(s.contains("a::leak"), "{s}");
+        assert!(s.contains("1 more sites"), "{s}");
+    }
+
+    #[test]
+    fn rows_show_rate_age_sparkline_and_reason() {
+        let r = row(&site("a::leak", VerdictKind::Leak, 20), 20);
+        assert!(r.contains("+2.00") && r.contains("4.0s") && r.contains("▁▅█"), "{r}");
+        let mut ign = site("p::pool", VerdictKind::Ok, 4);
+        ign.ignored_by = Some("function:p::*".into());
+        assert!(row(&ign, 20).starts_with("ignored"));
     }
 }

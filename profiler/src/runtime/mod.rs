@@ -1,6 +1,7 @@
 //! Runtime-specific probe planning: which functions of the target to attach to.
 
 pub mod tokio;
+pub mod tokio_state;
 
 /// One uprobe target: a function entry, deduplicated by address.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -143,12 +143,14 @@ pub fn plan_symbols<'a>(
 
 /// Plans the probes for a parsed tokio binary; `data` is the file (for the version scan).
 pub fn plan(image: &ElfImage, data: &[u8]) -> Result<TokioPlan, PlanError> {
+    let version = detect_tokio_version(data);
     if !image.has_symtab() {
-        return Err(PlanError::Stripped);
+        // Without symbols, tokio's source paths in panic locations still tell a tokio program.
+        return Err(if version.is_some() { PlanError::Stripped } else { PlanError::NotTokio });
     }
     plan_symbols(
         image.symbols().iter().map(|s| (s.name.as_str(), s.addr)),
-        detect_tokio_version(data),
+        version,
         |v| image.vaddr_to_file_offset(v),
     )
 }

@@ -3,7 +3,7 @@ mod maps;
 mod memory;
 
 pub use maps::{parse_maps, Mapping};
-pub use memory::read_u64;
+pub use memory::{read_u64, read_u64_many};
 
 use std::path::PathBuf;
 

@@ -1,0 +1,27 @@
+//! tokio's task state word (`Header::state`, offset 0 of the header, same layout 1.28..newest).
+
+/// The task is being polled.
+pub const RUNNING: u64 = 0b0001;
+/// The task's future has completed.
+pub const COMPLETE: u64 = 0b0010;
+/// The task is in a run queue (woken, waiting for a worker).
+pub const NOTIFIED: u64 = 0b0100;
+
+/// A task that is neither running nor scheduled nor done: it waits for a wake-up.
+pub fn is_idle(state: u64) -> bool {
+    state & (RUNNING | NOTIFIED | COMPLETE) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_means_not_running_not_notified_not_complete() {
+        // ref count in the high bits, JOIN_INTEREST (0b1000) set: still idle
+        assert!(is_idle((3 << 6) | 0b1000));
+        assert!(!is_idle((1 << 6) | RUNNING));
+        assert!(!is_idle((1 << 6) | NOTIFIED));
+        assert!(!is_idle(COMPLETE));
+    }
+}
