@@ -1,0 +1,147 @@
+//! What framehop needs to know about the executable: its code ranges and its unwind sections.
+
+use std::ops::{Deref, Range};
+
+use framehop::{ExplicitModuleSectionInfo, Module};
+use object::{CompressionFormat, Object, ObjectSection, ObjectSegment, SegmentFlags};
+
+use crate::elf::ElfImage;
+
+/// Which call-frame information the executable has, i.e. how the unwinder will walk it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CfiSource {
+    /// `.eh_frame` indexed by `.eh_frame_hdr` (the usual case for linked executables).
+    EhFrameHdr,
+    /// `.eh_frame` without an index: framehop builds one when the unwinder is created.
+    EhFrame,
+    /// Only `.debug_frame` (unusual; framehop indexes it too).
+    DebugFrame,
+    /// No CFI at all: only frame-pointer walking works (and only for code built with them).
+    None,
+}
+
+/// Bytes of one section of the image, without copying them (the image is an `Arc`).
+#[derive(Clone)]
+pub(crate) struct SectionBytes {
+    image: ElfImage,
+    range: Range<usize>,
+}
+
+impl Deref for SectionBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.image.data()[self.range.clone()]
+    }
+}
+
+/// The executable as framehop sees it.
+pub(crate) struct Layout {
+    /// Runtime address ranges of the executable `PT_LOAD` segments, sorted.
+    pub code: Vec<Range<u64>>,
+    /// None when the image has no executable segment.
+    pub module: Option<Module<SectionBytes>>,
+    pub cfi: CfiSource,
+}
+
+/// Builds the framehop module of `image` loaded with `bias`. `use_hdr: false` ignores
+/// `.eh_frame_hdr` (tests use it to exercise framehop's own `.eh_frame` index).
+pub(crate) fn layout(image: &ElfImage, bias: u64, use_hdr: bool) -> Layout {
+    let Ok(file) = object::File::parse(image.data()) else {
+        return Layout {
+            code: Vec::new(),
+            module: None,
+            cfi: CfiSource::None,
+        };
+    };
+    let mut code: Vec<Range<u64>> = file
+        .segments()
+        .filter(|seg| match seg.flags() {
+            SegmentFlags::Elf { p_type, p_flags } => {
+                p_type == object::elf::PT_LOAD && p_flags.contains(object::elf::PF_X)
+            }
+            _ => false,
+        })
+        .filter(|seg| seg.size() > 0)
+        .map(|seg| {
+            let start = seg.address().wrapping_add(bias);
+            start..start.wrapping_add(seg.size())
+        })
+        .collect();
+    code.sort_by_key(|r| r.start);
+    let (Some(lo), Some(hi)) = (
+        code.first().map(|r| r.start),
+        code.iter().map(|r| r.end).max(),
+    ) else {
+        return Layout {
+            code,
+            module: None,
+            cfi: CfiSource::None,
+        };
+    };
+
+    let section = |name: &str| -> Option<(Range<u64>, SectionBytes)> {
+        let s = file.section_by_name(name)?;
+        let file_range = s.compressed_file_range().ok()?;
+        if file_range.format != CompressionFormat::None || file_range.compressed_size == 0 {
+            return None;
+        }
+        let start = usize::try_from(file_range.offset).ok()?;
+        let end = start.checked_add(usize::try_from(file_range.compressed_size).ok()?)?;
+        if end > image.data().len() {
+            return None;
+        }
+        let svma = s.address()..s.address().checked_add(s.size())?;
+        Some((
+            svma,
+            SectionBytes {
+                image: image.clone(),
+                range: start..end,
+            },
+        ))
+    };
+    let range_of = |name: &str| {
+        file.section_by_name(name)
+            .map(|s| s.address()..s.address() + s.size())
+    };
+
+    let eh_frame = section(".eh_frame");
+    let eh_frame_hdr = if use_hdr {
+        section(".eh_frame_hdr")
+    } else {
+        None
+    };
+    let debug_frame = section(".debug_frame");
+    let cfi = match (&eh_frame, &eh_frame_hdr, &debug_frame) {
+        (Some(_), Some(_), _) => CfiSource::EhFrameHdr,
+        (Some(_), None, _) => CfiSource::EhFrame,
+        (None, _, Some(_)) => CfiSource::DebugFrame,
+        (None, _, None) => CfiSource::None,
+    };
+    let (eh_frame_svma, eh_frame) = eh_frame.unzip();
+    let (eh_frame_hdr_svma, eh_frame_hdr) = eh_frame_hdr.unzip();
+    let info = ExplicitModuleSectionInfo::<SectionBytes> {
+        // ELF: code addresses in CFI are virtual addresses; the module base is address 0.
+        base_svma: 0,
+        text_svma: range_of(".text"),
+        got_svma: range_of(".got"),
+        eh_frame_svma,
+        eh_frame,
+        eh_frame_hdr_svma,
+        eh_frame_hdr,
+        debug_frame: debug_frame.map(|(_, bytes)| bytes),
+        text: None,
+        stubs_svma: None,
+        stub_helper_svma: None,
+        unwind_info: None,
+        text_segment_svma: None,
+        text_segment: None,
+    };
+    // framehop maps a runtime address to `address - base_avma` (must fit in u32): with
+    // base_svma = 0, base_avma is the load bias.
+    let module = Module::new("main executable".to_owned(), lo..hi, bias, info);
+    Layout {
+        code,
+        module: Some(module),
+        cfi,
+    }
+}
