@@ -1,6 +1,7 @@
 //! `leakprof run`: start a program stopped right after exec, so probes are in place before its
 //! first instruction, then let it go.
 use std::{
+    os::fd::AsFd as _,
     os::unix::process::{CommandExt as _, ExitStatusExt as _},
     process::{Child, Command, ExitStatus},
     time::{Duration, Instant},
@@ -16,10 +17,16 @@ pub struct Launched {
 }
 
 /// Starts `cmd` traced: the kernel stops it with SIGTRAP once exec has mapped the new image.
-pub fn spawn_stopped(cmd: &[String]) -> Result<Launched> {
+/// With `stdout_to_stderr` the program writes its standard output to our standard error (so
+/// that our standard output stays one report document).
+pub fn spawn_stopped(cmd: &[String], stdout_to_stderr: bool) -> Result<Launched> {
     let (prog, args) = cmd.split_first().context("no program given after --")?;
     let mut c = Command::new(prog);
     c.args(args);
+    if stdout_to_stderr {
+        let err = std::io::stderr().as_fd().try_clone_to_owned().context("cannot dup stderr")?;
+        c.stdout(std::process::Stdio::from(err));
+    }
     // SAFETY: only an async-signal-safe syscall between fork and exec.
     unsafe {
         c.pre_exec(|| {
@@ -96,7 +103,7 @@ mod tests {
 
     #[test]
     fn launches_stopped_then_runs_to_completion() {
-        let mut l = spawn_stopped(&["sh".into(), "-c".into(), "exit 7".into()]).unwrap();
+        let mut l = spawn_stopped(&["sh".into(), "-c".into(), "exit 7".into()], true).unwrap();
         // stopped at exec: /proc shows the new image and a traced stop
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", l.pid)).unwrap();
         let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next().unwrap().to_string();
@@ -110,7 +117,7 @@ mod tests {
 
     #[test]
     fn missing_program_is_a_clear_error() {
-        let err = spawn_stopped(&["/nonexistent/prog".into()]).err().unwrap().to_string();
+        let err = spawn_stopped(&["/nonexistent/prog".into()], false).err().unwrap().to_string();
         assert!(err.contains("cannot start `/nonexistent/prog`"), "{err}");
     }
 }

@@ -72,7 +72,8 @@ async fn run_program(common: &Common, cmd: &[String]) -> Result<Report> {
         bail!("no program given after --");
     }
     leakprof::preflight::check_privileges()?;
-    let mut launched = spawn_stopped(cmd)?;
+    let report_on_stdout = common.output.is_none();
+    let mut launched = spawn_stopped(cmd, report_on_stdout)?;
     let pid = launched.pid;
     let mut report = watch(common, pid, Some(&mut launched)).await?;
     let status = launched.stop(Duration::from_secs(5))?;

@@ -1,0 +1,155 @@
+//! Root-only scenario suite: every classic leak pattern is flagged `leak` at its own site, and no
+//! healthy site is flagged. Each scenario is launched under `leakprof run` from its first instruction.
+mod common;
+
+use common::*;
+
+/// Runs `leakprof run --duration S --format json -- tokio-fixture ARGS` and returns the report.
+fn run_scenario(fixture_name: &str, args: &[&str], seconds: u32) -> serde_json::Value {
+    let bin = fixture(fixture_name);
+    let secs = seconds.to_string();
+    let mut cmd = vec!["run", "--duration", &secs, "--format", "json", "--quiet", "--"];
+    let bin_s = bin.to_str().unwrap();
+    cmd.push(bin_s);
+    cmd.extend_from_slice(args);
+    let out = run(&cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "leakprof run failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn summary(r: &serde_json::Value) -> String {
+    r["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{} {} live={} ({})", s["verdict"], s["function"], s["live"], s["reason"]))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `leak_site`: the one site that must be `leak`; every other site must not be `leak`, and when
+/// `strict_ok` every other site must be `ok` (not even `suspect`).
+fn check(fixture_name: &str, scenario: &str, leak_site: Option<&str>, seconds: u32, strict_ok: bool) {
+    let r = run_scenario(fixture_name, &[scenario], seconds);
+    let all = summary(&r);
+    for s in r["sites"].as_array().unwrap() {
+        let f = s["function"].as_str().unwrap();
+        let is_leak_site = leak_site.is_some_and(|l| f.contains(l));
+        let v = s["verdict"].as_str().unwrap();
+        if is_leak_site {
+            assert_eq!(v, "leak", "{scenario}: {f} should be a leak\n{all}");
+            assert!(s["confidence"].as_f64().unwrap() >= 0.8, "{all}");
+            assert!(s["growth_per_s"].as_f64().unwrap() > 5.0, "{all}");
+        } else if strict_ok {
+            assert_eq!(v, "ok", "{scenario}: {f} is healthy\n{all}");
+        } else {
+            assert_ne!(v, "leak", "{scenario}: {f} is healthy\n{all}");
+        }
+    }
+    if let Some(l) = leak_site {
+        site(&r, l); // present at all
+    }
+}
+
+macro_rules! leak_scenario {
+    ($name:ident, $scenario:literal, $site:literal) => {
+        #[test]
+        fn $name() {
+            if !bpf_available(stringify!($name)) {
+                return;
+            }
+            check("tokio-latest", $scenario, Some($site), 10, false);
+        }
+    };
+}
+
+macro_rules! healthy_scenario {
+    ($name:ident, $scenario:literal, $seconds:literal) => {
+        #[test]
+        fn $name() {
+            if !bpf_available(stringify!($name)) {
+                return;
+            }
+            check("tokio-latest", $scenario, None, $seconds, true);
+        }
+    };
+}
+
+leak_scenario!(receive_nobody_sends_to, "recv-no-sender", "leaks::recv_no_sender");
+leak_scenario!(send_nobody_receives_query_all, "send-no-receiver", "leaks::query_replica");
+leak_scenario!(lock_never_unlocked, "mutex-held", "leaks::wait_for_mutex");
+leak_scenario!(barrier_never_reached, "barrier", "leaks::wait_at_barrier");
+leak_scenario!(request_without_timeout, "request-no-timeout", "leaks::request_without_timeout");
+leak_scenario!(infinite_loop, "infinite-loop", "leaks::spin_forever");
+leak_scenario!(timeout_abandons_worker, "timeout-abandons-worker", "leaks::blocked_worker");
+leak_scenario!(consumer_of_unclosed_channel, "range-unclosed", "leaks::drain_channel");
+leak_scenario!(never_answered_oneshot, "mixed", "leaks::never_answered");
+
+healthy_scenario!(fixed_pool_is_ok, "healthy-pool", 8);
+healthy_scenario!(warm_up_ramp_that_plateaus_is_ok, "healthy-ramp", 14);
+healthy_scenario!(bursts_back_to_baseline_are_ok, "healthy-bursts", 12);
+healthy_scenario!(high_stable_count_is_ok, "healthy-high-stable", 10);
+healthy_scenario!(fixed_long_lived_set_is_ok, "healthy-long-lived", 8);
+
+#[test]
+fn leak_of_two_per_second_is_flagged_within_ten_seconds() {
+    if !bpf_available("leak_of_two_per_second_is_flagged_within_ten_seconds") {
+        return;
+    }
+    let r = run_scenario("tokio-latest", &["mixed", "--rate", "2"], 10);
+    let leak = site(&r, "never_answered");
+    assert_eq!(leak["verdict"], "leak", "{}", summary(&r));
+}
+
+#[test]
+fn older_tokio_leak_is_flagged() {
+    if !bpf_available("older_tokio_leak_is_flagged") {
+        return;
+    }
+    check("tokio-1.38", "mixed", Some("leaks::never_answered"), 10, false);
+}
+
+#[test]
+fn fail_on_leak_gates_ci_and_ignore_rules_lift_it() {
+    if !bpf_available("fail_on_leak_gates_ci_and_ignore_rules_lift_it") {
+        return;
+    }
+    let bin = fixture("tokio-latest");
+    let b = bin.to_str().unwrap();
+    let gate = run(&["run", "--fail-on-leak", "--duration", "8", "--quiet", "--", b, "mixed"]);
+    assert_eq!(gate.status.code(), Some(4), "{}", String::from_utf8_lossy(&gate.stderr));
+    assert!(String::from_utf8_lossy(&gate.stderr).contains("never_answered"));
+    let ignored = run(&[
+        "run", "--fail-on-leak", "--duration", "8", "--quiet", "--ignore", "*::leaks::*", "--", b, "mixed",
+    ]);
+    assert_eq!(ignored.status.code(), Some(0), "{}", String::from_utf8_lossy(&ignored.stdout));
+    let healthy = run(&["run", "--fail-on-leak", "--duration", "6", "--quiet", "--", b, "healthy-pool"]);
+    assert_eq!(healthy.status.code(), Some(0), "{}", String::from_utf8_lossy(&healthy.stdout));
+}
+
+#[test]
+fn fail_on_leak_works_with_pid_too() {
+    if !bpf_available("fail_on_leak_works_with_pid_too") {
+        return;
+    }
+    let fx = Fixture::start("tokio-latest", &["mixed"]);
+    let out = run(&["--pid", &fx.pid.to_string(), "--fail-on-leak", "--duration", "8", "--quiet"]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn run_passes_on_the_program_exit_code() {
+    if !bpf_available("run_passes_on_the_program_exit_code") {
+        return;
+    }
+    let bin = fixture("tokio-latest");
+    // the fixture exits 0 after 2 s: leakprof exits 0 and reports the exit code
+    let out = run(&["run", "--format", "json", "--quiet", "--", bin.to_str().unwrap(), "mixed", "--seconds", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["program_exit_code"], 0);
+    assert_eq!(r["collection"]["ended"], "target_exited");
+    assert!(int(&site(&r, "never_answered")["spawned"]) > 20, "tasks from the first instruction on are seen");
+    assert!(int(&site(&r, "pool_worker")["live"]) == 4, "boot-time tasks are seen under run");
+}
