@@ -9,6 +9,11 @@ pub mod maps {
     pub const SITES: &str = "SITES";
     /// PerCpuArray<u64>, indexed by [`crate::stat`]: every kernel-side outcome, failures included.
     pub const STATS: &str = "STATS";
+    /// HashMap<u64 vtable, StackSample>: one pending spawn stack sample per site; user space
+    /// reads and deletes it, so the next birth of that site is sampled again.
+    pub const SPAWN_STACKS: &str = "SPAWN_STACKS";
+    /// PerCpuArray<StackSample>, one entry: scratch space to build a sample (BPF stack is 512 B).
+    pub const STACK_SCRATCH: &str = "STACK_SCRATCH";
 }
 
 /// Program names (the function names in profiler-ebpf).
@@ -29,6 +34,9 @@ pub mod globals {
     pub const VTABLE_LO: &str = "VTABLE_LO";
     /// One past the highest address of the target binary's mappings.
     pub const VTABLE_HI: &str = "VTABLE_HI";
+    /// 1 = copy a spawn stack sample at births (only meaningful where the birth probe runs in the
+    /// spawning thread: bind_inner and bind return, not first poll).
+    pub const CAPTURE_STACKS: &str = "CAPTURE_STACKS";
     /// Byte offset of the vtable pointer in tokio's task `Header` (`#[repr(C)]`, 16 in 1.28..newest).
     pub const HEADER_VTABLE_OFFSET: &str = "HEADER_VTABLE_OFFSET";
 }
@@ -43,6 +51,24 @@ pub struct TaskRec {
     pub born_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<TaskRec>() == 16);
+
+/// Bytes of user stack copied per spawn sample, in [`STACK_CHUNK`] pieces so a copy that runs
+/// past the end of the stack mapping keeps what came before.
+pub const STACK_WINDOW: usize = 4096;
+pub const STACK_CHUNK: usize = 512;
+
+/// Registers and a window of the user stack at a birth, unwound in user space (.eh_frame).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StackSample {
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// Valid bytes in `data` (a multiple of STACK_CHUNK).
+    pub len: u64,
+    pub data: [u8; STACK_WINDOW],
+}
+const _: () = assert!(core::mem::size_of::<StackSample>() == 32 + STACK_WINDOW);
 
 /// Number of log2 buckets of task lifetimes, in microseconds (bucket i holds [2^i, 2^(i+1)) us; bucket 0 holds < 2 us).
 pub const LIFETIME_BUCKETS: usize = 32;
@@ -112,7 +138,11 @@ pub mod stat {
     pub const POLL_KNOWN: u32 = 8;
     /// A finish of a task whose site entry could not be found (counters could not be updated).
     pub const FINISH_NO_SITE: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// A spawn stack sample was stored.
+    pub const STACK_SAMPLES: u32 = 10;
+    /// Not even the first chunk of the user stack could be read.
+    pub const STACK_READ_ERRORS: u32 = 11;
+    pub const COUNT: u32 = 12;
 
     /// Names for reports, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -126,6 +156,8 @@ pub mod stat {
         "birth_stale_replaced",
         "poll_known",
         "finish_no_site",
+        "stack_samples",
+        "stack_read_errors",
     ];
 
     /// Counters that mean data was lost or is uncertain (shown as warnings when non-zero).
@@ -137,4 +169,5 @@ mod user {
     use super::*;
     unsafe impl aya::Pod for TaskRec {}
     unsafe impl aya::Pod for SiteCounters {}
+    unsafe impl aya::Pod for StackSample {}
 }

@@ -10,7 +10,9 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::{ProbeContext, RetProbeContext},
 };
-use profiler_common::{lifetime_bucket, stat, SiteCounters, TaskRec};
+use profiler_common::{
+    lifetime_bucket, stat, SiteCounters, StackSample, TaskRec, STACK_CHUNK, STACK_WINDOW,
+};
 
 /// Default capacities; user space overrides them with `EbpfLoader::set_max_entries`.
 #[map(name = "TASKS")]
@@ -20,6 +22,14 @@ static SITES: PerCpuHashMap<u64, SiteCounters> = PerCpuHashMap::with_max_entries
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
+#[map(name = "SPAWN_STACKS")]
+static SPAWN_STACKS: HashMap<u64, StackSample> =
+    HashMap::with_max_entries(1024, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+#[map(name = "STACK_SCRATCH")]
+static STACK_SCRATCH: PerCpuArray<StackSample> = PerCpuArray::with_max_entries(1, 0);
+
+#[no_mangle]
+static CAPTURE_STACKS: u64 = 0;
 #[no_mangle]
 static VTABLE_LO: u64 = 0;
 #[no_mangle]
@@ -98,11 +108,51 @@ fn close_task(rec: &TaskRec, now: u64) {
     }
 }
 
+/// Stores a stack sample for `vtable` unless one is pending (user space consumes them).
 #[inline(always)]
-fn record_birth(header: u64) {
-    let Some(vtable) = read_vtable(header) else {
+fn sample_stack(ctx: &ProbeContext, vtable: u64) {
+    if global(&CAPTURE_STACKS) == 0 || unsafe { SPAWN_STACKS.get(&vtable) }.is_some() {
+        return;
+    }
+    let Some(buf) = STACK_SCRATCH.get_ptr_mut(0) else {
         return;
     };
+    let regs = unsafe { &*ctx.regs };
+    let sp = regs.rsp;
+    let mut len = 0usize;
+    let mut i = 0usize;
+    while i < STACK_WINDOW / STACK_CHUNK {
+        let off = i * STACK_CHUNK;
+        // SAFETY: off + STACK_CHUNK <= STACK_WINDOW, inside the per-CPU scratch value.
+        let dst = unsafe {
+            core::slice::from_raw_parts_mut((&raw mut (*buf).data).cast::<u8>().add(off), STACK_CHUNK)
+        };
+        if unsafe { aya_ebpf::helpers::bpf_probe_read_user_buf((sp + off as u64) as *const u8, dst) }
+            .is_err()
+        {
+            break;
+        }
+        len = off + STACK_CHUNK;
+        i += 1;
+    }
+    if len == 0 {
+        count(stat::STACK_READ_ERRORS);
+        return;
+    }
+    unsafe {
+        (*buf).ip = regs.rip;
+        (*buf).sp = sp;
+        (*buf).bp = regs.rbp;
+        (*buf).len = len as u64;
+    }
+    if SPAWN_STACKS.insert(&vtable, unsafe { &*buf }, BPF_NOEXIST as u64).is_ok() {
+        count(stat::STACK_SAMPLES);
+    }
+}
+
+#[inline(always)]
+fn record_birth(header: u64) -> Option<u64> {
+    let vtable = read_vtable(header)?;
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(old) = unsafe { TASKS.get(&header) } {
         // The same header is born again: the previous task's finish was missed. Close it.
@@ -113,23 +163,26 @@ fn record_birth(header: u64) {
     let rec = TaskRec { vtable, born_ns: now };
     if TASKS.insert(&header, &rec, 0).is_err() {
         count(stat::TASKS_MAP_FULL);
-        return;
+        return None;
     }
     match site(vtable) {
         Some(s) => unsafe { (*s).spawned += 1 },
         None => {
             let _ = TASKS.remove(&header);
-            return;
+            return None;
         }
     }
     count(stat::BIRTHS);
+    Some(vtable)
 }
 
 /// `OwnedTasks<S>::bind_inner(&self, task: Task<S>, notified)`: Task<S> is one pointer, the header.
 #[uprobe]
 pub fn task_birth_bind_inner(ctx: ProbeContext) -> u32 {
     let header: u64 = ctx.arg(1).unwrap_or(0);
-    record_birth(header);
+    if let Some(vtable) = record_birth(header) {
+        sample_stack(&ctx, vtable);
+    }
     0
 }
 

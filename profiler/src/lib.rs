@@ -18,6 +18,7 @@ pub mod preflight;
 pub mod report;
 pub mod runtime;
 pub mod session;
+pub mod spawn_stacks;
 pub mod symbolize;
 pub mod task_states;
 pub mod target;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use crate::detect::VerdictKind;
+use crate::spawn_stacks::SpawnStack;
 
 /// Bumped on any incompatible change of the JSON document.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -96,6 +97,11 @@ pub struct SiteReport {
     pub idle_fraction: Option<f64>,
     /// The ignore rule that matched this site (it is then never a failure).
     pub ignored_by: Option<String>,
+    /// Who spawns this site's tasks: the most sampled spawn stack's first frame outside the
+    /// runtime and std, as `function (file:line)`.
+    pub created_by: Option<String>,
+    /// Distinct sampled spawn stacks (innermost frame first), most sampled first.
+    pub spawn_stacks: Vec<SpawnStack>,
 }
 
 impl SiteReport {

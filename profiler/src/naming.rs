@@ -26,6 +26,11 @@ impl SiteNamer {
         SiteNamer { pid, bias, symbolizer, cache: HashMap::new() }
     }
 
+    /// The DWARF line table of the executable, when it has one.
+    pub fn lines(&self) -> Option<&crate::symbolize::LineTable> {
+        self.symbolizer.lines()
+    }
+
     /// Names the site of `vtable` (a runtime address). The vtable's first word is the runtime
     /// address of `raw::poll<T, S>`, read from the target once; failures name the site by address.
     pub fn name(&mut self, vtable: u64) -> &SiteName {

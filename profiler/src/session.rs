@@ -9,7 +9,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     analysis,
-    bpf::{read_snapshot, AttachedProbes, LoadConfig},
+    bpf::{read_snapshot, take_stack_samples, AttachedProbes, LoadConfig},
+    spawn_stacks::{created_by, frame_label, SpawnStacks},
     detect::DetectConfig,
     ignore::IgnoreRules,
     elf::ElfImage,
@@ -63,6 +64,7 @@ pub struct Session {
     has_debug_info: bool,
     probes: Option<AttachedProbes>,
     namer: SiteNamer,
+    stacks: SpawnStacks,
     history: History,
     started: Instant,
     warnings: Vec<String>,
@@ -93,9 +95,11 @@ impl Session {
             header_vtable_offset: 16,
             max_tasks: opts.max_tasks,
             max_sites: opts.max_sites,
+            capture_stacks: plan.birth_mode == tokio_rt::BirthMode::BindInner,
         };
         let probes = AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &specs)?;
         let has_debug_info = image.has_debug_info();
+        let stacks = SpawnStacks::new(image.clone(), bias);
         let namer = SiteNamer::new(opts.pid, bias, Symbolizer::new(image));
         let mut warnings = Vec::new();
         if plan.birth_mode == tokio_rt::BirthMode::FirstPoll {
@@ -112,6 +116,7 @@ impl Session {
             has_debug_info,
             probes: Some(probes),
             namer,
+            stacks,
             history: History::default(),
             started: Instant::now(),
             warnings,
@@ -120,7 +125,10 @@ impl Session {
 
     /// Takes one sample (and names new sites while the target is alive).
     pub fn sample(&mut self) -> Result<()> {
-        let probes = self.probes.as_ref().ok_or_else(|| anyhow!("already detached"))?;
+        let probes = self.probes.as_mut().ok_or_else(|| anyhow!("already detached"))?;
+        for (vtable, sample) in take_stack_samples(probes)? {
+            self.stacks.add(vtable, &sample);
+        }
         let snap = read_snapshot(probes, true)?;
         let t = self.started.elapsed().as_secs_f64();
         self.history.push(t, monotonic_ns(), &snap, true);
@@ -139,8 +147,16 @@ impl Session {
             let name = self.namer.name(*vt).clone();
             let v = analysis::verdict(&self.history, h, &self.opts.detect);
             let t = &h.totals;
+            let spawn_stacks = self.stacks.stacks(*vt, self.namer.lines());
+            let spawner = spawn_stacks.first().and_then(created_by).map(frame_label);
+            let frames: Vec<String> = spawn_stacks
+                .iter()
+                .flat_map(|s| s.frames.iter().skip(1).map(|f| f.function.clone()))
+                .collect();
             sites.push(SiteReport {
-                ignored_by: self.opts.ignore.matching(&name.function, &[]),
+                ignored_by: self.opts.ignore.matching(&name.function, &frames),
+                created_by: spawner,
+                spawn_stacks,
                 function: name.function,
                 file: name.file,
                 line: name.line,

@@ -153,3 +153,30 @@ fn run_passes_on_the_program_exit_code() {
     assert!(int(&site(&r, "never_answered")["spawned"]) > 20, "tasks from the first instruction on are seen");
     assert!(int(&site(&r, "pool_worker")["live"]) == 4, "boot-time tasks are seen under run");
 }
+
+#[test]
+fn spawn_stacks_name_the_spawner_and_created_by_rules_ignore_it() {
+    if !bpf_available("spawn_stacks_name_the_spawner_and_created_by_rules_ignore_it") {
+        return;
+    }
+    // release build, no frame pointers: the stack is unwound from .eh_frame
+    let r = run_scenario("tokio-latest", &["mixed"], 4);
+    let pool = site(&r, "pool_worker");
+    let by = pool["created_by"].as_str().unwrap_or_else(|| panic!("no created_by: {pool}"));
+    assert!(by.contains("tokio_fixture::healthy::start_pool"), "{by}");
+    let frames = pool["spawn_stacks"][0]["frames"].as_array().unwrap();
+    assert!(frames[0]["function"].as_str().unwrap().contains("bind_inner"), "{pool}");
+    assert!(frames.len() >= 4, "{pool}");
+    assert!(r["kernel_counters"]["stack_samples"].as_u64().unwrap() > 0);
+
+    let bin = fixture("tokio-latest");
+    let out = run(&[
+        "run", "--fail-on-leak", "--duration", "8", "--quiet", "--format", "json",
+        "--ignore-created-by", "tokio_fixture::scenarios::*", "--", bin.to_str().unwrap(), "mixed",
+    ]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let leak = site(&r, "never_answered");
+    assert_eq!(leak["verdict"], "leak", "{leak}");
+    assert_eq!(leak["ignored_by"], "created_by:tokio_fixture::scenarios::*", "{leak}");
+    assert_eq!(out.status.code(), Some(0), "an ignored leak must not fail the gate");
+}

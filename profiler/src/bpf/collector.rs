@@ -3,7 +3,7 @@ use std::collections::HashMap;
 
 use anyhow::{anyhow, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
-use profiler_common::{maps, stat, SiteCounters, TaskRec, LIFETIME_BUCKETS};
+use profiler_common::{maps, stat, SiteCounters, StackSample, TaskRec, LIFETIME_BUCKETS};
 
 use super::AttachedProbes;
 
@@ -43,6 +43,22 @@ pub struct LiveTask {
     pub header: u64,
     pub vtable: u64,
     pub born_ns: u64,
+}
+
+/// Takes the pending spawn stack samples (one per site at most) out of the kernel map, so the
+/// next birth of each site is sampled again.
+pub fn take_stack_samples(p: &mut AttachedProbes) -> Result<Vec<(u64, StackSample)>> {
+    let map = p.ebpf.map_mut(maps::SPAWN_STACKS).ok_or_else(|| anyhow!("map SPAWN_STACKS missing"))?;
+    let mut stacks: BpfHashMap<&mut MapData, u64, StackSample> = BpfHashMap::try_from(map)?;
+    let keys: Vec<u64> = stacks.keys().take(4096).flatten().collect();
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        if let Ok(v) = stacks.get(&k, 0) {
+            out.push((k, v));
+        }
+        let _ = stacks.remove(&k);
+    }
+    Ok(out)
 }
 
 /// Everything the kernel side knows at one instant.

@@ -35,6 +35,8 @@ pub struct LoadConfig {
     pub header_vtable_offset: u64,
     pub max_tasks: u32,
     pub max_sites: u32,
+    /// Copy a spawn stack sample at births (birth probes that run in the spawning thread only).
+    pub capture_stacks: bool,
 }
 
 impl AttachedProbes {
@@ -44,6 +46,7 @@ impl AttachedProbes {
             .override_global(globals::VTABLE_LO, &cfg.vtable_lo, true)
             .override_global(globals::VTABLE_HI, &cfg.vtable_hi, true)
             .override_global(globals::HEADER_VTABLE_OFFSET, &cfg.header_vtable_offset, true)
+            .override_global(globals::CAPTURE_STACKS, &u64::from(cfg.capture_stacks), true)
             .map_max_entries(maps::TASKS, cfg.max_tasks)
             .map_max_entries(maps::SITES, cfg.max_sites)
             .load(OBJECT)

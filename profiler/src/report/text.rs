@@ -131,6 +131,9 @@ pub fn render_text(r: &Report) -> String {
             if !loc.is_empty() {
                 detail.push(loc);
             }
+            if let Some(c) = &s.created_by {
+                detail.push(format!("created by {c}"));
+            }
             detail.push(s.reason.clone());
             if let Some(i) = s.idle_fraction.filter(|_| !s.reason.contains("idle")) {
                 detail.push(format!("{:.0}% of live tasks idle", i * 100.0));
@@ -180,6 +183,8 @@ mod tests {
             reason: "+2.0/s for 10 s".into(),
             idle_fraction: Some(1.0),
             ignored_by: None,
+            created_by: None,
+            spawn_stacks: vec![],
         }
     }
 

@@ -49,6 +49,9 @@ pub fn symbolize_frames(
         let outermost = dwarf.len() - 1;
         for (j, f) in dwarf.into_iter().enumerate() {
             let function = match f.function {
+                // DWARF often names a function without its path (`{async_fn#0}`, `start_pool`):
+                // the symbol table has the full path of the outermost one.
+                Some(name) if j == outermost && !name.contains("::") => symbol().unwrap_or(name),
                 Some(name) => name,
                 None if j == outermost => symbol().unwrap_or_else(unknown),
                 None => unknown(),
