@@ -43,17 +43,26 @@ pub fn gather(s: &SiteSeries, cfg: &DetectConfig) -> Evidence {
     let (age, age_note) = age_evidence(s, cfg);
     let (idle, idle_note) = idle_evidence(s, cfg);
     let reference_s = finite_nonneg(s.finished_age_p99_s).or(finite_nonneg(s.max_finished_age_s));
-    Evidence { age, idle, age_note, idle_note, reference_s }
+    Evidence {
+        age,
+        idle,
+        age_note,
+        idle_note,
+        reference_s,
+    }
 }
 
 /// Age evidence in -1..1 and its wording.
 pub fn age_evidence(s: &SiteSeries, cfg: &DetectConfig) -> (f64, Option<String>) {
-    let Some(oldest) = finite_nonneg(s.oldest_live_age_s) else { return (0.0, None) };
+    let Some(oldest) = finite_nonneg(s.oldest_live_age_s) else {
+        return (0.0, None);
+    };
     let p99 = finite_nonneg(s.finished_age_p99_s);
     let max_fin = finite_nonneg(s.max_finished_age_s);
     let Some(reference) = p99.or(max_fin) else {
         if s.finished_total == 0 && s.spawned_total > 0 {
-            let score = cfg.none_finished_weight * clamp01(oldest / cfg.none_finished_full_s.max(1e-9));
+            let score =
+                cfg.none_finished_weight * clamp01(oldest / cfg.none_finished_full_s.max(1e-9));
             let note = format!(
                 "none of its {} tasks has finished (oldest live {} old)",
                 s.spawned_total,
@@ -63,7 +72,11 @@ pub fn age_evidence(s: &SiteSeries, cfg: &DetectConfig) -> (f64, Option<String>)
         }
         return (0.0, None);
     };
-    let what = if p99.is_some() { "normally finish within" } else { "have finished as late as" };
+    let what = if p99.is_some() {
+        "normally finish within"
+    } else {
+        "have finished as late as"
+    };
     if oldest <= reference {
         let note = format!(
             "its oldest live task is only {} old while tasks of this site {what} {}",
@@ -94,7 +107,11 @@ pub fn age_evidence(s: &SiteSeries, cfg: &DetectConfig) -> (f64, Option<String>)
 
 /// Idle evidence in 0..1 and its wording.
 pub fn idle_evidence(s: &SiteSeries, cfg: &DetectConfig) -> (f64, Option<String>) {
-    let Some(f) = s.idle_fraction.filter(|f| f.is_finite()).map(|f| f.clamp(0.0, 1.0)) else {
+    let Some(f) = s
+        .idle_fraction
+        .filter(|f| f.is_finite())
+        .map(|f| f.clamp(0.0, 1.0))
+    else {
         return (0.0, None);
     };
     let score = clamp01((f - cfg.idle_low) / (cfg.idle_full - cfg.idle_low).max(1e-9));
@@ -147,7 +164,11 @@ mod tests {
             t_s: &[],
             live: &[],
             spawned_total: 100,
-            finished_total: if p99.is_some() || max_fin.is_some() { 50 } else { 0 },
+            finished_total: if p99.is_some() || max_fin.is_some() {
+                50
+            } else {
+                0
+            },
             oldest_live_age_s: oldest,
             finished_age_p99_s: p99,
             max_finished_age_s: max_fin,
@@ -161,7 +182,10 @@ mod tests {
         let (a, note) = age_evidence(&site(Some(18.0), Some(0.01), Some(0.02)), &cfg);
         assert_eq!(a, 1.0);
         let note = note.unwrap();
-        assert!(note.contains("18 s old") && note.contains("0.01 s") && note.contains("0.02 s"), "{note}");
+        assert!(
+            note.contains("18 s old") && note.contains("0.01 s") && note.contains("0.02 s"),
+            "{note}"
+        );
         // 3x the normal lifetime: partial credit log10(3) = 0.477.
         let (a, _) = age_evidence(&site(Some(3.0), Some(1.0), None), &cfg);
         assert!((a - 3f64.log10()).abs() < 1e-9);
@@ -176,8 +200,14 @@ mod tests {
         let (a, note) = age_evidence(&site(Some(60.0), None, None), &cfg);
         assert!((a - cfg.none_finished_weight).abs() < 1e-9);
         assert!(note.unwrap().contains("none of its 100 tasks"));
-        assert_eq!(age_evidence(&site(None, Some(1.0), None), &cfg), (0.0, None));
-        assert_eq!(age_evidence(&site(Some(f64::NAN), Some(1.0), None), &cfg), (0.0, None));
+        assert_eq!(
+            age_evidence(&site(None, Some(1.0), None), &cfg),
+            (0.0, None)
+        );
+        assert_eq!(
+            age_evidence(&site(Some(f64::NAN), Some(1.0), None), &cfg),
+            (0.0, None)
+        );
         // A zero p99 must not divide by zero.
         let (a, _) = age_evidence(&site(Some(2.0), Some(0.0), None), &cfg);
         assert_eq!(a, 1.0);
@@ -187,17 +217,31 @@ mod tests {
     fn idle_scores() {
         let cfg = DetectConfig::default();
         let mut s = site(None, None, None);
-        for (f, want) in [(Some(1.0), 1.0), (Some(0.3), 0.0), (None, 0.0), (Some(f64::NAN), 0.0)] {
+        for (f, want) in [
+            (Some(1.0), 1.0),
+            (Some(0.3), 0.0),
+            (None, 0.0),
+            (Some(f64::NAN), 0.0),
+        ] {
             s.idle_fraction = f;
             assert_eq!(idle_evidence(&s, &cfg).0, want, "{f:?}");
         }
         s.idle_fraction = Some(0.95);
-        assert_eq!(idle_evidence(&s, &cfg).1.as_deref(), Some("95% of live tasks idle"));
+        assert_eq!(
+            idle_evidence(&s, &cfg).1.as_deref(),
+            Some("95% of live tasks idle")
+        );
     }
 
     #[test]
     fn formatting() {
-        let ages = [(0.01, "0.01 s"), (0.0123, "0.012 s"), (0.5, "0.5 s"), (2.54, "2.5 s"), (18.2, "18 s")];
+        let ages = [
+            (0.01, "0.01 s"),
+            (0.0123, "0.012 s"),
+            (0.5, "0.5 s"),
+            (2.54, "2.5 s"),
+            (18.2, "18 s"),
+        ];
         for (s, want) in ages {
             assert_eq!(fmt_age(s), want);
         }

@@ -1,5 +1,5 @@
 //! Robust trend statistics: Mann-Kendall (tie-corrected, normal approximation), Theil-Sen slope,
-//! step-vs-line fit, robust noise scale, and downsampling that keeps the O(n^2) parts bounded.
+//! median, and the downsampling that keeps these O(n^2) parts bounded.
 
 /// Result of a Mann-Kendall test on a series taken in sample order.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,14 +20,12 @@ pub struct MannKendall {
 pub fn mann_kendall(y: &[f64]) -> MannKendall {
     let n = y.len();
     let mut s: i64 = 0;
-    for i in 0..n {
-        for j in i + 1..n {
-            s += match y[j].partial_cmp(&y[i]) {
-                Some(std::cmp::Ordering::Greater) => 1,
-                Some(std::cmp::Ordering::Less) => -1,
-                _ => 0,
-            };
-        }
+    for (i, &yi) in y.iter().enumerate() {
+        // Branch-free sign sum; NaN compares neither way and counts as a tie.
+        s += y[i + 1..]
+            .iter()
+            .map(|&yj| (yj > yi) as i64 - (yj < yi) as i64)
+            .sum::<i64>();
     }
     let nf = n as f64;
     let mut var = nf * (nf - 1.0) * (2.0 * nf + 5.0);
@@ -53,7 +51,13 @@ pub fn mann_kendall(y: &[f64]) -> MannKendall {
     } else {
         0.0
     };
-    MannKendall { s, var_s, z, p_increase: normal_sf(z), p_two_sided: (2.0 * normal_sf(z.abs())).min(1.0) }
+    MannKendall {
+        s,
+        var_s,
+        z,
+        p_increase: normal_sf(z),
+        p_two_sided: (2.0 * normal_sf(z.abs())).min(1.0),
+    }
 }
 
 /// Upper tail of the standard normal, 1 - Phi(z).
@@ -71,7 +75,8 @@ pub fn erfc(x: f64) -> f64 {
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let ans = t * poly.exp();
     if x >= 0.0 {
         ans
@@ -111,83 +116,14 @@ pub fn median(v: &mut [f64]) -> Option<f64> {
     Some((lower + upper) / 2.0)
 }
 
-/// Robust standard deviation: 1.4826 * median absolute deviation from the median. 0 if empty.
-pub fn robust_sd(v: &[f64]) -> f64 {
-    let mut w = v.to_vec();
-    let Some(m) = median(&mut w) else { return 0.0 };
-    for x in w.iter_mut() {
-        *x = (*x - m).abs();
-    }
-    1.4826 * median(&mut w).unwrap_or(0.0)
-}
-
-/// Sample standard deviation with `dof_lost` degrees of freedom used up. 0 if too short.
-pub fn sample_sd(v: &[f64], dof_lost: usize) -> f64 {
-    if v.len() <= dof_lost {
-        return 0.0;
-    }
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - dof_lost) as f64).sqrt()
-}
-
-/// Noise scale of `y` around a trend of `slope`, deliberately on the high side: the largest of the
-/// plain and robust spreads of the detrended levels and of the detrended first differences
-/// (divided by sqrt 2). Bursts, curvature and autocorrelation all push it up, never down.
-pub fn noise_sd(t: &[f64], y: &[f64], slope: f64) -> f64 {
-    let resid: Vec<f64> = t.iter().zip(y).map(|(t, y)| y - slope * t).collect();
-    let diffs: Vec<f64> = resid.windows(2).map(|w| w[1] - w[0]).collect();
-    let levels = robust_sd(&resid).max(sample_sd(&resid, 2));
-    let steps = robust_sd(&diffs).max(sample_sd(&diffs, 1)) / std::f64::consts::SQRT_2;
-    let sd = levels.max(steps);
-    if sd.is_finite() {
-        sd
-    } else {
-        0.0
-    }
-}
-
 /// Indices of at most `max` points spread evenly over `0..n`, always keeping the first and last.
 pub fn downsample_indices(n: usize, max: usize) -> Vec<usize> {
     if n <= max || max < 2 {
         return (0..n).collect();
     }
-    (0..max).map(|i| ((i as f64) * (n - 1) as f64 / (max - 1) as f64).round() as usize).collect()
-}
-
-/// Ratio of the squared error of the best single-step fit (two constant levels) to that of a
-/// least-squares line. Small means "one jump, flat on both sides". None if undefined (n < 3 or
-/// the line fits perfectly).
-pub fn step_vs_line(t: &[f64], y: &[f64]) -> Option<f64> {
-    let n = t.len().min(y.len());
-    if n < 3 {
-        return None;
-    }
-    let nf = n as f64;
-    let (mt, my) = (t[..n].iter().sum::<f64>() / nf, y[..n].iter().sum::<f64>() / nf);
-    let (mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0);
-    for i in 0..n {
-        let (dx, dy) = (t[i] - mt, y[i] - my);
-        sxx += dx * dx;
-        sxy += dx * dy;
-        syy += dy * dy;
-    }
-    let sse_line = if sxx > 0.0 { (syy - sxy * sxy / sxx).max(0.0) } else { syy };
-    if sse_line <= 1e-9 * (1.0 + syy) {
-        return None;
-    }
-    // Prefix sums of centred values keep the SSE differences numerically tame.
-    let (mut s1, mut s2) = (vec![0.0; n + 1], vec![0.0; n + 1]);
-    for i in 0..n {
-        let d = y[i] - my;
-        s1[i + 1] = s1[i] + d;
-        s2[i + 1] = s2[i] + d * d;
-    }
-    let sse = |a: usize, b: usize| {
-        let (m, s, q) = ((b - a) as f64, s1[b] - s1[a], s2[b] - s2[a]);
-        (q - s * s / m).max(0.0)
-    };
-    let best = (1..n).map(|k| sse(0, k) + sse(k, n)).fold(f64::INFINITY, f64::min);
-    Some(best / sse_line)
+    (0..max)
+        .map(|i| ((i as f64) * (n - 1) as f64 / (max - 1) as f64).round() as usize)
+        .collect()
 }
 
 #[cfg(test)]
@@ -263,28 +199,13 @@ mod tests {
     }
 
     #[test]
-    fn helpers() {
+    fn median_and_downsampling() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&mut []), None);
-        assert!(close(robust_sd(&[1.0, 2.0, 3.0, 4.0, 100.0]), 1.4826, 1e-9));
-        assert!(close(sample_sd(&[1.0, 2.0, 3.0, 4.0], 1), (5.0f64 / 3.0).sqrt(), 1e-12));
-        assert_eq!(sample_sd(&[1.0], 1), 0.0);
-        // Exact line: no noise. Line plus alternating +-1: residuals +-1 (robust sd 1.4826), detrended
-        // differences +-2 (7 of them, sample sd sqrt(32/7)) / sqrt 2 = sqrt(16/7) = 1.5119 wins.
-        let t: Vec<f64> = (0..8).map(f64::from).collect();
-        assert_eq!(noise_sd(&t, &t, 1.0), 0.0);
-        let y: Vec<f64> = (0..8).map(|i| i as f64 + [1.0, -1.0][i % 2]).collect();
-        assert!(close(noise_sd(&t, &y, 1.0), (16.0f64 / 7.0).sqrt(), 1e-9));
         assert_eq!(downsample_indices(5, 300), vec![0, 1, 2, 3, 4]);
         let d = downsample_indices(1000, 300);
         assert_eq!((d.len(), d[0], d[299]), (300, 0, 999));
         assert!(d.windows(2).all(|w| w[0] < w[1]));
-        let t: Vec<f64> = (0..10).map(f64::from).collect();
-        let step: Vec<f64> = (0..10).map(|i| if i < 5 { 0.0 } else { 50.0 }).collect();
-        assert!(step_vs_line(&t, &step).unwrap() < 1e-9);
-        let line: Vec<f64> = (0..10).map(|i| 2.0 * i as f64 + [0.0, 0.5][i % 2]).collect();
-        assert!(step_vs_line(&t, &line).unwrap() > 1.0);
-        assert_eq!(step_vs_line(&t, &t), None);
     }
 }
