@@ -14,6 +14,8 @@ pub mod maps {
     pub const SPAWN_STACKS: &str = "SPAWN_STACKS";
     /// PerCpuArray<StackSample>, one entry: scratch space to build a sample (BPF stack is 512 B).
     pub const STACK_SCRATCH: &str = "STACK_SCRATCH";
+    /// HashMap<u32 tid, FutexWait>: threads of the target now in a futex wait (since attach).
+    pub const FUTEX_WAITS: &str = "FUTEX_WAITS";
 }
 
 /// Program names (the function names in profiler-ebpf).
@@ -26,6 +28,10 @@ pub mod progs {
     pub const BIRTH_FIRST_POLL: &str = "task_birth_first_poll";
     /// uprobe at entry of `<Arc<Handle> as Schedule>::release` (&Task in the 2nd argument).
     pub const FINISH_RELEASE: &str = "task_finish_release";
+    /// tracepoint syscalls:sys_enter_futex: a thread of the target starts a futex wait.
+    pub const FUTEX_ENTER: &str = "futex_enter";
+    /// tracepoint syscalls:sys_exit_futex: the wait ended.
+    pub const FUTEX_EXIT: &str = "futex_exit";
 }
 
 /// Global variables set by user space before load (`EbpfLoader::set_global`).
@@ -37,6 +43,8 @@ pub mod globals {
     /// 1 = copy a spawn stack sample at births (only meaningful where the birth probe runs in the
     /// spawning thread: bind_inner and bind return, not first poll).
     pub const CAPTURE_STACKS: &str = "CAPTURE_STACKS";
+    /// Thread group id of the target (futex tracepoints see every process).
+    pub const TARGET_TGID: &str = "TARGET_TGID";
     /// Byte offset of the vtable pointer in tokio's task `Header` (`#[repr(C)]`, 16 in 1.28..newest).
     pub const HEADER_VTABLE_OFFSET: &str = "HEADER_VTABLE_OFFSET";
 }
@@ -69,6 +77,24 @@ pub struct StackSample {
     pub data: [u8; STACK_WINDOW],
 }
 const _: () = assert!(core::mem::size_of::<StackSample>() == 32 + STACK_WINDOW);
+
+/// A futex wait in progress.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FutexWait {
+    /// bpf_ktime_get_ns() at sys_enter_futex.
+    pub start_ns: u64,
+    pub uaddr: u64,
+    /// futex op without FUTEX_PRIVATE_FLAG / FUTEX_CLOCK_REALTIME.
+    pub op: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<FutexWait>() == 24);
+
+/// Futex ops that block (FUTEX_WAIT, LOCK_PI, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI2).
+pub fn is_futex_wait_op(op: u32) -> bool {
+    matches!(op & 127, 0 | 6 | 9 | 11 | 13)
+}
 
 /// Number of log2 buckets of task lifetimes, in microseconds (bucket i holds [2^i, 2^(i+1)) us; bucket 0 holds < 2 us).
 pub const LIFETIME_BUCKETS: usize = 32;
@@ -142,7 +168,12 @@ pub mod stat {
     pub const STACK_SAMPLES: u32 = 10;
     /// Not even the first chunk of the user stack could be read.
     pub const STACK_READ_ERRORS: u32 = 11;
-    pub const COUNT: u32 = 12;
+    /// A futex wait of the target began / ended.
+    pub const FUTEX_WAIT_BEGIN: u32 = 12;
+    pub const FUTEX_WAIT_END: u32 = 13;
+    /// FUTEX_WAITS was full.
+    pub const FUTEX_MAP_FULL: u32 = 14;
+    pub const COUNT: u32 = 15;
 
     /// Names for reports, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -158,10 +189,14 @@ pub mod stat {
         "finish_no_site",
         "stack_samples",
         "stack_read_errors",
+        "futex_wait_begin",
+        "futex_wait_end",
+        "futex_map_full",
     ];
 
     /// Counters that mean data was lost or is uncertain (shown as warnings when non-zero).
-    pub const FAILURES: [u32; 5] = [TASKS_MAP_FULL, SITES_MAP_FULL, READ_ERRORS, BAD_VTABLE, FINISH_NO_SITE];
+    pub const FAILURES: [u32; 6] =
+        [TASKS_MAP_FULL, SITES_MAP_FULL, READ_ERRORS, BAD_VTABLE, FINISH_NO_SITE, FUTEX_MAP_FULL];
 }
 
 #[cfg(feature = "user")]
@@ -170,4 +205,5 @@ mod user {
     unsafe impl aya::Pod for TaskRec {}
     unsafe impl aya::Pod for SiteCounters {}
     unsafe impl aya::Pod for StackSample {}
+    unsafe impl aya::Pod for FutexWait {}
 }

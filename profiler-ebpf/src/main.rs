@@ -10,6 +10,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::{ProbeContext, RetProbeContext},
 };
+mod futex;
+
 use profiler_common::{
     lifetime_bucket, stat, SiteCounters, StackSample, TaskRec, STACK_CHUNK, STACK_WINDOW,
 };
@@ -40,14 +42,14 @@ static HEADER_VTABLE_OFFSET: u64 = 16;
 static ZERO_SITE: SiteCounters = SiteCounters::ZERO;
 
 #[inline(always)]
-fn count(idx: u32) {
+pub(crate) fn count(idx: u32) {
     if let Some(p) = STATS.get_ptr_mut(idx) {
         unsafe { *p += 1 };
     }
 }
 
 #[inline(always)]
-fn global(v: &'static u64) -> u64 {
+pub(crate) fn global(v: &'static u64) -> u64 {
     unsafe { core::ptr::read_volatile(v) }
 }
 

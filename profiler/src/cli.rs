@@ -72,6 +72,12 @@ pub struct Common {
     /// TOML config file with an `[ignore]` table (`functions = [..]`, `created_by = [..]`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Watch threads blocked in futex waits, also in a program without tokio (any native program).
+    #[arg(long, conflicts_with = "no_threads")]
+    pub threads: bool,
+    /// Do not trace futex waits (on by default for tokio programs).
+    #[arg(long)]
+    pub no_threads: bool,
     /// Capacity of the kernel's live-task table (tasks beyond it are counted as lost).
     #[arg(long, default_value_t = RunOptions::default().max_tasks)]
     pub max_tasks: u32,
@@ -98,6 +104,8 @@ impl Common {
             duration: duration.map(Duration::from_secs_f64),
             max_tasks: self.max_tasks,
             ignore: IgnoreRules::new(&self.ignore, &self.ignore_created_by, self.config.as_deref())?,
+            threads: self.threads,
+            no_threads: self.no_threads,
             ..RunOptions::default()
         })
     }

@@ -120,6 +120,7 @@ mod tests {
                 .iter()
                 .map(|&(v, b)| LiveTask { header: b, vtable: v, born_ns: b })
                 .collect(),
+            futex_waits: vec![],
         }
     }
 

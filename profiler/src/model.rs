@@ -32,6 +32,7 @@ pub struct Report {
 pub struct TargetInfo {
     pub pid: u32,
     pub exe: String,
+    /// "tokio", or "native" (blocked threads only).
     pub runtime: &'static str,
     pub runtime_version: Option<String>,
     /// How task births are observed (e.g. "bind_inner", "bind_return", "first_poll").

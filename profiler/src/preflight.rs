@@ -49,6 +49,30 @@ pub fn raise_memlock() {
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &r) };
 }
 
+/// Makes sure tracefs is mounted (tracepoints are looked up there), mounting it when needed.
+pub fn ensure_tracefs() -> Result<()> {
+    let probe = "events/syscalls/sys_enter_futex/id";
+    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if std::path::Path::new(dir).join(probe).exists() {
+            return Ok(());
+        }
+    }
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+        .status();
+    if std::path::Path::new("/sys/kernel/tracing").join(probe).exists() {
+        return Ok(());
+    }
+    bail!(
+        "tracefs is not mounted and mounting it failed ({}): run `mount -t tracefs nodev \
+         /sys/kernel/tracing` as root, or pass --no-threads to skip futex-wait tracing",
+        match st {
+            Ok(s) => s.to_string(),
+            Err(e) => e.to_string(),
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

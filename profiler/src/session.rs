@@ -4,7 +4,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
@@ -37,6 +37,10 @@ pub struct RunOptions {
     pub max_sites: u32,
     pub ignore: IgnoreRules,
     pub detect: DetectConfig,
+    /// Watch threads blocked in futex waits even in a program without tokio.
+    pub threads: bool,
+    /// Do not trace futex waits.
+    pub no_threads: bool,
 }
 
 impl Default for RunOptions {
@@ -49,6 +53,8 @@ impl Default for RunOptions {
             max_sites: 16_384,
             ignore: IgnoreRules::default(),
             detect: DetectConfig::default(),
+            threads: false,
+            no_threads: false,
         }
     }
 }
@@ -60,7 +66,8 @@ pub type ProgressFn<'a> = dyn FnMut(f64, &[SiteReport]) + 'a;
 pub struct Session {
     opts: RunOptions,
     target: Target,
-    plan: tokio_rt::TokioPlan,
+    /// None: a native program without tokio, watched for blocked threads only.
+    plan: Option<tokio_rt::TokioPlan>,
     has_debug_info: bool,
     probes: Option<AttachedProbes>,
     namer: SiteNamer,
@@ -78,7 +85,16 @@ impl Session {
         let target = Target::open(opts.pid)?;
         let image = ElfImage::open(&target.exe_proc_path)
             .with_context(|| format!("cannot read the executable of pid {}", opts.pid))?;
-        let plan = tokio_rt::plan(&image, image.data()).map_err(|e| anyhow!("pid {}: {e}", opts.pid))?;
+        let plan = match tokio_rt::plan(&image, image.data()) {
+            Ok(p) => Some(p),
+            Err(tokio_rt::PlanError::NotTokio) if opts.threads => None,
+            Err(tokio_rt::PlanError::NotTokio) => bail!(
+                "pid {}: {}; to watch its threads blocked in futex waits instead, add --threads",
+                opts.pid,
+                tokio_rt::PlanError::NotTokio
+            ),
+            Err(e) => bail!("pid {}: {e}", opts.pid),
+        };
         let segs: Vec<(u64, u64, u64)> = image
             .load_segments()
             .iter()
@@ -88,21 +104,24 @@ impl Session {
             anyhow!("pid {}: cannot relate its memory map to its executable", opts.pid)
         })?;
         let (lo, hi) = target.exe_range();
-        let specs = crate::plan::probe_specs(&plan);
+        let specs = plan.as_ref().map(crate::plan::probe_specs).unwrap_or_default();
+        let watch_futex = opts.threads || (plan.is_some() && !opts.no_threads);
         let cfg = LoadConfig {
             vtable_lo: lo,
             vtable_hi: hi,
             header_vtable_offset: 16,
             max_tasks: opts.max_tasks,
             max_sites: opts.max_sites,
-            capture_stacks: plan.birth_mode == tokio_rt::BirthMode::BindInner,
+            capture_stacks: plan.as_ref().is_some_and(|p| p.birth_mode == tokio_rt::BirthMode::BindInner),
+            watch_futex,
+            target_tgid: opts.pid,
         };
         let probes = AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &specs)?;
         let has_debug_info = image.has_debug_info();
         let stacks = SpawnStacks::new(image.clone(), bias);
         let namer = SiteNamer::new(opts.pid, bias, Symbolizer::new(image));
         let mut warnings = Vec::new();
-        if plan.birth_mode == tokio_rt::BirthMode::FirstPoll {
+        if plan.as_ref().is_some_and(|p| p.birth_mode == tokio_rt::BirthMode::FirstPoll) {
             warnings.push(
                 "this tokio has no bind_inner: a task is counted at its first poll, so tasks alive \
                  before attach are counted as born when next polled"
@@ -243,9 +262,9 @@ impl Session {
             target: TargetInfo {
                 pid: self.opts.pid,
                 exe: self.target.exe.display().to_string(),
-                runtime: "tokio",
-                runtime_version: self.plan.version.clone(),
-                birth_point: crate::plan::birth_point_name(&self.plan),
+                runtime: if self.plan.is_some() { "tokio" } else { "native" },
+                runtime_version: self.plan.as_ref().and_then(|p| p.version.clone()),
+                birth_point: self.plan.as_ref().map_or("none", crate::plan::birth_point_name),
                 attach_points: attached,
                 attach_ms,
                 has_debug_info: self.has_debug_info,

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 
 use anyhow::{anyhow, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
-use profiler_common::{maps, stat, SiteCounters, StackSample, TaskRec, LIFETIME_BUCKETS};
+use profiler_common::{maps, stat, FutexWait, SiteCounters, StackSample, TaskRec, LIFETIME_BUCKETS};
 
 use super::AttachedProbes;
 
@@ -67,6 +67,8 @@ pub struct KernelSnapshot {
     pub sites: HashMap<u64, SiteTotals>,
     pub stats: Vec<u64>,
     pub tasks: Vec<LiveTask>,
+    /// Threads of the target in a futex wait that began since attach: (tid, wait).
+    pub futex_waits: Vec<(u32, FutexWait)>,
 }
 
 /// Reads SITES and STATS, and (when `with_tasks`) the live task table.
@@ -105,5 +107,15 @@ pub fn read_snapshot(p: &AttachedProbes, with_tasks: bool) -> Result<KernelSnaps
             }
         }
     }
-    Ok(KernelSnapshot { sites, stats, tasks })
+    let mut futex_waits = Vec::new();
+    if let Some(m) = ebpf.map(maps::FUTEX_WAITS) {
+        let waits: BpfHashMap<&MapData, u32, FutexWait> = BpfHashMap::try_from(m)?;
+        let mut seen = std::collections::HashSet::new();
+        for (tid, w) in waits.iter().take(1 << 17).flatten() {
+            if seen.insert(tid) {
+                futex_waits.push((tid, w));
+            }
+        }
+    }
+    Ok(KernelSnapshot { sites, stats, tasks, futex_waits })
 }

@@ -4,7 +4,7 @@ use std::{num::NonZeroU32, path::Path, time::Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    programs::{uprobe::UProbeScope, UProbe},
+    programs::{uprobe::UProbeScope, TracePoint, UProbe},
     Ebpf, EbpfLoader,
 };
 use profiler_common::{globals, maps, progs};
@@ -37,6 +37,9 @@ pub struct LoadConfig {
     pub max_sites: u32,
     /// Copy a spawn stack sample at births (birth probes that run in the spawning thread only).
     pub capture_stacks: bool,
+    /// Trace the target's futex waits (needs tracefs).
+    pub watch_futex: bool,
+    pub target_tgid: u32,
 }
 
 impl AttachedProbes {
@@ -47,6 +50,7 @@ impl AttachedProbes {
             .override_global(globals::VTABLE_HI, &cfg.vtable_hi, true)
             .override_global(globals::HEADER_VTABLE_OFFSET, &cfg.header_vtable_offset, true)
             .override_global(globals::CAPTURE_STACKS, &u64::from(cfg.capture_stacks), true)
+            .override_global(globals::TARGET_TGID, &u64::from(cfg.target_tgid), true)
             .map_max_entries(maps::TASKS, cfg.max_tasks)
             .map_max_entries(maps::SITES, cfg.max_sites)
             .load(OBJECT)
@@ -81,6 +85,20 @@ impl AttachedProbes {
                         exe.display()
                     )
                 })?;
+                attached += 1;
+            }
+        }
+        if cfg.watch_futex {
+            crate::preflight::ensure_tracefs()?;
+            for (name, tp) in [(progs::FUTEX_ENTER, "sys_enter_futex"), (progs::FUTEX_EXIT, "sys_exit_futex")] {
+                let prog: &mut TracePoint = ebpf
+                    .program_mut(name)
+                    .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
+                    .try_into()
+                    .with_context(|| format!("program {name} is not a tracepoint"))?;
+                prog.load().map_err(|e| anyhow!(bpf_refused(&format!("{name}: {e}"))))?;
+                prog.attach("syscalls", tp)
+                    .map_err(|e| anyhow!("cannot attach to the tracepoint syscalls:{tp}: {e}"))?;
                 attached += 1;
             }
         }
