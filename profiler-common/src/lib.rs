@@ -9,11 +9,8 @@ pub mod maps {
     pub const SITES: &str = "SITES";
     /// PerCpuArray<u64>, indexed by [`crate::stat`]: every kernel-side outcome, failures included.
     pub const STATS: &str = "STATS";
-    /// HashMap<u64 vtable, StackSample>: one pending spawn stack sample per site; user space
-    /// reads and deletes it, so the next birth of that site is sampled again.
-    pub const SPAWN_STACKS: &str = "SPAWN_STACKS";
-    /// PerCpuArray<StackSample>, one entry: scratch space to build a sample (BPF stack is 512 B).
-    pub const STACK_SCRATCH: &str = "STACK_SCRATCH";
+    /// RingBuf of SpawnSample: sampled births with a copy of the spawning stack.
+    pub const SPAWN_SAMPLES: &str = "SPAWN_SAMPLES";
     /// HashMap<u32 tid, FutexWait>: threads of the target now in a futex wait (since attach).
     pub const FUTEX_WAITS: &str = "FUTEX_WAITS";
 }
@@ -40,9 +37,10 @@ pub mod globals {
     pub const VTABLE_LO: &str = "VTABLE_LO";
     /// One past the highest address of the target binary's mappings.
     pub const VTABLE_HI: &str = "VTABLE_HI";
-    /// 1 = copy a spawn stack sample at births (only meaningful where the birth probe runs in the
-    /// spawning thread: bind_inner and bind return, not first poll).
-    pub const CAPTURE_STACKS: &str = "CAPTURE_STACKS";
+    /// Spawn stack sampling: 0 = off; N = the first births of each site on each CPU and then
+    /// every Nth birth on a CPU copy the spawning stack (only meaningful where the birth probe
+    /// runs in the spawning thread: bind_inner, not first poll).
+    pub const STACK_PERIOD: &str = "STACK_PERIOD";
     /// Thread group id of the target (futex tracepoints see every process).
     pub const TARGET_TGID: &str = "TARGET_TGID";
     /// Byte offset of the vtable pointer in tokio's task `Header` (`#[repr(C)]`, 16 in 1.28..newest).
@@ -77,6 +75,22 @@ pub struct StackSample {
     pub data: [u8; STACK_WINDOW],
 }
 const _: () = assert!(core::mem::size_of::<StackSample>() == 32 + STACK_WINDOW);
+
+/// Births of a site sampled per CPU before the period applies.
+pub const STACK_FIRST_PER_SITE: u64 = 4;
+
+/// One sampled birth: which task, which site, and its spawning stack.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SpawnSample {
+    pub header: u64,
+    pub vtable: u64,
+    /// The task's birth time as in TASKS: (header, born_ns) tells this task from a later one
+    /// that reuses its memory.
+    pub born_ns: u64,
+    pub stack: StackSample,
+}
+const _: () = assert!(core::mem::size_of::<SpawnSample>() == 24 + 32 + STACK_WINDOW);
 
 /// A futex wait in progress.
 #[repr(C)]
@@ -164,7 +178,7 @@ pub mod stat {
     pub const POLL_KNOWN: u32 = 8;
     /// A finish of a task whose site entry could not be found (counters could not be updated).
     pub const FINISH_NO_SITE: u32 = 9;
-    /// A spawn stack sample was stored.
+    /// A spawn stack sample was sent to user space.
     pub const STACK_SAMPLES: u32 = 10;
     /// Not even the first chunk of the user stack could be read.
     pub const STACK_READ_ERRORS: u32 = 11;
@@ -173,7 +187,9 @@ pub mod stat {
     pub const FUTEX_WAIT_END: u32 = 13;
     /// FUTEX_WAITS was full.
     pub const FUTEX_MAP_FULL: u32 = 14;
-    pub const COUNT: u32 = 15;
+    /// The spawn sample ring buffer was full: a sample was dropped (not a count error).
+    pub const STACK_RING_FULL: u32 = 15;
+    pub const COUNT: u32 = 16;
 
     /// Names for reports, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -192,6 +208,7 @@ pub mod stat {
         "futex_wait_begin",
         "futex_wait_end",
         "futex_map_full",
+        "stack_ring_full",
     ];
 
     /// Counters that mean data was lost or is uncertain (shown as warnings when non-zero).
@@ -205,5 +222,6 @@ mod user {
     unsafe impl aya::Pod for TaskRec {}
     unsafe impl aya::Pod for SiteCounters {}
     unsafe impl aya::Pod for StackSample {}
+    unsafe impl aya::Pod for SpawnSample {}
     unsafe impl aya::Pod for FutexWait {}
 }

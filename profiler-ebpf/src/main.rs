@@ -7,13 +7,14 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe, uretprobe},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{ProbeContext, RetProbeContext},
 };
 mod futex;
 
 use profiler_common::{
-    lifetime_bucket, stat, SiteCounters, StackSample, TaskRec, STACK_CHUNK, STACK_WINDOW,
+    lifetime_bucket, stat, SiteCounters, SpawnSample, TaskRec, STACK_CHUNK, STACK_FIRST_PER_SITE,
+    STACK_WINDOW,
 };
 
 /// Default capacities; user space overrides them with `EbpfLoader::set_max_entries`.
@@ -24,14 +25,12 @@ static SITES: PerCpuHashMap<u64, SiteCounters> = PerCpuHashMap::with_max_entries
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
-#[map(name = "SPAWN_STACKS")]
-static SPAWN_STACKS: HashMap<u64, StackSample> =
-    HashMap::with_max_entries(1024, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
-#[map(name = "STACK_SCRATCH")]
-static STACK_SCRATCH: PerCpuArray<StackSample> = PerCpuArray::with_max_entries(1, 0);
+/// Sampled births with their spawning stacks (2 MiB: about 500 samples between two reads).
+#[map(name = "SPAWN_SAMPLES")]
+static SPAWN_SAMPLES: RingBuf = RingBuf::with_byte_size(2 << 20, 0);
 
 #[no_mangle]
-static CAPTURE_STACKS: u64 = 0;
+static STACK_PERIOD: u64 = 0;
 #[no_mangle]
 static VTABLE_LO: u64 = 0;
 #[no_mangle]
@@ -110,24 +109,44 @@ fn close_task(rec: &TaskRec, now: u64) {
     }
 }
 
-/// Stores a stack sample for `vtable` unless one is pending (user space consumes them).
+/// Whether this birth is sampled: the first births of each site on this CPU, then every
+/// STACK_PERIOD-th birth on this CPU.
 #[inline(always)]
-fn sample_stack(ctx: &ProbeContext, vtable: u64) {
-    if global(&CAPTURE_STACKS) == 0 || unsafe { SPAWN_STACKS.get(&vtable) }.is_some() {
-        return;
+fn sampled(site_spawned_this_cpu: u64) -> bool {
+    let period = global(&STACK_PERIOD);
+    if period == 0 {
+        return false;
     }
-    let Some(buf) = STACK_SCRATCH.get_ptr_mut(0) else {
+    if site_spawned_this_cpu <= STACK_FIRST_PER_SITE {
+        return true;
+    }
+    match STATS.get(stat::BIRTHS) {
+        Some(b) => *b % period == 0,
+        None => false,
+    }
+}
+
+/// Sends the spawning stack of the task at `header` to user space (copied in chunks: a copy
+/// that runs past the top of the stack keeps what came before).
+#[inline(always)]
+fn sample_stack(ctx: &ProbeContext, header: u64, vtable: u64, born_ns: u64) {
+    let Some(mut entry) = SPAWN_SAMPLES.reserve::<SpawnSample>(0) else {
+        count(stat::STACK_RING_FULL);
         return;
     };
+    let out = entry.as_mut_ptr();
     let regs = unsafe { &*ctx.regs };
     let sp = regs.rsp;
     let mut len = 0usize;
     let mut i = 0usize;
     while i < STACK_WINDOW / STACK_CHUNK {
         let off = i * STACK_CHUNK;
-        // SAFETY: off + STACK_CHUNK <= STACK_WINDOW, inside the per-CPU scratch value.
+        // SAFETY: off + STACK_CHUNK <= STACK_WINDOW, inside the reserved entry.
         let dst = unsafe {
-            core::slice::from_raw_parts_mut((&raw mut (*buf).data).cast::<u8>().add(off), STACK_CHUNK)
+            core::slice::from_raw_parts_mut(
+                (&raw mut (*out).stack.data).cast::<u8>().add(off),
+                STACK_CHUNK,
+            )
         };
         if unsafe { aya_ebpf::helpers::bpf_probe_read_user_buf((sp + off as u64) as *const u8, dst) }
             .is_err()
@@ -138,22 +157,26 @@ fn sample_stack(ctx: &ProbeContext, vtable: u64) {
         i += 1;
     }
     if len == 0 {
+        entry.discard(0);
         count(stat::STACK_READ_ERRORS);
         return;
     }
     unsafe {
-        (*buf).ip = regs.rip;
-        (*buf).sp = sp;
-        (*buf).bp = regs.rbp;
-        (*buf).len = len as u64;
+        (*out).header = header;
+        (*out).vtable = vtable;
+        (*out).born_ns = born_ns;
+        (*out).stack.ip = regs.rip;
+        (*out).stack.sp = sp;
+        (*out).stack.bp = regs.rbp;
+        (*out).stack.len = len as u64;
     }
-    if SPAWN_STACKS.insert(&vtable, unsafe { &*buf }, BPF_NOEXIST as u64).is_ok() {
-        count(stat::STACK_SAMPLES);
-    }
+    entry.submit(0);
+    count(stat::STACK_SAMPLES);
 }
 
 #[inline(always)]
-fn record_birth(header: u64) -> Option<u64> {
+/// Records a birth; returns the site's vtable, its births so far on this CPU and the birth time.
+fn record_birth(header: u64) -> Option<(u64, u64, u64)> {
     let vtable = read_vtable(header)?;
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(old) = unsafe { TASKS.get(&header) } {
@@ -167,23 +190,28 @@ fn record_birth(header: u64) -> Option<u64> {
         count(stat::TASKS_MAP_FULL);
         return None;
     }
-    match site(vtable) {
-        Some(s) => unsafe { (*s).spawned += 1 },
+    let spawned = match site(vtable) {
+        Some(s) => unsafe {
+            (*s).spawned += 1;
+            (*s).spawned
+        },
         None => {
             let _ = TASKS.remove(&header);
             return None;
         }
-    }
+    };
     count(stat::BIRTHS);
-    Some(vtable)
+    Some((vtable, spawned, now))
 }
 
 /// `OwnedTasks<S>::bind_inner(&self, task: Task<S>, notified)`: Task<S> is one pointer, the header.
 #[uprobe]
 pub fn task_birth_bind_inner(ctx: ProbeContext) -> u32 {
     let header: u64 = ctx.arg(1).unwrap_or(0);
-    if let Some(vtable) = record_birth(header) {
-        sample_stack(&ctx, vtable);
+    if let Some((vtable, spawned, born_ns)) = record_birth(header) {
+        if sampled(spawned) {
+            sample_stack(&ctx, header, vtable, born_ns);
+        }
     }
     0
 }

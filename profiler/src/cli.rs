@@ -78,6 +78,10 @@ pub struct Common {
     /// Do not trace futex waits (on by default for tokio programs).
     #[arg(long)]
     pub no_threads: bool,
+    /// Copy the spawning stack of the first births of each site and then of every Nth birth
+    /// (0 = no spawn stacks).
+    #[arg(long, default_value_t = RunOptions::default().stack_period, value_name = "N")]
+    pub stack_period: u64,
     /// Capacity of the kernel's live-task table (tasks beyond it are counted as lost).
     #[arg(long, default_value_t = RunOptions::default().max_tasks)]
     pub max_tasks: u32,
@@ -105,6 +109,7 @@ impl Common {
             max_tasks: self.max_tasks,
             ignore: IgnoreRules::new(&self.ignore, &self.ignore_created_by, self.config.as_deref())?,
             threads: self.threads,
+            stack_period: self.stack_period,
             no_threads: self.no_threads,
             ..RunOptions::default()
         })

@@ -9,7 +9,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     analysis,
-    bpf::{read_snapshot, take_stack_samples, AttachedProbes, LoadConfig},
+    bpf::{drain_spawn_samples, read_snapshot, AttachedProbes, LoadConfig},
     spawn_stacks::{created_by, frame_label, SpawnStacks},
     detect::DetectConfig,
     ignore::IgnoreRules,
@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub max_sites: u32,
     pub ignore: IgnoreRules,
     pub detect: DetectConfig,
+    /// Spawn stack sampling period (0 = off).
+    pub stack_period: u64,
     /// Watch threads blocked in futex waits even in a program without tokio.
     pub threads: bool,
     /// Do not trace futex waits.
@@ -55,6 +57,7 @@ impl Default for RunOptions {
             detect: DetectConfig::default(),
             threads: false,
             no_threads: false,
+            stack_period: 64,
         }
     }
 }
@@ -112,7 +115,11 @@ impl Session {
             header_vtable_offset: 16,
             max_tasks: opts.max_tasks,
             max_sites: opts.max_sites,
-            capture_stacks: plan.as_ref().is_some_and(|p| p.birth_mode == tokio_rt::BirthMode::BindInner),
+            stack_period: if plan.as_ref().is_some_and(|p| p.birth_mode == tokio_rt::BirthMode::BindInner) {
+                opts.stack_period
+            } else {
+                0
+            },
             watch_futex,
             target_tgid: opts.pid,
         };
@@ -145,10 +152,13 @@ impl Session {
     /// Takes one sample (and names new sites while the target is alive).
     pub fn sample(&mut self) -> Result<()> {
         let probes = self.probes.as_mut().ok_or_else(|| anyhow!("already detached"))?;
-        for (vtable, sample) in take_stack_samples(probes)? {
-            self.stacks.add(vtable, &sample);
+        for sample in drain_spawn_samples(probes) {
+            self.stacks.add(&sample);
         }
         let snap = read_snapshot(probes, true)?;
+        let live: std::collections::HashSet<(u64, u64)> =
+            snap.tasks.iter().map(|t| (t.header, t.born_ns)).collect();
+        self.stacks.refresh_live(|h, born| live.contains(&(h, born)));
         let t = self.started.elapsed().as_secs_f64();
         self.history.push(t, monotonic_ns(), &snap, true);
         for &vtable in snap.sites.keys() {
@@ -166,7 +176,7 @@ impl Session {
             let name = self.namer.name(*vt).clone();
             let v = analysis::verdict(&self.history, h, &self.opts.detect);
             let t = &h.totals;
-            let spawn_stacks = self.stacks.stacks(*vt, self.namer.lines());
+            let spawn_stacks = self.stacks.stacks(*vt, t.live(), self.namer.lines());
             let spawner = spawn_stacks.first().and_then(created_by).map(frame_label);
             let frames: Vec<String> = spawn_stacks
                 .iter()

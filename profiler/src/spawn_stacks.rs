@@ -2,7 +2,7 @@
 //! site, and the "created by" frame: the first caller outside the runtime and the standard library.
 use std::collections::HashMap;
 
-use profiler_common::StackSample;
+use profiler_common::SpawnSample;
 use serde::Serialize;
 
 use crate::{
@@ -17,7 +17,12 @@ const MAX_FRAMES: usize = 64;
 /// One distinct spawn stack of a site, with how many samples had it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SpawnStack {
+    /// Sampled births with this stack.
     pub samples: u64,
+    /// Of those, tasks still alive at the last sample.
+    pub live_samples: u64,
+    /// The site's live count apportioned to this stack by its share of live samples.
+    pub live_estimate: i64,
     /// Innermost first (the birth probe's function first).
     pub frames: Vec<StackFrame>,
 }
@@ -29,37 +34,86 @@ pub struct StackFrame {
     pub line: Option<u32>,
 }
 
-/// Unwinds and accumulates spawn stack samples per site (keyed by vtable).
+#[derive(Debug, Clone, Copy, Default)]
+struct PathStats {
+    samples: u64,
+    live_samples: u64,
+}
+
+/// Unwinds sampled births and keeps, per site (vtable), their distinct spawn paths, and which
+/// sampled tasks are still alive: the live share of each path tells which one leaks.
 pub struct SpawnStacks {
     image: ElfImage,
     bias: u64,
     unwinder: Unwinder,
-    /// vtable -> (return addresses -> samples)
-    by_site: HashMap<u64, HashMap<Vec<u64>, u64>>,
+    paths: Vec<Vec<u64>>,
+    path_ids: HashMap<Vec<u64>, usize>,
+    by_site: HashMap<u64, HashMap<usize, PathStats>>,
+    /// Sampled tasks not yet seen finished: (header, birth time) -> (vtable, path).
+    sampled: HashMap<(u64, u64), (u64, usize)>,
 }
 
 impl SpawnStacks {
     pub fn new(image: ElfImage, bias: u64) -> Self {
         let unwinder = Unwinder::new(&image, bias);
-        SpawnStacks { image, bias, unwinder, by_site: HashMap::new() }
+        SpawnStacks {
+            image,
+            bias,
+            unwinder,
+            paths: Vec::new(),
+            path_ids: HashMap::new(),
+            by_site: HashMap::new(),
+            sampled: HashMap::new(),
+        }
     }
 
-    pub fn add(&mut self, vtable: u64, s: &StackSample) {
-        let len = (s.len as usize).min(s.data.len());
-        let pcs = self.unwinder.unwind(Regs { ip: s.ip, sp: s.sp, bp: s.bp }, &s.data[..len], MAX_FRAMES);
-        *self.by_site.entry(vtable).or_default().entry(pcs).or_default() += 1;
+    pub fn add(&mut self, s: &SpawnSample) {
+        let st = &s.stack;
+        let len = (st.len as usize).min(st.data.len());
+        let pcs = self.unwinder.unwind(Regs { ip: st.ip, sp: st.sp, bp: st.bp }, &st.data[..len], MAX_FRAMES);
+        let next = self.paths.len();
+        let id = *self.path_ids.entry(pcs.clone()).or_insert(next);
+        if id == next {
+            self.paths.push(pcs);
+        }
+        self.by_site.entry(s.vtable).or_default().entry(id).or_default().samples += 1;
+        self.sampled.insert((s.header, s.born_ns), (s.vtable, id));
     }
 
-    /// The site's distinct stacks, most sampled first, symbolized.
-    pub fn stacks(&self, vtable: u64, lines: Option<&LineTable>) -> Vec<SpawnStack> {
+    /// Forgets sampled tasks that are no longer alive (by header and birth time, so a new task
+    /// in a reused header is not mistaken for it) and recounts live samples per path.
+    pub fn refresh_live(&mut self, is_live: impl Fn(u64, u64) -> bool) {
+        self.sampled.retain(|&(h, born), _| is_live(h, born));
+        for paths in self.by_site.values_mut() {
+            for p in paths.values_mut() {
+                p.live_samples = 0;
+            }
+        }
+        for (vtable, path) in self.sampled.values() {
+            if let Some(p) = self.by_site.get_mut(vtable).and_then(|m| m.get_mut(path)) {
+                p.live_samples += 1;
+            }
+        }
+    }
+
+    /// The site's distinct stacks, the path holding most live tasks first, symbolized; `live`
+    /// (the site's live count) is apportioned by live samples.
+    pub fn stacks(&self, vtable: u64, live: i64, lines: Option<&LineTable>) -> Vec<SpawnStack> {
         let Some(m) = self.by_site.get(&vtable) else {
             return Vec::new();
         };
+        let live_total: u64 = m.values().map(|p| p.live_samples).sum();
         let mut v: Vec<SpawnStack> = m
             .iter()
-            .map(|(pcs, &n)| SpawnStack {
-                samples: n,
-                frames: symbolize_frames(&self.image, lines, self.bias, pcs)
+            .map(|(&id, p)| SpawnStack {
+                samples: p.samples,
+                live_samples: p.live_samples,
+                live_estimate: if live_total == 0 {
+                    0
+                } else {
+                    (live.max(0) as f64 * p.live_samples as f64 / live_total as f64).round() as i64
+                },
+                frames: symbolize_frames(&self.image, lines, self.bias, &self.paths[id])
                     .into_iter()
                     .map(|f| StackFrame {
                         function: f.function,
@@ -69,7 +123,9 @@ impl SpawnStacks {
                     .collect(),
             })
             .collect();
-        v.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.frames.len().cmp(&b.frames.len())));
+        v.sort_by(|a, b| {
+            (b.live_samples, b.samples).cmp(&(a.live_samples, a.samples)).then_with(|| a.frames.len().cmp(&b.frames.len()))
+        });
         v
     }
 }
@@ -96,6 +152,24 @@ pub fn created_by(stack: &SpawnStack) -> Option<&StackFrame> {
     stack.frames.iter().skip(1).find(|f| !is_runtime_frame(f))
 }
 
+/// A spawn path in one line: its first `n` frames outside the runtime, outermost last,
+/// e.g. `app::spawn_job <- app::caller_leaky`.
+pub fn path_label(stack: &SpawnStack, n: usize) -> String {
+    let names: Vec<&str> = stack
+        .frames
+        .iter()
+        .skip(1)
+        .filter(|f| !is_runtime_frame(f))
+        .take(n)
+        .map(|f| f.function.as_str())
+        .collect();
+    if names.is_empty() {
+        "(runtime only)".to_string()
+    } else {
+        names.join(" <- ")
+    }
+}
+
 /// A frame as `function (file:line)`.
 pub fn frame_label(f: &StackFrame) -> String {
     match (&f.file, f.line) {
@@ -116,6 +190,8 @@ mod tests {
     fn created_by_skips_the_runtime_and_std() {
         let s = SpawnStack {
             samples: 1,
+            live_samples: 0,
+            live_estimate: 0,
             frames: vec![
                 fr("tokio::runtime::task::list::OwnedTasks<S>::bind_inner"),
                 fr("tokio::runtime::scheduler::multi_thread::handle::Handle::bind_new_task"),
@@ -126,7 +202,12 @@ mod tests {
             ],
         };
         assert_eq!(created_by(&s).unwrap().function, "app::server::accept_loop::{{closure}}");
-        let only_runtime = SpawnStack { samples: 1, frames: vec![fr("tokio::x"), fr("std::y"), fr("0x1234")] };
+        let only_runtime = SpawnStack {
+            samples: 1,
+            live_samples: 0,
+            live_estimate: 0,
+            frames: vec![fr("tokio::x"), fr("std::y"), fr("0x1234")],
+        };
         assert!(created_by(&only_runtime).is_none());
         // DWARF inline frames carry bare names: the file tells they are tokio's
         let inlined = StackFrame {
@@ -134,7 +215,12 @@ mod tests {
             file: Some("/root/.cargo/registry/src/x/tokio-1.54.1/src/runtime/task/list.rs".into()),
             line: Some(100),
         };
-        let s = SpawnStack { samples: 1, frames: vec![fr("tokio::a"), inlined, fr("app::caller")] };
+        let s = SpawnStack {
+            samples: 1,
+            live_samples: 0,
+            live_estimate: 0,
+            frames: vec![fr("tokio::a"), inlined, fr("app::caller")],
+        };
         assert_eq!(created_by(&s).unwrap().function, "app::caller");
     }
 }

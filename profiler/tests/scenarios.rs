@@ -180,3 +180,25 @@ fn spawn_stacks_name_the_spawner_and_created_by_rules_ignore_it() {
     assert_eq!(leak["ignored_by"], "created_by:tokio_fixture::scenarios::*", "{leak}");
     assert_eq!(out.status.code(), Some(0), "an ignored leak must not fail the gate");
 }
+
+#[test]
+fn one_future_type_spawned_from_two_callers_is_split_by_spawn_path() {
+    if !bpf_available("one_future_type_spawned_from_two_callers_is_split_by_spawn_path") {
+        return;
+    }
+    let r = run_scenario("tokio-latest", &["two-callers"], 8);
+    let s = site(&r, "stacks::shared_job");
+    let stacks = s["spawn_stacks"].as_array().unwrap();
+    let path_of = |needle: &str| {
+        stacks
+            .iter()
+            .find(|p| p["frames"].as_array().unwrap().iter().any(|f| f["function"].as_str().unwrap().contains(needle)))
+            .unwrap_or_else(|| panic!("no spawn path through {needle}: {s}"))
+    };
+    let leaky = path_of("caller_leaky");
+    let healthy = path_of("caller_healthy");
+    let live = int(&s["live"]);
+    assert!(int(&leaky["live_estimate"]) >= live * 9 / 10, "leaky path should hold the live tasks: {s}");
+    assert!(int(&healthy["live_estimate"]) <= live / 10, "healthy path should hold none: {s}");
+    assert!(healthy["samples"].as_u64().unwrap() > 0, "the healthy path was sampled too: {s}");
+}

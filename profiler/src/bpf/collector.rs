@@ -3,7 +3,7 @@ use std::collections::HashMap;
 
 use anyhow::{anyhow, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
-use profiler_common::{maps, stat, FutexWait, SiteCounters, StackSample, TaskRec, LIFETIME_BUCKETS};
+use profiler_common::{maps, stat, FutexWait, SiteCounters, SpawnSample, TaskRec, LIFETIME_BUCKETS};
 
 use super::AttachedProbes;
 
@@ -45,20 +45,16 @@ pub struct LiveTask {
     pub born_ns: u64,
 }
 
-/// Takes the pending spawn stack samples (one per site at most) out of the kernel map, so the
-/// next birth of each site is sampled again.
-pub fn take_stack_samples(p: &mut AttachedProbes) -> Result<Vec<(u64, StackSample)>> {
-    let map = p.ebpf.map_mut(maps::SPAWN_STACKS).ok_or_else(|| anyhow!("map SPAWN_STACKS missing"))?;
-    let mut stacks: BpfHashMap<&mut MapData, u64, StackSample> = BpfHashMap::try_from(map)?;
-    let keys: Vec<u64> = stacks.keys().take(4096).flatten().collect();
-    let mut out = Vec::with_capacity(keys.len());
-    for k in keys {
-        if let Ok(v) = stacks.get(&k, 0) {
-            out.push((k, v));
+/// Drains the sampled births (with their spawning stacks) sent since the last call.
+pub fn drain_spawn_samples(p: &mut AttachedProbes) -> Vec<SpawnSample> {
+    let mut out = Vec::new();
+    while let Some(item) = p.spawn_samples.next() {
+        if item.len() >= std::mem::size_of::<SpawnSample>() {
+            // SAFETY: the kernel wrote a whole SpawnSample (repr(C), Pod); read unaligned.
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SpawnSample>()) });
         }
-        let _ = stacks.remove(&k);
     }
-    Ok(out)
+    out
 }
 
 /// Everything the kernel side knows at one instant.

@@ -4,6 +4,7 @@ use std::{num::NonZeroU32, path::Path, time::Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
+    maps::{MapData, RingBuf},
     programs::{uprobe::UProbeScope, TracePoint, UProbe},
     Ebpf, EbpfLoader,
 };
@@ -23,6 +24,7 @@ pub struct ProbeSpec {
 /// Probes attached to one process. Drop detaches them all.
 pub struct AttachedProbes {
     pub(crate) ebpf: Ebpf,
+    pub(crate) spawn_samples: RingBuf<MapData>,
     pub attached: usize,
     pub attach_ms: f64,
     pub max_tasks: u32,
@@ -35,8 +37,8 @@ pub struct LoadConfig {
     pub header_vtable_offset: u64,
     pub max_tasks: u32,
     pub max_sites: u32,
-    /// Copy a spawn stack sample at births (birth probes that run in the spawning thread only).
-    pub capture_stacks: bool,
+    /// Spawn stack sampling period (0 = off): see profiler_common::globals::STACK_PERIOD.
+    pub stack_period: u64,
     /// Trace the target's futex waits (needs tracefs).
     pub watch_futex: bool,
     pub target_tgid: u32,
@@ -49,7 +51,7 @@ impl AttachedProbes {
             .override_global(globals::VTABLE_LO, &cfg.vtable_lo, true)
             .override_global(globals::VTABLE_HI, &cfg.vtable_hi, true)
             .override_global(globals::HEADER_VTABLE_OFFSET, &cfg.header_vtable_offset, true)
-            .override_global(globals::CAPTURE_STACKS, &u64::from(cfg.capture_stacks), true)
+            .override_global(globals::STACK_PERIOD, &cfg.stack_period, true)
             .override_global(globals::TARGET_TGID, &u64::from(cfg.target_tgid), true)
             .map_max_entries(maps::TASKS, cfg.max_tasks)
             .map_max_entries(maps::SITES, cfg.max_sites)
@@ -102,8 +104,11 @@ impl AttachedProbes {
                 attached += 1;
             }
         }
+        let ring = ebpf.take_map(maps::SPAWN_SAMPLES).ok_or_else(|| anyhow!("map SPAWN_SAMPLES missing"))?;
+        let spawn_samples = RingBuf::try_from(ring).context("SPAWN_SAMPLES is not a ring buffer")?;
         Ok(AttachedProbes {
             ebpf,
+            spawn_samples,
             attached,
             attach_ms: t0.elapsed().as_secs_f64() * 1e3,
             max_tasks: cfg.max_tasks,

@@ -134,6 +134,15 @@ pub fn render_text(r: &Report) -> String {
             if let Some(c) = &s.created_by {
                 detail.push(format!("created by {c}"));
             }
+            if s.spawn_stacks.len() > 1 {
+                let paths: Vec<String> = s
+                    .spawn_stacks
+                    .iter()
+                    .take(3)
+                    .map(|p| format!("~{} live via {}", p.live_estimate, crate::spawn_stacks::path_label(p, 2)))
+                    .collect();
+                detail.push(format!("spawn paths: {}", paths.join(", ")));
+            }
             detail.push(s.reason.clone());
             if let Some(i) = s.idle_fraction.filter(|_| !s.reason.contains("idle")) {
                 detail.push(format!("{:.0}% of live tasks idle", i * 100.0));
