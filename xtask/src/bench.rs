@@ -16,31 +16,46 @@ pub fn run(root: &Path, tasks: u64, rounds: u32) -> Result<()> {
     let bins = fixtures::build(root)?;
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     let leakprof = root.join("target/release/leakprof");
+    // probe configurations measured against bare rounds, alternating in one fixture process
+    let configs: [(&str, &[&str]); 2] = [
+        ("probes only", &["--stack-period", "0", "--no-threads"]),
+        ("+stacks+futex", &[]),
+    ];
     let mut results = vec![];
     for (label, bin, flavor) in [
         ("tokio-latest multi-thread", "tokio-latest", None),
         ("tokio-latest current-thread", "tokio-latest", Some("--current-thread")),
         ("tokio-1.38 multi-thread", "tokio-1.38", None),
     ] {
-        let (bare, probed) = measure(&leakprof, &bins.join(bin), flavor, tasks, rounds)?;
+        let (bare, probed) = measure(&leakprof, &bins.join(bin), flavor, &configs, tasks, rounds)?;
         results.push((label, bare, probed));
     }
     println!("\nspawn+join of a trivial task, {tasks} tasks x {rounds} rounds each, median ns/task:");
-    println!("{:<28} {:>10} {:>10} {:>8}", "fixture", "bare", "probed", "ratio");
+    print!("{:<28} {:>8}", "fixture", "bare");
+    for (name, _) in &configs {
+        print!(" {name:>14} {:>7}", "ratio");
+    }
+    println!();
     for (label, bare, probed) in results {
-        println!("{label:<28} {bare:>10.0} {probed:>10.0} {:>7.2}x", probed / bare);
+        print!("{label:<28} {bare:>8.0}");
+        for p in probed {
+            print!(" {p:>14.0} {:>6.2}x", p / bare);
+        }
+        println!();
     }
     Ok(())
 }
 
-/// Median ns/task of `rounds` bare and `rounds` probed rounds, alternating, in one fixture process.
+/// Median ns/task of `rounds` bare rounds and `rounds` rounds per probe configuration,
+/// alternating, in one fixture process.
 fn measure(
     leakprof: &Path,
     bin: &Path,
     flavor: Option<&str>,
+    configs: &[(&str, &[&str])],
     tasks: u64,
     rounds: u32,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, Vec<f64>)> {
     let n = tasks.to_string();
     let mut args = vec!["spawn-bench", n.as_str()];
     args.extend(flavor);
@@ -59,28 +74,32 @@ fn measure(
         }
     };
     round(&mut stdin)?; // warm-up
-    let (mut bare, mut probed) = (vec![], vec![]);
+    let mut bare = vec![];
+    let mut probed: Vec<Vec<f64>> = vec![vec![]; configs.len()];
     for _ in 0..rounds {
         bare.push(round(&mut stdin)?);
-        let mut prof = Command::new(leakprof)
-            .args(["--pid", &pid.to_string(), "--quiet", "--format", "json", "-o", "/dev/null"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start leakprof")?;
-        // wait for "attached"
-        let mut err = BufReader::new(prof.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line)?;
-        if !line.contains("attached") {
-            bail!("leakprof did not attach: {line}");
+        for (i, (_, extra)) in configs.iter().enumerate() {
+            let mut prof = Command::new(leakprof)
+                .args(["--pid", &pid.to_string(), "--quiet", "--format", "json", "-o", "/dev/null"])
+                .args(*extra)
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("cannot start leakprof")?;
+            // wait for "attached"
+            let mut err = BufReader::new(prof.stderr.take().unwrap());
+            let mut line = String::new();
+            err.read_line(&mut line)?;
+            if !line.contains("attached") {
+                bail!("leakprof did not attach: {line}");
+            }
+            probed[i].push(round(&mut stdin)?);
+            // SIGINT: detach and report
+            send_sigint(prof.id());
+            prof.wait()?;
+            sleep(Duration::from_millis(100));
         }
-        probed.push(round(&mut stdin)?);
-        // SIGINT: detach and report
-        send_sigint(prof.id());
-        prof.wait()?;
-        sleep(Duration::from_millis(100));
     }
-    Ok((median(&mut bare), median(&mut probed)))
+    Ok((median(&mut bare), probed.iter_mut().map(|v| median(v)).collect()))
 }
 
 fn send_sigint(pid: u32) {
