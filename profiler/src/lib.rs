@@ -4,7 +4,9 @@
 //! [`bpf`] (probes and their maps) → [`history`] (samples per site) → [`detect`] (verdicts) →
 //! [`report`] (text, JSON). [`session`] runs that pipeline for one process.
 pub mod analysis;
+pub mod blocked;
 pub mod bpf;
+pub mod census;
 pub mod cli;
 pub mod detect;
 pub mod elf;

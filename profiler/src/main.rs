@@ -109,7 +109,7 @@ fn finish(result: Result<Report>, common: &Common, launched: bool) -> i32 {
             let _ = std::io::stdout().flush();
         }
     }
-    let leaks: Vec<&str> = report.leaks().map(|s| s.function.as_str()).collect();
+    let leaks = report.leak_names();
     if common.fail_on_leak && !leaks.is_empty() {
         eprintln!("leakprof: {} leaking site(s): {}", leaks.len(), leaks.join(", "));
         return EXIT_LEAK;

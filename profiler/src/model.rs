@@ -23,6 +23,9 @@ pub struct Report {
     pub sample_times_s: Vec<f64>,
     /// Sites, worst first.
     pub sites: Vec<SiteReport>,
+    /// Threads blocked in futex waits, by wait site, worst first (empty unless futex waits are
+    /// traced: tokio programs by default, any program with --threads).
+    pub blocked: Vec<BlockedSiteReport>,
     /// Every kernel-side outcome counter (failures included), by name.
     pub kernel_counters: BTreeMap<String, u64>,
     pub warnings: Vec<String>,
@@ -119,4 +122,41 @@ impl Report {
             .iter()
             .filter(|s| s.verdict == VerdictKind::Leak && s.ignored_by.is_none())
     }
+
+    /// Names of everything judged `leak`: task sites and wait sites.
+    pub fn leak_names(&self) -> Vec<String> {
+        let tasks = self.leaks().map(|s| s.function.clone());
+        let waits = self
+            .blocked
+            .iter()
+            .filter(|b| b.verdict == VerdictKind::Leak)
+            .map(|b| format!("threads blocked in {}", b.function));
+        tasks.chain(waits).collect()
+    }
+}
+
+/// Threads blocked at one wait site (a lock, a condition variable, ... named by the first frame
+/// of their stack outside the waiting machinery).
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockedSiteReport {
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// `wait`, or `runtime_idle` for a runtime's parked idle workers (never a leak).
+    pub kind: crate::blocked::WaitKind,
+    /// Threads waiting there at the last sample.
+    pub threads: i64,
+    /// Threads waiting there at each of `sample_times_s`.
+    pub series: Vec<i64>,
+    /// Longest current wait (for waits older than attach: since first seen, a lower bound).
+    pub longest_wait_s: f64,
+    /// Some wait here began before attach (found by the census of /proc/PID/task).
+    pub preexisting: bool,
+    pub ended_waits: u64,
+    pub verdict: VerdictKind,
+    pub confidence: f64,
+    pub growth_per_s: f64,
+    pub reason: String,
+    /// The stack of the first thread seen waiting there, innermost first.
+    pub stack: Vec<crate::spawn_stacks::StackFrame>,
 }

@@ -15,7 +15,11 @@ use crate::{
     ignore::IgnoreRules,
     elf::ElfImage,
     history::{lifetime_quantile_s, monotonic_ns, History},
-    model::{Collection, EndReason, Report, SiteReport, TargetInfo, SCHEMA_NAME, SCHEMA_VERSION},
+    blocked::{BlockedTracker, WaitKind},
+    model::{
+        BlockedSiteReport, Collection, EndReason, Report, SiteReport, TargetInfo, VerdictKind,
+        SCHEMA_NAME, SCHEMA_VERSION,
+    },
     naming::SiteNamer,
     preflight,
     runtime::tokio as tokio_rt,
@@ -75,6 +79,8 @@ pub struct Session {
     probes: Option<AttachedProbes>,
     namer: SiteNamer,
     stacks: SpawnStacks,
+    /// Blocked-thread census (when futex waits are traced).
+    blocked: Option<BlockedTracker>,
     history: History,
     started: Instant,
     warnings: Vec<String>,
@@ -126,6 +132,7 @@ impl Session {
         let probes = AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &specs)?;
         let has_debug_info = image.has_debug_info();
         let stacks = SpawnStacks::new(image.clone(), bias);
+        let blocked = if watch_futex { Some(BlockedTracker::new(opts.pid, image.clone(), bias)?) } else { None };
         let namer = SiteNamer::new(opts.pid, bias, Symbolizer::new(image));
         let mut warnings = Vec::new();
         if plan.as_ref().is_some_and(|p| p.birth_mode == tokio_rt::BirthMode::FirstPoll) {
@@ -143,6 +150,7 @@ impl Session {
             probes: Some(probes),
             namer,
             stacks,
+            blocked,
             history: History::default(),
             started: Instant::now(),
             warnings,
@@ -156,6 +164,11 @@ impl Session {
             self.stacks.add(&sample);
         }
         let snap = read_snapshot(probes, true)?;
+        if let Some(b) = self.blocked.as_mut() {
+            let started: std::collections::HashMap<u32, u64> =
+                snap.futex_waits.iter().map(|(tid, w)| (*tid, w.start_ns)).collect();
+            b.sample(monotonic_ns(), &started, self.history.times_s.is_empty());
+        }
         let live: std::collections::HashSet<(u64, u64)> =
             snap.tasks.iter().map(|t| (t.header, t.born_ns)).collect();
         self.stacks.refresh_live(|h, born| live.contains(&(h, born)));
@@ -167,6 +180,56 @@ impl Session {
         let states = crate::task_states::sample_idle(self.opts.pid, &snap.tasks, STATES_PER_SITE);
         self.history.add_states(states);
         Ok(())
+    }
+
+    /// Wait sites of blocked threads, judged, worst first.
+    pub fn blocked_sites(&self) -> Vec<BlockedSiteReport> {
+        let Some(b) = &self.blocked else {
+            return Vec::new();
+        };
+        let t = &self.history.times_s;
+        let mut out: Vec<BlockedSiteReport> = b
+            .sites
+            .values()
+            .map(|w| {
+                let n = w.series.len().min(t.len());
+                let v = crate::detect::judge(
+                    &crate::detect::SiteSeries {
+                        t_s: &t[t.len() - n..],
+                        live: &w.series[w.series.len() - n..],
+                        spawned_total: 0,
+                        finished_total: w.ended_waits,
+                        oldest_live_age_s: (w.longest_wait_ns > 0).then(|| w.longest_wait_ns as f64 / 1e9),
+                        finished_age_p99_s: None,
+                        max_finished_age_s: (w.ended_waits > 0).then(|| w.max_ended_wait_ns as f64 / 1e9),
+                        idle_fraction: Some(1.0),
+                    },
+                    &self.opts.detect,
+                );
+                let idle = w.kind == WaitKind::RuntimeIdle;
+                BlockedSiteReport {
+                    function: w.site.function.clone(),
+                    file: w.site.file.clone(),
+                    line: w.site.line,
+                    kind: w.kind,
+                    threads: w.series.last().copied().unwrap_or(0),
+                    series: w.series.clone(),
+                    longest_wait_s: w.longest_wait_ns as f64 / 1e9,
+                    preexisting: w.preexisting,
+                    ended_waits: w.ended_waits,
+                    verdict: if idle { VerdictKind::Ok } else { v.kind },
+                    confidence: if idle { 0.0 } else { v.confidence },
+                    growth_per_s: v.growth_per_s,
+                    reason: if idle { format!("runtime worker(s) parked idle; {}", v.reason) } else { v.reason },
+                    stack: w.stack.clone(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (b.kind == WaitKind::Wait, b.verdict, (b.confidence * 1e6) as i64, b.threads)
+                .cmp(&(a.kind == WaitKind::Wait, a.verdict, (a.confidence * 1e6) as i64, a.threads))
+        });
+        out
     }
 
     /// Every site as of the last sample, judged, worst first.
@@ -289,6 +352,7 @@ impl Session {
             program_exit_code: None,
             sample_times_s: self.history.times_s.clone(),
             sites,
+            blocked: self.blocked_sites(),
             kernel_counters,
             warnings: self.warnings,
         }

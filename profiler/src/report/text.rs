@@ -111,6 +111,7 @@ pub fn render_text(r: &Report) -> String {
         }
     );
     let leaks = r.leaks().count();
+    let blocked_leaks = r.blocked.iter().filter(|b| b.verdict == VerdictKind::Leak).count();
     if r.sites.is_empty() {
         let _ = writeln!(out, "no task was spawned or finished since attach");
     } else {
@@ -154,6 +155,42 @@ pub fn render_text(r: &Report) -> String {
                 detail.push(format!("ignored by {rule}"));
             }
             let _ = writeln!(out, "{:<12} {}", "", detail.join("; "));
+        }
+    }
+    if !r.blocked.is_empty() {
+        let _ = writeln!(
+            out,
+            "threads blocked in futex waits{}:",
+            if blocked_leaks > 0 { format!(" ({blocked_leaks} leaking wait site(s))") } else { String::new() }
+        );
+        let _ = writeln!(
+            out,
+            "{:<12} {:>7} {:>9} {:>8}  {:<20}  wait site",
+            "verdict", "threads", "rate/s", "longest", "threads over time"
+        );
+        for b in &r.blocked {
+            let label = match (b.kind, b.verdict) {
+                (crate::blocked::WaitKind::RuntimeIdle, _) => "runtime idle".to_string(),
+                (_, VerdictKind::Leak) => format!("LEAK {:.0}%", b.confidence * 100.0),
+                (_, VerdictKind::Suspect) => format!("suspect {:.0}%", b.confidence * 100.0),
+                _ => "ok".to_string(),
+            };
+            let longest = if b.preexisting { format!(">={}", age(Some(b.longest_wait_s))) } else { age(Some(b.longest_wait_s)) };
+            let _ = writeln!(
+                out,
+                "{:<12} {:>7} {:>+9.2} {:>8}  {:<20}  {}",
+                label,
+                b.threads,
+                b.growth_per_s,
+                longest,
+                sparkline(&b.series, 20),
+                b.function
+            );
+            let loc = match (&b.file, b.line) {
+                (Some(f), Some(l)) => format!("{f}:{l}; "),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "{:<12} {loc}{}", "", b.reason);
         }
     }
     let counters: Vec<String> = r.kernel_counters.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -1,0 +1,223 @@
+//! Threads blocked in futex waits, grouped by where they wait (their user stack), over time.
+//!
+//! Each sample takes a census of the target's threads now in a futex wait (/proc: this also finds
+//! waits that began before attach), reads and unwinds each waiting thread's stack once per wait,
+//! and counts threads per wait site. The kernel's futex tracepoints give the start time of waits
+//! that began since attach; older ones count from when they were first seen.
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::{
+    elf::ElfImage,
+    spawn_stacks::StackFrame,
+    census::{blocked_threads, thread_stack, ThreadWait},
+    unwind::{symbolize_frames, Unwinder},
+};
+
+/// Bytes of stack read per waiting thread.
+const STACK_WINDOW: usize = 16 * 1024;
+
+/// Why threads wait at a site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitKind {
+    /// A lock, condition variable or other user-level wait: judged for growth.
+    Wait,
+    /// A runtime's idle worker parking (tokio workers, blocking-pool keep-alive, Go's scheduler):
+    /// shown apart, never a leak.
+    RuntimeIdle,
+}
+
+/// Wait sites that are a runtime's idle workers parking: tokio's scheduler, I/O driver and
+/// blocking-pool keep-alive, Go's scheduler.
+fn is_runtime_idle_site(f: &str) -> bool {
+    let f = f.trim_start_matches('<');
+    f.starts_with("tokio::runtime::") || f.starts_with("runtime.")
+}
+
+/// Frames that are the waiting machinery, not the place that waits.
+fn is_wait_machinery(f: &str) -> bool {
+    let f = f.trim_start_matches('<');
+    f.starts_with("std::")
+        || f.starts_with("&std::")
+        || f.starts_with("alloc::")
+        || f.starts_with("core::")
+        || f.starts_with("parking_lot")
+        || f.starts_with("0x")
+        || f.starts_with("__")
+        || f.starts_with("pthread_")
+        || f == "syscall"
+        || f.starts_with("futex")
+        || f.contains("::futex")
+}
+
+/// Names a stack's wait site, the first frame that is not waiting machinery, and classifies it:
+/// a runtime's own parking function is idle, anything else (even on a runtime's blocking-pool
+/// thread) is a wait.
+pub fn wait_site(frames: &[StackFrame]) -> (WaitKind, usize) {
+    let at = frames.iter().position(|f| !is_wait_machinery(&f.function)).unwrap_or(0);
+    let idle = frames.get(at).is_some_and(|f| is_runtime_idle_site(&f.function));
+    (if idle { WaitKind::RuntimeIdle } else { WaitKind::Wait }, at)
+}
+
+#[derive(Debug, Clone)]
+struct Waiter {
+    key: String,
+    since_ns: u64,
+    preexisting: bool,
+}
+
+/// History of one wait site.
+#[derive(Debug, Clone)]
+pub struct WaitSite {
+    pub kind: WaitKind,
+    /// The frame that names the site, and the whole stack (innermost first).
+    pub site: StackFrame,
+    pub stack: Vec<StackFrame>,
+    /// Threads waiting here at each sample.
+    pub series: Vec<i64>,
+    pub longest_wait_ns: u64,
+    pub ended_waits: u64,
+    pub max_ended_wait_ns: u64,
+    pub preexisting: bool,
+}
+
+/// Tracks blocked threads of one process.
+pub struct BlockedTracker {
+    pid: u32,
+    image: ElfImage,
+    bias: u64,
+    unwinder: Unwinder,
+    lines: Option<crate::symbolize::LineTable>,
+    /// (tid, uaddr) -> waiter, while the wait lasts.
+    waiting: HashMap<(u32, u64), Waiter>,
+    pub sites: BTreeMap<String, WaitSite>,
+    samples: usize,
+}
+
+impl BlockedTracker {
+    pub fn new(pid: u32, image: ElfImage, bias: u64) -> anyhow::Result<Self> {
+        let unwinder = Unwinder::new(&image, bias);
+        let lines = image.has_debug_info().then(|| crate::symbolize::LineTable::load(image.data())).flatten();
+        Ok(BlockedTracker { pid, image, bias, unwinder, lines, waiting: HashMap::new(), sites: BTreeMap::new(), samples: 0 })
+    }
+
+    /// One census. `started`: tid -> wait start (ns, CLOCK_MONOTONIC) from the tracepoints.
+    pub fn sample(&mut self, now_ns: u64, started: &HashMap<u32, u64>, first_sample: bool) {
+        let census: Vec<ThreadWait> = blocked_threads(self.pid);
+        let mut still: HashMap<(u32, u64), Waiter> = HashMap::new();
+        for tw in &census {
+            let id = (tw.tid, tw.uaddr);
+            let w = match self.waiting.remove(&id) {
+                Some(w) => w,
+                None => match self.classify(tw) {
+                    Some(key) => {
+                        let (since_ns, preexisting) = match started.get(&tw.tid) {
+                            Some(&s) => (s, false),
+                            None => (now_ns, first_sample),
+                        };
+                        Waiter { key, since_ns, preexisting }
+                    }
+                    None => continue,
+                },
+            };
+            still.insert(id, w);
+        }
+        // waits that ended since the last census
+        for (_, w) in self.waiting.drain() {
+            if let Some(s) = self.sites.get_mut(&w.key) {
+                s.ended_waits += 1;
+                s.max_ended_wait_ns = s.max_ended_wait_ns.max(now_ns.saturating_sub(w.since_ns));
+            }
+        }
+        self.waiting = still;
+        let mut counts: HashMap<&str, (i64, u64, bool)> = HashMap::new();
+        for w in self.waiting.values() {
+            let c = counts.entry(w.key.as_str()).or_default();
+            c.0 += 1;
+            c.1 = c.1.max(now_ns.saturating_sub(w.since_ns));
+            c.2 |= w.preexisting;
+        }
+        for (key, s) in self.sites.iter_mut() {
+            let (n, longest, pre) = counts.get(key.as_str()).copied().unwrap_or_default();
+            s.series.push(n);
+            s.longest_wait_ns = longest;
+            s.preexisting |= pre;
+        }
+        self.samples += 1;
+    }
+
+    /// Unwinds a newly seen waiting thread and files it under its site (created on first use).
+    fn classify(&mut self, tw: &ThreadWait) -> Option<String> {
+        let pcs = thread_stack(self.pid, tw, &self.image, self.bias, &mut self.unwinder, STACK_WINDOW);
+        if pcs.is_empty() {
+            return None;
+        }
+        let frames: Vec<StackFrame> = symbolize_frames(&self.image, self.lines.as_ref(), self.bias, &pcs)
+            .into_iter()
+            .map(|f| StackFrame { function: f.function, file: f.file, line: f.line })
+            .collect();
+        let (kind, at) = wait_site(&frames);
+        let site = frames.get(at).cloned()?;
+        let key = format!("{:?}:{}", kind, site.function);
+        let n = self.samples;
+        self.sites.entry(key.clone()).or_insert_with(|| WaitSite {
+            kind,
+            site,
+            stack: frames,
+            series: vec![0; n],
+            longest_wait_ns: 0,
+            ended_waits: 0,
+            max_ended_wait_ns: 0,
+            preexisting: false,
+        });
+        Some(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fr(f: &str) -> StackFrame {
+        StackFrame { function: f.into(), file: None, line: None }
+    }
+
+    #[test]
+    fn site_is_the_first_frame_past_the_lock_machinery() {
+        let frames = vec![
+            fr("syscall"),
+            fr("std::sys::sync::mutex::futex::Mutex::lock_contended"),
+            fr("std::sync::poison::mutex::Mutex<T>::lock"),
+            fr("app::config::wait_for_config"),
+            fr("std::thread::Builder::spawn_unchecked_::{{closure}}"),
+        ];
+        let (kind, at) = wait_site(&frames);
+        assert_eq!(kind, WaitKind::Wait);
+        assert_eq!(frames[at].function, "app::config::wait_for_config");
+    }
+
+    #[test]
+    fn a_lock_on_a_blocking_pool_thread_is_a_wait() {
+        let frames = vec![
+            fr("syscall"),
+            fr("std::sys::sync::mutex::futex::Mutex::lock_contended"),
+            fr("app::lock_shared_state"),
+            fr("tokio::runtime::blocking::pool::Inner::run"),
+        ];
+        let (kind, at) = wait_site(&frames);
+        assert_eq!((kind, frames[at].function.as_str()), (WaitKind::Wait, "app::lock_shared_state"));
+    }
+
+    #[test]
+    fn parked_runtime_workers_are_idle_not_waits() {
+        let frames = vec![
+            fr("syscall"),
+            fr("std::sys::sync::condvar::futex::Condvar::wait"),
+            fr("tokio::runtime::scheduler::multi_thread::park::Inner::park_condvar"),
+            fr("tokio::runtime::scheduler::multi_thread::worker::Context::park_internal"),
+        ];
+        assert_eq!(wait_site(&frames).0, WaitKind::RuntimeIdle);
+    }
+}
