@@ -33,6 +33,9 @@ apt_install() {
 # 1. LLVM for bpf-linker (must match nightly rustc's LLVM major).
 apt_install "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" zlib1g-dev libzstd-dev
 
+# `go tool pprof`, which the tests use to read leakprof's pprof output.
+apt_install golang-1.19-go
+
 # 2. nightly rust-src for -Z build-std=core (eBPF target).
 if ! rustup toolchain list | grep -q '^nightly'; then
   say "rustup toolchain install nightly"

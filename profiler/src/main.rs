@@ -10,7 +10,7 @@ use leakprof::{
     cli::{Cli, Command, Common},
     launch::{shell_code, spawn_stopped, Launched},
     model::{EndReason, Report},
-    report::{render_text, to_json, Format, LiveView},
+    report::{render_text, to_json, to_pprof, Format, LiveView},
     session::Session,
 };
 
@@ -33,6 +33,14 @@ fn main() {
 }
 
 async fn dispatch(cli: Cli) -> i32 {
+    let common = match &cli.command {
+        Some(Command::Run { common, .. }) => common,
+        None => &cli.common,
+    };
+    if common.format == Format::Pprof && common.output.is_none() {
+        eprintln!("leakprof: --format pprof writes a binary file: add -o FILE (e.g. -o leaks.pb.gz)");
+        return EXIT_USAGE;
+    }
     match (cli.command, cli.pid) {
         (Some(Command::Run { common, cmd }), _) => finish(run_program(&common, &cmd).await, &common, true),
         (None, Some(pid)) => finish(watch(&cli.common, pid, None).await, &cli.common, false),
@@ -92,20 +100,21 @@ fn finish(result: Result<Report>, common: &Common, launched: bool) -> i32 {
             return EXIT_ERROR;
         }
     };
-    let doc = match common.format {
-        Format::Text => render_text(&report),
-        Format::Json => to_json(&report) + "\n",
+    let doc: Vec<u8> = match common.format {
+        Format::Text => render_text(&report).into_bytes(),
+        Format::Json => (to_json(&report) + "\n").into_bytes(),
+        Format::Pprof => to_pprof(&report),
     };
     match &common.output {
         Some(path) => {
             if let Err(e) = std::fs::write(path, &doc) {
-                eprintln!("leakprof: cannot write {}: {e}; the report follows", path.display());
-                print!("{doc}");
+                eprintln!("leakprof: cannot write {}: {e}; the text report follows", path.display());
+                print!("{}", render_text(&report));
                 return EXIT_ERROR;
             }
         }
         None => {
-            print!("{doc}");
+            let _ = std::io::stdout().write_all(&doc);
             let _ = std::io::stdout().flush();
         }
     }

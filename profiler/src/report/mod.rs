@@ -1,10 +1,12 @@
 //! Output formats of a [`crate::model::Report`].
 mod json;
 mod live;
+pub mod pprof;
 mod text;
 
 pub use json::to_json;
 pub use live::LiveView;
+pub use pprof::to_pprof;
 pub use text::{interval_lines, render_text, sparkline};
 
 use clap::ValueEnum;
@@ -15,4 +17,6 @@ pub enum Format {
     Text,
     /// One versioned JSON document (schema `leakprof.report`).
     Json,
+    /// gzip'd pprof profile.proto of live tasks by spawn stack and blocked threads (needs -o FILE).
+    Pprof,
 }

@@ -1,0 +1,83 @@
+//! pprof output: a gzip-compressed profile.proto of live tasks by spawn stack and blocked
+//! threads by wait stack, readable by `go tool pprof` and Grafana Pyroscope.
+mod builder;
+mod proto;
+
+use builder::{Frame, ProfileBuilder};
+
+use crate::model::Report;
+
+/// Sample types, in value order.
+pub const SAMPLE_TYPES: [(&str, &str); 3] =
+    [("live_tasks", "count"), ("spawned_tasks", "count"), ("blocked_threads", "count")];
+
+/// Splits `total` over `weights` so the parts are integers that sum to `total` (largest remainder).
+pub fn apportion(total: i64, weights: &[u64]) -> Vec<i64> {
+    let sum: u64 = weights.iter().sum();
+    if sum == 0 || total <= 0 {
+        return vec![0; weights.len()];
+    }
+    let exact: Vec<f64> = weights.iter().map(|&w| total as f64 * w as f64 / sum as f64).collect();
+    let mut parts: Vec<i64> = exact.iter().map(|x| x.floor() as i64).collect();
+    let mut rest = total - parts.iter().sum::<i64>();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
+    for i in order {
+        if rest == 0 {
+            break;
+        }
+        parts[i] += 1;
+        rest -= 1;
+    }
+    parts
+}
+
+/// The gzip-compressed profile.proto of a report.
+pub fn to_pprof(r: &Report) -> Vec<u8> {
+    let mut b = ProfileBuilder::new(&SAMPLE_TYPES, &r.target.exe);
+    for s in &r.sites {
+        let leaf = Frame { function: &s.function, file: s.file.as_deref(), line: s.line };
+        let labels = [("kind", "task"), ("verdict", verdict_str(s.verdict))];
+        if s.spawn_stacks.is_empty() {
+            b.add_sample(&[s.live.max(0), s.spawned as i64, 0], &[leaf], &labels);
+            continue;
+        }
+        let live_w: Vec<u64> = s.spawn_stacks.iter().map(|p| p.live_samples).collect();
+        let all_w: Vec<u64> = s.spawn_stacks.iter().map(|p| p.samples).collect();
+        let live = apportion(s.live, if live_w.iter().sum::<u64>() > 0 { &live_w } else { &all_w });
+        let spawned = apportion(s.spawned as i64, &all_w);
+        for (i, p) in s.spawn_stacks.iter().enumerate() {
+            let mut stack = vec![leaf];
+            stack.extend(p.frames.iter().map(|f| Frame { function: &f.function, file: f.file.as_deref(), line: f.line }));
+            b.add_sample(&[live[i], spawned[i], 0], &stack, &labels);
+        }
+    }
+    for w in &r.blocked {
+        let mut stack: Vec<Frame> = w
+            .stack
+            .iter()
+            .map(|f| Frame { function: &f.function, file: f.file.as_deref(), line: f.line })
+            .collect();
+        if stack.is_empty() {
+            stack.push(Frame { function: &w.function, file: w.file.as_deref(), line: w.line });
+        }
+        let kind = match w.kind {
+            crate::blocked::WaitKind::Wait => "blocked_thread",
+            crate::blocked::WaitKind::RuntimeIdle => "runtime_idle",
+        };
+        b.add_sample(&[0, 0, w.threads.max(0)], &stack, &[("kind", kind), ("verdict", verdict_str(w.verdict))]);
+    }
+    b.add_comment(&format!("leakprof {} pid {} {}", r.leakprof_version, r.target.pid, r.target.exe));
+    b.finish((r.collection.duration_s * 1e9) as i64)
+}
+
+fn verdict_str(v: crate::model::VerdictKind) -> &'static str {
+    match v {
+        crate::model::VerdictKind::Leak => "leak",
+        crate::model::VerdictKind::Suspect => "suspect",
+        crate::model::VerdictKind::Ok => "ok",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,108 @@
+use std::io::Read as _;
+
+use prost::Message as _;
+
+use super::*;
+use crate::{
+    model::{Collection, EndReason, SiteReport, TargetInfo, VerdictKind},
+    spawn_stacks::{SpawnStack, StackFrame},
+};
+
+fn frame(f: &str) -> StackFrame {
+    StackFrame { function: f.into(), file: Some("src/a.rs".into()), line: Some(7) }
+}
+
+fn site(function: &str, live: i64, stacks: Vec<SpawnStack>) -> SiteReport {
+    SiteReport {
+        function: function.into(),
+        file: Some("src/a.rs".into()),
+        line: Some(3),
+        poll_symbol: String::new(),
+        vtable: "0x1".into(),
+        live,
+        spawned: live as u64 + 10,
+        finished: 10,
+        finished_preexisting: 0,
+        oldest_age_s: None,
+        max_finished_lifetime_s: None,
+        finished_lifetime_p99_s: None,
+        series: vec![live],
+        verdict: VerdictKind::Leak,
+        confidence: 0.9,
+        growth_per_s: 1.0,
+        reason: String::new(),
+        idle_fraction: None,
+        ignored_by: None,
+        created_by: None,
+        spawn_stacks: stacks,
+    }
+}
+
+fn report(sites: Vec<SiteReport>) -> Report {
+    Report {
+        schema: "leakprof.report",
+        schema_version: 1,
+        leakprof_version: "0.1.0",
+        target: TargetInfo {
+            pid: 1,
+            exe: "/bin/app".into(),
+            runtime: "tokio",
+            runtime_version: None,
+            birth_point: "bind_inner",
+            attach_points: 4,
+            attach_ms: 1.0,
+            has_debug_info: false,
+        },
+        collection: Collection { method: "uprobes", interval_s: 1.0, duration_s: 2.0, samples: 2, ended: EndReason::Duration },
+        program_exit_code: None,
+        sample_times_s: vec![1.0],
+        sites,
+        blocked: vec![],
+        kernel_counters: Default::default(),
+        warnings: vec![],
+    }
+}
+
+fn decode(gz: &[u8]) -> proto::Profile {
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gz).read_to_end(&mut raw).unwrap();
+    proto::Profile::decode(raw.as_slice()).unwrap()
+}
+
+#[test]
+fn apportioning_keeps_the_total() {
+    assert_eq!(apportion(10, &[1, 1, 1]).iter().sum::<i64>(), 10);
+    assert_eq!(apportion(5, &[3, 0]), vec![5, 0]);
+    assert_eq!(apportion(0, &[1, 2]), vec![0, 0]);
+    assert_eq!(apportion(7, &[]), Vec::<i64>::new());
+    assert_eq!(apportion(3, &[1, 1]).iter().sum::<i64>(), 3);
+}
+
+#[test]
+fn round_trip_with_stacks_dedups_and_sums() {
+    let stacks = vec![
+        SpawnStack { samples: 3, live_samples: 3, live_estimate: 0, frames: vec![frame("tokio::bind_inner"), frame("app::leaky")] },
+        SpawnStack { samples: 1, live_samples: 1, live_estimate: 0, frames: vec![frame("tokio::bind_inner"), frame("app::other")] },
+    ];
+    let r = report(vec![site("app::job::{{closure}}", 9, stacks), site("app::idle::{{closure}}", 2, vec![])]);
+    let p = decode(&to_pprof(&r));
+    assert_eq!(p.string_table[0], "");
+    let names: Vec<&str> = p.sample_type.iter().map(|t| p.string_table[t.r#type as usize].as_str()).collect();
+    assert_eq!(names, vec!["live_tasks", "spawned_tasks", "blocked_threads"]);
+    assert_eq!(p.sample.len(), 3);
+    let live: i64 = p.sample.iter().map(|s| s.value[0]).sum();
+    assert_eq!(live, 11);
+    // the first site's two stacks split its 9 live tasks by live samples (3:1)
+    assert_eq!(p.sample[0].value[0] + p.sample[1].value[0], 9);
+    assert!(p.sample[0].value[0] > p.sample[1].value[0]);
+    // functions and locations are shared between samples: job, bind_inner, leaky, other, idle
+    assert_eq!(p.function.len(), 5);
+    assert_eq!(p.location.len(), 5);
+    // leaf first: the future, then the spawn stack
+    let leaf = &p.location[(p.sample[0].location_id[0] - 1) as usize];
+    let f = &p.function[(leaf.line[0].function_id - 1) as usize];
+    assert_eq!(p.string_table[f.name as usize], "app::job::{{closure}}");
+    let label = &p.sample[0].label[1];
+    assert_eq!(p.string_table[label.key as usize], "verdict");
+    assert_eq!(p.string_table[label.str as usize], "leak");
+}
