@@ -17,8 +17,9 @@ pub fn run(root: &Path, tasks: u64, rounds: u32) -> Result<()> {
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     let leakprof = root.join("target/release/leakprof");
     // probe configurations measured against bare rounds, alternating in one fixture process
-    let configs: [(&str, &[&str]); 2] = [
+    let configs: [(&str, &[&str]); 3] = [
         ("probes only", &["--stack-period", "0", "--no-threads"]),
+        ("+stacks", &["--no-threads"]),
         ("+stacks+futex", &[]),
     ];
     let mut results = vec![];
