@@ -10,6 +10,7 @@ pub mod census;
 pub mod cli;
 pub mod detect;
 pub mod elf;
+pub mod gocensus;
 pub mod history;
 pub mod ignore;
 pub mod launch;

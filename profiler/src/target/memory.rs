@@ -41,6 +41,18 @@ mod tests {
     }
 
     #[test]
+    fn reads_many_structs() {
+        let xs: Vec<[u64; 4]> = (0..1500).map(|i| [i, i + 1, i + 2, i + 3]).collect();
+        let mut addrs: Vec<u64> = xs.iter().map(|x| x.as_ptr() as u64).collect();
+        addrs[3] = 16;
+        let got = read_many(std::process::id(), &addrs, 32);
+        assert!(got[3].is_none());
+        let b = got[1499].as_ref().unwrap();
+        assert_eq!(u64::from_ne_bytes(b[24..32].try_into().unwrap()), 1502);
+        assert_eq!(u64::from_ne_bytes(got[4].as_ref().unwrap()[0..8].try_into().unwrap()), 4);
+    }
+
+    #[test]
     fn reads_own_memory() {
         let x: u64 = 0x1122_3344_5566_7788;
         let v = read_u64(std::process::id(), &x as *const u64 as u64).unwrap();
@@ -82,6 +94,43 @@ pub fn read_u64_many(pid: u32, addrs: &[u64]) -> Vec<Option<u64>> {
             out[start + i] = Some(*v);
         }
         // all read: next batch; else skip the unreadable one (start + got)
+        start += if got == end - start { got } else { got + 1 };
+    }
+    out
+}
+
+/// Reads `len` bytes at each address (process_vm_readv, up to 1024 per call); an unreadable
+/// address gives None, the others are still read.
+pub fn read_many(pid: u32, addrs: &[u64], len: usize) -> Vec<Option<Vec<u8>>> {
+    const BATCH: usize = 1024;
+    let mut out: Vec<Option<Vec<u8>>> = vec![None; addrs.len()];
+    let mut start = 0;
+    while start < addrs.len() {
+        let end = (start + BATCH).min(addrs.len());
+        let mut bufs: Vec<Vec<u8>> = (start..end).map(|_| vec![0u8; len]).collect();
+        let local: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: len })
+            .collect();
+        let remote: Vec<libc::iovec> = addrs[start..end]
+            .iter()
+            .map(|&a| libc::iovec { iov_base: a as *mut libc::c_void, iov_len: len })
+            .collect();
+        // SAFETY: every local iovec points into `bufs`, which outlives the call.
+        let n = unsafe {
+            libc::process_vm_readv(
+                pid as libc::pid_t,
+                local.as_ptr(),
+                local.len() as libc::c_ulong,
+                remote.as_ptr(),
+                remote.len() as libc::c_ulong,
+                0,
+            )
+        };
+        let got = if n < 0 || len == 0 { 0 } else { n as usize / len };
+        for (i, b) in bufs.into_iter().take(got).enumerate() {
+            out[start + i] = Some(b);
+        }
         start += if got == end - start { got } else { got + 1 };
     }
     out
