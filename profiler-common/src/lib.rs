@@ -25,6 +25,11 @@ pub mod progs {
     pub const BIRTH_FIRST_POLL: &str = "task_birth_first_poll";
     /// uprobe at entry of `<Arc<Handle> as Schedule>::release` (&Task in the 2nd argument).
     pub const FINISH_RELEASE: &str = "task_finish_release";
+    /// Go: uprobe on each RET of runtime.newproc1 (RAX = the new g); the site is g.gopc, read
+    /// at HEADER_VTABLE_OFFSET (set to gopc's offset in g). Never a uretprobe: Go moves stacks.
+    pub const GO_BIRTH_RET: &str = "go_birth_ret";
+    /// Go: uprobe at the entry of runtime.gdestroy (1.21+) / runtime.goexit0 (older): RAX = g.
+    pub const GO_DEATH: &str = "go_death";
     /// tracepoint syscalls:sys_enter_futex: a thread of the target starts a futex wait.
     pub const FUTEX_ENTER: &str = "futex_enter";
     /// tracepoint syscalls:sys_exit_futex: the wait ended.

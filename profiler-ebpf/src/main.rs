@@ -251,24 +251,46 @@ pub fn task_finish_release(ctx: ProbeContext) -> u32 {
             return 0;
         }
     };
+    record_finish(header);
+    0
+}
+
+/// Go: at a RET of runtime.newproc1, RAX holds the new g (Go's register ABI).
+#[uprobe]
+pub fn go_birth_ret(ctx: ProbeContext) -> u32 {
+    let g = unsafe { (*ctx.regs).rax };
+    record_birth(g);
+    0
+}
+
+/// Go: entry of runtime.gdestroy / goexit0, RAX = the dying g.
+#[uprobe]
+pub fn go_death(ctx: ProbeContext) -> u32 {
+    let g = unsafe { (*ctx.regs).rax };
+    record_finish(g);
+    0
+}
+
+/// Records that the task (or goroutine) at `header` finished.
+#[inline(always)]
+fn record_finish(header: u64) {
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(rec) = unsafe { TASKS.get(&header) } {
         let rec = *rec;
         let _ = TASKS.remove(&header);
         close_task(&rec, now);
         count(stat::FINISHES);
-        return 0;
+        return;
     }
     // Alive before attach (or its birth was lost and counted): count it apart, never as live.
     let Some(vtable) = read_vtable(header) else {
-        return 0;
+        return;
     };
     match site(vtable) {
         Some(s) => unsafe { (*s).finished_preexisting += 1 },
         None => count(stat::FINISH_NO_SITE),
     }
     count(stat::FINISH_PREEXISTING);
-    0
 }
 
 #[cfg(not(test))]

@@ -66,6 +66,8 @@ impl AttachedProbes {
             progs::BIRTH_BIND_RET,
             progs::BIRTH_FIRST_POLL,
             progs::FINISH_RELEASE,
+            progs::GO_BIRTH_RET,
+            progs::GO_DEATH,
         ] {
             let wanted: Vec<&ProbeSpec> = specs.iter().filter(|s| s.program == name).collect();
             if wanted.is_empty() {
