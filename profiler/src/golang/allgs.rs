@@ -1,0 +1,79 @@
+//! Where runtime.allgs is: by symbol, or in a stripped binary from the code of runtime.allgadd.
+use iced_x86::{Decoder, DecoderOptions, Instruction, OpKind, Register};
+
+use super::pclntab::Pclntab;
+use crate::{elf::ElfImage, gocensus::AllgsAddr};
+
+/// ELF virtual address(es) of allgs: the slice symbol, or allgptr/allglen.
+pub fn by_symbols(image: &ElfImage) -> Option<AllgsAddr> {
+    // data symbols are not in ElfImage's function list: look them up in the ELF directly
+    use object::{Object as _, ObjectSymbol as _};
+    let file = object::File::parse(image.data()).ok()?;
+    let find = |n: &str| file.symbols().find(|s| s.name() == Ok(n)).map(|s| s.address());
+    if let Some(a) = find("runtime.allgs") {
+        return Some(AllgsAddr::Slice(a));
+    }
+    Some(AllgsAddr::PtrLen { ptr: find("runtime.allgptr")?, len: find("runtime.allglen")? })
+}
+
+/// RIP-relative data addresses used by runtime.allgadd (candidates for allgs / allglen).
+pub fn allgadd_data_refs(image: &ElfImage, pcln: &Pclntab) -> Vec<u64> {
+    let Some(f) = pcln.func_named("runtime.allgadd") else {
+        return Vec::new();
+    };
+    let Some(code) = image.read_at_vaddr(f.entry, (f.end - f.entry) as usize) else {
+        return Vec::new();
+    };
+    let mut d = Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE);
+    let mut ins = Instruction::default();
+    let mut out = Vec::new();
+    while d.can_decode() {
+        d.decode_out(&mut ins);
+        for i in 0..ins.op_count() {
+            if ins.op_kind(i) == OpKind::Memory && ins.memory_base() == Register::RIP {
+                let a = ins.ip_rel_memory_address();
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Picks allgs among allgadd's data references by what they hold in the live process: a slice
+/// header (ptr, len, cap) with 0 < len <= cap whose len another reference (allglen) repeats.
+pub fn pick_slice(refs: &[u64], read: impl Fn(u64) -> Option<u64>) -> Option<u64> {
+    for &a in refs {
+        let (Some(ptr), Some(len), Some(cap)) = (read(a), read(a + 8), read(a + 16)) else {
+            continue;
+        };
+        if ptr == 0 || len == 0 || len > cap || cap > 100_000_000 {
+            continue;
+        }
+        if refs.iter().any(|&b| b != a && b != a + 8 && read(b) == Some(len)) {
+            return Some(a);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_slice_confirmed_by_allglen() {
+        // memory: 0x100: allgs (ptr 0x9000, len 3, cap 4); 0x200: allglen 3; 0x300: lock word 0
+        let mem = |a: u64| match a {
+            0x100 => Some(0x9000),
+            0x108 => Some(3),
+            0x110 => Some(4),
+            0x200 => Some(3),
+            0x300 | 0x308 | 0x310 => Some(0),
+            _ => None,
+        };
+        assert_eq!(pick_slice(&[0x300, 0x200, 0x100], mem), Some(0x100));
+        assert_eq!(pick_slice(&[0x300, 0x100], mem), None, "unconfirmed without allglen");
+    }
+}
