@@ -12,6 +12,7 @@ pub mod detect;
 pub mod elf;
 pub mod gocensus;
 pub mod golang;
+pub mod gostate;
 pub mod history;
 pub mod ignore;
 pub mod launch;

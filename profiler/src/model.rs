@@ -71,9 +71,13 @@ pub struct SiteReport {
     pub function: String,
     pub file: Option<String>,
     pub line: Option<u32>,
-    /// The tokio symbol the site's vtable points at (raw::poll<T, S>).
+    /// tokio: the symbol the site's vtable points at (raw::poll<T, S>); Go: the goroutines'
+    /// entry function.
     pub poll_symbol: String,
-    /// Runtime address of the task vtable: the site's identity in this process.
+    /// Go: live goroutines of the site by state or wait reason ("ChanReceive", "Select",
+    /// "SyncMutexLock", "running", ...) at the last sample; empty for tokio.
+    pub states: BTreeMap<String, u64>,
+    /// The site's identity in this process: the task vtable (tokio) or g.gopc (Go), runtime address.
     pub vtable: String,
     /// Tasks born since attach and still alive.
     pub live: i64,

@@ -13,22 +13,45 @@ pub struct SiteName {
     pub line: Option<u32>,
 }
 
-/// Names vtables of one process, caching by vtable address.
+/// How sites are named.
+enum Kind {
+    /// tokio: the key is a task vtable; its first word is raw::poll<T, S>.
+    Tokio(Symbolizer),
+    /// Go: the key is g.gopc, the return address of the `go` statement's call.
+    Go(crate::golang::pclntab::Pclntab),
+}
+
+/// Names sites of one process, caching by key (vtable or gopc).
 pub struct SiteNamer {
     pid: u32,
     bias: u64,
-    symbolizer: Symbolizer,
+    kind: Kind,
     cache: HashMap<u64, SiteName>,
 }
 
 impl SiteNamer {
     pub fn new(pid: u32, bias: u64, symbolizer: Symbolizer) -> Self {
-        SiteNamer { pid, bias, symbolizer, cache: HashMap::new() }
+        SiteNamer { pid, bias, kind: Kind::Tokio(symbolizer), cache: HashMap::new() }
+    }
+
+    pub fn go(pid: u32, bias: u64, pclntab: crate::golang::pclntab::Pclntab) -> Self {
+        SiteNamer { pid, bias, kind: Kind::Go(pclntab), cache: HashMap::new() }
     }
 
     /// The DWARF line table of the executable, when it has one.
     pub fn lines(&self) -> Option<&crate::symbolize::LineTable> {
-        self.symbolizer.lines()
+        match &self.kind {
+            Kind::Tokio(s) => s.lines(),
+            Kind::Go(_) => None,
+        }
+    }
+
+    /// Go: the function at a runtime pc (e.g. a goroutine's entry), when known.
+    pub fn go_function(&self, pc: u64) -> Option<String> {
+        match &self.kind {
+            Kind::Go(p) => p.func_for_pc(pc.wrapping_sub(self.bias)).map(|f| f.name),
+            Kind::Tokio(_) => None,
+        }
     }
 
     /// Names the site of `vtable` (a runtime address). The vtable's first word is the runtime
@@ -41,7 +64,22 @@ impl SiteNamer {
         &self.cache[&vtable]
     }
 
-    fn resolve(&mut self, vtable: u64) -> SiteName {
+    fn resolve(&mut self, key: u64) -> SiteName {
+        if let Kind::Go(p) = &self.kind {
+            // gopc is a return address: look up the call instruction before it
+            let pc = key.wrapping_sub(self.bias).wrapping_sub(1);
+            let (file, line) = p.file_line(pc).map_or((None, None), |(f, l)| (Some(f), Some(l)));
+            return SiteName {
+                function: p.func_for_pc(pc).map_or_else(|| format!("<unknown go statement at {key:#x}>"), |f| f.name),
+                poll_symbol: String::new(),
+                file,
+                line,
+            };
+        }
+        self.resolve_vtable(key)
+    }
+
+    fn resolve_vtable(&mut self, vtable: u64) -> SiteName {
         let unknown = |why: &str| SiteName {
             function: format!("<unknown future, vtable {vtable:#x}: {why}>"),
             poll_symbol: String::new(),
@@ -53,7 +91,10 @@ impl SiteNamer {
             Err(e) => return unknown(&format!("vtable unreadable: {e}")),
         };
         let poll_vaddr = poll_rt.wrapping_sub(self.bias);
-        let named = self.symbolizer.name_future(poll_vaddr);
+        let Kind::Tokio(symbolizer) = &mut self.kind else {
+            return unknown("not a tokio site");
+        };
+        let named = symbolizer.name_future(poll_vaddr);
         SiteName {
             function: named.name.function.clone(),
             poll_symbol: named.name.poll_symbol.clone(),

@@ -81,6 +81,8 @@ pub struct Session {
     stacks: SpawnStacks,
     /// Blocked-thread census (when futex waits are traced).
     blocked: Option<BlockedTracker>,
+    /// A Go target: its goroutine census and Go version.
+    go: Option<(crate::gostate::GoCensus, String)>,
     history: History,
     started: Instant,
     warnings: Vec<String>,
@@ -94,6 +96,10 @@ impl Session {
         let target = Target::open(opts.pid)?;
         let image = ElfImage::open(&target.exe_proc_path)
             .with_context(|| format!("cannot read the executable of pid {}", opts.pid))?;
+        if let Some(go) = crate::gostate::plan(&image, opts.pid, Self::bias(&target, &image, opts.pid)?) {
+            let go = go.map_err(|e| anyhow!("pid {}: {e}", opts.pid))?;
+            return Self::attach_go(opts, target, image, go);
+        }
         let plan = match tokio_rt::plan(&image, image.data()) {
             Ok(p) => Some(p),
             Err(tokio_rt::PlanError::NotTokio) if opts.threads => None,
@@ -151,6 +157,40 @@ impl Session {
             namer,
             stacks,
             blocked,
+            go: None,
+            history: History::default(),
+            started: Instant::now(),
+            warnings,
+        })
+    }
+
+    fn bias(target: &Target, image: &ElfImage, pid: u32) -> Result<u64> {
+        let segs: Vec<(u64, u64, u64)> =
+            image.load_segments().iter().map(|s| (s.vaddr, s.file_offset, s.file_size)).collect();
+        target
+            .load_bias(&segs)
+            .ok_or_else(|| anyhow!("pid {pid}: cannot relate its memory map to its executable"))
+    }
+
+    /// A Go target: goroutines by census from outside (no probe inside the target).
+    fn attach_go(opts: RunOptions, target: Target, image: ElfImage, go: crate::gostate::GoPlan) -> Result<Session> {
+        let bias = Self::bias(&target, &image, opts.pid)?;
+        let census = crate::gostate::GoCensus::new(opts.pid, &go, bias);
+        let mut warnings = Vec::new();
+        if go.layout_source == "table" {
+            warnings.push(format!("no DWARF in the binary: the runtime layout of {} comes from leakprof's table", go.version));
+        }
+        let has_debug_info = image.has_debug_info();
+        Ok(Session {
+            stacks: SpawnStacks::new(image.clone(), bias),
+            namer: SiteNamer::go(opts.pid, bias, go.pclntab.clone()),
+            go: Some((census, go.version)),
+            opts,
+            target,
+            plan: None,
+            has_debug_info,
+            probes: None,
+            blocked: None,
             history: History::default(),
             started: Instant::now(),
             warnings,
@@ -159,6 +199,17 @@ impl Session {
 
     /// Takes one sample (and names new sites while the target is alive).
     pub fn sample(&mut self) -> Result<()> {
+        if let Some((census, _)) = self.go.as_mut() {
+            let now = monotonic_ns();
+            let (snap, idle) = census.census(now)?;
+            let t = self.started.elapsed().as_secs_f64();
+            self.history.push(t, now, &snap, true);
+            for &gopc in snap.sites.keys() {
+                self.namer.name(gopc);
+            }
+            self.history.add_states(idle);
+            return Ok(());
+        }
         let probes = self.probes.as_mut().ok_or_else(|| anyhow!("already detached"))?;
         for sample in drain_spawn_samples(probes) {
             self.stacks.add(&sample);
@@ -245,14 +296,22 @@ impl Session {
                 .iter()
                 .flat_map(|s| s.frames.iter().skip(1).map(|f| f.function.clone()))
                 .collect();
+            let (entry, states) = match &self.go {
+                Some((c, _)) => (
+                    c.startpc.get(vt).and_then(|&pc| self.namer.go_function(pc)),
+                    c.states.get(vt).cloned().unwrap_or_default(),
+                ),
+                None => (None, Default::default()),
+            };
             sites.push(SiteReport {
+                poll_symbol: entry.unwrap_or(name.poll_symbol),
+                states,
                 ignored_by: self.opts.ignore.matching(&name.function, &frames),
                 created_by: spawner,
                 spawn_stacks,
                 function: name.function,
                 file: name.file,
                 line: name.line,
-                poll_symbol: name.poll_symbol,
                 vtable: format!("{vt:#x}"),
                 live: t.live(),
                 spawned: t.spawned,
@@ -335,15 +394,28 @@ impl Session {
             target: TargetInfo {
                 pid: self.opts.pid,
                 exe: self.target.exe.display().to_string(),
-                runtime: if self.plan.is_some() { "tokio" } else { "native" },
-                runtime_version: self.plan.as_ref().and_then(|p| p.version.clone()),
-                birth_point: self.plan.as_ref().map_or("none", crate::plan::birth_point_name),
+                runtime: if self.go.is_some() {
+                    "go"
+                } else if self.plan.is_some() {
+                    "tokio"
+                } else {
+                    "native"
+                },
+                runtime_version: match &self.go {
+                    Some((_, v)) => Some(v.clone()),
+                    None => self.plan.as_ref().and_then(|p| p.version.clone()),
+                },
+                birth_point: if self.go.is_some() {
+                    "census"
+                } else {
+                    self.plan.as_ref().map_or("none", crate::plan::birth_point_name)
+                },
                 attach_points: attached,
                 attach_ms,
                 has_debug_info: self.has_debug_info,
             },
             collection: Collection {
-                method: "uprobes",
+                method: if self.go.is_some() { "census" } else { "uprobes" },
                 interval_s: self.opts.interval.as_secs_f64(),
                 duration_s,
                 samples: self.history.times_s.len(),

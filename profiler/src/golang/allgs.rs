@@ -41,6 +41,13 @@ pub fn allgadd_data_refs(image: &ElfImage, pcln: &Pclntab) -> Vec<u64> {
     out
 }
 
+/// Picks allgs among allgadd's data references by shape: `allgs = append(allgs, gp)` touches
+/// the slice header's three words (ptr, len, cap), so allgs is the reference whose +8 and +16
+/// are referenced too. Needs no live process (works before the runtime has started).
+pub fn pick_slice_static(refs: &[u64]) -> Option<u64> {
+    refs.iter().copied().find(|&a| refs.contains(&(a + 8)) && refs.contains(&(a + 16)))
+}
+
 /// Picks allgs among allgadd's data references by what they hold in the live process: a slice
 /// header (ptr, len, cap) with 0 < len <= cap whose len another reference (allglen) repeats.
 pub fn pick_slice(refs: &[u64], read: impl Fn(u64) -> Option<u64>) -> Option<u64> {
@@ -61,6 +68,12 @@ pub fn pick_slice(refs: &[u64], read: impl Fn(u64) -> Option<u64>) -> Option<u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn picks_the_slice_by_its_three_words() {
+        assert_eq!(pick_slice_static(&[0x8f5028, 0x8c49a8, 0x8c49a0, 0x8c49b0, 0x8f5020]), Some(0x8c49a0));
+        assert_eq!(pick_slice_static(&[0x10, 0x18]), None);
+    }
 
     #[test]
     fn picks_the_slice_confirmed_by_allglen() {

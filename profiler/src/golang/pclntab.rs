@@ -1,5 +1,5 @@
 //! The Go 1.18+ pclntab: function table, names, and pc -> file:line (runtime/symtab.go).
-use object::{Object as _, ObjectSection as _};
+use object::Object as _;
 
 /// A parsed pclntab, borrowing nothing (a copy of the section).
 #[derive(Debug, Clone)]
@@ -66,11 +66,17 @@ impl Pclntab {
         })
     }
 
-    /// The `.gopclntab` section of an ELF file.
+    /// The `.gopclntab` section of an ELF file. Newer linkers leave the header's textStart 0
+    /// (the runtime fills it in): then it is the start of `.text`.
     pub fn from_elf(data: &[u8]) -> Option<Pclntab> {
+        use object::ObjectSection as _;
         let file = object::File::parse(data).ok()?;
         let sec = file.section_by_name(".gopclntab")?;
-        Pclntab::parse(sec.data().ok()?)
+        let mut p = Pclntab::parse(sec.data().ok()?)?;
+        if p.text_start == 0 {
+            p.text_start = file.section_by_name(".text")?.address();
+        }
+        Some(p)
     }
 
     pub fn is_go120(&self) -> bool {

@@ -145,6 +145,10 @@ pub fn render_text(r: &Report) -> String {
                 detail.push(format!("spawn paths: {}", paths.join(", ")));
             }
             detail.push(s.reason.clone());
+            if !s.states.is_empty() {
+                let st: Vec<String> = s.states.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                detail.push(format!("goroutines: {}", st.join(", ")));
+            }
             if let Some(i) = s.idle_fraction.filter(|_| !s.reason.contains("idle")) {
                 detail.push(format!("{:.0}% of live tasks idle", i * 100.0));
             }
@@ -214,6 +218,7 @@ mod tests {
             file: Some("src/a.rs".into()),
             line: Some(3),
             poll_symbol: String::new(),
+            states: Default::default(),
             vtable: "0x1".into(),
             live,
             spawned: live as u64,

@@ -18,6 +18,7 @@ fn site(function: &str, live: i64, stacks: Vec<SpawnStack>) -> SiteReport {
         file: Some("src/a.rs".into()),
         line: Some(3),
         poll_symbol: String::new(),
+        states: Default::default(),
         vtable: "0x1".into(),
         live,
         spawned: live as u64 + 10,
