@@ -1,0 +1,130 @@
+//! Root-only: Go fixtures built by both toolchains, normal and stripped: every classic goroutine
+//! leak is flagged at the exact file:line of its `go` statement with the right wait reason, and
+//! the healthy controls are not flagged.
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// (scenario, expected wait reason on Go 1.19, on newer Go); the site is the `// LEAK SITE` line.
+const LEAKS: &[(&str, &str, &str)] = &[
+    ("nil-send", "ChanSendNilChan", "ChanSendNilChan"),
+    ("nil-recv", "ChanReceiveNilChan", "ChanReceiveNilChan"),
+    ("send-no-receiver", "ChanSend", "ChanSend"),
+    ("recv-no-sender", "ChanReceive", "ChanReceive"),
+    ("mutex-never-unlocked", "Semacquire", "SyncMutexLock"),
+    ("waitgroup-mismatch", "Semacquire", "SyncWaitGroupWait"),
+    ("infinite-loop", "Sleep", "Sleep"),
+    ("select-timeout-abandons-sender", "ChanSend", "ChanSend"),
+    ("range-unclosed", "ChanReceive", "ChanReceive"),
+    ("undrained-timer", "ChanReceive", "ChanReceive"),
+];
+
+/// (file, line) of the `// LEAK SITE <scenario>` marker in fixtures/go.
+fn leak_site(scenario: &str) -> (String, u32) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/go");
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        for (i, l) in text.lines().enumerate() {
+            if l.ends_with(&format!("// LEAK SITE {scenario}")) {
+                return (e.file_name().to_string_lossy().into_owned(), i as u32 + 1);
+            }
+        }
+    }
+    panic!("no LEAK SITE marker for {scenario}");
+}
+
+fn run_go(bin: &str, scenario: &str, secs: u32) -> serde_json::Value {
+    let b = fixture(bin);
+    let s = secs.to_string();
+    let out = run(&["run", "--duration", &s, "--format", "json", "--quiet", "--", b.to_str().unwrap(), scenario, "10"]);
+    assert!(out.status.success(), "{bin} {scenario}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn check_binary(bin: &str, old: bool) {
+    // all scenarios of this binary at once: the census costs the targets nothing
+    let handles: Vec<_> = LEAKS
+        .iter()
+        .map(|&(scenario, r119, rnew)| {
+            let bin = bin.to_string();
+            std::thread::spawn(move || (scenario, if old { r119 } else { rnew }, run_go(&bin, scenario, 12)))
+        })
+        .collect();
+    let healthy: Vec<_> = ["healthy-pool", "healthy-bursts"]
+        .into_iter()
+        .map(|s| {
+            let bin = bin.to_string();
+            std::thread::spawn(move || (s, run_go(&bin, s, 12)))
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for h in handles {
+        let (scenario, reason, r) = h.join().unwrap();
+        assert_eq!(r["target"]["runtime"], "go");
+        let (file, line) = leak_site(scenario);
+        let leaks: Vec<&serde_json::Value> =
+            r["sites"].as_array().unwrap().iter().filter(|s| s["verdict"] == "leak").collect();
+        let at_site = leaks.iter().find(|s| {
+            s["file"].as_str().is_some_and(|f| f.ends_with(&format!("/{file}"))) && s["line"] == line
+        });
+        match at_site {
+            None => failures.push(format!(
+                "{bin} {scenario}: no leak at {file}:{line}; leaks: {:?}",
+                leaks.iter().map(|s| format!("{}:{}", s["file"], s["line"])).collect::<Vec<_>>()
+            )),
+            Some(s) => {
+                let states = s["states"].as_object().unwrap();
+                let top = states.iter().max_by_key(|(_, v)| v.as_u64().unwrap()).map(|(k, _)| k.as_str());
+                if top != Some(reason) {
+                    failures.push(format!("{bin} {scenario}: waits on {states:?}, expected mostly {reason}"));
+                }
+                if leaks.len() > 1 {
+                    failures.push(format!("{bin} {scenario}: more than one leak: {leaks:?}"));
+                }
+            }
+        }
+    }
+    for h in healthy {
+        let (scenario, r) = h.join().unwrap();
+        for s in r["sites"].as_array().unwrap() {
+            if s["verdict"] == "leak" {
+                failures.push(format!("{bin} {scenario}: healthy site flagged: {s}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+macro_rules! go_binary {
+    ($name:ident, $bin:literal, $old:literal) => {
+        #[test]
+        fn $name() {
+            if !bpf_available(stringify!($name)) {
+                return;
+            }
+            check_binary($bin, $old);
+        }
+    };
+}
+
+go_binary!(go_1_19_leaks_at_their_go_statements, "go1.19", true);
+go_binary!(go_1_19_stripped_leaks_at_their_go_statements, "go1.19-stripped", true);
+go_binary!(go_latest_leaks_at_their_go_statements, "go-latest", false);
+go_binary!(go_latest_stripped_leaks_at_their_go_statements, "go-latest-stripped", false);
+
+#[test]
+fn http_response_body_never_closed_leaks_in_net_http() {
+    if !bpf_available("http_response_body_never_closed_leaks_in_net_http") {
+        return;
+    }
+    let r = run_go("go-latest", "http-body-not-closed", 12);
+    let leak = r["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["verdict"] == "leak")
+        .unwrap_or_else(|| panic!("no leak: {}", r["sites"]));
+    assert!(leak["function"].as_str().unwrap().starts_with("net/http."), "{leak}");
+}
