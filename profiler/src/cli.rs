@@ -82,6 +82,10 @@ pub struct Common {
     /// (0 = no spawn stacks).
     #[arg(long, default_value_t = RunOptions::default().stack_period, value_name = "N")]
     pub stack_period: u64,
+    /// Go: count goroutines with uprobes (newproc1 returns, gdestroy) instead of reading
+    /// runtime.allgs from outside each interval (the default, zero cost in the target).
+    #[arg(long)]
+    pub go_probes: bool,
     /// Capacity of the kernel's live-task table (tasks beyond it are counted as lost).
     #[arg(long, default_value_t = RunOptions::default().max_tasks)]
     pub max_tasks: u32,
@@ -110,6 +114,7 @@ impl Common {
             ignore: IgnoreRules::new(&self.ignore, &self.ignore_created_by, self.config.as_deref())?,
             threads: self.threads,
             stack_period: self.stack_period,
+            go_probes: self.go_probes,
             no_threads: self.no_threads,
             ..RunOptions::default()
         })

@@ -9,7 +9,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     analysis,
-    bpf::{drain_spawn_samples, read_snapshot, AttachedProbes, LoadConfig},
+    bpf::{drain_spawn_samples, read_snapshot, AttachedProbes, LoadConfig, ProbeSpec},
     spawn_stacks::{created_by, frame_label, SpawnStacks},
     detect::DetectConfig,
     ignore::IgnoreRules,
@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub detect: DetectConfig,
     /// Spawn stack sampling period (0 = off).
     pub stack_period: u64,
+    /// Go: count goroutines with uprobes instead of the census.
+    pub go_probes: bool,
     /// Watch threads blocked in futex waits even in a program without tokio.
     pub threads: bool,
     /// Do not trace futex waits.
@@ -62,6 +64,7 @@ impl Default for RunOptions {
             threads: false,
             no_threads: false,
             stack_period: 64,
+            go_probes: false,
         }
     }
 }
@@ -175,6 +178,7 @@ impl Session {
     /// A Go target: goroutines by census from outside (no probe inside the target).
     fn attach_go(opts: RunOptions, target: Target, image: ElfImage, go: crate::gostate::GoPlan) -> Result<Session> {
         let bias = Self::bias(&target, &image, opts.pid)?;
+        let probes = if opts.go_probes { Some(Self::attach_go_probes(&opts, &target, &image, &go)?) } else { None };
         let census = crate::gostate::GoCensus::new(opts.pid, &go, bias);
         let mut warnings = Vec::new();
         if go.layout_source == "table" {
@@ -189,7 +193,7 @@ impl Session {
             target,
             plan: None,
             has_debug_info,
-            probes: None,
+            probes,
             blocked: None,
             history: History::default(),
             started: Instant::now(),
@@ -197,9 +201,47 @@ impl Session {
         })
     }
 
+    /// Go probe mode: uprobes on every RET of runtime.newproc1 (RAX = new g) and on the entry of
+    /// runtime.gdestroy (1.21+) or runtime.goexit0 (RAX = g); sites keyed by g.gopc.
+    fn attach_go_probes(
+        opts: &RunOptions,
+        target: &Target,
+        image: &ElfImage,
+        go: &crate::gostate::GoPlan,
+    ) -> Result<AttachedProbes> {
+        use crate::golang::allgs::ret_addresses;
+        let offset = |v: u64| {
+            image.vaddr_to_file_offset(v).ok_or_else(|| anyhow!("{v:#x} is not in the executable's file"))
+        };
+        let mut specs = Vec::new();
+        for v in ret_addresses(image, &go.pclntab, "runtime.newproc1") {
+            specs.push(ProbeSpec { program: profiler_common::progs::GO_BIRTH_RET, symbol: "runtime.newproc1 (ret)".into(), file_offset: offset(v)? });
+        }
+        let death = ["runtime.gdestroy", "runtime.goexit0"]
+            .into_iter()
+            .find_map(|n| go.pclntab.func_named(n))
+            .ok_or_else(|| anyhow!("{}: neither runtime.gdestroy nor runtime.goexit0 found", go.version))?;
+        specs.push(ProbeSpec { program: profiler_common::progs::GO_DEATH, symbol: death.name.clone(), file_offset: offset(death.entry)? });
+        if specs.len() < 2 {
+            bail!("{}: no RET found in runtime.newproc1", go.version);
+        }
+        let (lo, hi) = target.exe_range();
+        let cfg = LoadConfig {
+            vtable_lo: lo,
+            vtable_hi: hi,
+            header_vtable_offset: go.layout.g.gopc,
+            max_tasks: opts.max_tasks,
+            max_sites: opts.max_sites,
+            stack_period: 0,
+            watch_futex: false,
+            target_tgid: opts.pid,
+        };
+        AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &specs)
+    }
+
     /// Takes one sample (and names new sites while the target is alive).
     pub fn sample(&mut self) -> Result<()> {
-        if let Some((census, _)) = self.go.as_mut() {
+        if let Some((census, _)) = self.go.as_mut().filter(|_| !self.opts.go_probes) {
             let now = monotonic_ns();
             let (snap, idle) = census.census(now)?;
             let t = self.started.elapsed().as_secs_f64();
@@ -228,8 +270,11 @@ impl Session {
         for &vtable in snap.sites.keys() {
             self.namer.name(vtable);
         }
-        let states = crate::task_states::sample_idle(self.opts.pid, &snap.tasks, STATES_PER_SITE);
-        self.history.add_states(states);
+        if self.plan.is_some() {
+            // tokio task headers: the state word says idle or busy
+            let states = crate::task_states::sample_idle(self.opts.pid, &snap.tasks, STATES_PER_SITE);
+            self.history.add_states(states);
+        }
         Ok(())
     }
 
@@ -405,7 +450,9 @@ impl Session {
                     Some((_, v)) => Some(v.clone()),
                     None => self.plan.as_ref().and_then(|p| p.version.clone()),
                 },
-                birth_point: if self.go.is_some() {
+                birth_point: if self.go.is_some() && self.opts.go_probes {
+                    "newproc1_ret"
+                } else if self.go.is_some() {
                     "census"
                 } else {
                     self.plan.as_ref().map_or("none", crate::plan::birth_point_name)
@@ -415,7 +462,7 @@ impl Session {
                 has_debug_info: self.has_debug_info,
             },
             collection: Collection {
-                method: if self.go.is_some() { "census" } else { "uprobes" },
+                method: if self.go.is_some() && !self.opts.go_probes { "census" } else { "uprobes" },
                 interval_s: self.opts.interval.as_secs_f64(),
                 duration_s,
                 samples: self.history.times_s.len(),

@@ -128,3 +128,39 @@ fn http_response_body_never_closed_leaks_in_net_http() {
         .unwrap_or_else(|| panic!("no leak: {}", r["sites"]));
     assert!(leak["function"].as_str().unwrap().starts_with("net/http."), "{leak}");
 }
+
+/// The second way of collecting: uprobes on runtime.newproc1's RETs and gdestroy/goexit0.
+fn check_probe_mode(bin: &str) {
+    let b = fixture(bin);
+    let out = run(&[
+        "run", "--go-probes", "--duration", "10", "--format", "json", "--quiet", "--", b.to_str().unwrap(), "nil-send",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["collection"]["method"], "uprobes");
+    assert_eq!(r["target"]["birth_point"], "newproc1_ret");
+    assert_eq!(r["collection"]["ended"], "duration", "the target must survive the probes");
+    let (file, line) = leak_site("nil-send");
+    let leak = site(&r, "main.nilSend");
+    assert_eq!(leak["verdict"], "leak", "{leak}");
+    assert!(leak["file"].as_str().unwrap().ends_with(&file) && leak["line"] == line, "{leak}");
+    let healthy = site(&r, "main.shortRequest");
+    assert!(int(&healthy["finished"]) > 50, "exits are seen: {healthy}");
+    assert!(int(&healthy["live"]) <= 5, "{healthy}");
+}
+
+#[test]
+fn go_1_19_probe_mode_counts_births_and_exits() {
+    if !bpf_available("go_1_19_probe_mode_counts_births_and_exits") {
+        return;
+    }
+    check_probe_mode("go1.19");
+}
+
+#[test]
+fn go_latest_stripped_probe_mode_counts_births_and_exits() {
+    if !bpf_available("go_latest_stripped_probe_mode_counts_births_and_exits") {
+        return;
+    }
+    check_probe_mode("go-latest-stripped");
+}

@@ -90,3 +90,24 @@ mod tests {
         assert_eq!(pick_slice(&[0x300, 0x100], mem), None, "unconfirmed without allglen");
     }
 }
+
+/// ELF virtual addresses of the RET instructions of a function (found through the pclntab):
+/// uprobes go there, never uretprobes, since Go moves goroutine stacks.
+pub fn ret_addresses(image: &ElfImage, pcln: &Pclntab, func: &str) -> Vec<u64> {
+    let Some(f) = pcln.func_named(func) else {
+        return Vec::new();
+    };
+    let Some(code) = image.read_at_vaddr(f.entry, (f.end - f.entry) as usize) else {
+        return Vec::new();
+    };
+    let mut d = Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE);
+    let mut ins = Instruction::default();
+    let mut out = Vec::new();
+    while d.can_decode() {
+        d.decode_out(&mut ins);
+        if ins.mnemonic() == iced_x86::Mnemonic::Ret {
+            out.push(ins.ip());
+        }
+    }
+    out
+}
