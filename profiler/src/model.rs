@@ -63,6 +63,9 @@ pub struct Collection {
     pub duration_s: f64,
     pub samples: usize,
     pub ended: EndReason,
+    /// leakprof's own time per sample (reading maps or the census, naming, judging), ms.
+    pub sample_ms_mean: f64,
+    pub sample_ms_max: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]

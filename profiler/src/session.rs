@@ -84,6 +84,8 @@ pub struct Session {
     stacks: SpawnStacks,
     /// Blocked-thread census (when futex waits are traced).
     blocked: Option<BlockedTracker>,
+    /// Sum and max of the time one sample took, ms.
+    sample_ms: (f64, f64),
     /// A Go target: its goroutine census and Go version.
     go: Option<(crate::gostate::GoCensus, String)>,
     history: History,
@@ -161,6 +163,7 @@ impl Session {
             stacks,
             blocked,
             go: None,
+            sample_ms: (0.0, 0.0),
             history: History::default(),
             started: Instant::now(),
             warnings,
@@ -189,6 +192,7 @@ impl Session {
             stacks: SpawnStacks::new(image.clone(), bias),
             namer: SiteNamer::go(opts.pid, bias, go.pclntab.clone()),
             go: Some((census, go.version)),
+            sample_ms: (0.0, 0.0),
             opts,
             target,
             plan: None,
@@ -390,7 +394,11 @@ impl Session {
                 _ = sigint.recv() => break EndReason::Interrupted,
                 _ = sigterm.recv() => break EndReason::Interrupted,
             }
+            let t0 = Instant::now();
             self.sample()?;
+            let dt = t0.elapsed().as_secs_f64() * 1e3;
+            self.sample_ms.0 += dt;
+            self.sample_ms.1 = self.sample_ms.1.max(dt);
             let cur = self.sites();
             progress(self.started.elapsed().as_secs_f64(), &cur);
             if !self.target.alive() {
@@ -467,6 +475,8 @@ impl Session {
                 duration_s,
                 samples: self.history.times_s.len(),
                 ended,
+                sample_ms_mean: self.sample_ms.0 / self.history.times_s.len().max(1) as f64,
+                sample_ms_max: self.sample_ms.1,
             },
             program_exit_code: None,
             sample_times_s: self.history.times_s.clone(),
