@@ -16,19 +16,21 @@ pub fn by_symbols(image: &ElfImage) -> Option<AllgsAddr> {
     Some(AllgsAddr::PtrLen { ptr: find("runtime.allgptr")?, len: find("runtime.allglen")? })
 }
 
-/// RIP-relative data addresses used by runtime.allgadd (candidates for allgs / allglen).
-pub fn allgadd_data_refs(image: &ElfImage, pcln: &Pclntab) -> Vec<u64> {
-    let Some(f) = pcln.func_named("runtime.allgadd") else {
+/// The instructions of a Go function (found through the pclntab); empty when unknown.
+fn instructions(image: &ElfImage, pcln: &Pclntab, func: &str) -> Vec<Instruction> {
+    let Some(f) = pcln.func_named(func) else {
         return Vec::new();
     };
     let Some(code) = image.read_at_vaddr(f.entry, (f.end - f.entry) as usize) else {
         return Vec::new();
     };
-    let mut d = Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE);
-    let mut ins = Instruction::default();
+    Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE).into_iter().collect()
+}
+
+/// RIP-relative data addresses used by runtime.allgadd (candidates for allgs / allglen).
+pub fn allgadd_data_refs(image: &ElfImage, pcln: &Pclntab) -> Vec<u64> {
     let mut out = Vec::new();
-    while d.can_decode() {
-        d.decode_out(&mut ins);
+    for ins in instructions(image, pcln, "runtime.allgadd") {
         for i in 0..ins.op_count() {
             if ins.op_kind(i) == OpKind::Memory && ins.memory_base() == Register::RIP {
                 let a = ins.ip_rel_memory_address();
@@ -94,20 +96,9 @@ mod tests {
 /// ELF virtual addresses of the RET instructions of a function (found through the pclntab):
 /// uprobes go there, never uretprobes, since Go moves goroutine stacks.
 pub fn ret_addresses(image: &ElfImage, pcln: &Pclntab, func: &str) -> Vec<u64> {
-    let Some(f) = pcln.func_named(func) else {
-        return Vec::new();
-    };
-    let Some(code) = image.read_at_vaddr(f.entry, (f.end - f.entry) as usize) else {
-        return Vec::new();
-    };
-    let mut d = Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE);
-    let mut ins = Instruction::default();
-    let mut out = Vec::new();
-    while d.can_decode() {
-        d.decode_out(&mut ins);
-        if ins.mnemonic() == iced_x86::Mnemonic::Ret {
-            out.push(ins.ip());
-        }
-    }
-    out
+    instructions(image, pcln, func)
+        .into_iter()
+        .filter(|ins| ins.mnemonic() == iced_x86::Mnemonic::Ret)
+        .map(|ins| ins.ip())
+        .collect()
 }
