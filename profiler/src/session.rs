@@ -377,7 +377,7 @@ impl Session {
                 idle_fraction: h.idle_fraction(),
             });
         }
-        sites.sort_by(|a, b| b.badness().cmp(&a.badness()));
+        sites.sort_by_key(|s| std::cmp::Reverse(s.badness()));
         sites
     }
 

@@ -67,6 +67,16 @@ pub fn pick_slice(refs: &[u64], read: impl Fn(u64) -> Option<u64>) -> Option<u64
     None
 }
 
+/// ELF virtual addresses of the RET instructions of a function (found through the pclntab):
+/// uprobes go there, never uretprobes, since Go moves goroutine stacks.
+pub fn ret_addresses(image: &ElfImage, pcln: &Pclntab, func: &str) -> Vec<u64> {
+    instructions(image, pcln, func)
+        .into_iter()
+        .filter(|ins| ins.mnemonic() == iced_x86::Mnemonic::Ret)
+        .map(|ins| ins.ip())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,14 +101,4 @@ mod tests {
         assert_eq!(pick_slice(&[0x300, 0x200, 0x100], mem), Some(0x100));
         assert_eq!(pick_slice(&[0x300, 0x100], mem), None, "unconfirmed without allglen");
     }
-}
-
-/// ELF virtual addresses of the RET instructions of a function (found through the pclntab):
-/// uprobes go there, never uretprobes, since Go moves goroutine stacks.
-pub fn ret_addresses(image: &ElfImage, pcln: &Pclntab, func: &str) -> Vec<u64> {
-    instructions(image, pcln, func)
-        .into_iter()
-        .filter(|ins| ins.mnemonic() == iced_x86::Mnemonic::Ret)
-        .map(|ins| ins.ip())
-        .collect()
 }
