@@ -2,6 +2,7 @@
 mod bench;
 mod demo;
 mod fixtures;
+mod gotables;
 mod util;
 
 use anyhow::Result;
@@ -28,6 +29,8 @@ enum Cmd {
     },
     /// Set up, build everything and run the whole test suite (what CI runs).
     Test,
+    /// Regenerate the Go runtime layout table from every Go toolchain that can be had here.
+    GoTables,
     /// Benchmark: a spawn-heavy fixture bare and probed, side by side, as a ratio.
     Bench {
         /// Tasks per round.
@@ -47,6 +50,7 @@ fn main() -> Result<()> {
         Cmd::Fixtures => fixtures::build(&root).map(|_| ()),
         Cmd::Demo { seconds } => demo::run(&root, seconds),
         Cmd::Test => test(&root),
+        Cmd::GoTables => gotables::generate(&root),
         Cmd::Bench { tasks, rounds } => bench::run(&root, tasks, rounds),
     }
 }
