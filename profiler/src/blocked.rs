@@ -103,6 +103,17 @@ impl BlockedTracker {
         Ok(BlockedTracker { pid, image, bias, unwinder, lines, waiting: HashMap::new(), sites: BTreeMap::new(), samples: 0 })
     }
 
+    /// Keeps only the newest `max` samples of every site's series.
+    pub fn trim(&mut self, max: usize) {
+        for s in self.sites.values_mut() {
+            let n = s.series.len();
+            if n > max {
+                s.series.drain(..n - max);
+            }
+        }
+        self.samples = self.samples.min(max);
+    }
+
     /// One census. `started`: tid -> wait start (ns, CLOCK_MONOTONIC) from the tracepoints.
     pub fn sample(&mut self, now_ns: u64, started: &HashMap<u32, u64>, first_sample: bool) {
         let census: Vec<ThreadWait> = blocked_threads(self.pid);

@@ -6,6 +6,33 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{ignore::IgnoreRules, report::Format, session::RunOptions};
 
+impl DaemonArgs {
+    pub fn config(&self) -> Result<crate::daemon::DaemonConfig> {
+        let token = match &self.token_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", p.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        if self.pids.is_empty() && self.names.is_empty() && !self.all {
+            anyhow::bail!("say what to watch: --pid PID, --name GLOB or --all");
+        }
+        Ok(crate::daemon::DaemonConfig {
+            listen: self.listen,
+            allow_remote: self.allow_remote,
+            token,
+            select: crate::daemon::Selector::new(self.pids.clone(), &self.names, self.all)?,
+            interval: Duration::from_secs_f64(self.common.interval),
+            retention: self.retention.max(10),
+            top_k: self.top_k.max(1),
+            session: self.common.run_options(0)?,
+        })
+    }
+}
+
 /// Find the spawn sites whose tasks never finish, in an unmodified tokio process.
 #[derive(Debug, Parser)]
 #[command(name = "leakprof", version, about, args_conflicts_with_subcommands = true)]
@@ -30,6 +57,39 @@ pub enum Command {
         #[arg(required = true, last = true)]
         cmd: Vec<String>,
     },
+    /// Watch many targets continuously and serve Prometheus metrics, the JSON report and an HTML
+    /// page (read-only, 127.0.0.1 unless --allow-remote).
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DaemonArgs {
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: std::net::SocketAddr,
+    /// Allow serving on a non-loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// File holding a bearer token required by every request (`Authorization: Bearer T` or `?token=T`).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Watch this pid (repeatable).
+    #[arg(long = "pid")]
+    pub pids: Vec<u32>,
+    /// Watch processes whose name or executable matches this glob, and their restarts (repeatable).
+    #[arg(long = "name")]
+    pub names: Vec<String>,
+    /// Watch every process whose executable is a tokio or Go program.
+    #[arg(long)]
+    pub all: bool,
+    /// Samples kept per target (bounded memory): 3600 = one hour at 1 s.
+    #[arg(long, default_value_t = 3600)]
+    pub retention: usize,
+    /// Sites reported per target; the rest are summed into one row.
+    #[arg(long, default_value_t = 50)]
+    pub top_k: usize,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// Options shared by `--pid` and `run`.

@@ -72,6 +72,20 @@ impl History {
         }
     }
 
+    /// Keeps only the newest `max` samples (a daemon's bounded retention).
+    pub fn trim(&mut self, max: usize) {
+        let n = self.times_s.len();
+        if n <= max {
+            return;
+        }
+        let cut = n - max;
+        self.times_s.drain(..cut);
+        for h in self.sites.values_mut() {
+            let c = cut.min(h.series.len());
+            h.series.drain(..c);
+        }
+    }
+
     /// Age in seconds of the oldest live task of a site, as of the last sample.
     pub fn oldest_age_s(&self, h: &SiteHistory) -> Option<f64> {
         h.oldest_born_ns

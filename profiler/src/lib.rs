@@ -8,6 +8,7 @@ pub mod blocked;
 pub mod bpf;
 pub mod census;
 pub mod cli;
+pub mod daemon;
 pub mod detect;
 pub mod elf;
 pub mod gocensus;

@@ -35,6 +35,7 @@ fn main() {
 async fn dispatch(cli: Cli) -> i32 {
     let common = match &cli.command {
         Some(Command::Run { common, .. }) => common,
+        Some(Command::Daemon(d)) => &d.common,
         None => &cli.common,
     };
     if common.format == Format::Pprof && common.output.is_none() {
@@ -42,6 +43,19 @@ async fn dispatch(cli: Cli) -> i32 {
         return EXIT_USAGE;
     }
     match (cli.command, cli.pid) {
+        (Some(Command::Daemon(d)), _) => match d.config() {
+            Ok(cfg) => match leakprof::daemon::run(cfg).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("leakprof: {e:#}");
+                    EXIT_ERROR
+                }
+            },
+            Err(e) => {
+                eprintln!("leakprof: {e:#}");
+                EXIT_USAGE
+            }
+        },
         (Some(Command::Run { common, cmd }), _) => finish(run_program(&common, &cmd).await, &common, true),
         (None, Some(pid)) => finish(watch(&cli.common, pid, None).await, &cli.common, false),
         (None, None) => {

@@ -54,6 +54,8 @@ pub enum EndReason {
     Interrupted,
     /// The target process exited during the run.
     TargetExited,
+    /// Still running (a report served by the daemon while it watches).
+    Running,
 }
 
 #[derive(Debug, Clone, Serialize)]

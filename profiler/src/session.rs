@@ -84,6 +84,8 @@ pub struct Session {
     stacks: SpawnStacks,
     /// Blocked-thread census (when futex waits are traced).
     blocked: Option<BlockedTracker>,
+    /// Attach points and attach time, kept after detaching.
+    attached: (usize, f64),
     /// Sum and max of the time one sample took, ms.
     sample_ms: (f64, f64),
     /// A Go target: its goroutine census and Go version.
@@ -164,6 +166,7 @@ impl Session {
             blocked,
             go: None,
             sample_ms: (0.0, 0.0),
+            attached: (0, 0.0),
             history: History::default(),
             started: Instant::now(),
             warnings,
@@ -193,6 +196,7 @@ impl Session {
             namer: SiteNamer::go(opts.pid, bias, go.pclntab.clone()),
             go: Some((census, go.version)),
             sample_ms: (0.0, 0.0),
+            attached: (0, 0.0),
             opts,
             target,
             plan: None,
@@ -241,6 +245,22 @@ impl Session {
             target_tgid: opts.pid,
         };
         AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &specs)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.opts.pid
+    }
+
+    pub fn target_alive(&self) -> bool {
+        self.target.alive()
+    }
+
+    /// Keeps only the newest `max` samples (bounded memory for long runs).
+    pub fn trim(&mut self, max: usize) {
+        self.history.trim(max);
+        if let Some(b) = self.blocked.as_mut() {
+            b.trim(max);
+        }
     }
 
     /// Takes one sample (and names new sites while the target is alive).
@@ -419,11 +439,21 @@ impl Session {
     /// Detaches every probe and builds the report.
     pub fn finish(mut self, ended: EndReason) -> Report {
         let probes = self.probes.take();
-        let (attached, attach_ms) = probes.as_ref().map_or((0, 0.0), |p| (p.attached, p.attach_ms));
+        self.attached = probes.as_ref().map_or((0, 0.0), |p| (p.attached, p.attach_ms));
         drop(probes); // detaches every link
         if ended == EndReason::TargetExited {
             self.warnings.push(format!("pid {} exited during the run; the report covers the time until then", self.opts.pid));
         }
+        self.report(ended)
+    }
+
+    /// The report as of the last sample, without detaching (the daemon serves it while running).
+    pub fn report(&mut self, ended: EndReason) -> Report {
+        let (attached, attach_ms) = match &self.probes {
+            Some(p) => (p.attached, p.attach_ms),
+            None => self.attached,
+        };
+        let mut warnings = self.warnings.clone();
         let kernel_counters: BTreeMap<String, u64> = profiler_common::stat::NAMES
             .iter()
             .zip(self.history.stats.iter().chain(std::iter::repeat(&0)))
@@ -432,7 +462,7 @@ impl Session {
         for &i in &profiler_common::stat::FAILURES {
             let name = profiler_common::stat::NAMES[i as usize];
             if kernel_counters.get(name).copied().unwrap_or(0) > 0 {
-                self.warnings.push(format!(
+                warnings.push(format!(
                     "kernel side: {name}={} (some tasks could not be recorded; counts are lower bounds)",
                     kernel_counters[name]
                 ));
@@ -483,7 +513,7 @@ impl Session {
             sites,
             blocked: self.blocked_sites(),
             kernel_counters,
-            warnings: self.warnings,
+            warnings,
         }
     }
 }

@@ -108,6 +108,7 @@ pub fn render_text(r: &Report) -> String {
             EndReason::Duration => "",
             EndReason::Interrupted => " (interrupted)",
             EndReason::TargetExited => " (target exited)",
+            EndReason::Running => " (running)",
         }
     );
     let leaks = r.leaks().count();

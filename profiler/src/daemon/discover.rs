@@ -1,0 +1,90 @@
+//! Which processes the daemon watches: by pid, by name glob (comm or executable), or every
+//! process whose executable is a tokio or Go program.
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use globset::{Glob, GlobMatcher};
+
+pub struct Selector {
+    pub pids: Vec<u32>,
+    names: Vec<GlobMatcher>,
+    pub all: bool,
+    /// exe path -> recognised (tokio or Go), so each binary is read once.
+    seen_exes: Mutex<HashMap<String, bool>>,
+}
+
+impl Selector {
+    pub fn new(pids: Vec<u32>, names: &[String], all: bool) -> anyhow::Result<Selector> {
+        let names = names
+            .iter()
+            .map(|n| Ok(Glob::new(n)?.compile_matcher()))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Selector { pids, names, all, seen_exes: Mutex::new(HashMap::new()) })
+    }
+
+    /// (pid, start time) of every process to watch now, except `me`.
+    pub fn candidates(&self, me: u32) -> Vec<(u32, u64)> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            if self.wanted(pid) {
+                if let Some(st) = start_time(pid) {
+                    out.push((pid, st));
+                }
+            }
+        }
+        out
+    }
+
+    fn wanted(&self, pid: u32) -> bool {
+        if self.pids.contains(&pid) {
+            return true;
+        }
+        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+            return false; // kernel thread, or gone
+        };
+        let exe = exe.to_string_lossy().trim_end_matches(" (deleted)").to_string();
+        if !self.names.is_empty() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let base = exe.rsplit('/').next().unwrap_or("");
+            if self.names.iter().any(|m| m.is_match(comm.trim()) || m.is_match(base) || m.is_match(&exe)) {
+                return true;
+            }
+        }
+        self.all && self.recognised(pid, &exe)
+    }
+
+    /// Whether an executable is a tokio or Go program (cached per path).
+    fn recognised(&self, pid: u32, exe: &str) -> bool {
+        if let Some(&r) = self.seen_exes.lock().unwrap().get(exe) {
+            return r;
+        }
+        let r = std::fs::read(format!("/proc/{pid}/exe"))
+            .map(|d| {
+                crate::golang::buildinfo::go_version(&d).is_some()
+                    || d.windows(8).any(|w| w == b"tokio-1.")
+            })
+            .unwrap_or(false);
+        self.seen_exes.lock().unwrap().insert(exe.to_string(), r);
+        r
+    }
+}
+
+/// The process's start time (clock ticks since boot): with the pid, it names one process even
+/// when pids are reused.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+    if matches!(rest.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    rest.get(19)?.parse().ok()
+}

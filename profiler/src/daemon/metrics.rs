@@ -1,0 +1,138 @@
+//! Prometheus exposition of the daemon's reports (prometheus-client's text encoder).
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::model::{Report, VerdictKind};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabels {
+    pid: String,
+    exe: String,
+    runtime: String,
+    site: String,
+    location: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    pid: String,
+    exe: String,
+    runtime: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CounterLabels {
+    pid: String,
+    counter: String,
+}
+
+/// The daemon's own health.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    pub attached_targets: usize,
+    pub attach_failures: u64,
+    pub detached_targets: u64,
+    pub cpu_seconds: f64,
+    pub rss_bytes: u64,
+}
+
+/// Renders all reports and the daemon's health in the Prometheus text format.
+pub fn render(reports: &[Report], health: &Health) -> String {
+    let mut reg = Registry::with_prefix("leakprof");
+    let live = Family::<SiteLabels, Gauge>::default();
+    let spawned = Family::<SiteLabels, Gauge>::default();
+    let finished = Family::<SiteLabels, Gauge>::default();
+    let growth = Family::<SiteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let leak = Family::<SiteLabels, Gauge>::default();
+    let confidence = Family::<SiteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let blocked = Family::<SiteLabels, Gauge>::default();
+    let up = Family::<TargetLabels, Gauge>::default();
+    let kernel = Family::<CounterLabels, Gauge>::default();
+    for r in reports {
+        let t = TargetLabels { pid: r.target.pid.to_string(), exe: r.target.exe.clone(), runtime: r.target.runtime.to_string() };
+        up.get_or_create(&t).set(i64::from(r.collection.ended == crate::model::EndReason::Running));
+        for s in &r.sites {
+            let l = SiteLabels {
+                pid: t.pid.clone(),
+                exe: t.exe.clone(),
+                runtime: t.runtime.clone(),
+                site: s.function.clone(),
+                location: match (&s.file, s.line) {
+                    (Some(f), Some(n)) => format!("{f}:{n}"),
+                    _ => String::new(),
+                },
+            };
+            live.get_or_create(&l).set(s.live);
+            spawned.get_or_create(&l).set(s.spawned as i64);
+            finished.get_or_create(&l).set(s.finished as i64);
+            growth.get_or_create(&l).set(s.growth_per_s);
+            confidence.get_or_create(&l).set(s.confidence);
+            leak.get_or_create(&l).set(match (s.verdict, s.ignored_by.is_some()) {
+                (_, true) | (VerdictKind::Ok, _) => 0,
+                (VerdictKind::Suspect, _) => 1,
+                (VerdictKind::Leak, _) => 2,
+            });
+        }
+        for b in &r.blocked {
+            let l = SiteLabels {
+                pid: t.pid.clone(),
+                exe: t.exe.clone(),
+                runtime: t.runtime.clone(),
+                site: b.function.clone(),
+                location: format!("{:?}", b.kind),
+            };
+            blocked.get_or_create(&l).set(b.threads);
+        }
+        for (k, v) in &r.kernel_counters {
+            kernel.get_or_create(&CounterLabels { pid: t.pid.clone(), counter: k.clone() }).set(*v as i64);
+        }
+    }
+    reg.register("site_live", "Live tasks/goroutines per spawn site", live);
+    reg.register("site_spawned", "Tasks/goroutines of the site seen born since attach", spawned);
+    reg.register("site_finished", "Tasks/goroutines of the site seen finished since attach", finished);
+    reg.register("site_growth_per_second", "Robust growth rate of the site's live count", growth);
+    reg.register("site_verdict", "0 ok, 1 suspect, 2 leak (ignored sites are 0)", leak);
+    reg.register("site_confidence", "Leak confidence 0..1", confidence);
+    reg.register("blocked_threads", "Threads blocked in futex waits per wait site", blocked);
+    reg.register("target_up", "1 while the target is attached and running", up);
+    reg.register("kernel_events", "Kernel-side outcome counters, failures included", kernel);
+    let attached = Gauge::<i64>::default();
+    attached.set(health.attached_targets as i64);
+    reg.register("attached_targets", "Targets the daemon has probes or a census on", attached);
+    let failures = Gauge::<i64>::default();
+    failures.set(health.attach_failures as i64);
+    reg.register("attach_failures", "Targets that could not be attached", failures);
+    let detached = Gauge::<i64>::default();
+    detached.set(health.detached_targets as i64);
+    reg.register("detached_targets", "Targets detached after they exited", detached);
+    let cpu = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    cpu.set(health.cpu_seconds);
+    reg.register("process_cpu_seconds", "leakprof's own CPU time", cpu);
+    let rss = Gauge::<i64>::default();
+    rss.set(health.rss_bytes as i64);
+    reg.register("process_resident_memory_bytes", "leakprof's own resident memory", rss);
+    let mut out = String::new();
+    encode(&mut out, &reg).expect("writing to a String");
+    out
+}
+
+/// leakprof's own CPU seconds and RSS bytes, from /proc/self.
+pub fn own_usage() -> (f64, u64) {
+    let tick = 100.0; // USER_HZ
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            Some((rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?) / tick)
+        })
+        .unwrap_or(0.0);
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096;
+    (cpu, rss)
+}
