@@ -36,6 +36,8 @@ apt_install "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" zlib1g-dev lib
 # `go tool pprof`, which the tests use to read leakprof's pprof output; Go 1.19 for the Go fixtures;
 # a real Prometheus server for the daemon's end-to-end test.
 apt_install golang-1.19-go prometheus
+# headless Chromium for the daemon page's browser test
+apt_install chromium
 # Debian starts the packaged Prometheus as a service; the tests run their own on a free port.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi
 

@@ -173,3 +173,59 @@ fn daemon_refuses_remote_listening_without_the_flag() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--allow-remote") || err.contains("needs root"), "{err}");
 }
+
+fn metric(addr: &str, name: &str) -> Option<f64> {
+    let m = http_get(addr, "/metrics")?;
+    m.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn soak_targets_come_and_go_memory_stays_bounded_and_nothing_stays_attached() {
+    if !bpf_available("soak_targets_come_and_go_memory_stays_bounded_and_nothing_stays_attached") {
+        return;
+    }
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (mut daemon, addr) = start_daemon(&["--listen", &listen, "--name", "tokio-latest", "--retention", "30"]);
+    let dpid = daemon.0.id();
+    let baseline_fds = fds(dpid);
+    let mut started = 0u32;
+    let mut rss_early = 0;
+    let t0 = Instant::now();
+    // 90 s of churn: a short-lived leaking target every 3 s (each lives 4 s), plus one long one
+    let _long = Fixture::start("tokio-latest", &["mixed"]);
+    let mut alive: Vec<Fixture> = Vec::new();
+    while t0.elapsed() < Duration::from_secs(90) {
+        alive.push(Fixture::start("tokio-latest", &["mixed", "--seconds", "4"]));
+        started += 1;
+        std::thread::sleep(Duration::from_secs(3));
+        alive.retain_mut(|f| f.running());
+        if rss_early == 0 && t0.elapsed() > Duration::from_secs(30) {
+            rss_early = rss_kib(dpid);
+        }
+    }
+    drop(alive);
+    std::thread::sleep(Duration::from_secs(8));
+    let detached = metric(&addr, "leakprof_detached_targets").unwrap();
+    assert!(detached >= f64::from(started) - 1.0, "detached {detached} of {started} exited targets");
+    assert_eq!(metric(&addr, "leakprof_attached_targets"), Some(1.0), "only the long-lived target stays");
+    let probes = metric(&addr, "leakprof_attached_probes").unwrap();
+    assert!(probes > 0.0 && probes <= 8.0, "probes of one target only: {probes}");
+    // every detached target's probe links (perf event and BPF fds) were closed
+    let fds_now = fds(dpid);
+    assert!(fds_now <= baseline_fds + 40, "fd leak: {baseline_fds} at start, {fds_now} after {started} targets");
+    let rss_end = rss_kib(dpid);
+    assert!(rss_end < rss_early * 3 / 2 + 20 * 1024, "memory grew: {rss_early} KiB at 30 s, {rss_end} KiB at the end");
+    unsafe { libc::kill(dpid as i32, libc::SIGINT) };
+    assert!(daemon.0.wait().unwrap().success());
+}

@@ -99,6 +99,9 @@ pub fn render(reports: &[Report], health: &Health) -> String {
     reg.register("blocked_threads", "Threads blocked in futex waits per wait site", blocked);
     reg.register("target_up", "1 while the target is attached and running", up);
     reg.register("kernel_events", "Kernel-side outcome counters, failures included", kernel);
+    let probes = Gauge::<i64>::default();
+    probes.set(reports.iter().filter(|r| r.collection.ended == crate::model::EndReason::Running).map(|r| r.target.attach_points as i64).sum());
+    reg.register("attached_probes", "Probe links (uprobes, tracepoints) held on running targets", probes);
     let attached = Gauge::<i64>::default();
     attached.set(health.attached_targets as i64);
     reg.register("attached_targets", "Targets the daemon has probes or a census on", attached);
