@@ -229,3 +229,40 @@ fn soak_targets_come_and_go_memory_stays_bounded_and_nothing_stays_attached() {
     unsafe { libc::kill(dpid as i32, libc::SIGINT) };
     assert!(daemon.0.wait().unwrap().success());
 }
+
+#[test]
+fn browser_renders_the_page_with_charts_and_verdicts() {
+    if !bpf_available("browser_renders_the_page_with_charts_and_verdicts") {
+        return;
+    }
+    let chromium = Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("/usr/bin/chromium is missing: scripts/setup.sh installs Debian's chromium");
+        }
+        eprintln!("SKIPPED: /usr/bin/chromium is missing (run scripts/setup.sh)");
+        return;
+    }
+    let fx = Fixture::start("tokio-latest", &["mixed"]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (_daemon, addr) = start_daemon(&["--listen", &listen, "--pid", &fx.pid.to_string()]);
+    std::thread::sleep(Duration::from_secs(10));
+    let profile = std::env::temp_dir().join(format!("leakprof-chromium-{}", std::process::id()));
+    let out = Command::new(chromium)
+        .args([
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--virtual-time-budget=5000", "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("http://{addr}/"))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    std::fs::remove_dir_all(&profile).ok();
+    // only the rendered page (not the script's source) has these: data from the report
+    assert!(dom.contains("never_answered"), "site not rendered: {dom}");
+    assert!(dom.contains("<svg class=\"chart\" width=\"160\""), "no chart rendered: {dom}");
+    let leak_badge = dom.match_indices("LEAK ").any(|(i, _)| dom[i + 5..].starts_with(|c: char| c.is_ascii_digit()));
+    assert!(leak_badge, "no leak verdict rendered: {dom}");
+}
