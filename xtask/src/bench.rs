@@ -166,3 +166,67 @@ fn go_bench(leakprof: &Path, bins: &Path, rounds: u32) -> Result<()> {
     }
     Ok(())
 }
+
+/// The daemon's own CPU and memory while it watches `n` tokio and `n` Go targets for `secs`.
+pub fn daemon(root: &Path, n: usize, secs: u64) -> Result<()> {
+    util::setup(root)?;
+    let bins = fixtures::build(root)?;
+    util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
+    let leakprof = root.join("target/release/leakprof");
+    let mut targets = Vec::new();
+    for _ in 0..n {
+        targets.push(start_fixture(&bins.join("tokio-latest"), &["send-no-receiver"], Stdio::null())?);
+        targets.push(start_fixture(&bins.join("go-latest"), &["send-no-receiver"], Stdio::null())?);
+    }
+    let listen = "127.0.0.1:19499";
+    let mut d = Command::new(&leakprof)
+        .args(["daemon", "--listen", listen, "--name", "tokio-latest", "--name", "go-latest"])
+        .stderr(Stdio::null())
+        .spawn()?;
+    let t0 = std::time::Instant::now();
+    sleep(Duration::from_secs(secs));
+    let cpu = proc_cpu_seconds(d.id());
+    let rss = proc_rss_kib(d.id());
+    let sites = http_get(listen, "/api/report")
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .map(|v| v.as_array().map(|a| a.iter().map(|r| r["sites"].as_array().map_or(0, |s| s.len())).sum::<usize>()).unwrap_or(0))
+        .unwrap_or(0);
+    send_sigint(d.id());
+    d.wait()?;
+    println!(
+        "\ndaemon watching {} targets ({n} tokio + {n} Go, {sites} sites in all) for {:.0} s: \
+         {:.1}% of one core, {:.1} MiB RSS",
+        2 * n,
+        t0.elapsed().as_secs_f64(),
+        100.0 * cpu / t0.elapsed().as_secs_f64(),
+        rss as f64 / 1024.0
+    );
+    drop(targets);
+    Ok(())
+}
+
+fn proc_cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let f: Vec<String> = s.rsplit_once(')')?.1.split_whitespace().map(String::from).collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+fn proc_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}

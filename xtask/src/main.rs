@@ -29,6 +29,13 @@ enum Cmd {
     },
     /// Set up, build everything and run the whole test suite (what CI runs).
     Test,
+    /// Benchmark the daemon's own CPU and memory while it watches N tokio and N Go targets.
+    BenchDaemon {
+        #[arg(long, default_value_t = 5)]
+        targets: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Regenerate the Go runtime layout table from every Go toolchain that can be had here.
     GoTables,
     /// Benchmark: a spawn-heavy fixture bare and probed, side by side, as a ratio.
@@ -50,6 +57,7 @@ fn main() -> Result<()> {
         Cmd::Fixtures => fixtures::build(&root).map(|_| ()),
         Cmd::Demo { seconds } => demo::run(&root, seconds),
         Cmd::Test => test(&root),
+        Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
         Cmd::GoTables => gotables::generate(&root),
         Cmd::Bench { tasks, rounds } => bench::run(&root, tasks, rounds),
     }
