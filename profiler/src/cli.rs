@@ -17,14 +17,14 @@ impl DaemonArgs {
             ),
             None => None,
         };
-        if self.pids.is_empty() && self.names.is_empty() && !self.all {
-            anyhow::bail!("say what to watch: --pid PID, --name GLOB or --all");
+        if self.pids.is_empty() && self.names.is_empty() && self.cgroups.is_empty() && !self.all {
+            anyhow::bail!("say what to watch: --pid PID, --name GLOB, --cgroup GLOB or --all");
         }
         Ok(crate::daemon::DaemonConfig {
             listen: self.listen,
             allow_remote: self.allow_remote,
             token,
-            select: crate::daemon::Selector::new(self.pids.clone(), &self.names, self.all)?,
+            select: crate::daemon::Selector::new(self.pids.clone(), &self.names, &self.cgroups, self.all)?,
             interval: Duration::from_secs_f64(self.common.interval),
             retention: self.retention.max(10),
             top_k: self.top_k.max(1),
@@ -79,6 +79,9 @@ pub struct DaemonArgs {
     /// Watch processes whose name or executable matches this glob, and their restarts (repeatable).
     #[arg(long = "name")]
     pub names: Vec<String>,
+    /// Watch processes whose cgroup path matches this glob, e.g. '/system.slice/app*' (repeatable).
+    #[arg(long = "cgroup")]
+    pub cgroups: Vec<String>,
     /// Watch every process whose executable is a tokio or Go program.
     #[arg(long)]
     pub all: bool,
@@ -206,8 +209,20 @@ mod tests {
                 assert!(common.fail_on_leak);
                 assert_eq!(cmd, vec!["prog", "--flag", "x"]);
             }
-            None => panic!("no subcommand"),
+            _ => panic!("not the run subcommand"),
         }
         assert!(Cli::try_parse_from(["leakprof", "run"]).is_err());
+    }
+
+    #[test]
+    fn daemon_needs_something_to_watch_and_parses_selectors() {
+        let c = Cli::try_parse_from(["leakprof", "daemon", "--name", "app*", "--cgroup", "/a/*", "--pid", "7"]).unwrap();
+        let Some(Command::Daemon(d)) = c.command else { panic!("not the daemon subcommand") };
+        let cfg = d.config().unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(cfg.select.pids, vec![7]);
+        let bare = Cli::try_parse_from(["leakprof", "daemon"]).unwrap();
+        let Some(Command::Daemon(d)) = bare.command else { panic!() };
+        assert!(d.config().is_err());
     }
 }

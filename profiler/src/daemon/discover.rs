@@ -8,18 +8,25 @@ use globset::{Glob, GlobMatcher};
 pub struct Selector {
     pub pids: Vec<u32>,
     names: Vec<GlobMatcher>,
+    /// Globs over the process's cgroup path (cgroup v2: the `0::/path` line of /proc/PID/cgroup).
+    cgroups: Vec<GlobMatcher>,
     pub all: bool,
     /// exe path -> recognised (tokio or Go), so each binary is read once.
     seen_exes: Mutex<HashMap<String, bool>>,
 }
 
 impl Selector {
-    pub fn new(pids: Vec<u32>, names: &[String], all: bool) -> anyhow::Result<Selector> {
-        let names = names
-            .iter()
-            .map(|n| Ok(Glob::new(n)?.compile_matcher()))
-            .collect::<anyhow::Result<_>>()?;
-        Ok(Selector { pids, names, all, seen_exes: Mutex::new(HashMap::new()) })
+    pub fn new(pids: Vec<u32>, names: &[String], cgroups: &[String], all: bool) -> anyhow::Result<Selector> {
+        let compile = |v: &[String]| {
+            v.iter().map(|n| Ok(Glob::new(n)?.compile_matcher())).collect::<anyhow::Result<Vec<_>>>()
+        };
+        Ok(Selector {
+            pids,
+            names: compile(names)?,
+            cgroups: compile(cgroups)?,
+            all,
+            seen_exes: Mutex::new(HashMap::new()),
+        })
     }
 
     /// (pid, start time) of every process to watch now, except `me`.
@@ -59,6 +66,12 @@ impl Selector {
                 return true;
             }
         }
+        if !self.cgroups.is_empty() {
+            let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            if cg.lines().filter_map(cgroup_path).any(|p| self.cgroups.iter().any(|m| m.is_match(p))) {
+                return true;
+            }
+        }
         self.all && self.recognised(pid, &exe)
     }
 
@@ -87,4 +100,26 @@ pub fn start_time(pid: u32) -> Option<u64> {
         return None;
     }
     rest.get(19)?.parse().ok()
+}
+
+/// The path of a /proc/PID/cgroup line ("0::/system.slice/app.service" -> "/system.slice/app.service").
+fn cgroup_path(line: &str) -> Option<&str> {
+    line.splitn(3, ':').nth(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_lines_and_own_process() {
+        assert_eq!(cgroup_path("0::/system.slice/app.service"), Some("/system.slice/app.service"));
+        assert_eq!(cgroup_path("4:memory:/kubepods/pod1"), Some("/kubepods/pod1"));
+        // our own cgroup matches "*": a selector by cgroup finds processes in it
+        let s = Selector::new(vec![], &[], &["*".into()], false).unwrap();
+        let me = std::process::id();
+        assert!(s.wanted(me), "this process is in some cgroup");
+        let none = Selector::new(vec![], &[], &["/no/such/cgroup".into()], false).unwrap();
+        assert!(!none.wanted(me));
+    }
 }
