@@ -255,6 +255,11 @@ impl Session {
         self.target.alive()
     }
 
+    /// False once the target has exec'd another program (its probes point at the old one).
+    pub fn target_same_exe(&self) -> bool {
+        self.target.same_exe()
+    }
+
     /// Keeps only the newest `max` samples (bounded memory for long runs).
     pub fn trim(&mut self, max: usize) {
         self.history.trim(max);

@@ -1,7 +1,7 @@
 //! Prometheus exposition of the daemon's reports (prometheus-client's text encoder).
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
-    metrics::{family::Family, gauge::Gauge},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 
@@ -43,8 +43,8 @@ pub struct Health {
 pub fn render(reports: &[Report], health: &Health) -> String {
     let mut reg = Registry::with_prefix("leakprof");
     let live = Family::<SiteLabels, Gauge>::default();
-    let spawned = Family::<SiteLabels, Gauge>::default();
-    let finished = Family::<SiteLabels, Gauge>::default();
+    let spawned = Family::<SiteLabels, Counter>::default();
+    let finished = Family::<SiteLabels, Counter>::default();
     let growth = Family::<SiteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     let leak = Family::<SiteLabels, Gauge>::default();
     let confidence = Family::<SiteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
@@ -66,8 +66,8 @@ pub fn render(reports: &[Report], health: &Health) -> String {
                 },
             };
             live.get_or_create(&l).set(s.live);
-            spawned.get_or_create(&l).set(s.spawned as i64);
-            finished.get_or_create(&l).set(s.finished as i64);
+            spawned.get_or_create(&l).inc_by(s.spawned);
+            finished.get_or_create(&l).inc_by(s.finished);
             growth.get_or_create(&l).set(s.growth_per_s);
             confidence.get_or_create(&l).set(s.confidence);
             leak.get_or_create(&l).set(match (s.verdict, s.ignored_by.is_some()) {
@@ -91,8 +91,8 @@ pub fn render(reports: &[Report], health: &Health) -> String {
         }
     }
     reg.register("site_live", "Live tasks/goroutines per spawn site", live);
-    reg.register("site_spawned", "Tasks/goroutines of the site seen born since attach", spawned);
-    reg.register("site_finished", "Tasks/goroutines of the site seen finished since attach", finished);
+    reg.register("site_spawned", "Tasks/goroutines of the site seen born since attach (counter)", spawned);
+    reg.register("site_finished", "Tasks/goroutines of the site seen finished since attach (counter)", finished);
     reg.register("site_growth_per_second", "Robust growth rate of the site's live count", growth);
     reg.register("site_verdict", "0 ok, 1 suspect, 2 leak (ignored sites are 0)", leak);
     reg.register("site_confidence", "Leak confidence 0..1", confidence);

@@ -85,14 +85,16 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         let mut reports = Vec::new();
         let gone: Vec<(u32, u64)> = sessions
             .iter()
-            .filter(|(k, s)| !s.target_alive() || discover::start_time(k.0) != Some(k.1))
+            .filter(|(k, s)| {
+                !s.target_alive() || discover::start_time(k.0) != Some(k.1) || !s.target_same_exe()
+            })
             .map(|(k, _)| *k)
             .collect();
         for k in gone {
             if let Some(s) = sessions.remove(&k) {
                 drop(s.finish(EndReason::TargetExited)); // detaches its probes
                 health.detached_targets += 1;
-                eprintln!("leakprof daemon: pid {} exited; detached", k.0);
+                eprintln!("leakprof daemon: pid {} exited or exec'd; detached", k.0);
             }
         }
         for s in sessions.values_mut() {

@@ -59,6 +59,11 @@ impl Target {
         }
     }
 
+    /// Whether the process still runs the executable it was opened with (false after an exec).
+    pub fn same_exe(&self) -> bool {
+        std::fs::read_link(&self.exe_proc_path).is_ok_and(|e| e == self.exe)
+    }
+
     /// The address range covered by the executable's mappings (vtables lie in it).
     pub fn exe_range(&self) -> (u64, u64) {
         let lo = self.exe_maps.iter().map(|m| m.start).min().unwrap_or(0);
