@@ -56,7 +56,11 @@ fn is_wait_machinery(f: &str) -> bool {
 /// a runtime's own parking function is idle, anything else (even on a runtime's blocking-pool
 /// thread) is a wait.
 pub fn wait_site(frames: &[StackFrame]) -> (WaitKind, usize) {
-    let at = frames.iter().position(|f| !is_wait_machinery(&f.function)).unwrap_or(0);
+    // DWARF names inlined std frames without their path (`wait<()>`): their file tells
+    let in_std = |f: &StackFrame| {
+        f.file.as_deref().is_some_and(|p| p.starts_with("/rustc/") || p.contains("/rustlib/src/rust/library/"))
+    };
+    let at = frames.iter().position(|f| !is_wait_machinery(&f.function) && !in_std(f)).unwrap_or(0);
     let idle = frames.get(at).is_some_and(|f| is_runtime_idle_site(&f.function));
     (if idle { WaitKind::RuntimeIdle } else { WaitKind::Wait }, at)
 }
@@ -207,6 +211,18 @@ mod tests {
         let (kind, at) = wait_site(&frames);
         assert_eq!(kind, WaitKind::Wait);
         assert_eq!(frames[at].function, "app::config::wait_for_config");
+    }
+
+    #[test]
+    fn inlined_std_frames_are_recognised_by_their_file() {
+        let std_frame = StackFrame {
+            function: "wait<()>".into(),
+            file: Some("/rustc/abc/library/std/src/sync/poison/condvar.rs".into()),
+            line: Some(128),
+        };
+        let frames = vec![fr("syscall"), std_frame, fr("app::pool::worker")];
+        let (_, at) = wait_site(&frames);
+        assert_eq!(frames[at].function, "app::pool::worker");
     }
 
     #[test]

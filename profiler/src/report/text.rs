@@ -136,14 +136,19 @@ pub fn render_text(r: &Report) -> String {
             if let Some(c) = &s.created_by {
                 detail.push(format!("created by {c}"));
             }
-            if s.spawn_stacks.len() > 1 {
-                let paths: Vec<String> = s
-                    .spawn_stacks
-                    .iter()
-                    .take(3)
-                    .map(|p| format!("~{} live via {}", p.live_estimate, crate::spawn_stacks::path_label(p, 2)))
-                    .collect();
-                detail.push(format!("spawn paths: {}", paths.join(", ")));
+            // spawn paths, when their callers differ (stacks that differ only deeper are one row)
+            let mut paths: Vec<(String, i64)> = Vec::new();
+            for p in &s.spawn_stacks {
+                let label = crate::spawn_stacks::path_label(p, 2);
+                match paths.iter_mut().find(|(l, _)| *l == label) {
+                    Some((_, n)) => *n += p.live_estimate,
+                    None => paths.push((label, p.live_estimate)),
+                }
+            }
+            if paths.len() > 1 {
+                let shown: Vec<String> =
+                    paths.iter().take(3).map(|(l, n)| format!("~{n} live via {l}")).collect();
+                detail.push(format!("spawn paths: {}", shown.join(", ")));
             }
             detail.push(s.reason.clone());
             if !s.states.is_empty() {

@@ -354,7 +354,7 @@ mod tests {
 
     #[test]
     fn version_scan() {
-        let data = b"xx/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.38.2/src/runtime/a.rs\0\
+        let data = b"xx/home/u/.cargo/registry/src/index.registry-1949cf8c6b5b557f/tokio-1.38.2/src/runtime/a.rs\0\
             /tokio-1.38.2/src/b.rs /tokio-macros-2.3.0/src/lib.rs /tokio-1.9.0/src/x.rs \
             xtokio-1.1.1/src/ /tokio-util-0.7.1/src/ /tokio-1.38.2";
         assert_eq!(detect_tokio_version(data).as_deref(), Some("1.38.2"));

@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn library_paths() {
         assert!(is_library_path(
-            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.38.2/src/runtime/task/raw.rs"
+            "/root/.cargo/registry/src/index.registry-1949cf8c6b5b557f/tokio-1.38.2/src/runtime/task/raw.rs"
         ));
         assert!(is_library_path(
             "/rustc/59807616e1fa/library/core/src/future/mod.rs"
