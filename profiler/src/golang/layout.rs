@@ -1,6 +1,6 @@
 //! Where the fields of runtime.g are, and what each waitReason number means, per Go version.
 //! Read from the target's own DWARF when it has it; else from tables generated from each
-//! toolchain's DWARF by `cargo run -p profiler --example go_layout -- BINARY` (see tables.rs).
+//! toolchain's DWARF (gen.rs, `cargo xtask go-tables`; see tables.rs).
 use std::collections::BTreeMap;
 
 use gimli::{AttributeValue, EndianSlice, RunTimeEndian};
@@ -12,13 +12,18 @@ use crate::gocensus::GLayout;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoLayout {
     pub g: GLayout,
+    /// sizeof(runtime.g) (DW_AT_byte_size): how much to read per g.
+    pub g_size: u64,
     /// waitReason number -> name without the prefix ("ChanReceive", "Select", ...).
     pub wait_reasons: BTreeMap<u8, String>,
 }
 
 impl GoLayout {
     pub fn wait_reason(&self, n: u8) -> String {
-        self.wait_reasons.get(&n).cloned().unwrap_or_else(|| format!("waitReason{n}"))
+        self.wait_reasons
+            .get(&n)
+            .cloned()
+            .unwrap_or_else(|| format!("waitReason{n}"))
     }
 }
 
@@ -35,9 +40,12 @@ pub fn from_dwarf(data: &[u8]) -> Option<GoLayout> {
     let dwarf = sections.borrow(|s| EndianSlice::new(s, RunTimeEndian::Little));
     let mut fields: BTreeMap<String, u64> = BTreeMap::new();
     let mut reasons = BTreeMap::new();
+    let mut size = None;
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
-        let Ok(unit) = dwarf.unit(header) else { continue };
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
         let mut entries = unit.entries();
         let mut in_g = false;
         let mut g_depth = 0isize;
@@ -54,6 +62,9 @@ pub fn from_dwarf(data: &[u8]) -> Option<GoLayout> {
                 gimli::DW_TAG_structure_type if name.as_deref() == Some("runtime.g") => {
                     in_g = true;
                     g_depth = depth;
+                    size = e
+                        .attr_value(gimli::DW_AT_byte_size)
+                        .and_then(|v| v.udata_value());
                 }
                 gimli::DW_TAG_member if in_g => {
                     let off = match e.attr_value(gimli::DW_AT_data_member_location) {
@@ -70,7 +81,10 @@ pub fn from_dwarf(data: &[u8]) -> Option<GoLayout> {
                     }
                 }
                 gimli::DW_TAG_constant => {
-                    let Some(n) = name.as_deref().and_then(|n| n.strip_prefix("runtime.waitReason")) else {
+                    let Some(n) = name
+                        .as_deref()
+                        .and_then(|n| n.strip_prefix("runtime.waitReason"))
+                    else {
                         continue;
                     };
                     let v = match e.attr_value(gimli::DW_AT_const_value) {
@@ -98,17 +112,9 @@ pub fn from_dwarf(data: &[u8]) -> Option<GoLayout> {
             gopc: f("gopc")?,
             startpc: f("startpc")?,
         },
+        g_size: size?,
         wait_reasons: reasons,
     })
 }
 
-/// Rust source of a table entry for `version` (what the generator example prints).
-pub fn to_table_source(version: &str, l: &GoLayout) -> String {
-    let g = &l.g;
-    let reasons: Vec<String> = l.wait_reasons.iter().map(|(k, v)| format!("({k}, \"{v}\")")).collect();
-    format!(
-        "    // {version}\n    (\"{version}\", [{}, {}, {}, {}, {}, {}], &[{}]),\n",
-        g.atomicstatus, g.goid, g.waitsince, g.waitreason, g.gopc, g.startpc,
-        reasons.join(", ")
-    )
-}
+pub use super::gen::to_table_source;

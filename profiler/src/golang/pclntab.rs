@@ -1,7 +1,9 @@
 //! The Go 1.18+ pclntab: function table, names, and pc -> file:line (runtime/symtab.go).
-use object::Object as _;
+//! It survives `-s -w`; [`Pclntab::from_image`] also finds it without section headers.
+use super::pcvalue::{cstr, pcvalue, u32_at, u64_at};
+use crate::elf::ElfImage;
 
-/// A parsed pclntab, borrowing nothing (a copy of the section).
+/// A parsed pclntab (owns a copy of its bytes). Addresses are ELF virtual addresses.
 #[derive(Debug, Clone)]
 pub struct Pclntab {
     data: Vec<u8>,
@@ -17,7 +19,7 @@ pub struct Pclntab {
     v120: bool,
 }
 
-/// A function found for a pc.
+/// A function: its name and [entry, end) pc range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FuncInfo {
     pub name: String,
@@ -25,57 +27,71 @@ pub struct FuncInfo {
     pub end: u64,
 }
 
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
-}
-
-fn cstr(b: &[u8], o: usize) -> Option<&str> {
-    let s = b.get(o..)?;
-    let end = s.iter().position(|&c| c == 0)?;
-    std::str::from_utf8(&s[..end]).ok()
-}
-
 impl Pclntab {
-    /// Parses the section bytes (magic 0xfffffff0: Go 1.18/1.19, 0xfffffff1: 1.20+).
+    /// Parses a pcHeader and what follows (magic 0xfffffff0: Go 1.18/1.19, 0xfffffff1: 1.20+).
+    /// `data` may run past the table's end. The header's textStart may be 0 (Go 1.26+ and PIE
+    /// leave it to the runtime): [`Pclntab::from_image`] then finds it elsewhere.
     pub fn parse(data: &[u8]) -> Option<Pclntab> {
-        let magic = u32_at(data, 0)?;
-        let v120 = match magic {
+        let v120 = match u32_at(data, 0)? {
             0xffff_fff0 => false,
             0xffff_fff1 => true,
             _ => return None,
         };
-        if data[7] != 8 {
+        if data.get(4..6)? != [0, 0] || data[7] != 8 || ![1, 2, 4].contains(&data[6]) {
             return None; // 64-bit only
         }
-        let w = |i: usize| u64_at(data, 8 + 8 * i);
-        Some(Pclntab {
+        let w = |i: usize| u64_at(data, 8 + 8 * i).and_then(|v| usize::try_from(v).ok());
+        let p = Pclntab {
             quantum: u64::from(data[6]),
-            nfunc: w(0)? as usize,
-            text_start: w(2)?,
-            funcname: w(3)? as usize,
-            cutab: w(4)? as usize,
-            filetab: w(5)? as usize,
-            pctab: w(6)? as usize,
-            functab: w(7)? as usize,
-            data: data.to_vec(),
+            nfunc: w(0)?,
+            text_start: u64_at(data, 24)?,
+            funcname: w(3)?,
+            cutab: w(4)?,
+            filetab: w(5)?,
+            pctab: w(6)?,
+            functab: w(7)?,
+            data: Vec::new(),
             v120,
+        };
+        let end = p
+            .functab
+            .checked_add(p.nfunc.checked_mul(8)?.checked_add(8)?)?;
+        let bounds = [
+            72,
+            p.funcname,
+            p.cutab,
+            p.filetab,
+            p.pctab,
+            p.functab,
+            end,
+            data.len(),
+        ];
+        if p.nfunc == 0 || p.nfunc > 10_000_000 || !bounds.windows(2).all(|w| w[0] <= w[1]) {
+            return None;
+        }
+        // keep the table only: up to the last _func the function table points at, plus slack
+        let last = (0..=p.nfunc)
+            .filter_map(|i| u32_at(data, p.functab + i * 8 + 4))
+            .max()
+            .map_or(end, |o| p.functab + o as usize + 64);
+        Some(Pclntab {
+            data: data[..last.min(data.len()).max(end)].to_vec(),
+            ..p
         })
     }
 
-    /// The `.gopclntab` section of an ELF file. Newer linkers leave the header's textStart 0
-    /// (the runtime fills it in): then it is the start of `.text`.
+    /// The pclntab of an ELF file (see [`Pclntab::from_image`]).
     pub fn from_elf(data: &[u8]) -> Option<Pclntab> {
-        use object::ObjectSection as _;
-        let file = object::File::parse(data).ok()?;
-        let sec = file.section_by_name(".gopclntab")?;
-        let mut p = Pclntab::parse(sec.data().ok()?)?;
-        if p.text_start == 0 {
-            p.text_start = file.section_by_name(".text")?.address();
-        }
+        Self::from_image(&ElfImage::parse(data).ok()?)
+    }
+
+    /// The pclntab of an image: the `.gopclntab` section, the `runtime.pclntab` symbol, or a
+    /// magic scan of the load segments; its text start from the header, `runtime.text`,
+    /// the runtime's moduledata, the entry point or `.text` (see locate.rs).
+    pub fn from_image(image: &ElfImage) -> Option<Pclntab> {
+        let (vaddr, bytes) = super::locate::pclntab_bytes(image)?;
+        let mut p = Self::parse(bytes)?;
+        p.text_start = super::locate::text_start(image, &p, vaddr)?;
         Some(p)
     }
 
@@ -83,25 +99,46 @@ impl Pclntab {
         self.v120
     }
 
-    /// (entry pc, offset of its _func) of function i; i == nfunc gives the end sentinel.
+    /// The address function entry offsets are relative to (runtime.text).
+    pub fn text_start(&self) -> u64 {
+        self.text_start
+    }
+
+    pub fn set_text_start(&mut self, text: u64) {
+        self.text_start = text;
+    }
+
+    /// Number of functions.
+    pub fn num_funcs(&self) -> usize {
+        self.nfunc
+    }
+
+    /// (entry offset from text start, offset of its _func) of function i; i == nfunc gives
+    /// the end sentinel.
     fn functab_entry(&self, i: usize) -> Option<(u64, usize)> {
         let o = self.functab + i * 8;
-        let entry = u64::from(u32_at(&self.data, o)?) + self.text_start;
+        let entry = u64::from(u32_at(&self.data, o)?);
         let funcoff = u32_at(&self.data, o + 4)? as usize;
         Some((entry, self.functab + funcoff))
     }
 
+    /// Entry offset (from the text start) of function i, unrelocated.
+    pub(crate) fn entry_off(&self, i: usize) -> Option<u64> {
+        self.functab_entry(i).map(|e| e.0)
+    }
+
     /// Index of the function containing pc.
     fn find(&self, pc: u64) -> Option<usize> {
+        let off = pc.checked_sub(self.text_start)?;
         let (first, _) = self.functab_entry(0)?;
         let (end, _) = self.functab_entry(self.nfunc)?;
-        if pc < first || pc >= end {
+        if off < first || off >= end {
             return None;
         }
         let (mut lo, mut hi) = (0usize, self.nfunc);
         while hi - lo > 1 {
             let mid = (lo + hi) / 2;
-            if self.functab_entry(mid)?.0 <= pc {
+            if self.functab_entry(mid)?.0 <= off {
                 lo = mid;
             } else {
                 hi = mid;
@@ -110,70 +147,150 @@ impl Pclntab {
         Some(lo)
     }
 
-    fn func_name(&self, func: usize) -> Option<String> {
+    fn name_of(&self, func: usize) -> Option<&str> {
         let nameoff = u32_at(&self.data, func + 4)? as usize;
-        cstr(&self.data, self.funcname + nameoff).map(str::to_string)
+        cstr(&self.data, self.funcname + nameoff)
+    }
+
+    fn info(&self, i: usize) -> Option<FuncInfo> {
+        let (entry, func) = self.functab_entry(i)?;
+        let (end, _) = self.functab_entry(i + 1)?;
+        let t = self.text_start;
+        Some(FuncInfo {
+            name: self.name_of(func)?.to_string(),
+            entry: t + entry,
+            end: t + end,
+        })
     }
 
     /// The function containing pc.
     pub fn func_for_pc(&self, pc: u64) -> Option<FuncInfo> {
+        self.info(self.find(pc)?)
+    }
+
+    /// Every function (name, entry, end), in address order.
+    pub fn funcs(&self) -> impl Iterator<Item = FuncInfo> + '_ {
+        (0..self.nfunc).filter_map(move |i| self.info(i))
+    }
+
+    /// The function named exactly `name` (the first, if the linker kept duplicates).
+    pub fn func_named(&self, name: &str) -> Option<FuncInfo> {
+        let i = (0..self.nfunc)
+            .find(|&i| self.functab_entry(i).and_then(|(_, f)| self.name_of(f)) == Some(name))?;
+        self.info(i)
+    }
+
+    /// Entry pc of the function named `name`.
+    pub fn func_entry(&self, name: &str) -> Option<u64> {
+        self.func_named(name).map(|f| f.entry)
+    }
+
+    /// End pc (exclusive: the next function's entry) of the function named `name`.
+    pub fn func_end(&self, name: &str) -> Option<u64> {
+        self.func_named(name).map(|f| f.end)
+    }
+
+    /// File and line of pc (use pc-1 for a return address). Inlined code gives the inlined
+    /// function's position, as the runtime's own tracebacks do for their innermost frame.
+    pub fn pc_to_file_line(&self, pc: u64) -> Option<(String, u32)> {
         let i = self.find(pc)?;
         let (entry, func) = self.functab_entry(i)?;
-        let (end, _) = self.functab_entry(i + 1)?;
-        Some(FuncInfo { name: self.func_name(func)?, entry, end })
-    }
-
-    /// Every function (name, entry, end).
-    pub fn funcs(&self) -> impl Iterator<Item = FuncInfo> + '_ {
-        (0..self.nfunc).filter_map(move |i| {
-            let (entry, func) = self.functab_entry(i)?;
-            let (end, _) = self.functab_entry(i + 1)?;
-            Some(FuncInfo { name: self.func_name(func)?, entry, end })
-        })
-    }
-
-    pub fn func_named(&self, name: &str) -> Option<FuncInfo> {
-        self.funcs().find(|f| f.name == name)
-    }
-
-    /// runtime.pcvalue: the value of the pc-value table at `off` for `pc` in a function at `entry`.
-    fn pcvalue(&self, off: u32, entry: u64, pc: u64) -> Option<i32> {
-        if off == 0 {
+        let entry = self.text_start + entry;
+        // _func: entryOff, nameOff, args, deferreturn, pcsp, pcfile (20), pcln (24), npcdata, cuOffset (32)
+        let table = |field: usize| -> Option<&[u8]> {
+            let off = u32_at(&self.data, func + field)? as usize;
+            (off != 0)
+                .then(|| self.data.get(self.pctab + off..))
+                .flatten()
+        };
+        let fileno = pcvalue(table(20)?, self.quantum, entry, pc)?;
+        let line = pcvalue(table(24)?, self.quantum, entry, pc)?;
+        let cu = u32_at(&self.data, func + 32)? as usize;
+        let fileoff = u32_at(
+            &self.data,
+            self.cutab + (cu + usize::try_from(fileno).ok()?) * 4,
+        )?;
+        if fileoff == u32::MAX {
             return None;
         }
-        let mut p = self.pctab + off as usize;
-        let mut val: i32 = -1;
-        let mut cur = entry;
-        let mut first = true;
-        loop {
-            let (uvdelta, n) = super::buildinfo::uvarint(self.data.get(p..)?)?;
-            if uvdelta == 0 && !first {
-                return None;
-            }
-            p += n;
-            let uv = uvdelta as u32;
-            val = val.wrapping_add((-((uv & 1) as i32)) ^ ((uv >> 1) as i32));
-            let (pcdelta, n) = super::buildinfo::uvarint(self.data.get(p..)?)?;
-            p += n;
-            cur += pcdelta * self.quantum;
-            first = false;
-            if pc < cur {
-                return Some(val);
-            }
-        }
+        let file = cstr(&self.data, self.filetab + fileoff as usize)?.to_string();
+        Some((file, u32::try_from(line).unwrap_or(0)))
     }
 
-    /// File and line of pc (use pc-1 for a return address).
+    /// Same as [`Pclntab::pc_to_file_line`].
     pub fn file_line(&self, pc: u64) -> Option<(String, u32)> {
-        let i = self.find(pc)?;
-        let (entry, func) = self.functab_entry(i)?;
-        let pcfile = u32_at(&self.data, func + 20)?;
-        let pcln = u32_at(&self.data, func + 24)?;
-        let cu = u32_at(&self.data, func + 32)? as usize;
-        let fileno = self.pcvalue(pcfile, entry, pc)?;
-        let line = self.pcvalue(pcln, entry, pc)?;
-        let fileoff = u32_at(&self.data, self.cutab + (cu + fileno as usize) * 4)? as usize;
-        let file = cstr(&self.data, self.filetab + fileoff)?.to_string();
-        Some((file, line.max(0) as u32))
+        self.pc_to_file_line(pc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hand-made Go 1.20 pclntab: two functions at text+0 and text+0x20, one file, one CU.
+    fn synthetic() -> Vec<u8> {
+        let mut d = vec![0u8; 72];
+        d[..8].copy_from_slice(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8]);
+        let names = b"main.a\0main.b\0";
+        let files = b"/src/main.go\0";
+        let funcname = 72;
+        let cutab = funcname + names.len();
+        let filetab = cutab + 4;
+        let pctab = filetab + files.len();
+        // pctab: byte 0 unused (offset 0 means "no table"); file 0 for 0x40 bytes; lines 10, 12
+        let pcs: &[u8] = &[0, 2, 0x40, 0, 22, 0x10, 4, 0x30, 0];
+        let functab = pctab + pcs.len();
+        let hdr = [2, 1, 0x1000, funcname, cutab, filetab, pctab, functab];
+        for (i, v) in hdr.iter().enumerate() {
+            d[8 + 8 * i..16 + 8 * i].copy_from_slice(&(*v as u64).to_le_bytes());
+        }
+        d.extend_from_slice(names);
+        d.extend_from_slice(&0u32.to_le_bytes());
+        d.extend_from_slice(files);
+        d.extend_from_slice(pcs);
+        let f0 = 3 * 8; // _func records after the 3 functab pairs
+        let f1 = f0 + 44;
+        for (entry, off) in [(0u32, f0), (0x20, f1), (0x40, 0)] {
+            d.extend_from_slice(&entry.to_le_bytes());
+            d.extend_from_slice(&(off as u32).to_le_bytes());
+        }
+        for (entry, name) in [(0u32, 0u32), (0x20, 7)] {
+            let mut f = [0u32; 11];
+            (f[0], f[1], f[5], f[6]) = (entry, name, 1, 4);
+            f.iter().for_each(|v| d.extend_from_slice(&v.to_le_bytes()));
+        }
+        d
+    }
+
+    #[test]
+    fn names_and_lines_from_a_synthetic_table() {
+        let p = Pclntab::parse(&synthetic()).unwrap();
+        assert!(p.is_go120());
+        assert_eq!(p.num_funcs(), 2);
+        let f = p.func_for_pc(0x1010).unwrap();
+        assert_eq!(
+            (f.name.as_str(), f.entry, f.end),
+            ("main.a", 0x1000, 0x1020)
+        );
+        assert_eq!(p.func_entry("main.b"), Some(0x1020));
+        assert_eq!(p.func_end("main.b"), Some(0x1040));
+        assert_eq!(p.func_for_pc(0x1040), None);
+        assert_eq!(p.func_for_pc(0xfff), None);
+        // main.b shares the tables in this synthetic file; relative to its own entry 0x1020
+        assert_eq!(p.pc_to_file_line(0x1025), Some(("/src/main.go".into(), 10)));
+        assert_eq!(p.pc_to_file_line(0x1032), Some(("/src/main.go".into(), 12)));
+        assert_eq!(
+            p.funcs().map(|f| f.name).collect::<Vec<_>>(),
+            ["main.a", "main.b"]
+        );
+    }
+
+    #[test]
+    fn rejects_garbage_headers() {
+        let mut d = synthetic();
+        assert!(Pclntab::parse(&d[..60]).is_none());
+        d[7] = 4; // 32-bit
+        assert!(Pclntab::parse(&d).is_none());
+        assert!(Pclntab::parse(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8]).is_none());
     }
 }
