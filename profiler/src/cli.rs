@@ -152,6 +152,9 @@ pub struct Common {
     /// Capacity of the kernel's live-task table (tasks beyond it are counted as lost).
     #[arg(long, default_value_t = RunOptions::default().max_tasks)]
     pub max_tasks: u32,
+    /// Record the detector's inputs at every sample to FILE (JSON lines), for replay.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -179,6 +182,7 @@ impl Common {
             stack_period: self.stack_period,
             go_probes: self.go_probes,
             no_threads: self.no_threads,
+            record: self.record.clone(),
             ..RunOptions::default()
         })
     }

@@ -21,6 +21,7 @@ pub mod model;
 pub mod naming;
 pub mod plan;
 pub mod preflight;
+pub mod record;
 pub mod report;
 pub mod runtime;
 pub mod session;

@@ -1,6 +1,6 @@
 //! One profiling run against one process: attach, sample every interval, detach, report.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     time::{Duration, Instant},
 };
 
@@ -11,7 +11,7 @@ use crate::{
     analysis,
     bpf::{drain_spawn_samples, read_snapshot, AttachedProbes, LoadConfig, ProbeSpec},
     spawn_stacks::{created_by, frame_label, SpawnStacks},
-    detect::DetectConfig,
+    detect::{DetectConfig, Latch, Verdict},
     ignore::IgnoreRules,
     elf::ElfImage,
     history::{lifetime_quantile_s, monotonic_ns, History},
@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub threads: bool,
     /// Do not trace futex waits.
     pub no_threads: bool,
+    /// Write the detector's inputs at every sample to this file (JSON lines, see `record`).
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -65,6 +67,7 @@ impl Default for RunOptions {
             no_threads: false,
             stack_period: 64,
             go_probes: false,
+            record: None,
         }
     }
 }
@@ -91,6 +94,10 @@ pub struct Session {
     /// A Go target: its goroutine census and Go version.
     go: Option<(crate::gostate::GoCensus, String)>,
     history: History,
+    /// Each site's latch and the verdict shown for it as of the last sample.
+    verdicts: HashMap<u64, (Latch, Verdict)>,
+    blocked_verdicts: HashMap<String, (Latch, Verdict)>,
+    recorder: Option<crate::record::Recorder>,
     started: Instant,
     warnings: Vec<String>,
 }
@@ -168,6 +175,9 @@ impl Session {
             sample_ms: (0.0, 0.0),
             attached: (0, 0.0),
             history: History::default(),
+            verdicts: HashMap::new(),
+            blocked_verdicts: HashMap::new(),
+            recorder: None,
             started: Instant::now(),
             warnings,
         })
@@ -204,6 +214,9 @@ impl Session {
             probes,
             blocked: None,
             history: History::default(),
+            verdicts: HashMap::new(),
+            blocked_verdicts: HashMap::new(),
+            recorder: None,
             started: Instant::now(),
             warnings,
         })
@@ -268,8 +281,105 @@ impl Session {
         }
     }
 
-    /// Takes one sample (and names new sites while the target is alive).
+    /// Takes one sample (and names new sites while the target is alive), then judges every site.
     pub fn sample(&mut self) -> Result<()> {
+        self.collect()?;
+        self.judge();
+        if self.opts.record.is_some() {
+            self.record()?;
+        }
+        Ok(())
+    }
+
+    /// Appends the detector's inputs of this sample to the `--record` file.
+    fn record(&mut self) -> Result<()> {
+        use crate::record::{Header, RecordedSite, Recorder, Sample, SiteKind, SCHEMA, VERSION};
+        if self.recorder.is_none() {
+            let path = self.opts.record.clone().unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.opts.pid)).unwrap_or_default();
+            let header = Header {
+                schema: SCHEMA.into(),
+                version: VERSION,
+                runtime: self.runtime_name().into(),
+                method: self.method_name().into(),
+                interval_s: self.opts.interval.as_secs_f64(),
+                cmdline: cmdline
+                    .split(|&b| b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+            };
+            self.recorder = Some(Recorder::create(&path, &header)?);
+        }
+        let mut sites = Vec::new();
+        for (vt, h) in &self.history.sites {
+            let name = self.namer.name(*vt).clone();
+            sites.push(RecordedSite {
+                kind: SiteKind::Task,
+                key: format!("{vt:#x}"),
+                function: name.function,
+                file: name.file,
+                line: name.line,
+                live: h.series.last().copied().unwrap_or(0),
+                facts: analysis::task_facts(&self.history, h),
+            });
+        }
+        for (key, w) in self.blocked.iter().flat_map(|b| &b.sites) {
+            sites.push(RecordedSite {
+                kind: SiteKind::Wait,
+                key: key.clone(),
+                function: w.site.function.clone(),
+                file: w.site.file.clone(),
+                line: w.site.line,
+                live: w.series.last().copied().unwrap_or(0),
+                facts: analysis::blocked_facts(w),
+            });
+        }
+        let t_s = self.history.times_s.last().copied().unwrap_or(0.0);
+        self.recorder.as_mut().unwrap().sample(&Sample { t_s, sites })
+    }
+
+    fn runtime_name(&self) -> &'static str {
+        if self.go.is_some() {
+            "go"
+        } else if self.plan.is_some() {
+            "tokio"
+        } else {
+            "native"
+        }
+    }
+
+    fn method_name(&self) -> &'static str {
+        if self.go.is_some() && !self.opts.go_probes {
+            "census"
+        } else {
+            "uprobes"
+        }
+    }
+
+    /// Judges every site as of the last sample, through its latch (see `detect::latch`).
+    fn judge(&mut self) {
+        let t_s = self.history.times_s.last().copied().unwrap_or(0.0);
+        for (vt, h) in &self.history.sites {
+            let raw = analysis::verdict(&self.history, h, &self.opts.detect);
+            let live = h.series.last().copied().unwrap_or(0);
+            let (latch, shown) = self.verdicts.entry(*vt).or_insert_with(|| (Latch::default(), raw.clone()));
+            *shown = latch.update(t_s, live, raw, &self.opts.detect);
+        }
+        if let Some(b) = &self.blocked {
+            let t = &self.history.times_s;
+            for (key, w) in &b.sites {
+                let raw = analysis::blocked_verdict(t, w, &self.opts.detect);
+                let live = w.series.last().copied().unwrap_or(0);
+                let (latch, shown) =
+                    self.blocked_verdicts.entry(key.clone()).or_insert_with(|| (Latch::default(), raw.clone()));
+                *shown = latch.update(t_s, live, raw, &self.opts.detect);
+            }
+        }
+    }
+
+    /// Reads the probes' maps or the census into the history.
+    fn collect(&mut self) -> Result<()> {
         if let Some((census, _)) = self.go.as_mut().filter(|_| !self.opts.go_probes) {
             let now = monotonic_ns();
             let (snap, idle) = census.census(now)?;
@@ -315,22 +425,12 @@ impl Session {
         let t = &self.history.times_s;
         let mut out: Vec<BlockedSiteReport> = b
             .sites
-            .values()
-            .map(|w| {
-                let n = w.series.len().min(t.len());
-                let v = crate::detect::judge(
-                    &crate::detect::SiteSeries {
-                        t_s: &t[t.len() - n..],
-                        live: &w.series[w.series.len() - n..],
-                        spawned_total: 0,
-                        finished_total: w.ended_waits,
-                        oldest_live_age_s: (w.longest_wait_ns > 0).then(|| w.longest_wait_ns as f64 / 1e9),
-                        finished_age_p99_s: None,
-                        max_finished_age_s: (w.ended_waits > 0).then(|| w.max_ended_wait_ns as f64 / 1e9),
-                        idle_fraction: Some(1.0),
-                    },
-                    &self.opts.detect,
-                );
+            .iter()
+            .map(|(key, w)| {
+                let v = match self.blocked_verdicts.get(key) {
+                    Some((_, v)) => v.clone(),
+                    None => analysis::blocked_verdict(t, w, &self.opts.detect),
+                };
                 let idle = w.kind == WaitKind::RuntimeIdle;
                 BlockedSiteReport {
                     function: w.site.function.clone(),
@@ -362,7 +462,10 @@ impl Session {
         let mut sites: Vec<SiteReport> = Vec::new();
         for (vt, h) in &self.history.sites {
             let name = self.namer.name(*vt).clone();
-            let v = analysis::verdict(&self.history, h, &self.opts.detect);
+            let v = match self.verdicts.get(vt) {
+                Some((_, v)) => v.clone(),
+                None => analysis::verdict(&self.history, h, &self.opts.detect),
+            };
             let t = &h.totals;
             let spawn_stacks = self.stacks.stacks(*vt, t.live(), self.namer.lines());
             let spawner = spawn_stacks.first().and_then(created_by).map(frame_label);
@@ -482,13 +585,7 @@ impl Session {
             target: TargetInfo {
                 pid: self.opts.pid,
                 exe: self.target.exe.display().to_string(),
-                runtime: if self.go.is_some() {
-                    "go"
-                } else if self.plan.is_some() {
-                    "tokio"
-                } else {
-                    "native"
-                },
+                runtime: self.runtime_name(),
                 runtime_version: match &self.go {
                     Some((_, v)) => Some(v.clone()),
                     None => self.plan.as_ref().and_then(|p| p.version.clone()),
@@ -505,7 +602,7 @@ impl Session {
                 has_debug_info: self.has_debug_info,
             },
             collection: Collection {
-                method: if self.go.is_some() && !self.opts.go_probes { "census" } else { "uprobes" },
+                method: self.method_name(),
                 interval_s: self.opts.interval.as_secs_f64(),
                 duration_s,
                 samples: self.history.times_s.len(),

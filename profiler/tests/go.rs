@@ -1,6 +1,8 @@
 //! Root-only: Go fixtures built by both toolchains, normal and stripped: every classic goroutine
 //! leak is flagged at the exact file:line of its `go` statement with the right wait reason, and
-//! the healthy controls are not flagged.
+//! the healthy controls are not flagged. Run the way a user runs leakprof: `leakprof --pid`
+//! attached to an already running program, with the default interval, at 5 and 10 leaked
+//! goroutines per second, and every leak must be `leak` within 10 s.
 mod common;
 
 use std::path::Path;
@@ -43,26 +45,36 @@ fn run_go(bin: &str, scenario: &str, secs: u32) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-fn check_binary(bin: &str, old: bool) {
+/// Starts the fixture, then attaches `leakprof --pid PID --duration 10` with the default
+/// interval, as a user would on a running program.
+fn attach_go(bin: &str, scenario: &str, rate: &str) -> serde_json::Value {
+    let fx = Fixture::start(bin, &[scenario, rate]);
+    let out = run(&["--pid", &fx.pid.to_string(), "--duration", "10", "--format", "json", "--quiet"]);
+    assert!(out.status.success(), "{bin} {scenario} {rate}/s: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn check_binary(bin: &str, old: bool, rate: &'static str) {
     // all scenarios of this binary at once: the census costs the targets nothing
     let handles: Vec<_> = LEAKS
         .iter()
         .map(|&(scenario, r119, rnew)| {
             let bin = bin.to_string();
-            std::thread::spawn(move || (scenario, if old { r119 } else { rnew }, run_go(&bin, scenario, 12)))
+            std::thread::spawn(move || (scenario, if old { r119 } else { rnew }, attach_go(&bin, scenario, rate)))
         })
         .collect();
     let healthy: Vec<_> = ["healthy-pool", "healthy-bursts"]
         .into_iter()
         .map(|s| {
             let bin = bin.to_string();
-            std::thread::spawn(move || (s, run_go(&bin, s, 12)))
+            std::thread::spawn(move || (s, attach_go(&bin, s, rate)))
         })
         .collect();
     let mut failures = Vec::new();
     for h in handles {
         let (scenario, reason, r) = h.join().unwrap();
         assert_eq!(r["target"]["runtime"], "go");
+        assert_eq!(r["collection"]["interval_s"], 1.0);
         let (file, line) = leak_site(scenario);
         let leaks: Vec<&serde_json::Value> =
             r["sites"].as_array().unwrap().iter().filter(|s| s["verdict"] == "leak").collect();
@@ -71,17 +83,18 @@ fn check_binary(bin: &str, old: bool) {
         });
         match at_site {
             None => failures.push(format!(
-                "{bin} {scenario}: no leak at {file}:{line}; leaks: {:?}",
-                leaks.iter().map(|s| format!("{}:{}", s["file"], s["line"])).collect::<Vec<_>>()
+                "{bin} {rate}/s {scenario}: no leak at {file}:{line}; leaks: {:?}; sites: {}",
+                leaks.iter().map(|s| format!("{}:{}", s["file"], s["line"])).collect::<Vec<_>>(),
+                r["sites"].as_array().unwrap().iter().map(|s| format!("{} {}:{} {}", s["verdict"], s["file"], s["line"], s["reason"])).collect::<Vec<_>>().join(" | ")
             )),
             Some(s) => {
                 let states = s["states"].as_object().unwrap();
                 let top = states.iter().max_by_key(|(_, v)| v.as_u64().unwrap()).map(|(k, _)| k.as_str());
                 if top != Some(reason) {
-                    failures.push(format!("{bin} {scenario}: waits on {states:?}, expected mostly {reason}"));
+                    failures.push(format!("{bin} {rate}/s {scenario}: waits on {states:?}, expected mostly {reason}"));
                 }
                 if leaks.len() > 1 {
-                    failures.push(format!("{bin} {scenario}: more than one leak: {leaks:?}"));
+                    failures.push(format!("{bin} {rate}/s {scenario}: more than one leak: {leaks:?}"));
                 }
             }
         }
@@ -90,7 +103,7 @@ fn check_binary(bin: &str, old: bool) {
         let (scenario, r) = h.join().unwrap();
         for s in r["sites"].as_array().unwrap() {
             if s["verdict"] == "leak" {
-                failures.push(format!("{bin} {scenario}: healthy site flagged: {s}"));
+                failures.push(format!("{bin} {rate}/s {scenario}: healthy site flagged: {s}"));
             }
         }
     }
@@ -104,15 +117,17 @@ macro_rules! go_binary {
             if !bpf_available(stringify!($name)) {
                 return;
             }
-            check_binary($bin, $old);
+            for rate in ["5", "10"] {
+                check_binary($bin, $old, rate);
+            }
         }
     };
 }
 
-go_binary!(go_1_19_leaks_at_their_go_statements, "go1.19", true);
-go_binary!(go_1_19_stripped_leaks_at_their_go_statements, "go1.19-stripped", true);
-go_binary!(go_latest_leaks_at_their_go_statements, "go-latest", false);
-go_binary!(go_latest_stripped_leaks_at_their_go_statements, "go-latest-stripped", false);
+go_binary!(go_1_19_leaks_at_their_go_statements_within_10_s_of_attach, "go1.19", true);
+go_binary!(go_1_19_stripped_leaks_at_their_go_statements_within_10_s_of_attach, "go1.19-stripped", true);
+go_binary!(go_latest_leaks_at_their_go_statements_within_10_s_of_attach, "go-latest", false);
+go_binary!(go_latest_stripped_leaks_at_their_go_statements_within_10_s_of_attach, "go-latest-stripped", false);
 
 #[test]
 fn http_response_body_never_closed_leaks_in_net_http() {

@@ -3,6 +3,7 @@ mod bench;
 mod demo;
 mod fixtures;
 mod gotables;
+mod record;
 mod util;
 
 use anyhow::Result;
@@ -36,6 +37,15 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// Record the detector's inputs while the fixture scenarios run (profiler/tests/series/).
+    RecordSeries {
+        /// Seconds each scenario is watched.
+        #[arg(long, default_value_t = 15)]
+        seconds: u32,
+        /// Scenarios recorded at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+    },
     /// Regenerate the Go runtime layout table from every Go toolchain that can be had here.
     GoTables,
     /// Benchmark: a spawn-heavy fixture bare and probed, side by side, as a ratio.
@@ -58,6 +68,7 @@ fn main() -> Result<()> {
         Cmd::Demo { seconds } => demo::run(&root, seconds),
         Cmd::Test => test(&root),
         Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
+        Cmd::RecordSeries { seconds, parallel } => record::run(&root, seconds, parallel),
         Cmd::GoTables => gotables::generate(&root),
         Cmd::Bench { tasks, rounds } => bench::run(&root, tasks, rounds),
     }

@@ -60,12 +60,11 @@ pub fn age_evidence(s: &SiteSeries, cfg: &DetectConfig) -> (f64, Option<String>)
     let p99 = finite_nonneg(s.finished_age_p99_s);
     let max_fin = finite_nonneg(s.max_finished_age_s);
     let Some(reference) = p99.or(max_fin) else {
-        if s.finished_total == 0 && s.spawned_total > 0 {
+        if s.finished_total == 0 && s.live.last().is_some_and(|&l| l > 0) {
             let score =
                 cfg.none_finished_weight * clamp01(oldest / cfg.none_finished_full_s.max(1e-9));
             let note = format!(
-                "none of its {} tasks has finished (oldest live {} old)",
-                s.spawned_total,
+                "none of its tasks has been seen to finish (oldest live {} old)",
                 fmt_age(oldest)
             );
             return (score, Some(note));
@@ -162,8 +161,7 @@ mod tests {
     fn site(oldest: Option<f64>, p99: Option<f64>, max_fin: Option<f64>) -> SiteSeries<'static> {
         SiteSeries {
             t_s: &[],
-            live: &[],
-            spawned_total: 100,
+            live: &[7],
             finished_total: if p99.is_some() || max_fin.is_some() {
                 50
             } else {
@@ -199,7 +197,7 @@ mod tests {
         // Nothing ever finished: weak, capped evidence.
         let (a, note) = age_evidence(&site(Some(60.0), None, None), &cfg);
         assert!((a - cfg.none_finished_weight).abs() < 1e-9);
-        assert!(note.unwrap().contains("none of its 100 tasks"));
+        assert!(note.unwrap().contains("none of its tasks has been seen to finish"));
         assert_eq!(
             age_evidence(&site(None, Some(1.0), None), &cfg),
             (0.0, None)

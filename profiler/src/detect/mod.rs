@@ -11,6 +11,7 @@
 //! a long flat history; they must reach a new high and beat the noise that preceded them.
 
 mod evidence;
+pub mod latch;
 pub mod noise;
 pub mod trend;
 mod window;
@@ -19,17 +20,22 @@ mod window;
 mod tests;
 
 use evidence::clamp01;
+pub use latch::Latch;
 use noise::noise_sd;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use window::{judge_window, med};
 
 /// One site's samples and side facts. `t_s` and `live` are paired by index (extra entries of the
 /// longer one are ignored, as are samples with a non-finite time).
+///
+/// Nothing here depends on how a runtime counts: how many tasks were "spawned" is deliberately
+/// absent (Go's census counts goroutines alive before attach as spawned, tokio's probes do not),
+/// so the same series and facts get the same verdict whichever runtime they came from.
 #[derive(Debug, Clone, Copy)]
 pub struct SiteSeries<'a> {
     pub t_s: &'a [f64],
     pub live: &'a [i64],
-    pub spawned_total: u64,
+    /// Tasks of this site seen to finish (0: none has, as far as the collector can tell).
     pub finished_total: u64,
     pub oldest_live_age_s: Option<f64>,
     pub finished_age_p99_s: Option<f64>,
@@ -37,7 +43,37 @@ pub struct SiteSeries<'a> {
     pub idle_fraction: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// A site's side facts as of one sample: what the detector uses besides the live-count series.
+/// Owned and serializable, so `--record` can store them and a replay can feed them back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    pub finished_total: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_live_age_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_age_p99_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_finished_age_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_fraction: Option<f64>,
+}
+
+impl<'a> SiteSeries<'a> {
+    /// A series with its facts.
+    pub fn new(t_s: &'a [f64], live: &'a [i64], f: &Facts) -> Self {
+        SiteSeries {
+            t_s,
+            live,
+            finished_total: f.finished_total,
+            oldest_live_age_s: f.oldest_live_age_s,
+            finished_age_p99_s: f.finished_age_p99_s,
+            max_finished_age_s: f.max_finished_age_s,
+            idle_fraction: f.idle_fraction,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VerdictKind {
     /// No sustained growth (or too few samples to say).
@@ -59,8 +95,9 @@ pub struct Verdict {
     pub reason: String,
 }
 
-/// Thresholds. See `Default` for the values.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Thresholds. See `Default` for the values; each is checked against the detector corpus
+/// (`profiler/tests/detector_corpus.rs`, table in `docs/detector.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectConfig {
     /// Fewer samples than this: `ok`, "too few samples" (6 is the fewest with which a perfectly
     /// monotonic series reaches Mann-Kendall p < 0.01).
@@ -75,6 +112,10 @@ pub struct DetectConfig {
     pub alpha: f64,
     /// p-value at which trend significance gets full credit.
     pub alpha_full: f64,
+    /// The autocorrelation correction of the trend test applies in full where the rise is at most
+    /// `autocorr_q_none` residual sds, not at all from `autocorr_q_full` residual sds on.
+    pub autocorr_q_none: f64,
+    pub autocorr_q_full: f64,
     /// Theil-Sen slopes below this (tasks/s) are ignored.
     pub min_slope_per_s: f64,
     /// The trend's rise (slope x window) must reach this many tasks ...
@@ -87,7 +128,7 @@ pub struct DetectConfig {
     /// A rise of this many tasks (or `full_rise_noise_k` noise sds if larger) gets full credit.
     pub full_rise: f64,
     pub full_rise_noise_k: f64,
-    /// The recent part of a window: its last third by time, at least `recent_min_points` samples.
+    /// The recent part of a window: its last half by time, at least `recent_min_points` samples.
     pub recent_fraction: f64,
     pub recent_min_points: usize,
     /// The recent slope must be at least this share of the window's slope ...
@@ -123,6 +164,10 @@ pub struct DetectConfig {
     /// Confidence needed for `leak`; flagged sites below it are `suspect` (at least `suspect_floor`).
     pub leak_confidence: f64,
     pub suspect_floor: f64,
+    /// A site judged `leak` stays `leak` through this many samples in a row whose window alone
+    /// falls short, or this share of the samples it was judged `leak`, if more (see `latch`).
+    pub leak_hold_samples: u32,
+    pub leak_hold_fraction: f64,
 }
 
 impl Default for DetectConfig {
@@ -134,6 +179,8 @@ impl Default for DetectConfig {
             max_points: 300,
             alpha: 0.01,
             alpha_full: 1e-4,
+            autocorr_q_none: 4.0,
+            autocorr_q_full: 16.0,
             min_slope_per_s: 0.01,
             min_rise: 3.0,
             noise_k: 4.0,
@@ -141,7 +188,7 @@ impl Default for DetectConfig {
             noise_floor: 0.5,
             full_rise: 16.0,
             full_rise_noise_k: 6.0,
-            recent_fraction: 1.0 / 3.0,
+            recent_fraction: 0.5,
             recent_min_points: 4,
             recent_ratio: 0.5,
             recent_alpha: 0.25,
@@ -163,6 +210,8 @@ impl Default for DetectConfig {
             boost_cap: 0.5,
             leak_confidence: 0.8,
             suspect_floor: 0.3,
+            leak_hold_samples: 6,
+            leak_hold_fraction: 0.5,
         }
     }
 }

@@ -42,7 +42,13 @@ pub fn noise_sd(t: &[f64], y: &[f64], slope: f64) -> f64 {
 /// Hamed-Rao correction): with lag-1 autocorrelation rho of the residuals around `slope`,
 /// significant at the 5% level (rho > 1.96/sqrt n), var(S) is multiplied by (1+rho)/(1-rho),
 /// rho capped at 0.9. 1 otherwise.
-pub fn autocorr_inflation(t: &[f64], y: &[f64], slope: f64) -> f64 {
+///
+/// The correction only matters where the residual noise is material next to the rise: wandering
+/// noise of sd `s` can fake a trend of a few `s`, never one of many. So the inflation is scaled by
+/// the ratio q = rise / residual sd: in full at q <= `q_none`, not at all at q >= `q_full`,
+/// log-linearly in between. A clean leak whose samples beat slowly against the program's own
+/// ticks has a large rho but residuals of a task or two against a rise of hundreds: no inflation.
+pub fn autocorr_inflation(t: &[f64], y: &[f64], slope: f64, q_none: f64, q_full: f64) -> f64 {
     let n = t.len().min(y.len());
     if n < 4 {
         return 1.0;
@@ -58,11 +64,24 @@ pub fn autocorr_inflation(t: &[f64], y: &[f64], slope: f64) -> f64 {
         .map(|w| (w[0] - m) * (w[1] - m))
         .sum::<f64>()
         / den;
-    if rho > 1.96 / (n as f64).sqrt() {
-        let rho = rho.min(0.9);
-        (1.0 + rho) / (1.0 - rho)
-    } else {
+    if rho <= 1.96 / (n as f64).sqrt() {
+        return 1.0;
+    }
+    let rho = rho.min(0.9);
+    let full = (1.0 + rho) / (1.0 - rho);
+    let rise = (slope * (t[n - 1] - t[0])).abs();
+    let sd = (den / (n - 1) as f64).sqrt();
+    full_to_none(full, rise / sd.max(1e-12), q_none, q_full)
+}
+
+/// `full` at q <= lo, 1 at q >= hi, log-linear in q between (a NaN q counts as material).
+fn full_to_none(full: f64, q: f64, lo: f64, hi: f64) -> f64 {
+    if q >= hi {
         1.0
+    } else if !(q > lo) || lo <= 0.0 {
+        full
+    } else {
+        1.0 + (full - 1.0) * (hi.ln() - q.ln()) / (hi.ln() - lo.ln())
     }
 }
 
@@ -150,12 +169,23 @@ mod tests {
             .map(|i| (i as f64 / 40.0 * std::f64::consts::TAU).sin() * 10.0)
             .collect();
         let t40: Vec<f64> = (0..40).map(f64::from).collect();
-        assert!(close(autocorr_inflation(&t40, &wave, 0.0), 19.0, 1e-9));
+        assert!(close(autocorr_inflation(&t40, &wave, 0.0, 4.0, 16.0), 19.0, 1e-9));
         // Alternating residuals are negatively correlated, an exact line has none: no inflation.
         let t: Vec<f64> = (0..8).map(f64::from).collect();
         let y: Vec<f64> = (0..8).map(|i| i as f64 + [1.0, -1.0][i % 2]).collect();
-        assert_eq!(autocorr_inflation(&t, &y, 1.0), 1.0);
-        assert_eq!(autocorr_inflation(&t, &t, 1.0), 1.0);
+        assert_eq!(autocorr_inflation(&t, &y, 1.0, 4.0, 16.0), 1.0);
+        assert_eq!(autocorr_inflation(&t, &t, 1.0, 4.0, 16.0), 1.0);
+        // The same wave on top of a rise of 1000: the wander is immaterial, no inflation; on a
+        // rise of 8x its sd (halfway between 4 and 16 on a log scale), half of it.
+        let rising: Vec<f64> = (0..40).map(|i| wave[i] + 1000.0 / 39.0 * i as f64).collect();
+        assert_eq!(autocorr_inflation(&t40, &rising, 1000.0 / 39.0, 4.0, 16.0), 1.0);
+        let sd = {
+            let m = wave.iter().sum::<f64>() / 40.0;
+            (wave.iter().map(|w| (w - m) * (w - m)).sum::<f64>() / 39.0).sqrt()
+        };
+        let slope = 8.0 * sd / 39.0;
+        let half: Vec<f64> = (0..40).map(|i| wave[i] + slope * i as f64).collect();
+        assert!(close(autocorr_inflation(&t40, &half, slope, 4.0, 16.0), 10.0, 1e-6));
     }
 
     #[test]

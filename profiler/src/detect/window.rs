@@ -41,7 +41,8 @@ pub(super) fn judge_window(
     let mut mk = mann_kendall(&yd);
     let slope = theil_sen(&td, &yd).unwrap_or(0.0);
     // Autocorrelated noise wanders: widen the test accordingly.
-    let inflation = autocorr_inflation(&td, &yd, slope);
+    let inflation =
+        autocorr_inflation(&td, &yd, slope, cfg.autocorr_q_none, cfg.autocorr_q_full);
     mk.z /= inflation.sqrt();
     mk.p_increase = normal_sf(mk.z);
     mk.p_two_sided = (2.0 * normal_sf(mk.z.abs())).min(1.0);
@@ -73,9 +74,10 @@ pub(super) fn judge_window(
         };
         return verdict(Ok, 0.0, slope, reason);
     }
-    let f_z = clamp01(
-        (cfg.alpha / mk.p_increase.max(1e-300)).log10() / (cfg.alpha / cfg.alpha_full).log10(),
-    );
+    // Full credit at `alpha_full`, or at the p-value of a perfectly monotone series of this many
+    // samples if that is larger: a clean rise over the fewest samples is as strong as they can be.
+    let p_full = cfg.alpha_full.max(p_monotone(yd.len())).min(cfg.alpha * 0.999);
+    let f_z = clamp01((cfg.alpha / mk.p_increase.max(1e-300)).log10() / (cfg.alpha / p_full).log10());
     let ok_conf = 0.25 * f_z;
     if slope < cfg.min_slope_per_s {
         return verdict(
@@ -182,6 +184,18 @@ pub(super) fn judge_window(
             )
         }
     }
+}
+
+/// One-sided Mann-Kendall p-value of a strictly increasing series of `n` samples (the smallest
+/// p-value `n` samples can give).
+fn p_monotone(n: usize) -> f64 {
+    let nf = n as f64;
+    let s = nf * (nf - 1.0) / 2.0;
+    let var = nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0;
+    if var <= 0.0 {
+        return 1.0;
+    }
+    normal_sf((s - 1.0) / var.sqrt())
 }
 
 /// Why a window without a significant upward trend is fine.

@@ -70,7 +70,6 @@ fn judge_at(t: &[f64], live: &[i64], k: usize, facts: &dyn Fn(f64) -> Facts) -> 
     let s = SiteSeries {
         t_s: &t[..k],
         live: &live[..k],
-        spawned_total: f.finished + live[..k].last().copied().unwrap_or(0).max(0) as u64,
         finished_total: f.finished,
         oldest_live_age_s: f.oldest,
         finished_age_p99_s: f.p99,
@@ -123,7 +122,6 @@ fn degenerate_inputs_do_not_panic() {
     let base = SiteSeries {
         t_s: &[0.0, 1.0, f64::NAN, 3.0, 4.0, 5.0, 6.0, f64::INFINITY],
         live: &[0, 2, 4, 6, 8, 10],
-        spawned_total: 0,
         finished_total: 0,
         oldest_live_age_s: Some(f64::NAN),
         finished_age_p99_s: Some(f64::INFINITY),

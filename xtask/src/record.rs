@@ -1,0 +1,113 @@
+//! `cargo xtask record-series`: records the detector's inputs (`leakprof --record`) while the
+//! fixture scenarios run, into profiler/tests/series/, the recorded half of the detector corpus.
+//! Each collection method is covered: tokio probes (newest and 1.38), Go census (1.19 and newest,
+//! attached with --pid at 5 and 10 leaks/s), Go probes, and threads blocked in futex waits.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Result};
+
+use crate::{demo::start_fixture, fixtures, util};
+
+const TOKIO_LEAKS: &[&str] = &[
+    "recv-no-sender", "send-no-receiver", "mutex-held", "barrier", "request-no-timeout", "infinite-loop",
+    "timeout-abandons-worker", "range-unclosed", "mixed",
+];
+const TOKIO_HEALTHY: &[&str] = &["healthy-pool", "healthy-ramp", "healthy-bursts", "healthy-high-stable", "healthy-long-lived"];
+const GO_SCENARIOS: &[&str] = &[
+    "nil-send", "nil-recv", "send-no-receiver", "recv-no-sender", "mutex-never-unlocked", "waitgroup-mismatch",
+    "infinite-loop", "select-timeout-abandons-sender", "range-unclosed", "undrained-timer", "healthy-pool",
+    "healthy-bursts",
+];
+
+/// One recording: its file name, and how to run it.
+struct Job {
+    name: String,
+    /// `leakprof run` flags and program (launched under leakprof) ...
+    run: Option<(Vec<String>, PathBuf, Vec<String>)>,
+    /// ... or a fixture started first and attached with `--pid`.
+    pid: Option<(PathBuf, Vec<String>)>,
+}
+
+fn jobs(bins: &Path) -> Vec<Job> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut v = Vec::new();
+    for sc in TOKIO_LEAKS.iter().chain(TOKIO_HEALTHY) {
+        v.push(Job { name: format!("tokio-latest-probes-{sc}"), run: Some((vec![], bins.join("tokio-latest"), s(&[sc]))), pid: None });
+    }
+    for sc in ["mixed", "healthy-pool", "healthy-bursts"] {
+        v.push(Job { name: format!("tokio-1.38-probes-{sc}"), run: Some((vec![], bins.join("tokio-1.38"), s(&[sc]))), pid: None });
+    }
+    v.push(Job {
+        name: "tokio-latest-probes-mixed-rate2".into(),
+        run: Some((vec![], bins.join("tokio-latest"), s(&["mixed", "--rate", "2"]))),
+        pid: None,
+    });
+    for bin in ["go1.19", "go-latest"] {
+        for rate in ["5", "10"] {
+            for sc in GO_SCENARIOS {
+                v.push(Job { name: format!("{bin}-census-{sc}-{rate}"), run: None, pid: Some((bins.join(bin), s(&[sc, rate]))) });
+            }
+        }
+    }
+    for sc in ["nil-send", "recv-no-sender", "healthy-pool"] {
+        v.push(Job {
+            name: format!("go-latest-probes-{sc}"),
+            run: Some((s(&["--go-probes"]), bins.join("go-latest"), s(&[sc, "10"]))),
+            pid: None,
+        });
+    }
+    v.push(Job {
+        name: "threads-tokio-blocking-mutex".into(),
+        run: Some((vec![], bins.join("tokio-latest"), s(&["blocking-mutex", "--rate", "4"]))),
+        pid: None,
+    });
+    for sc in ["mutex-leak", "condvar-pool"] {
+        v.push(Job { name: format!("threads-plain-{sc}"), run: Some((s(&["--threads"]), bins.join("plain"), s(&[sc, "4"]))), pid: None });
+    }
+    v
+}
+
+pub fn run(root: &Path, seconds: u32, parallel: usize) -> Result<()> {
+    util::setup(root)?;
+    let bins = fixtures::build(root)?;
+    util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
+    let leakprof = root.join("target/release/leakprof");
+    let out_dir = root.join("profiler/tests/series");
+    std::fs::create_dir_all(&out_dir)?;
+    let all = jobs(&bins);
+    let secs = seconds.to_string();
+    for batch in all.chunks(parallel.max(1)) {
+        let mut running = Vec::new();
+        for job in batch {
+            let file = out_dir.join(format!("{}.jsonl", job.name));
+            let mut cmd = Command::new(&leakprof);
+            let mut guard = None;
+            if let Some((flags, prog, args)) = &job.run {
+                cmd.arg("run").args(flags);
+                cmd.args(["--duration", &secs, "--quiet", "--format", "json", "-o", "/dev/null", "--record"]);
+                cmd.arg(&file).arg("--").arg(prog).args(args);
+            } else if let Some((prog, args)) = &job.pid {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let (g, pid, _out) = start_fixture(prog, &args, Stdio::null())?;
+                guard = Some((g, _out));
+                cmd.args(["--pid", &pid.to_string(), "--duration", &secs, "--quiet", "--format", "json", "-o", "/dev/null", "--record"]);
+                cmd.arg(&file);
+            }
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            eprintln!("[xtask] recording {}", job.name);
+            running.push((job.name.clone(), cmd.spawn()?, guard));
+        }
+        for (name, child, guard) in running {
+            let out = child.wait_with_output()?;
+            drop(guard);
+            if !out.status.success() {
+                bail!("recording {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+    }
+    eprintln!("[xtask] {} recordings in {}", all.len(), out_dir.display());
+    Ok(())
+}
