@@ -3,7 +3,9 @@
 //! chance), so a steady leak does not flicker between `leak` and `suspect` from one interval to
 //! the next. It lets go after more such samples in a row than `leak_hold_samples` and than
 //! `leak_hold_fraction` of the samples judged `leak` so far: the longer a site has been a leak,
-//! the more counter-evidence it takes to call it healthy again.
+//! the more counter-evidence it takes to call it healthy again. A sample whose live count tops
+//! every count since the site was flagged is no counter-evidence (the count is still rising,
+//! whatever the window says).
 
 use super::{DetectConfig, Verdict, VerdictKind};
 
@@ -16,6 +18,8 @@ pub struct Latch {
     misses: u32,
     /// Samples whose raw verdict was `leak`, this episode.
     hits: u32,
+    /// The highest live count since the site was flagged.
+    peak: i64,
 }
 
 impl Latch {
@@ -25,12 +29,17 @@ impl Latch {
             self.flagged.get_or_insert((t_s, live));
             self.misses = 0;
             self.hits += 1;
+            self.peak = self.peak.max(live);
             return raw;
         }
         let Some((since, at)) = self.flagged else {
             return raw;
         };
-        self.misses += 1;
+        if live > self.peak {
+            self.peak = live;
+        } else {
+            self.misses += 1;
+        }
         let hold = cfg.leak_hold_samples.max((cfg.leak_hold_fraction * self.hits as f64).ceil() as u32);
         if self.misses > hold {
             *self = Latch::default();
@@ -77,14 +86,19 @@ mod tests {
         assert_eq!(l.update(1.0, 5, v(VerdictKind::Suspect, 0.5), &cfg).kind, VerdictKind::Suspect);
         assert!(!l.is_flagged());
         assert_eq!(l.update(2.0, 10, v(VerdictKind::Leak, 0.9), &cfg).kind, VerdictKind::Leak);
+        // a new high is no counter-evidence, however many samples say otherwise
+        for i in 0..20 {
+            assert_eq!(l.update(2.5, 11 + i, v(VerdictKind::Ok, 0.1), &cfg).kind, VerdictKind::Leak);
+        }
         for i in 0..cfg.leak_hold_samples {
-            let out = l.update(3.0 + i as f64, 12, v(VerdictKind::Suspect, 0.6), &cfg);
+            let out = l.update(3.0 + i as f64, 9, v(VerdictKind::Suspect, 0.6), &cfg);
             assert_eq!(out.kind, VerdictKind::Leak, "{out:?}");
             assert_eq!(out.confidence, cfg.leak_confidence);
             assert!(out.reason.contains("a leak since 2 s (at 10 live)"), "{}", out.reason);
+            assert!(out.reason.contains(&format!("({}/{} in a row)", i + 1, cfg.leak_hold_samples)), "{}", out.reason);
             assert!(out.reason.ends_with("the trend is not yet strong enough"), "{}", out.reason);
         }
-        let out = l.update(9.0, 12, v(VerdictKind::Suspect, 0.6), &cfg);
+        let out = l.update(20.0, 9, v(VerdictKind::Suspect, 0.6), &cfg);
         assert_eq!(out.kind, VerdictKind::Suspect, "released after the hold");
         assert!(!l.is_flagged());
     }

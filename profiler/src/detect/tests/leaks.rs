@@ -154,3 +154,33 @@ fn irregular_sampling_and_long_series() {
     assert_eq!(judge_at(&t, &live, 5000, &no_facts).kind, Fine);
     assert!(started.elapsed().as_secs_f64() < 5.0);
 }
+
+#[test]
+fn clean_leak_beating_against_the_sampler_is_leak() {
+    // Issue #14: one goroutine leaked every 100 ms, sampled every ~1 s by a sampler whose phase
+    // wanders against the program's ticker: increments of 7..13, residuals of a task or two with a
+    // lag-1 autocorrelation near 0.9. The old correction multiplied var(S) by up to 19.
+    let t: Vec<f64> = (1..=20).map(f64::from).collect();
+    let live: Vec<i64> = t
+        .iter()
+        .map(|&s| 16 + (10.0 * (s + 0.3 * (s * std::f64::consts::TAU / 15.0).sin())).floor() as i64)
+        .collect();
+    let facts = leaky_facts(0.0);
+    for k in 6..=20 {
+        let v = judge_at(&t, &live, k, &facts);
+        assert_eq!(v.kind, Leak, "{k}: {v:?} {:?}", &live[..k]);
+    }
+    // The same series with the correction applied whatever the rise: no longer significant.
+    let old = DetectConfig { autocorr_q_full: 1e9, ..DetectConfig::default() };
+    let f = facts(20.0);
+    let s = SiteSeries {
+        t_s: &t,
+        live: &live,
+        finished_total: f.finished,
+        oldest_live_age_s: f.oldest,
+        finished_age_p99_s: f.p99,
+        max_finished_age_s: f.max_fin,
+        idle_fraction: f.idle,
+    };
+    assert_ne!(judge(&s, &old).kind, Leak, "the beat must matter to the old correction: {:?}", judge(&s, &old));
+}
