@@ -6,9 +6,9 @@
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
-    macros::{map, uprobe, uretprobe},
+    macros::{map, uprobe},
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{ProbeContext, RetProbeContext},
+    programs::ProbeContext,
 };
 mod futex;
 
@@ -213,14 +213,6 @@ pub fn task_birth_bind_inner(ctx: ProbeContext) -> u32 {
             sample_stack(&ctx, header, vtable, born_ns);
         }
     }
-    0
-}
-
-/// `OwnedTasks<S>::bind<T>` returns (JoinHandle, Option<Notified>) in RAX:RDX; the JoinHandle is the header.
-#[uretprobe]
-pub fn task_birth_bind_ret(ctx: RetProbeContext) -> u32 {
-    let header: u64 = ctx.ret();
-    record_birth(header);
     0
 }
 

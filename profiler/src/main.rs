@@ -23,7 +23,6 @@ const EXIT_TARGET_EXITED: i32 = 3;
 const EXIT_LEAK: i32 = 4;
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -38,7 +38,7 @@ pub struct TargetInfo {
     /// "tokio", or "native" (blocked threads only).
     pub runtime: &'static str,
     pub runtime_version: Option<String>,
-    /// How task births are observed (e.g. "bind_inner", "bind_return", "first_poll").
+    /// How task births are observed ("bind_inner", "first_poll", "census", "newproc1_ret", "none").
     pub birth_point: &'static str,
     pub attach_points: usize,
     pub attach_ms: f64,

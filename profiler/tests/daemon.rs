@@ -15,12 +15,19 @@ use common::*;
 
 /// GET over loopback, body only.
 fn http_get(addr: &str, path: &str) -> Option<String> {
+    http_request(addr, "GET", path).map(|(_, body)| body)
+}
+
+/// One HTTP/1.0 request over loopback (no request body): the status code and the body.
+fn http_request(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
 }
 
 fn free_port() -> u16 {
@@ -75,7 +82,7 @@ fn prometheus_scrapes_the_daemon_and_the_leak_alert_fires_for_the_leaking_site_o
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let (mut daemon, addr) = start_daemon(&[
-        "--listen", &listen, "--pid", &leaky.pid.to_string(), "--pid", &healthy.pid.to_string(), "--name", "plain",
+        "--listen", &listen, "--pid", &leaky.pid.to_string(), "--pid", &healthy.pid.to_string(), "--name", "tokio-1.38",
     ]);
     assert_eq!(addr, listen);
 
@@ -105,22 +112,50 @@ fn prometheus_scrapes_the_daemon_and_the_leak_alert_fires_for_the_leaking_site_o
             .expect("prometheus starts"),
     );
 
-    // the daemon restarts with targets: a process matching --name that starts later is attached,
-    // and detached when it exits
-    std::thread::sleep(Duration::from_secs(3));
-    let late = Fixture::start("plain", &["condvar-pool"]);
+    // the daemon watches for targets: a process matching --name that starts later is attached
+    // (its series appear, one more target, more probes), and detached when it exits (its series
+    // go, the detach is counted, the target and probe gauges come back down)
     let t0 = Instant::now();
-    let mut attached_late = false;
-    while t0.elapsed() < Duration::from_secs(10) {
-        let m = http_get(&addr, "/metrics").unwrap_or_default();
-        if m.contains(&format!("pid=\"{}\"", late.pid)) || m.contains("leakprof_attach_failures 1") {
-            attached_late = true;
+    while metric(&addr, "leakprof_attached_targets") != Some(2.0) {
+        assert!(t0.elapsed() < Duration::from_secs(15), "the two --pid targets were not attached");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let probes_before = metric(&addr, "leakprof_attached_probes").unwrap();
+    assert!(probes_before > 0.0, "no probes on the two --pid targets");
+    assert_eq!(metric(&addr, "leakprof_detached_targets"), Some(0.0));
+    let late = Fixture::start("tokio-1.38", &["healthy-pool"]);
+    let late_pid = format!("pid=\"{}\"", late.pid);
+    let t0 = Instant::now();
+    let mut m = String::new();
+    while t0.elapsed() < Duration::from_secs(15) {
+        m = http_get(&addr, "/metrics").unwrap_or_default();
+        if m.contains(&late_pid) && metric(&addr, "leakprof_attached_targets") == Some(3.0) {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(attached_late, "the daemon did not notice the process started after it");
-    drop(late);
+    assert!(m.contains(&late_pid), "the daemon did not attach the process started after it: {m}");
+    assert_eq!(metric(&addr, "leakprof_attach_failures"), Some(0.0), "{m}");
+    let probes_with_late = metric(&addr, "leakprof_attached_probes").unwrap();
+    assert!(probes_with_late > probes_before, "no probes on the late target: {probes_before} -> {probes_with_late}");
+    drop(late); // kills it
+    let t0 = Instant::now();
+    loop {
+        m = http_get(&addr, "/metrics").unwrap_or_default();
+        let detached = metric(&addr, "leakprof_detached_targets");
+        let targets = metric(&addr, "leakprof_attached_targets");
+        let probes = metric(&addr, "leakprof_attached_probes");
+        if detached == Some(1.0) && targets == Some(2.0) && probes == Some(probes_before) && !m.contains(&late_pid) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the exited target was not detached: detached_targets {detached:?} (want 1), attached_targets \
+             {targets:?} (want 2), attached_probes {probes:?} (want {probes_before}), its series still there: {}\n{m}",
+            m.contains(&late_pid)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut alerts = String::new();
@@ -157,7 +192,12 @@ fn prometheus_scrapes_the_daemon_and_the_leak_alert_fires_for_the_leaking_site_o
     // the JSON API and the page are served; writes are refused
     let report: serde_json::Value = serde_json::from_str(&http_get(&addr, "/api/report").unwrap()).unwrap();
     assert!(report.as_array().unwrap().len() >= 2);
-    assert!(http_get(&addr, "/").unwrap().contains("<svg") || http_get(&addr, "/").unwrap().contains("spark("));
+    // the page itself is served as shipped (that it renders is browser_renders_the_page_...)
+    assert_eq!(http_request(&addr, "GET", "/"), Some((200, include_str!("../src/daemon/page.html").to_string())));
+    for method in ["POST", "PUT", "DELETE"] {
+        let (status, _) = http_request(&addr, method, "/api/report").unwrap();
+        assert_eq!(status, 405, "{method} was not refused");
+    }
 
     // SIGINT: the daemon detaches everything and exits 0
     unsafe { libc::kill(daemon.0.id() as i32, libc::SIGINT) };
@@ -260,9 +300,26 @@ fn browser_renders_the_page_with_charts_and_verdicts() {
         .expect("chromium runs");
     let dom = String::from_utf8_lossy(&out.stdout);
     std::fs::remove_dir_all(&profile).ok();
-    // only the rendered page (not the script's source) has these: data from the report
-    assert!(dom.contains("never_answered"), "site not rendered: {dom}");
-    assert!(dom.contains("<svg class=\"chart\" width=\"160\""), "no chart rendered: {dom}");
-    let leak_badge = dom.match_indices("LEAK ").any(|(i, _)| dom[i + 5..].starts_with(|c: char| c.is_ascii_digit()));
-    assert!(leak_badge, "no leak verdict rendered: {dom}");
+    // only the rendered page (not the script's source, which --dump-dom includes too) has these:
+    // the target's heading, and the leaking site's row with its chart and its verdict, all drawn
+    // by the page's script from the report
+    assert!(!dom.contains(">loading…</div>"), "the page's script never replaced the placeholder: {dom}");
+    assert!(dom.contains(&format!("<h2 class=\"target\">pid {} ", fx.pid)), "target not rendered: {dom}");
+    let row = dom
+        .split("<tr class=\"site\">")
+        .skip(1)
+        .map(|r| r.split("</tr>").next().unwrap_or(r))
+        .find(|r| r.contains("never_answered"))
+        .unwrap_or_else(|| panic!("no rendered row for the leaking site: {dom}"));
+    assert!(
+        row.contains("<svg class=\"chart\" width=\"160\" height=\"28\"><polyline") && row.contains(" points=\"0.0,"),
+        "no chart rendered in the leaking site's row: {row}"
+    );
+    let badge = "<span class=\"leak verdict\">LEAK ";
+    let leak_badge = row.match_indices(badge).any(|(i, _)| {
+        let pct = &row[i + badge.len()..];
+        let digits = pct.chars().take_while(char::is_ascii_digit).count();
+        digits > 0 && pct[digits..].starts_with("%</span>")
+    });
+    assert!(leak_badge, "no leak verdict rendered for the leaking site: {row}");
 }

@@ -42,6 +42,30 @@ fn target_exiting_mid_run_ends_with_report_and_non_zero_exit() {
     assert!(int(&site(&r, "never_answered")["spawned"]) > 0);
 }
 
+/// The per-interval blocks of the text view: (seconds since attach, live count of the site whose
+/// function contains `site`) for each `[    1.0s] verdict ...` header line, in output order.
+/// Only the per-interval view prints those headers; the final table's header has no timestamp.
+fn interval_blocks(text: &str, site: &str) -> Vec<(f64, Option<i64>)> {
+    let mut blocks: Vec<(f64, Option<i64>)> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix('[') {
+            if let Some((t, header)) = rest.split_once("s] ") {
+                if let (Ok(t), true) = (t.trim().parse::<f64>(), header.starts_with("verdict")) {
+                    blocks.push((t, None));
+                    continue;
+                }
+            }
+        }
+        // rows of the current block are indented under its header: "           ok   20  ...  site"
+        if let (Some(last), true) = (blocks.last_mut(), line.starts_with("           ")) {
+            if last.1.is_none() && line.contains(site) {
+                last.1 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok());
+            }
+        }
+    }
+    blocks
+}
+
 #[test]
 fn text_report_shows_intervals_and_a_final_table() {
     if !bpf_available("text_report_shows_intervals_and_a_final_table") {
@@ -49,9 +73,28 @@ fn text_report_shows_intervals_and_a_final_table() {
     }
     let fx = Fixture::start("tokio-latest", &["mixed"]);
     let out = run(&["--pid", &fx.pid.to_string(), "--duration", "3"]);
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.matches("live").count() >= 3, "no interval lines: {text}");
-    assert!(text.contains("never_answered"), "{text}");
-    assert!(text.contains("kernel: "), "{text}");
+    // the per-interval view: one timestamped block per sample, each with its own live count
+    let blocks = interval_blocks(&text, "never_answered");
+    assert!(blocks.len() >= 2, "fewer than 2 interval updates: {blocks:?}\n{text}");
+    assert!(
+        blocks.windows(2).all(|w| w[1].0 > w[0].0),
+        "interval timestamps do not increase: {blocks:?}\n{text}"
+    );
+    let lives: Vec<i64> = blocks
+        .iter()
+        .map(|b| b.1.unwrap_or_else(|| panic!("interval block at {}s has no never_answered row: {text}", b.0)))
+        .collect();
+    assert!(
+        lives.last() > lives.first(),
+        "the leaking site's live count did not grow from update to update: {lives:?}\n{text}"
+    );
+    // then the final table, after the last update
+    let final_at = text.find("leakprof ").unwrap_or_else(|| panic!("no final report: {text}"));
+    let last_update = text.rfind("s] verdict").unwrap();
+    assert!(last_update < final_at, "an interval update came after the final report: {text}");
+    let final_table = &text[final_at..];
+    assert!(final_table.contains("never_answered"), "{text}");
+    assert!(final_table.contains("kernel: "), "{text}");
 }

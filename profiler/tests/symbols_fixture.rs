@@ -1,5 +1,6 @@
 //! The ELF, plan and naming modules against the real fixture binaries (no root needed).
-//! Fixtures come from `cargo xtask fixtures` (fixtures/bin); a missing one is skipped.
+//! Fixtures come from `cargo xtask fixtures` (fixtures/bin, or $LEAKPROF_FIXTURES); a missing one
+//! is skipped, or fails the test under CI=true.
 
 use std::path::PathBuf;
 
@@ -34,15 +35,19 @@ const SITES: &[&str] = &[
     "leaks::wait_for_mutex",
 ];
 
+/// The fixture `name` parsed, or None when it is not built: under CI (CI=true) a missing
+/// fixture FAILS the test; elsewhere it is skipped with a reason.
 fn fixture(name: &str) -> Option<ElfImage> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/bin")
-        .join(name);
+    let dir = std::env::var_os("LEAKPROF_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bin"));
+    let path = dir.join(name);
     if !path.exists() {
-        eprintln!(
-            "SKIPPED {name}: {} not built (cargo xtask fixtures)",
-            path.display()
-        );
+        let why = format!("{} not built (cargo xtask fixtures)", path.display());
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{name}: {why} (CI=true: failing instead of skipping)");
+        }
+        eprintln!("SKIPPED {name}: {why}");
         return None;
     }
     Some(ElfImage::open(&path).expect("fixture parses"))

@@ -63,7 +63,6 @@ impl AttachedProbes {
         let mut attached = 0;
         for name in [
             progs::BIRTH_BIND_INNER,
-            progs::BIRTH_BIND_RET,
             progs::BIRTH_FIRST_POLL,
             progs::FINISH_RELEASE,
             progs::GO_BIRTH_RET,

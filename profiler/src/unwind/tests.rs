@@ -135,7 +135,13 @@ fn unwinds_own_stack_through_eh_frame() {
 fn symbolizes_with_file_and_line() {
     let (image, bias, lines) = own_image();
     let Some(lines) = lines else {
-        return; // built without debug info
+        // built without debug info: nothing to check here, but CI (CI=true) must not pass on that
+        let why = "the test binary has no DWARF line table (built without debug info)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("symbolizes_with_file_and_line: {why} (CI=true: failing instead of skipping)");
+        }
+        eprintln!("SKIPPED symbolizes_with_file_and_line: {why}");
+        return;
     };
     let cap = chain_a(4096);
     let pcs = Unwinder::new(&image, bias).unwind(cap.regs, &cap.stack, 8);

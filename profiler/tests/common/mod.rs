@@ -17,13 +17,17 @@ pub fn fixture(name: &str) -> PathBuf {
     p
 }
 
-/// True when this machine can run the BPF tests. Without BPF: under CI (CI=true) this FAILS the
-/// test; elsewhere it prints why the test is skipped and returns false.
+/// True when this machine can run the BPF tests: running as root, a BPF program of the type
+/// uprobes use really loads (`bpf(BPF_PROG_LOAD)` of `mov r0, 0; exit`), and the kernel has the
+/// uprobe PMU. Without BPF: under CI (CI=true) this FAILS the test; elsewhere it prints why the
+/// test is skipped and returns false.
 pub fn bpf_available(test: &str) -> bool {
     let why = if unsafe { libc::geteuid() } != 0 {
-        Some("not running as root")
+        Some("not running as root".to_string())
+    } else if let Err(e) = load_trivial_bpf_program() {
+        Some(e)
     } else if !Path::new("/sys/bus/event_source/devices/uprobe").exists() {
-        Some("the kernel has no uprobe PMU (CONFIG_UPROBES)")
+        Some("the kernel has no uprobe PMU (CONFIG_UPROBES)".to_string())
     } else {
         None
     };
@@ -37,6 +41,71 @@ pub fn bpf_available(test: &str) -> bool {
             false
         }
     }
+}
+
+/// The head of `union bpf_attr` for `BPF_PROG_LOAD` (linux/bpf.h); the kernel takes a shorter
+/// attr than its own and treats the missing tail as zero.
+#[repr(C)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+}
+
+/// Loads (and closes) a two-instruction kprobe-type program, the type uprobe programs have, so
+/// "BPF is available" means what the tests need: the syscall exists, is permitted and verifies.
+/// The error names the errno and, if any, the verifier's log.
+pub fn load_trivial_bpf_program() -> Result<(), String> {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_KPROBE: u32 = 2;
+    // struct bpf_insn {u8 code; u8 dst:4, src:4; s16 off; s32 imm}, little endian
+    let insns: [u64; 2] = [
+        0xb7, // BPF_ALU64 | BPF_MOV | BPF_K, r0 = 0
+        0x95, // BPF_JMP | BPF_EXIT
+    ];
+    let license = b"GPL\0";
+    let mut log = vec![0u8; 4096];
+    let attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_KPROBE,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        // only kernels before 5.0 check it against LINUX_VERSION_CODE
+        kern_version: kernel_version_code(),
+        prog_flags: 0,
+    };
+    // SAFETY: `attr` and everything it points to outlive the call; the size is attr's own.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const ProgLoadAttr, std::mem::size_of::<ProgLoadAttr>())
+    };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        let verifier = String::from_utf8_lossy(&log[..log.iter().position(|&b| b == 0).unwrap_or(0)]).trim().to_string();
+        return Err(format!(
+            "bpf(BPF_PROG_LOAD) of a trivial kprobe program failed: {err}{}",
+            if verifier.is_empty() { String::new() } else { format!("; verifier: {verifier}") }
+        ));
+    }
+    // SAFETY: `fd` is the program fd the kernel just returned to us.
+    unsafe { libc::close(fd as i32) };
+    Ok(())
+}
+
+/// LINUX_VERSION_CODE of the running kernel, from uname's release (`6.1.0-18-amd64` -> 6.1.0).
+fn kernel_version_code() -> u32 {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b, c) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a << 16) + (b << 8) + c.min(255)
 }
 
 /// A running fixture, killed when dropped.
