@@ -19,7 +19,6 @@ pub mod maps {
 pub mod progs {
     /// uprobe at entry of `OwnedTasks::bind_inner` (header in the 2nd argument).
     pub const BIRTH_BIND_INNER: &str = "task_birth_bind_inner";
-    /// uretprobe of `OwnedTasks::bind<T>` (JoinHandle's header returned in RAX); tokio < 1.29.
     /// uprobe at entry of `task::raw::poll` (header in the 1st argument): first poll of an unseen task.
     pub const BIRTH_FIRST_POLL: &str = "task_birth_first_poll";
     /// uprobe at entry of `<Arc<Handle> as Schedule>::release` (&Task in the 2nd argument).
