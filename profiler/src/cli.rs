@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::{ignore::IgnoreRules, report::Format, session::RunOptions};
+use crate::{ignore::IgnoreRules, options::RunOptions, report::Format};
 
 impl DaemonArgs {
     pub fn config(&self) -> Result<crate::daemon::DaemonConfig> {
@@ -28,7 +28,7 @@ impl DaemonArgs {
             interval: Duration::from_secs_f64(self.common.interval),
             retention: self.retention.max(10),
             top_k: self.top_k.max(1),
-            session: self.common.run_options(0)?,
+            session: crate::options::RunOptions { retention: self.retention.max(16), ..self.common.run_options(0)? },
         })
     }
 }

@@ -1,15 +1,24 @@
-//! Per-site time series built from successive kernel snapshots.
+//! Per-site time series built from successive samples, bounded in memory whatever the run length:
+//! at most `capacity` samples are kept; when full, the older half is thinned to every other
+//! sample, so the recent past stays at full resolution and the long tail is kept ever more sparsely
+//! (a run of a day at 1 s keeps about `capacity` points spread over the whole day).
 use std::collections::BTreeMap;
 
-use crate::bpf::{KernelSnapshot, SiteTotals};
+use crate::{
+    detect::Facts,
+    sample::{Sample, SiteTotals},
+};
+
+/// Samples kept by default: one hour at full resolution at 1 s, then thinned.
+pub const DEFAULT_CAPACITY: usize = 3600;
 
 /// What is known of one site over the run.
 #[derive(Debug, Clone, Default)]
 pub struct SiteHistory {
-    /// Live count at each sample (0 before the site was first seen).
+    /// Live count at each kept sample (0 before the site was first seen).
     pub series: Vec<i64>,
     pub totals: SiteTotals,
-    /// Birth time (CLOCK_MONOTONIC ns) of the oldest live task, at the last sample that read tasks.
+    /// Birth time (CLOCK_MONOTONIC ns) of the oldest live task, at the last sample.
     pub oldest_born_ns: Option<u64>,
     /// Live tasks seen idle / seen at all, summed over the samples that read task states.
     pub idle_seen: u64,
@@ -21,75 +30,100 @@ impl SiteHistory {
     pub fn idle_fraction(&self) -> Option<f64> {
         (self.state_seen > 0).then(|| self.idle_seen as f64 / self.state_seen as f64)
     }
+
+    /// The live count at the last sample.
+    pub fn live(&self) -> i64 {
+        self.series.last().copied().unwrap_or(0)
+    }
 }
 
-/// Samples of every site, aligned on one time axis.
-#[derive(Debug, Clone, Default)]
-pub struct History {
+/// Samples of every site of one source, aligned on one time axis.
+#[derive(Debug, Clone)]
+pub struct History<K> {
     pub times_s: Vec<f64>,
-    pub sites: BTreeMap<u64, SiteHistory>,
-    pub stats: Vec<u64>,
+    pub sites: BTreeMap<K, SiteHistory>,
     /// CLOCK_MONOTONIC ns of the last sample.
     pub last_now_ns: u64,
+    capacity: usize,
 }
 
-impl History {
-    /// Appends one sample taken `t_s` seconds after attach at monotonic time `now_ns`.
-    pub fn push(&mut self, t_s: f64, now_ns: u64, snap: &KernelSnapshot, tasks_read: bool) {
+impl<K: Ord + Clone> Default for History<K> {
+    fn default() -> Self {
+        History::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+impl<K: Ord + Clone> History<K> {
+    /// A history keeping at most `capacity` samples (at least 16).
+    pub fn with_capacity(capacity: usize) -> Self {
+        History { times_s: Vec::new(), sites: BTreeMap::new(), last_now_ns: 0, capacity: capacity.max(16) }
+    }
+
+    /// Appends one sample taken `t_s` seconds after attach. Sites not in the sample count 0 live.
+    pub fn push(&mut self, t_s: f64, sample: &Sample<K>) {
+        if self.times_s.len() >= self.capacity {
+            self.thin();
+        }
         let n = self.times_s.len();
         self.times_s.push(t_s);
-        self.last_now_ns = now_ns;
-        self.stats.clone_from(&snap.stats);
-        for (&vtable, totals) in &snap.sites {
-            let h = self.sites.entry(vtable).or_insert_with(|| SiteHistory {
-                series: vec![0; n],
+        self.last_now_ns = sample.now_ns;
+        for h in self.sites.values_mut() {
+            h.oldest_born_ns = None;
+            h.series.push(0);
+        }
+        for o in &sample.sites {
+            let h = self.sites.entry(o.key.clone()).or_insert_with(|| SiteHistory {
+                series: vec![0; n + 1],
                 ..Default::default()
             });
-            h.totals = totals.clone();
-        }
-        if tasks_read {
-            for h in self.sites.values_mut() {
-                h.oldest_born_ns = None;
-            }
-            for t in &snap.tasks {
-                if let Some(h) = self.sites.get_mut(&t.vtable) {
-                    h.oldest_born_ns = Some(h.oldest_born_ns.map_or(t.born_ns, |o| o.min(t.born_ns)));
-                }
-            }
-        }
-        for h in self.sites.values_mut() {
-            h.series.push(h.totals.live().max(0));
-        }
-    }
-
-    /// Adds observed task states: (vtable, idle?) pairs.
-    pub fn add_states(&mut self, states: impl IntoIterator<Item = (u64, bool)>) {
-        for (vtable, idle) in states {
-            if let Some(h) = self.sites.get_mut(&vtable) {
-                h.state_seen += 1;
-                h.idle_seen += u64::from(idle);
+            h.totals.clone_from(&o.totals);
+            h.oldest_born_ns = o.oldest_born_ns;
+            *h.series.last_mut().unwrap() = o.live.max(0);
+            if let Some((idle, seen)) = o.idle {
+                h.idle_seen += idle;
+                h.state_seen += seen;
             }
         }
     }
 
-    /// Keeps only the newest `max` samples (a daemon's bounded retention).
-    pub fn trim(&mut self, max: usize) {
-        let n = self.times_s.len();
-        if n <= max {
-            return;
-        }
-        let cut = n - max;
-        self.times_s.drain(..cut);
+    /// Keeps every other sample of the older half (the newest half untouched).
+    fn thin(&mut self) {
+        let half = self.times_s.len() / 2;
+        let keep = |i: usize| i >= half || i % 2 == 0;
+        let mut i = 0;
+        self.times_s.retain(|_| {
+            i += 1;
+            keep(i - 1)
+        });
         for h in self.sites.values_mut() {
-            let c = cut.min(h.series.len());
-            h.series.drain(..c);
+            let mut i = 0;
+            h.series.retain(|_| {
+                i += 1;
+                keep(i - 1)
+            });
         }
     }
 
     /// Age in seconds of the oldest live task of a site, as of the last sample.
     pub fn oldest_age_s(&self, h: &SiteHistory) -> Option<f64> {
-        h.oldest_born_ns
-            .map(|b| self.last_now_ns.saturating_sub(b) as f64 / 1e9)
+        h.oldest_born_ns.map(|b| self.last_now_ns.saturating_sub(b) as f64 / 1e9)
+    }
+
+    /// A site's facts as of the last sample (what the detector uses besides the series).
+    pub fn facts(&self, h: &SiteHistory) -> Facts {
+        let t = &h.totals;
+        Facts {
+            finished_total: t.finished,
+            oldest_live_age_s: self.oldest_age_s(h),
+            finished_age_p99_s: lifetime_quantile_s(&t.lifetime_log2_us, 0.99),
+            max_finished_age_s: (t.finished > 0).then(|| t.max_lifetime_ns as f64 / 1e9),
+            idle_fraction: h.idle_fraction(),
+        }
+    }
+
+    /// Bytes held by the series (for the memory benchmark).
+    pub fn series_bytes(&self) -> usize {
+        self.times_s.capacity() * 8 + self.sites.values().map(|h| h.series.capacity() * 8).sum::<usize>()
     }
 }
 
@@ -110,43 +144,46 @@ pub fn lifetime_quantile_s(buckets: &[u64], q: f64) -> Option<f64> {
     None
 }
 
-/// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns().
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bpf::LiveTask;
+    use crate::sample::SiteObs;
 
-    fn snap(sites: &[(u64, u64, u64)], tasks: &[(u64, u64)]) -> KernelSnapshot {
-        KernelSnapshot {
-            sites: sites
-                .iter()
-                .map(|&(v, s, f)| (v, SiteTotals { spawned: s, finished: f, ..Default::default() }))
-                .collect(),
-            stats: vec![1, 2],
-            tasks: tasks
-                .iter()
-                .map(|&(v, b)| LiveTask { header: b, vtable: v, born_ns: b })
-                .collect(),
-            futex_waits: vec![],
-        }
+    fn obs(key: u64, live: i64, born: Option<u64>) -> SiteObs<u64> {
+        SiteObs { key, live, totals: SiteTotals::default(), oldest_born_ns: born, idle: Some((1, 2)) }
     }
 
     #[test]
     fn late_sites_are_zero_padded_and_ages_use_the_oldest_task() {
         let mut h = History::default();
-        h.push(1.0, 10_000_000_000, &snap(&[(1, 5, 1)], &[(1, 9_000_000_000)]), true);
-        h.push(2.0, 11_000_000_000, &snap(&[(1, 9, 2), (2, 3, 3)], &[(1, 9_500_000_000), (1, 8_000_000_000)]), true);
-        assert_eq!(h.sites[&1].series, vec![4, 7]);
-        assert_eq!(h.sites[&2].series, vec![0, 0]);
-        assert_eq!(h.oldest_age_s(&h.sites[&1]), Some(3.0));
-        assert_eq!(h.oldest_age_s(&h.sites[&2]), None);
+        h.push(1.0, &Sample { now_ns: 10_000_000_000, sites: vec![obs(1, 4, Some(9_000_000_000))] });
+        h.push(2.0, &Sample { now_ns: 11_000_000_000, sites: vec![obs(1, 7, Some(8_000_000_000)), obs(2, 0, None)] });
+        h.push(3.0, &Sample { now_ns: 12_000_000_000, sites: vec![obs(2, 3, None)] });
+        assert_eq!(h.sites[&1].series, vec![4, 7, 0]);
+        assert_eq!(h.sites[&2].series, vec![0, 0, 3]);
+        assert_eq!(h.oldest_age_s(&h.sites[&1]), None, "gone from the last sample");
+        assert_eq!(h.sites[&1].idle_fraction(), Some(0.5));
+        let mut h2 = History::default();
+        h2.push(1.0, &Sample { now_ns: 11_000_000_000, sites: vec![obs(1, 7, Some(8_000_000_000))] });
+        assert_eq!(h2.oldest_age_s(&h2.sites[&1]), Some(3.0));
+    }
+
+    #[test]
+    fn memory_is_bounded_and_the_recent_past_kept_whole() {
+        let mut h: History<u64> = History::with_capacity(100);
+        for i in 0..100_000u64 {
+            h.push(i as f64, &Sample { now_ns: i, sites: vec![obs(7, i as i64, None)] });
+            assert!(h.times_s.len() <= 100);
+            assert_eq!(h.times_s.len(), h.sites[&7].series.len());
+        }
+        // the newest samples at full resolution, the oldest kept sparsely back to the start
+        let t = &h.times_s;
+        assert_eq!(t[t.len() - 1], 99_999.0);
+        assert!(t[t.len() - 40..].windows(2).all(|w| w[1] - w[0] == 1.0), "{:?}", &t[t.len() - 40..]);
+        assert!(t[0] < 1_000.0, "the tail reaches back: {}", t[0]);
+        assert!(t.windows(2).all(|w| w[1] > w[0]));
+        // series and times stay paired
+        assert!(t.iter().zip(&h.sites[&7].series).all(|(t, v)| *t as i64 == *v));
     }
 
     #[test]

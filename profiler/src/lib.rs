@@ -1,32 +1,31 @@
-//! leakprof: an out-of-process, eBPF-based leak profiler for tokio tasks.
+//! leakprof: an out-of-process, eBPF-based leak profiler for tokio tasks, Go goroutines and
+//! threads blocked in futex waits.
 //!
-//! Data flows one way: [`target`] (which process, which binary) → [`runtime`] (attach plan) →
-//! [`bpf`] (probes and their maps) → [`history`] (samples per site) → [`detect`] (verdicts) →
-//! [`report`] (text, JSON). [`session`] runs that pipeline for one process.
-pub mod analysis;
-pub mod blocked;
+//! Data flows one way, top to bottom (each module imports only those below it):
+//!
+//! - [`cli`], [`daemon`], [`report`]: the faces (command line, HTTP daemon, text / JSON / pprof).
+//! - [`session`]: one run against one process: attach, sample, judge, report.
+//! - [`runtimes`]: one folder per runtime (tokio, Go, blocked threads): detection, attach plan,
+//!   sampling, naming.
+//! - [`bpf`] (probes and their maps), [`unwind`], [`elf`], [`target`] (the process and its memory).
+//! - [`judged`] → [`history`] (bounded per-site series) → [`detect`] (verdicts), [`record`].
+//! - [`sample`], [`model`], [`options`]: plain data shared by all of the above.
 pub mod bpf;
-pub mod census;
 pub mod cli;
 pub mod daemon;
 pub mod detect;
 pub mod elf;
-pub mod gocensus;
-pub mod golang;
-pub mod gostate;
 pub mod history;
 pub mod ignore;
+pub mod judged;
 pub mod launch;
 pub mod model;
-pub mod naming;
-pub mod plan;
+pub mod options;
 pub mod preflight;
 pub mod record;
 pub mod report;
-pub mod runtime;
+pub mod runtimes;
+pub mod sample;
 pub mod session;
-pub mod spawn_stacks;
-pub mod symbolize;
-pub mod task_states;
 pub mod target;
 pub mod unwind;

@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use crate::detect::VerdictKind;
-use crate::spawn_stacks::SpawnStack;
 
 /// Bumped on any incompatible change of the JSON document.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 pub const SCHEMA_NAME: &str = "leakprof.report";
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,8 +25,10 @@ pub struct Report {
     /// Threads blocked in futex waits, by wait site, worst first (empty unless futex waits are
     /// traced: tokio programs by default, any program with --threads).
     pub blocked: Vec<BlockedSiteReport>,
-    /// Every kernel-side outcome counter (failures included), by name.
-    pub kernel_counters: BTreeMap<String, u64>,
+    /// Every kernel-side outcome counter (failures included), by name; absent when nothing ran in
+    /// the kernel (a Go census without --threads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_counters: Option<BTreeMap<String, u64>>,
     pub warnings: Vec<String>,
 }
 
@@ -35,7 +36,7 @@ pub struct Report {
 pub struct TargetInfo {
     pub pid: u32,
     pub exe: String,
-    /// "tokio", or "native" (blocked threads only).
+    /// "tokio", "go", or "native" (blocked threads only).
     pub runtime: &'static str,
     pub runtime_version: Option<String>,
     /// How task births are observed ("bind_inner", "first_poll", "census", "newproc1_ret", "none").
@@ -84,7 +85,7 @@ pub struct SiteReport {
     pub states: BTreeMap<String, u64>,
     /// The site's identity in this process: the task vtable (tokio) or g.gopc (Go), runtime address.
     pub vtable: String,
-    /// Tasks born since attach and still alive.
+    /// Live tasks: born since attach (probes), or all live goroutines (Go census).
     pub live: i64,
     pub spawned: u64,
     pub finished: u64,
@@ -152,7 +153,7 @@ pub struct BlockedSiteReport {
     pub file: Option<String>,
     pub line: Option<u32>,
     /// `wait`, or `runtime_idle` for a runtime's parked idle workers (never a leak).
-    pub kind: crate::blocked::WaitKind,
+    pub kind: WaitKind,
     /// Threads waiting there at the last sample.
     pub threads: i64,
     /// Threads waiting there at each of `sample_times_s`.
@@ -167,5 +168,45 @@ pub struct BlockedSiteReport {
     pub growth_per_s: f64,
     pub reason: String,
     /// The stack of the first thread seen waiting there, innermost first.
-    pub stack: Vec<crate::spawn_stacks::StackFrame>,
+    pub stack: Vec<StackFrame>,
+}
+
+/// One distinct spawn stack of a site, with how many samples had it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SpawnStack {
+    /// Sampled births with this stack.
+    pub samples: u64,
+    /// Of those, tasks still alive at the last sample.
+    pub live_samples: u64,
+    /// The site's live count apportioned to this stack by its share of live samples.
+    pub live_estimate: i64,
+    /// Innermost first (the birth probe's function first).
+    pub frames: Vec<StackFrame>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StackFrame {
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
+/// Why threads wait at a site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitKind {
+    /// A lock, condition variable or other user-level wait: judged for growth.
+    Wait,
+    /// A runtime's idle worker parking (tokio workers, blocking-pool keep-alive, Go's scheduler):
+    /// shown apart, never a leak.
+    RuntimeIdle,
+}
+
+
+/// A site's name as shown in reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SiteName {
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
 }

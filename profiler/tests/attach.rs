@@ -79,7 +79,8 @@ fn json_document_has_the_versioned_schema() {
     let fx = Fixture::start("tokio-latest", &["mixed"]);
     let r = json_report(fx.pid, 2);
     assert_eq!(r["schema"], "leakprof.report");
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["schema_version"], 2);
+    assert_eq!(r["collection"]["method"], "uprobes");
     assert_eq!(r["target"]["pid"], fx.pid);
     assert_eq!(r["target"]["runtime"], "tokio");
     assert!(r["target"]["runtime_version"].as_str().unwrap().starts_with("1."), "{}", r["target"]);

@@ -50,6 +50,7 @@ fn native_thread_pool_idling_on_a_condvar_is_never_flagged() {
     let bin = fixture("plain");
     let r = run_json(&["run", "--threads", "--duration", "8", "--format", "json", "--quiet", "--", bin.to_str().unwrap(), "condvar-pool"]);
     assert_eq!(r["target"]["runtime"], "native");
+    assert_eq!(r["collection"]["method"], "tracepoints");
     let s = blocked_site(&r, "plain_fixture::pool_worker");
     assert_eq!(s["verdict"], "ok", "{s}");
     assert!(r["blocked"].as_array().unwrap().iter().all(|b| b["verdict"] != "leak"), "{}", r["blocked"]);
@@ -66,6 +67,8 @@ fn native_threads_piling_up_on_a_lock_are_a_leak_and_older_waits_are_found() {
     let r = run_json(&["--pid", &fx.pid.to_string(), "--threads", "--duration", "8", "--format", "json", "--quiet"]);
     let s = blocked_site(&r, "plain_fixture::wait_for_config");
     assert_eq!(s["verdict"], "leak", "{s}");
+    // whether a blocked thread is idle is not measured: the reason must not claim it
+    assert!(!s["reason"].as_str().unwrap().contains("idle"), "{s}");
     assert_eq!(s["preexisting"], true, "{s}");
     let series: Vec<i64> = s["series"].as_array().unwrap().iter().map(int).collect();
     assert!(series[0] >= 5, "waits from before attach are counted from the first sample: {series:?}");

@@ -75,6 +75,8 @@ fn check_binary(bin: &str, old: bool, rate: &'static str) {
         let (scenario, reason, r) = h.join().unwrap();
         assert_eq!(r["target"]["runtime"], "go");
         assert_eq!(r["collection"]["interval_s"], 1.0);
+        assert_eq!(r["collection"]["method"], "census");
+        assert!(r.get("kernel_counters").is_none(), "a census runs nothing in the kernel: {}", r["kernel_counters"]);
         let (file, line) = leak_site(scenario);
         let leaks: Vec<&serde_json::Value> =
             r["sites"].as_array().unwrap().iter().filter(|s| s["verdict"] == "leak").collect();
@@ -155,6 +157,7 @@ fn check_probe_mode(bin: &str) {
     assert_eq!(r["collection"]["method"], "uprobes");
     assert_eq!(r["target"]["birth_point"], "newproc1_ret");
     assert_eq!(r["collection"]["ended"], "duration", "the target must survive the probes");
+    assert!(r["kernel_counters"]["births"].as_u64().unwrap() > 0, "{}", r["kernel_counters"]);
     let (file, line) = leak_site("nil-send");
     let leak = site(&r, "main.nilSend");
     assert_eq!(leak["verdict"], "leak", "{leak}");

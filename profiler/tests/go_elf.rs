@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use leakprof::elf::ElfImage;
-use leakprof::golang::{buildinfo, pclntab::Pclntab, runtime, runtime::LayoutSource};
-use leakprof::symbolize::lines::LineTable;
+use leakprof::runtimes::go::{buildinfo, pclntab::Pclntab, runtime, runtime::LayoutSource};
+use leakprof::elf::lines::LineTable;
 
 fn fixture(name: &str) -> Option<ElfImage> {
     let dir = std::env::var_os("LEAKPROF_FIXTURES")
@@ -178,9 +178,9 @@ fn check_runtime(prefix: &str, version: &str, normal: &ElfImage, stripped: &ElfI
     );
     assert!(section_offset(normal, a).unwrap().0 == ".bss", "{prefix}");
     let p = Pclntab::from_image(normal).unwrap();
-    let refs = leakprof::golang::allgs::allgadd_data_refs(normal, &p);
+    let refs = leakprof::runtimes::go::allgs::allgadd_data_refs(normal, &p);
     assert_eq!(
-        leakprof::golang::allgs::pick_slice_static(&refs),
+        leakprof::runtimes::go::allgs::pick_slice_static(&refs),
         Some(a),
         "{prefix}: decoding disagrees with the symbol"
     );

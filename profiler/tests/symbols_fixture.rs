@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use leakprof::elf::ElfImage;
-use leakprof::runtime::tokio::{classify, plan, BirthMode, PlanError, Role};
-use leakprof::symbolize::Symbolizer;
+use leakprof::runtimes::tokio::plan::{classify, plan, BirthMode, PlanError, Role};
+use leakprof::runtimes::tokio::symbolize::Symbolizer;
 
 /// Every spawned `async fn` of fixtures/tokio-src (see fixtures/README.md).
 const SITES: &[&str] = &[

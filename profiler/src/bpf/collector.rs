@@ -6,34 +6,18 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use profiler_common::{maps, stat, FutexWait, SiteCounters, SpawnSample, TaskRec, LIFETIME_BUCKETS};
 
 use super::AttachedProbes;
+pub use crate::sample::SiteTotals;
 
-/// Counters of one site summed over CPUs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SiteTotals {
-    pub spawned: u64,
-    pub finished: u64,
-    pub finished_preexisting: u64,
-    pub max_lifetime_ns: u64,
-    pub lifetime_log2_us: Vec<u64>,
-}
-
-impl SiteTotals {
-    fn add(&mut self, c: &SiteCounters) {
-        self.spawned += c.spawned;
-        self.finished += c.finished;
-        self.finished_preexisting += c.finished_preexisting;
-        self.max_lifetime_ns = self.max_lifetime_ns.max(c.max_lifetime_ns);
-        if self.lifetime_log2_us.len() < LIFETIME_BUCKETS {
-            self.lifetime_log2_us.resize(LIFETIME_BUCKETS, 0);
-        }
-        for (a, b) in self.lifetime_log2_us.iter_mut().zip(c.lifetime_log2_us.iter()) {
-            *a += *b;
-        }
+fn add(t: &mut SiteTotals, c: &SiteCounters) {
+    t.spawned += c.spawned;
+    t.finished += c.finished;
+    t.finished_preexisting += c.finished_preexisting;
+    t.max_lifetime_ns = t.max_lifetime_ns.max(c.max_lifetime_ns);
+    if t.lifetime_log2_us.len() < LIFETIME_BUCKETS {
+        t.lifetime_log2_us.resize(LIFETIME_BUCKETS, 0);
     }
-
-    /// Tasks born since attach and still alive.
-    pub fn live(&self) -> i64 {
-        self.spawned as i64 - self.finished as i64
+    for (a, b) in t.lifetime_log2_us.iter_mut().zip(c.lifetime_log2_us.iter()) {
+        *a += *b;
     }
 }
 
@@ -78,7 +62,7 @@ pub fn read_snapshot(p: &AttachedProbes, with_tasks: bool) -> Result<KernelSnaps
         let (vtable, per_cpu) = item?;
         let t: &mut SiteTotals = sites.entry(vtable).or_default();
         for c in per_cpu.iter() {
-            t.add(c);
+            add(t, c);
         }
     }
     let stats_map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(

@@ -82,7 +82,7 @@ impl Selector {
         }
         let r = std::fs::read(format!("/proc/{pid}/exe"))
             .map(|d| {
-                crate::golang::buildinfo::go_version(&d).is_some()
+                crate::runtimes::go::buildinfo::go_version(&d).is_some()
                     || d.windows(8).any(|w| w == b"tokio-1.")
             })
             .unwrap_or(false);

@@ -86,7 +86,7 @@ pub fn render(reports: &[Report], health: &Health) -> String {
             };
             blocked.get_or_create(&l).set(b.threads);
         }
-        for (k, v) in &r.kernel_counters {
+        for (k, v) in r.kernel_counters.iter().flatten() {
             kernel.get_or_create(&CounterLabels { pid: t.pid.clone(), counter: k.clone() }).set(*v as i64);
         }
     }

@@ -102,7 +102,6 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
                 eprintln!("leakprof daemon: pid {}: {e:#}", s.pid());
                 continue;
             }
-            s.trim(cfg.retention);
             reports.push(bounded(s.report(EndReason::Running), cfg.top_k));
         }
         health.attached_targets = sessions.len();

@@ -139,7 +139,7 @@ pub fn render_text(r: &Report) -> String {
             // spawn paths, when their callers differ (stacks that differ only deeper are one row)
             let mut paths: Vec<(String, i64)> = Vec::new();
             for p in &s.spawn_stacks {
-                let label = crate::spawn_stacks::path_label(p, 2);
+                let label = crate::runtimes::tokio::spawn_stacks::path_label(p, 2);
                 match paths.iter_mut().find(|(l, _)| *l == label) {
                     Some((_, n)) => *n += p.live_estimate,
                     None => paths.push((label, p.live_estimate)),
@@ -180,7 +180,7 @@ pub fn render_text(r: &Report) -> String {
         );
         for b in &r.blocked {
             let label = match (b.kind, b.verdict) {
-                (crate::blocked::WaitKind::RuntimeIdle, _) => "runtime idle".to_string(),
+                (crate::runtimes::threads::tracker::WaitKind::RuntimeIdle, _) => "runtime idle".to_string(),
                 (_, VerdictKind::Leak) => format!("LEAK {:.0}%", b.confidence * 100.0),
                 (_, VerdictKind::Suspect) => format!("suspect {:.0}%", b.confidence * 100.0),
                 _ => "ok".to_string(),
@@ -203,8 +203,10 @@ pub fn render_text(r: &Report) -> String {
             let _ = writeln!(out, "{:<12} {loc}{}", "", b.reason);
         }
     }
-    let counters: Vec<String> = r.kernel_counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let _ = writeln!(out, "kernel: {}", counters.join(" "));
+    if let Some(k) = &r.kernel_counters {
+        let counters: Vec<String> = k.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "kernel: {}", counters.join(" "));
+    }
     if let Some(code) = r.program_exit_code {
         let _ = writeln!(out, "program exit code: {code}");
     }

@@ -1,7 +1,7 @@
 //! Names and source locations for the addresses an [`Unwinder`](super::Unwinder) returns.
 
 use crate::elf::ElfImage;
-use crate::symbolize::lines::LineTable;
+use crate::elf::lines::LineTable;
 
 /// One frame of a symbolized stack, innermost first.
 #[derive(Debug, Clone, PartialEq, Eq)]

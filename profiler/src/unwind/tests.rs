@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use super::*;
-use crate::symbolize::lines::LineTable;
+use crate::elf::lines::LineTable;
 use crate::target::{parse_maps, Target};
 
 /// Registers and stack window captured inside `capture`.

@@ -62,8 +62,8 @@ pub fn to_pprof(r: &Report) -> Vec<u8> {
             stack.push(Frame { function: &w.function, file: w.file.as_deref(), line: w.line });
         }
         let kind = match w.kind {
-            crate::blocked::WaitKind::Wait => "blocked_thread",
-            crate::blocked::WaitKind::RuntimeIdle => "runtime_idle",
+            crate::runtimes::threads::tracker::WaitKind::Wait => "blocked_thread",
+            crate::runtimes::threads::tracker::WaitKind::RuntimeIdle => "runtime_idle",
         };
         b.add_sample(&[0, 0, w.threads.max(0)], &stack, &[("kind", kind), ("verdict", verdict_str(w.verdict))]);
     }

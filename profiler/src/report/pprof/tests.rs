@@ -3,10 +3,7 @@ use std::io::Read as _;
 use prost::Message as _;
 
 use super::*;
-use crate::{
-    model::{Collection, EndReason, SiteReport, TargetInfo, VerdictKind},
-    spawn_stacks::{SpawnStack, StackFrame},
-};
+use crate::model::{Collection, EndReason, SiteReport, SpawnStack, StackFrame, TargetInfo, VerdictKind};
 
 fn frame(f: &str) -> StackFrame {
     StackFrame { function: f.into(), file: Some("src/a.rs".into()), line: Some(7) }
@@ -67,7 +64,7 @@ fn report(sites: Vec<SiteReport>) -> Report {
         sample_times_s: vec![1.0],
         sites,
         blocked: vec![],
-        kernel_counters: Default::default(),
+        kernel_counters: None,
         warnings: vec![],
     }
 }

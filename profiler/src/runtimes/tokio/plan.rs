@@ -5,7 +5,7 @@
 //! birth). Finish: `<Arc<scheduler::..::Handle> as task::Schedule>::release` (&Task in rsi).
 //! The matching is a pure function over `(demangled name, vaddr)` pairs: see [`plan_symbols`].
 
-use super::{dedup_points, AttachPoint};
+use super::attach_points::{dedup_points, AttachPoint};
 use crate::elf::names::{plain_path, split_qualified};
 use crate::elf::ElfImage;
 

@@ -2,7 +2,7 @@
 use profiler_common::progs;
 
 use crate::bpf::ProbeSpec;
-use crate::runtime::tokio::{BirthMode, TokioPlan};
+use crate::runtimes::tokio::plan::{BirthMode, TokioPlan};
 
 /// The probes for a tokio plan: one per attach point, birth program chosen by the birth mode.
 pub fn probe_specs(plan: &TokioPlan) -> Vec<ProbeSpec> {
@@ -34,7 +34,7 @@ pub fn birth_point_name(plan: &TokioPlan) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::AttachPoint;
+    use crate::runtimes::tokio::attach_points::AttachPoint;
 
     fn pt(name: &str, off: u64) -> AttachPoint {
         AttachPoint { symbol: name.into(), vaddr: off, file_offset: off }

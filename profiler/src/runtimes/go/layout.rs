@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use gimli::{AttributeValue, EndianSlice, RunTimeEndian};
 use object::{Object as _, ObjectSection as _};
 
-use crate::gocensus::GLayout;
+use crate::runtimes::go::read::GLayout;
 
 /// The g layout and waitReason names of one Go version.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 use iced_x86::{Decoder, DecoderOptions, Instruction, OpKind, Register};
 
 use super::pclntab::Pclntab;
-use crate::{elf::ElfImage, gocensus::AllgsAddr};
+use super::read::AllgsAddr;
+use crate::elf::ElfImage;
 
 /// ELF virtual address(es) of allgs: the slice symbol, or allgptr/allglen.
 pub fn by_symbols(image: &ElfImage) -> Option<AllgsAddr> {

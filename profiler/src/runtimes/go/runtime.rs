@@ -2,10 +2,11 @@
 //! runtime.g's fields and the waitReason names (the binary's DWARF, else the generated table
 //! for its version), where runtime.allgs is, and the probe points of the probe mode.
 use super::{allgs, buildinfo, layout::GoLayout, pclntab::Pclntab, tables};
-use crate::{elf::ElfImage, gocensus::GLayout};
+use super::read::GLayout;
+use crate::elf::ElfImage;
 
 /// Where runtime.allgs is (ELF virtual addresses; add the load bias for a PIE).
-pub type AllgsLoc = crate::gocensus::AllgsAddr;
+pub type AllgsLoc = crate::runtimes::go::read::AllgsAddr;
 
 /// Offsets of the runtime.g fields a census reads, and sizeof(g).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +96,7 @@ pub enum GoError {
     #[error(
         "{version} is not a Go version leakprof knows and the binary has no DWARF to read the \
          runtime's layout from (known: {known}); rebuild without -w, or add the toolchain to \
-         `cargo xtask go-tables` (profiler/src/golang/tables.rs)"
+         `cargo xtask go-tables` (profiler/src/runtimes/go/tables.rs)"
     )]
     UnknownVersion { version: String, known: String },
     #[error("{0}: no Go 1.18+ pclntab found in the binary")]

@@ -2,17 +2,16 @@
 
 pub mod code;
 pub mod future_name;
-pub mod lines;
 pub mod type_names;
 
 use std::collections::{HashMap, HashSet};
 
 pub use code::SourceLocation;
 pub use future_name::{future_name, FutureName};
-pub use lines::LineTable;
+pub use crate::elf::lines::LineTable;
 
 use crate::elf::ElfImage;
-use crate::runtime::tokio::{classify, Role};
+use super::plan::{classify, Role};
 use future_name::walk_calls;
 
 /// Instructions looked up in DWARF when searching for an inlined body.
@@ -162,7 +161,7 @@ fn inlined_location(
         for ip in code::scan_function(image, func).instructions {
             budget = budget.checked_sub(1)?;
             let found = lines.frames(ip).into_iter().find_map(|f| {
-                let file = f.file.filter(|file| !lines::is_library_path(file))?;
+                let file = f.file.filter(|file| !crate::elf::lines::is_library_path(file))?;
                 Some(SourceLocation {
                     file,
                     line: f.line?,

@@ -1,7 +1,7 @@
 //! Reads live tasks' state words from the target to tell idle (waiting) tasks from busy ones.
 use std::collections::HashMap;
 
-use crate::{bpf::LiveTask, runtime::tokio_state::is_idle, target::read_u64_many};
+use crate::{bpf::LiveTask, runtimes::tokio::state::is_idle, target::read_u64_many};
 
 /// Reads the state of up to `per_site` live tasks of each site (one syscall per 1024 tasks);
 /// returns (vtable, idle) for each task read. Unreadable tasks (finished meanwhile) are skipped.

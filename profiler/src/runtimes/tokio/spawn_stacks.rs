@@ -3,36 +3,15 @@
 use std::collections::HashMap;
 
 use profiler_common::SpawnSample;
-use serde::Serialize;
 
 use crate::{
-    elf::ElfImage,
-    symbolize::LineTable,
+    elf::{lines::LineTable, ElfImage},
+    model::{SpawnStack, StackFrame},
     unwind::{symbolize_frames, Regs, Unwinder},
 };
 
 /// Deepest stack kept.
 const MAX_FRAMES: usize = 64;
-
-/// One distinct spawn stack of a site, with how many samples had it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct SpawnStack {
-    /// Sampled births with this stack.
-    pub samples: u64,
-    /// Of those, tasks still alive at the last sample.
-    pub live_samples: u64,
-    /// The site's live count apportioned to this stack by its share of live samples.
-    pub live_estimate: i64,
-    /// Innermost first (the birth probe's function first).
-    pub frames: Vec<StackFrame>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct StackFrame {
-    pub function: String,
-    pub file: Option<String>,
-    pub line: Option<u32>,
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 struct PathStats {
@@ -117,7 +96,7 @@ impl SpawnStacks {
                     .into_iter()
                     .map(|f| StackFrame {
                         function: f.function,
-                        file: f.file.map(|p| crate::naming::normalize_path(&p)),
+                        file: f.file.map(|p| crate::elf::lines::normalize_path(&p)),
                         line: f.line,
                     })
                     .collect(),

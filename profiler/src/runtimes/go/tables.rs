@@ -3,7 +3,7 @@
 //! lists, then runs the go_layout example, i.e. gen.rs, on them; do not edit by hand). Used for
 //! binaries without DWARF. A release not listed falls back to an entry of the same major.minor.
 use super::layout::GoLayout;
-use crate::gocensus::GLayout;
+use crate::runtimes::go::read::GLayout;
 
 /// (version, [atomicstatus, goid, waitsince, waitreason, gopc, startpc, sizeof(g)], waitReasons).
 type Entry = (&'static str, [u64; 7], &'static [(u8, &'static str)]);

@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use super::code::{best_location, panic_locations, scan_function, PanicRef, SourceLocation};
-use super::lines::is_library_path;
+use crate::elf::lines::is_library_path;
 use super::type_names::{body_matches_type, drop_glue_future_type, narrow, v0_future_type};
 use crate::elf::names::crate_of;
 use crate::elf::{ElfImage, FnSymbol};

@@ -6,28 +6,18 @@
 //! that began since attach; older ones count from when they were first seen.
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
-
+use super::census::{blocked_threads, thread_stack, ThreadWait};
 use crate::{
     elf::ElfImage,
-    spawn_stacks::StackFrame,
-    census::{blocked_threads, thread_stack, ThreadWait},
+    model::StackFrame,
+    sample::{Sample, SiteObs, SiteTotals},
     unwind::{symbolize_frames, Unwinder},
 };
 
 /// Bytes of stack read per waiting thread.
 const STACK_WINDOW: usize = 16 * 1024;
 
-/// Why threads wait at a site.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WaitKind {
-    /// A lock, condition variable or other user-level wait: judged for growth.
-    Wait,
-    /// A runtime's idle worker parking (tokio workers, blocking-pool keep-alive, Go's scheduler):
-    /// shown apart, never a leak.
-    RuntimeIdle,
-}
+pub use crate::model::WaitKind;
 
 /// Wait sites that are a runtime's idle workers parking: tokio's scheduler, I/O driver and
 /// blocking-pool keep-alive, Go's scheduler.
@@ -72,15 +62,15 @@ struct Waiter {
     preexisting: bool,
 }
 
-/// History of one wait site.
+/// What is known of one wait site.
 #[derive(Debug, Clone)]
 pub struct WaitSite {
     pub kind: WaitKind,
     /// The frame that names the site, and the whole stack (innermost first).
     pub site: StackFrame,
     pub stack: Vec<StackFrame>,
-    /// Threads waiting here at each sample.
-    pub series: Vec<i64>,
+    /// Threads waiting here now, and the longest of their waits.
+    pub threads: i64,
     pub longest_wait_ns: u64,
     pub ended_waits: u64,
     pub max_ended_wait_ns: u64,
@@ -93,7 +83,7 @@ pub struct BlockedTracker {
     image: ElfImage,
     bias: u64,
     unwinder: Unwinder,
-    lines: Option<crate::symbolize::LineTable>,
+    lines: Option<crate::elf::lines::LineTable>,
     /// (tid, uaddr) -> waiter, while the wait lasts.
     waiting: HashMap<(u32, u64), Waiter>,
     pub sites: BTreeMap<String, WaitSite>,
@@ -103,23 +93,15 @@ pub struct BlockedTracker {
 impl BlockedTracker {
     pub fn new(pid: u32, image: ElfImage, bias: u64) -> anyhow::Result<Self> {
         let unwinder = Unwinder::new(&image, bias);
-        let lines = image.has_debug_info().then(|| crate::symbolize::LineTable::load(image.data())).flatten();
+        let lines = image.has_debug_info().then(|| crate::elf::lines::LineTable::load(image.data())).flatten();
         Ok(BlockedTracker { pid, image, bias, unwinder, lines, waiting: HashMap::new(), sites: BTreeMap::new(), samples: 0 })
     }
 
-    /// Keeps only the newest `max` samples of every site's series.
-    pub fn trim(&mut self, max: usize) {
-        for s in self.sites.values_mut() {
-            let n = s.series.len();
-            if n > max {
-                s.series.drain(..n - max);
-            }
-        }
-        self.samples = self.samples.min(max);
-    }
-
     /// One census. `started`: tid -> wait start (ns, CLOCK_MONOTONIC) from the tracepoints.
-    pub fn sample(&mut self, now_ns: u64, started: &HashMap<u32, u64>, first_sample: bool) {
+    /// Each wait site is one site of the sample: threads waiting there, the start of the longest
+    /// wait, the waits seen to end and the longest of those.
+    pub fn sample(&mut self, now_ns: u64, started: &HashMap<u32, u64>) -> Sample<String> {
+        let first_sample = self.samples == 0;
         let census: Vec<ThreadWait> = blocked_threads(self.pid);
         let mut still: HashMap<(u32, u64), Waiter> = HashMap::new();
         for tw in &census {
@@ -154,13 +136,26 @@ impl BlockedTracker {
             c.1 = c.1.max(now_ns.saturating_sub(w.since_ns));
             c.2 |= w.preexisting;
         }
+        let mut sites = Vec::new();
         for (key, s) in self.sites.iter_mut() {
             let (n, longest, pre) = counts.get(key.as_str()).copied().unwrap_or_default();
-            s.series.push(n);
+            s.threads = n;
             s.longest_wait_ns = longest;
             s.preexisting |= pre;
+            sites.push(SiteObs {
+                key: key.clone(),
+                live: n,
+                totals: SiteTotals {
+                    finished: s.ended_waits,
+                    max_lifetime_ns: s.max_ended_wait_ns,
+                    ..SiteTotals::default()
+                },
+                oldest_born_ns: (n > 0).then(|| now_ns.saturating_sub(longest)),
+                idle: None,
+            });
         }
         self.samples += 1;
+        Sample { now_ns, sites }
     }
 
     /// Unwinds a newly seen waiting thread and files it under its site (created on first use).
@@ -176,12 +171,11 @@ impl BlockedTracker {
         let (kind, at) = wait_site(&frames);
         let site = frames.get(at).cloned()?;
         let key = format!("{:?}:{}", kind, site.function);
-        let n = self.samples;
         self.sites.entry(key.clone()).or_insert_with(|| WaitSite {
             kind,
             site,
             stack: frames,
-            series: vec![0; n],
+            threads: 0,
             longest_wait_ns: 0,
             ended_waits: 0,
             max_ended_wait_ns: 0,

@@ -153,3 +153,31 @@ mod tests {
         assert!(line > 100, "{line}");
     }
 }
+
+/// Removes `.` and `name/..` components lexically (DWARF paths keep the build's relative hops).
+pub fn normalize_path(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "." => {}
+            ".." if out.last().is_some_and(|l| !l.is_empty() && *l != "..") => {
+                out.pop();
+            }
+            _ => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+#[cfg(test)]
+mod normalize_tests {
+    use super::normalize_path;
+
+    #[test]
+    fn paths_are_normalized_lexically() {
+        assert_eq!(normalize_path("/a/b/../c/./d.rs"), "/a/c/d.rs");
+        assert_eq!(normalize_path("../x/y.rs"), "../x/y.rs");
+        assert_eq!(normalize_path("src/main.rs"), "src/main.rs");
+        assert_eq!(normalize_path("/../a"), "/../a");
+    }
+}

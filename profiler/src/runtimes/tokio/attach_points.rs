@@ -1,7 +1,4 @@
-//! Runtime-specific probe planning: which functions of the target to attach to.
-
-pub mod tokio;
-pub mod tokio_state;
+//! Attach points: function entries of the target, deduplicated by address.
 
 /// One uprobe target: a function entry, deduplicated by address.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,7 +49,7 @@ pub fn to_table_source(version: &str, l: &GoLayout) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gocensus::GLayout;
+    use crate::runtimes::go::read::GLayout;
 
     #[test]
     fn renders_an_entry_in_the_table_syntax() {

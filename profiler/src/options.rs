@@ -1,0 +1,50 @@
+//! What a run is asked to do: the options every part of a run reads.
+use std::time::Duration;
+
+use crate::{detect::DetectConfig, ignore::IgnoreRules};
+
+/// What a run is asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub pid: u32,
+    pub interval: Duration,
+    /// Stop after this long; None = until Ctrl-C, SIGTERM or the target's exit.
+    pub duration: Option<Duration>,
+    pub max_tasks: u32,
+    pub max_sites: u32,
+    pub ignore: IgnoreRules,
+    pub detect: DetectConfig,
+    /// Spawn stack sampling period (0 = off).
+    pub stack_period: u64,
+    /// Go: count goroutines with uprobes instead of the census.
+    pub go_probes: bool,
+    /// Watch threads blocked in futex waits even in a program without tokio.
+    pub threads: bool,
+    /// Do not trace futex waits.
+    pub no_threads: bool,
+    /// Write the detector's inputs at every sample to this file (JSON lines, see `record`).
+    pub record: Option<std::path::PathBuf>,
+    /// Samples kept per site (older ones are thinned, see `history`): bounded memory.
+    pub retention: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            pid: 0,
+            interval: Duration::from_secs(1),
+            duration: None,
+            max_tasks: 1 << 20,
+            max_sites: 16_384,
+            ignore: IgnoreRules::default(),
+            detect: DetectConfig::default(),
+            threads: false,
+            no_threads: false,
+            stack_period: 64,
+            go_probes: false,
+            record: None,
+            retention: crate::history::DEFAULT_CAPACITY,
+        }
+    }
+}
+

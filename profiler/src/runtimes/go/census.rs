@@ -1,0 +1,109 @@
+//! Go goroutines by census: each sample reads every g from outside and turns the change since
+//! the last census into per-site counters keyed by the `go` statement (g.gopc): goroutines first
+//! seen count as spawned (those alive before attach included), goroutines gone as finished.
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Result;
+use profiler_common::{lifetime_bucket, LIFETIME_BUCKETS};
+
+use super::{
+    read::{read_goroutines, status, AllgsAddr},
+    GoPlan,
+};
+use crate::{
+    runtimes::go::layout::GoLayout,
+    sample::{Sample, SiteObs, SiteTotals},
+};
+
+/// Census state of one Go process.
+pub struct GoCensus {
+    pid: u32,
+    at: AllgsAddr,
+    layout: GoLayout,
+    /// goid -> (gopc, first seen ns)
+    seen: HashMap<u64, (u64, u64)>,
+    totals: HashMap<u64, SiteTotals>,
+    /// gopc -> state ("chan receive", "running", ...) -> live goroutines, at the last census.
+    pub states: HashMap<u64, BTreeMap<String, u64>>,
+    /// gopc -> entry function pc (startpc) of its goroutines.
+    pub startpc: HashMap<u64, u64>,
+}
+
+impl GoCensus {
+    pub fn new(pid: u32, plan: &GoPlan, bias: u64) -> Self {
+        let at = match plan.allgs {
+            AllgsAddr::Slice(a) => AllgsAddr::Slice(a + bias),
+            AllgsAddr::PtrLen { ptr, len } => AllgsAddr::PtrLen { ptr: ptr + bias, len: len + bias },
+        };
+        GoCensus {
+            pid,
+            at,
+            layout: plan.layout.clone(),
+            seen: HashMap::new(),
+            totals: HashMap::new(),
+            states: HashMap::new(),
+            startpc: HashMap::new(),
+        }
+    }
+
+    fn state_name(&self, st: u32, reason: u8) -> String {
+        match st {
+            1 => "runnable".into(),
+            2 => "running".into(),
+            3 => "syscall".into(),
+            status::WAITING => self.layout.wait_reason(reason),
+            10 => "leaked".into(),
+            other => format!("status{other}"),
+        }
+    }
+
+    /// One census: live goroutines per `go` statement, the oldest first-seen time, how many wait.
+    pub fn census(&mut self, now_ns: u64) -> Result<Sample<u64>> {
+        let gs = read_goroutines(self.pid, self.at, &self.layout.g)?;
+        let mut live_ids = std::collections::HashSet::new();
+        let mut per_site: HashMap<u64, (i64, u64, u64, u64)> = HashMap::new(); // live, oldest, idle, seen
+        self.states.clear();
+        for g in gs.iter().filter(|g| g.is_live()) {
+            live_ids.insert(g.goid);
+            let (gopc, born) = *self.seen.entry(g.goid).or_insert_with(|| {
+                self.totals.entry(g.gopc).or_default().spawned += 1;
+                (g.gopc, now_ns)
+            });
+            self.startpc.entry(gopc).or_insert(g.startpc);
+            let e = per_site.entry(gopc).or_insert((0, born, 0, 0));
+            e.0 += 1;
+            e.1 = e.1.min(born);
+            e.2 += u64::from(g.status == status::WAITING);
+            e.3 += 1;
+            let name = self.state_name(g.status, g.waitreason);
+            *self.states.entry(gopc).or_default().entry(name).or_default() += 1;
+        }
+        let gone: Vec<u64> = self.seen.keys().filter(|id| !live_ids.contains(id)).copied().collect();
+        for id in gone {
+            let (gopc, born) = self.seen.remove(&id).unwrap();
+            let t = self.totals.entry(gopc).or_default();
+            let life = now_ns.saturating_sub(born);
+            t.finished += 1;
+            t.max_lifetime_ns = t.max_lifetime_ns.max(life);
+            if t.lifetime_log2_us.len() < LIFETIME_BUCKETS {
+                t.lifetime_log2_us.resize(LIFETIME_BUCKETS, 0);
+            }
+            t.lifetime_log2_us[lifetime_bucket(life)] += 1;
+        }
+        let sites = self
+            .totals
+            .iter()
+            .map(|(&key, totals)| {
+                let (live, oldest, idle, seen) = per_site.get(&key).copied().unwrap_or_default();
+                SiteObs {
+                    key,
+                    live,
+                    totals: totals.clone(),
+                    oldest_born_ns: (live > 0).then_some(oldest),
+                    idle: Some((idle, seen)),
+                }
+            })
+            .collect();
+        Ok(Sample { now_ns, sites })
+    }
+}

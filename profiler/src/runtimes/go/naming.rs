@@ -1,0 +1,38 @@
+//! Names a Go site, a `go` statement (g.gopc, the return address of its call to newproc), as the
+//! function and file:line of the statement, through the pclntab.
+use std::collections::HashMap;
+
+use super::pclntab::Pclntab;
+use crate::model::SiteName;
+
+pub struct Namer {
+    bias: u64,
+    pclntab: Pclntab,
+    cache: HashMap<u64, SiteName>,
+}
+
+impl Namer {
+    pub fn new(bias: u64, pclntab: Pclntab) -> Self {
+        Namer { bias, pclntab, cache: HashMap::new() }
+    }
+
+    /// The `go` statement at runtime address `gopc`.
+    pub fn name(&mut self, gopc: u64) -> &SiteName {
+        let (bias, p) = (self.bias, &self.pclntab);
+        self.cache.entry(gopc).or_insert_with(|| {
+            // gopc is a return address: look up the call instruction before it
+            let pc = gopc.wrapping_sub(bias).wrapping_sub(1);
+            let (file, line) = p.file_line(pc).map_or((None, None), |(f, l)| (Some(f), Some(l)));
+            SiteName {
+                function: p.func_for_pc(pc).map_or_else(|| format!("<unknown go statement at {gopc:#x}>"), |f| f.name),
+                file,
+                line,
+            }
+        })
+    }
+
+    /// The function at a runtime pc (e.g. a goroutine's entry), when known.
+    pub fn function(&self, pc: u64) -> Option<String> {
+        self.pclntab.func_for_pc(pc.wrapping_sub(self.bias)).map(|f| f.name)
+    }
+}

@@ -1,0 +1,81 @@
+//! One folder per runtime, each owning its detection, attach plan, sampling source(s) and naming:
+//! [`tokio`] (tasks, by uprobes), [`go`] (goroutines, by a census of `runtime.allgs` or by
+//! uprobes), and [`threads`] (threads blocked in futex waits, in any native program, beside a
+//! task runtime or alone). What they produce is runtime-neutral: a [`Sample`] of per-site
+//! observations, names and details per site, and facts about the attachment.
+//!
+//! Adding a runtime: a folder with a type implementing [`Runtime`] and a `detect` function, and
+//! one line in [`DETECTORS`].
+pub mod go;
+pub mod threads;
+pub mod tokio;
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+
+use crate::{
+    elf::ElfImage,
+    model::{SiteName, SpawnStack},
+    sample::Sample,
+    options::RunOptions,
+    target::Target,
+};
+
+/// Facts about a runtime's attachment, for the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeInfo {
+    /// "tokio", "go".
+    pub name: &'static str,
+    pub version: Option<String>,
+    /// How births are seen: "bind_inner", "first_poll", "census", "newproc1_ret".
+    pub birth_point: &'static str,
+    /// How live counts are collected: "uprobes" or "census".
+    pub method: &'static str,
+    pub attach_points: usize,
+    pub attach_ms: f64,
+    pub has_debug_info: bool,
+}
+
+/// What a runtime knows of one site beyond its counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SiteDetail {
+    /// The symbol the site was named from (tokio: `raw::poll<T, S>`; Go: the goroutines' entry).
+    pub symbol: String,
+    /// Sampled spawn stacks (tokio), most live first.
+    pub spawn_stacks: Vec<SpawnStack>,
+    /// The first frame outside the runtime and std of the spawn path holding most live tasks.
+    pub created_by: Option<String>,
+    /// Functions of the spawn paths (for `--ignore-created-by`).
+    pub spawn_frames: Vec<String>,
+    /// Live tasks by state (Go: wait reason or run state), when read.
+    pub states: BTreeMap<String, u64>,
+}
+
+/// A task runtime attached to one process.
+pub trait Runtime {
+    fn info(&self) -> RuntimeInfo;
+    /// Reads the current live counts per site (keys: a task vtable, a `go` statement's pc, ...).
+    fn sample(&mut self) -> Result<Sample<u64>>;
+    /// Names a site (cached by the runtime).
+    fn name(&mut self, key: u64) -> SiteName;
+    /// What else is known of a site with `live` live tasks.
+    fn detail(&mut self, key: u64, live: i64) -> SiteDetail;
+    /// Kernel-side outcome counters, when the runtime runs probes (None: nothing ran in the kernel).
+    fn kernel_stats(&self) -> Option<Vec<u64>>;
+    /// Detaches every probe (idempotent); the runtime can still name and describe sites.
+    fn detach(&mut self);
+    /// Things the user should know about this attachment.
+    fn warnings(&self) -> Vec<String>;
+}
+
+/// Recognises the runtime of a program and attaches to it: None when it is not this runtime.
+pub type Detector = fn(&RunOptions, &Target, &ElfImage, u64) -> Option<Result<Box<dyn Runtime>>>;
+
+/// Every runtime, tried in order; the first that recognises the program wins.
+pub const DETECTORS: &[Detector] = &[go::detect, tokio::detect];
+
+/// The runtime of the program, attached; None when no runtime recognises it.
+pub fn attach(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Option<Result<Box<dyn Runtime>>> {
+    DETECTORS.iter().find_map(|d| d(opts, target, image, bias))
+}

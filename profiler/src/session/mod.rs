@@ -1,0 +1,166 @@
+//! One profiling run against one process: attach the program's runtime (and the futex
+//! tracepoints), sample every interval into bounded histories judged as they grow, detach,
+//! report. The runtime-specific parts live in `runtimes/`; the report is assembled in `report`.
+mod record;
+mod report;
+
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use tokio::signal::unix::{signal, SignalKind};
+
+pub use crate::options::RunOptions;
+use crate::{
+    elf::ElfImage,
+    judged::Judged,
+    model::{EndReason, Report, SiteReport},
+    preflight,
+    runtimes::{self, threads::Threads, Runtime},
+    target::Target,
+};
+
+/// Called after every sample with the elapsed time and the judged sites, worst first.
+pub type ProgressFn<'a> = dyn FnMut(f64, &[SiteReport]) + 'a;
+
+/// An attached session, ready to sample.
+pub struct Session {
+    opts: RunOptions,
+    target: Target,
+    /// The task runtime (None: a native program watched for blocked threads only).
+    runtime: Option<Box<dyn Runtime>>,
+    /// Threads blocked in futex waits (tokio programs by default, any program with --threads).
+    threads: Option<Threads>,
+    tasks: Judged<u64>,
+    waits: Judged<String>,
+    recorder: Option<crate::record::Recorder>,
+    /// Samples taken, and the sum and max of the time one took, ms.
+    samples: usize,
+    sample_ms: (f64, f64),
+    started: Instant,
+    warnings: Vec<String>,
+}
+
+impl Session {
+    /// Checks everything, then attaches. Every error is one actionable sentence.
+    pub fn attach(opts: RunOptions) -> Result<Session> {
+        preflight::check_privileges()?;
+        preflight::raise_memlock();
+        let pid = opts.pid;
+        let target = Target::open(pid)?;
+        let image = ElfImage::open(&target.exe_proc_path).with_context(|| format!("cannot read the executable of pid {pid}"))?;
+        let segs: Vec<(u64, u64, u64)> = image.load_segments().iter().map(|s| (s.vaddr, s.file_offset, s.file_size)).collect();
+        let bias = target.load_bias(&segs).ok_or_else(|| anyhow!("pid {pid}: cannot relate its memory map to its executable"))?;
+        let runtime = runtimes::attach(&opts, &target, &image, bias).transpose()?;
+        if runtime.is_none() && !opts.threads {
+            bail!(
+                "pid {pid}: no tokio symbols found: the target does not look like a tokio program (nor a Go one); \
+                 to watch its threads blocked in futex waits instead, add --threads"
+            );
+        }
+        // futex waits: any program with --threads; a tokio program unless --no-threads
+        let tokio = runtime.as_ref().is_some_and(|r| r.info().name == "tokio");
+        let threads = if opts.threads || (tokio && !opts.no_threads) {
+            Some(Threads::attach(&opts, &target, &image, bias)?)
+        } else {
+            None
+        };
+        let warnings = runtime.as_ref().map(|r| r.warnings()).unwrap_or_default();
+        Ok(Session {
+            tasks: Judged::new(opts.retention),
+            waits: Judged::new(opts.retention),
+            opts,
+            target,
+            runtime,
+            threads,
+            recorder: None,
+            samples: 0,
+            sample_ms: (0.0, 0.0),
+            started: Instant::now(),
+            warnings,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.opts.pid
+    }
+
+    pub fn target_alive(&self) -> bool {
+        self.target.alive()
+    }
+
+    /// False once the target has exec'd another program (its probes point at the old one).
+    pub fn target_same_exe(&self) -> bool {
+        self.target.same_exe()
+    }
+
+    /// Takes one sample of every source and judges every site.
+    pub fn sample(&mut self) -> Result<()> {
+        let t0 = Instant::now();
+        let t_s = self.started.elapsed().as_secs_f64();
+        if let Some(rt) = self.runtime.as_mut() {
+            let s = rt.sample()?;
+            self.tasks.push(t_s, &s, &self.opts.detect);
+        }
+        if let Some(th) = self.threads.as_mut() {
+            let s = th.sample()?;
+            self.waits.push(t_s, &s, &self.opts.detect);
+        }
+        if self.opts.record.is_some() {
+            self.record()?;
+        }
+        self.samples += 1;
+        let dt = t0.elapsed().as_secs_f64() * 1e3;
+        self.sample_ms = (self.sample_ms.0 + dt, self.sample_ms.1.max(dt));
+        Ok(())
+    }
+
+    /// Runs until the duration, a signal or the target's exit; detaches; returns the report.
+    pub async fn run(mut self, progress: &mut ProgressFn<'_>) -> Result<Report> {
+        let mut sigint = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+        let deadline = self.opts.duration.map(|d| self.started + d);
+        let mut next = self.started + self.opts.interval;
+        let ended = loop {
+            let wake = deadline.map_or(next, |d| d.min(next));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = sigint.recv() => break EndReason::Interrupted,
+                _ = sigterm.recv() => break EndReason::Interrupted,
+            }
+            if let Err(e) = self.sample() {
+                // a target that exits while it is being read ends the run, with its report
+                if !self.target.alive() {
+                    break EndReason::TargetExited;
+                }
+                return Err(e);
+            }
+            progress(self.started.elapsed().as_secs_f64(), &self.sites());
+            if !self.target.alive() {
+                break EndReason::TargetExited;
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                break EndReason::Duration;
+            }
+            next += self.opts.interval;
+        };
+        if ended == EndReason::Interrupted && self.target.alive() {
+            // a last sample so the report covers the run up to the signal
+            self.sample()?;
+        }
+        Ok(self.finish(ended))
+    }
+
+    /// Detaches every probe and builds the report.
+    pub fn finish(mut self, ended: EndReason) -> Report {
+        if let Some(rt) = self.runtime.as_mut() {
+            rt.detach();
+        }
+        if let Some(th) = self.threads.as_mut() {
+            th.detach();
+        }
+        if ended == EndReason::TargetExited {
+            self.warnings.push(format!("pid {} exited during the run; the report covers the time until then", self.opts.pid));
+        }
+        self.report(ended)
+    }
+}

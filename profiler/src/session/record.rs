@@ -1,0 +1,61 @@
+//! `--record FILE`: appends the detector's inputs of each sample (see `crate::record`).
+use anyhow::Result;
+
+use super::Session;
+use crate::record::{Header, RecordedSite, Recorder, Sample, SiteKind, SCHEMA, VERSION};
+
+impl Session {
+    pub(super) fn record(&mut self) -> Result<()> {
+        if self.recorder.is_none() {
+            let path = self.opts.record.clone().unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.opts.pid)).unwrap_or_default();
+            let header = Header {
+                schema: SCHEMA.into(),
+                version: VERSION,
+                runtime: self.runtime.as_ref().map_or("native", |r| r.info().name).into(),
+                method: self.method().into(),
+                interval_s: self.opts.interval.as_secs_f64(),
+                cmdline: cmdline
+                    .split(|&b| b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+            };
+            self.recorder = Some(Recorder::create(&path, &header)?);
+        }
+        let mut sites = Vec::new();
+        if let Some(rt) = self.runtime.as_mut() {
+            let h = &self.tasks.history;
+            for (key, s) in &h.sites {
+                let name = rt.name(*key);
+                sites.push(RecordedSite {
+                    kind: SiteKind::Task,
+                    key: format!("{key:#x}"),
+                    function: name.function,
+                    file: name.file,
+                    line: name.line,
+                    live: s.live(),
+                    facts: h.facts(s),
+                });
+            }
+        }
+        if let Some(th) = &self.threads {
+            let h = &self.waits.history;
+            for (key, w) in &th.tracker.sites {
+                let Some(s) = h.sites.get(key) else { continue };
+                sites.push(RecordedSite {
+                    kind: SiteKind::Wait,
+                    key: key.clone(),
+                    function: w.site.function.clone(),
+                    file: w.site.file.clone(),
+                    line: w.site.line,
+                    live: s.live(),
+                    facts: h.facts(s),
+                });
+            }
+        }
+        let times = if self.runtime.is_some() { &self.tasks.history.times_s } else { &self.waits.history.times_s };
+        let t_s = times.last().copied().unwrap_or(0.0);
+        self.recorder.as_mut().unwrap().sample(&Sample { t_s, sites })
+    }
+}
