@@ -89,7 +89,7 @@ impl<K: Ord + Clone> History<K> {
     /// Keeps every other sample of the older half (the newest half untouched).
     fn thin(&mut self) {
         let half = self.times_s.len() / 2;
-        let keep = |i: usize| i >= half || i % 2 == 0;
+        let keep = |i: usize| i >= half || i.is_multiple_of(2);
         let mut i = 0;
         self.times_s.retain(|_| {
             i += 1;

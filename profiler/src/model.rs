@@ -25,11 +25,21 @@ pub struct Report {
     /// Threads blocked in futex waits, by wait site, worst first (empty unless futex waits are
     /// traced: tokio programs by default, any program with --threads).
     pub blocked: Vec<BlockedSiteReport>,
+    /// The daemon's `--top-k`: sites beyond the reported ones, folded (absent when none were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_sites: Option<OtherSites>,
     /// Every kernel-side outcome counter (failures included), by name; absent when nothing ran in
     /// the kernel (a Go census without --threads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_counters: Option<BTreeMap<String, u64>>,
     pub warnings: Vec<String>,
+}
+
+/// Sites folded out of a report: how many, and their live tasks together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OtherSites {
+    pub sites: usize,
+    pub live: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -209,4 +219,79 @@ pub struct SiteName {
     pub function: String,
     pub file: Option<String>,
     pub line: Option<u32>,
+}
+
+/// Reports and sites for the unit tests of the output formats.
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// A site of `live` tasks, `leak` with confidence 0.93 or as given.
+    pub fn site(function: &str, verdict: VerdictKind, live: i64) -> SiteReport {
+        SiteReport {
+            function: function.into(),
+            file: Some("src/a.rs".into()),
+            line: Some(3),
+            poll_symbol: String::new(),
+            states: Default::default(),
+            vtable: "0x1".into(),
+            live,
+            spawned: live as u64,
+            finished: 0,
+            finished_preexisting: 0,
+            oldest_age_s: Some(4.0),
+            max_finished_lifetime_s: None,
+            finished_lifetime_p99_s: None,
+            series: vec![0, live / 2, live],
+            verdict,
+            confidence: if verdict == VerdictKind::Leak { 0.93 } else { 0.0 },
+            growth_per_s: 2.0,
+            reason: "+2.0/s for 10 s".into(),
+            idle_fraction: Some(1.0),
+            ignored_by: None,
+            created_by: None,
+            spawn_stacks: vec![],
+        }
+    }
+
+    /// A finished tokio report with these sites.
+    pub fn report(sites: Vec<SiteReport>) -> Report {
+        Report {
+            schema: SCHEMA_NAME,
+            schema_version: SCHEMA_VERSION,
+            leakprof_version: "0.1.0",
+            target: TargetInfo {
+                pid: 1,
+                exe: "/bin/app".into(),
+                runtime: "tokio",
+                runtime_version: None,
+                birth_point: "bind_inner",
+                attach_points: 4,
+                attach_ms: 1.0,
+                has_debug_info: false,
+            },
+            collection: Collection {
+                method: "uprobes",
+                interval_s: 1.0,
+                duration_s: 2.0,
+                samples: 2,
+                ended: EndReason::Duration,
+                sample_ms_mean: 1.0,
+                sample_ms_max: 1.0,
+            },
+            program_exit_code: None,
+            sample_times_s: vec![1.0],
+            sites,
+            blocked: vec![],
+            other_sites: None,
+            kernel_counters: None,
+            warnings: vec![],
+        }
+    }
+
+    /// A report of `n` sites with 0, 1, 2, ... live tasks, the first a leak.
+    pub fn report_with_sites(n: usize) -> Report {
+        let kinds = |i: usize| if i == 0 { VerdictKind::Leak } else { VerdictKind::Ok };
+        report((0..n).map(|i| site(&format!("app::site{i}"), kinds(i), i as i64)).collect())
+    }
 }

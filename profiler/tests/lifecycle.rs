@@ -42,6 +42,33 @@ fn target_exiting_mid_run_ends_with_report_and_non_zero_exit() {
     assert!(int(&site(&r, "never_answered")["spawned"]) > 0);
 }
 
+#[test]
+fn go_target_killed_mid_run_keeps_its_report() {
+    if !bpf_available("go_target_killed_mid_run_keeps_its_report") {
+        return;
+    }
+    // the census reads the target's memory every interval; a kill at any moment must end the
+    // run with the report so far and exit 3, as for every runtime
+    for (i, delay_ms) in [2300u64, 2800, 3500].into_iter().enumerate() {
+        let mut fx = Fixture::start("go-latest", &["nil-send", "50"]);
+        let child = leakprof()
+            .args(["--pid", &fx.pid.to_string(), "--duration", "20", "--interval", "0.1", "--format", "json", "--quiet"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        sleep(Duration::from_millis(delay_ms));
+        fx.child.kill().unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "run {i}: {stderr}");
+        assert!(stderr.contains("exited during the run"), "run {i}: {stderr}");
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("run {i}: {e}: {stderr}"));
+        assert_eq!(r["collection"]["ended"], "target_exited");
+        assert!(int(&site(&r, "main.nilSend")["live"]) > 10, "run {i}: {}", r["sites"]);
+    }
+}
+
 /// The per-interval blocks of the text view: (seconds since attach, live count of the site whose
 /// function contains `site`) for each `[    1.0s] verdict ...` header line, in output order.
 /// Only the per-interval view prints those headers; the final table's header has no timestamp.

@@ -51,9 +51,14 @@ pub fn render(reports: &[Report], health: &Health) -> String {
     let blocked = Family::<SiteLabels, Gauge>::default();
     let up = Family::<TargetLabels, Gauge>::default();
     let kernel = Family::<CounterLabels, Gauge>::default();
+    let other = Family::<TargetLabels, Gauge>::default();
+    let other_live = Family::<TargetLabels, Gauge>::default();
     for r in reports {
         let t = TargetLabels { pid: r.target.pid.to_string(), exe: r.target.exe.clone(), runtime: r.target.runtime.to_string() };
         up.get_or_create(&t).set(i64::from(r.collection.ended == crate::model::EndReason::Running));
+        let folded = r.other_sites.unwrap_or(crate::model::OtherSites { sites: 0, live: 0 });
+        other.get_or_create(&t).set(folded.sites as i64);
+        other_live.get_or_create(&t).set(folded.live);
         for s in &r.sites {
             let l = SiteLabels {
                 pid: t.pid.clone(),
@@ -98,6 +103,8 @@ pub fn render(reports: &[Report], health: &Health) -> String {
     reg.register("site_confidence", "Leak confidence 0..1", confidence);
     reg.register("blocked_threads", "Threads blocked in futex waits per wait site", blocked);
     reg.register("target_up", "1 while the target is attached and running", up);
+    reg.register("other_sites", "Sites beyond --top-k, not reported one by one", other);
+    reg.register("other_sites_live", "Live tasks/goroutines of the sites beyond --top-k, together", other_live);
     reg.register("kernel_events", "Kernel-side outcome counters, failures included", kernel);
     let probes = Gauge::<i64>::default();
     probes.set(reports.iter().filter(|r| r.collection.ended == crate::model::EndReason::Running).map(|r| r.target.attach_points as i64).sum());

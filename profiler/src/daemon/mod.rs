@@ -16,7 +16,7 @@ use anyhow::{bail, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    model::{EndReason, Report},
+    model::{EndReason, OtherSites, Report},
     session::{RunOptions, Session},
 };
 
@@ -31,7 +31,7 @@ pub struct DaemonConfig {
     pub interval: Duration,
     /// Samples kept per target (older ones are dropped): bounded memory.
     pub retention: usize,
-    /// Sites reported per target (worst first); the rest are summed into one "(other sites)" row.
+    /// Sites reported per target (worst first); the rest are summed into `other_sites`.
     pub top_k: usize,
     /// Template for each target's session (pid is filled in).
     pub session: RunOptions,
@@ -127,20 +127,28 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
 }
 
 /// Keeps the `k` worst sites and folds the rest into one row, so a report's size is bounded.
+/// Keeps the `k` worst sites of a report; the rest are summed into `other_sites` (their number
+/// and live count only: no verdict, which none of them earned together, and no counters, which
+/// would go down as sites move in and out of the fold).
 fn bounded(mut r: Report, k: usize) -> Report {
     if r.sites.len() > k {
         let rest: Vec<_> = r.sites.drain(k..).collect();
-        let mut other = rest[0].clone();
-        other.function = format!("(other sites: {})", rest.len());
-        other.file = None;
-        other.line = None;
-        other.spawn_stacks.clear();
-        other.created_by = None;
-        other.live = rest.iter().map(|s| s.live).sum();
-        other.spawned = rest.iter().map(|s| s.spawned).sum();
-        other.finished = rest.iter().map(|s| s.finished).sum();
-        other.series = vec![];
-        r.sites.push(other);
+        r.other_sites = Some(OtherSites { sites: rest.len(), live: rest.iter().map(|s| s.live).sum() });
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_sites_keep_no_verdict_and_a_stable_shape() {
+        let r = bounded(crate::model::tests::report_with_sites(5), 2);
+        assert_eq!(r.sites.len(), 2);
+        assert_eq!(r.other_sites, Some(OtherSites { sites: 3, live: 2 + 3 + 4 }));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["other_sites"], serde_json::json!({"sites": 3, "live": 9}));
+        assert!(bounded(crate::model::tests::report_with_sites(2), 2).other_sites.is_none());
+    }
 }

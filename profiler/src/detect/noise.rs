@@ -78,7 +78,7 @@ pub fn autocorr_inflation(t: &[f64], y: &[f64], slope: f64, q_none: f64, q_full:
 fn full_to_none(full: f64, q: f64, lo: f64, hi: f64) -> f64 {
     if q >= hi {
         1.0
-    } else if !(q > lo) || lo <= 0.0 {
+    } else if q.is_nan() || q <= lo || lo <= 0.0 {
         full
     } else {
         1.0 + (full - 1.0) * (hi.ln() - q.ln()) / (hi.ln() - lo.ln())

@@ -220,32 +220,7 @@ pub fn render_text(r: &Report) -> String {
 mod tests {
     use super::*;
 
-    pub fn site(function: &str, verdict: VerdictKind, live: i64) -> SiteReport {
-        SiteReport {
-            function: function.into(),
-            file: Some("src/a.rs".into()),
-            line: Some(3),
-            poll_symbol: String::new(),
-            states: Default::default(),
-            vtable: "0x1".into(),
-            live,
-            spawned: live as u64,
-            finished: 0,
-            finished_preexisting: 0,
-            oldest_age_s: Some(4.0),
-            max_finished_lifetime_s: None,
-            finished_lifetime_p99_s: None,
-            series: vec![0, live / 2, live],
-            verdict,
-            confidence: if verdict == VerdictKind::Leak { 0.93 } else { 0.0 },
-            growth_per_s: 2.0,
-            reason: "+2.0/s for 10 s".into(),
-            idle_fraction: Some(1.0),
-            ignored_by: None,
-            created_by: None,
-            spawn_stacks: vec![],
-        }
-    }
+    use crate::model::tests::site;
 
     #[test]
     fn sparkline_shapes() {

@@ -154,6 +154,7 @@ impl Session {
             sample_times_s,
             sites,
             blocked: self.blocked_sites(),
+            other_sites: None,
             kernel_counters,
             warnings,
         }

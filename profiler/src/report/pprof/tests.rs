@@ -11,63 +11,20 @@ fn frame(f: &str) -> StackFrame {
 
 fn site(function: &str, live: i64, stacks: Vec<SpawnStack>) -> SiteReport {
     SiteReport {
-        function: function.into(),
-        file: Some("src/a.rs".into()),
-        line: Some(3),
-        poll_symbol: String::new(),
-        states: Default::default(),
-        vtable: "0x1".into(),
-        live,
         spawned: live as u64 + 10,
         finished: 10,
-        finished_preexisting: 0,
         oldest_age_s: None,
-        max_finished_lifetime_s: None,
-        finished_lifetime_p99_s: None,
         series: vec![live],
-        verdict: VerdictKind::Leak,
         confidence: 0.9,
         growth_per_s: 1.0,
         reason: String::new(),
         idle_fraction: None,
-        ignored_by: None,
-        created_by: None,
         spawn_stacks: stacks,
+        ..crate::model::tests::site(function, VerdictKind::Leak, live)
     }
 }
 
-fn report(sites: Vec<SiteReport>) -> Report {
-    Report {
-        schema: "leakprof.report",
-        schema_version: 1,
-        leakprof_version: "0.1.0",
-        target: TargetInfo {
-            pid: 1,
-            exe: "/bin/app".into(),
-            runtime: "tokio",
-            runtime_version: None,
-            birth_point: "bind_inner",
-            attach_points: 4,
-            attach_ms: 1.0,
-            has_debug_info: false,
-        },
-        collection: Collection {
-            method: "uprobes",
-            interval_s: 1.0,
-            duration_s: 2.0,
-            samples: 2,
-            ended: EndReason::Duration,
-            sample_ms_mean: 1.0,
-            sample_ms_max: 1.0,
-        },
-        program_exit_code: None,
-        sample_times_s: vec![1.0],
-        sites,
-        blocked: vec![],
-        kernel_counters: None,
-        warnings: vec![],
-    }
-}
+use crate::model::tests::report;
 
 fn decode(gz: &[u8]) -> proto::Profile {
     let mut raw = Vec::new();
