@@ -230,3 +230,14 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
 }
+
+/// leakprof's own cost over run length: RSS and CPU per sample with `sites` sites after 1 h, 24 h
+/// and 7 days at 1 s (one process each), side by side.
+pub fn history(root: &Path, sites: u64) -> Result<()> {
+    util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler", "--example", "bench_history"], &[])?;
+    let bin = root.join("target/release/examples/bench_history");
+    for hours in [1, 24, 168] {
+        util::run(Command::new(&bin).args([sites.to_string(), hours.to_string()]))?;
+    }
+    Ok(())
+}

@@ -37,6 +37,11 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// leakprof's own RSS and CPU per sample after 1 h, 24 h and 7 days of samples of N sites.
+    BenchHistory {
+        #[arg(long, default_value_t = 1000)]
+        sites: u64,
+    },
     /// Record the detector's inputs while the fixture scenarios run (profiler/tests/series/).
     RecordSeries {
         /// Seconds each scenario is watched.
@@ -68,6 +73,7 @@ fn main() -> Result<()> {
         Cmd::Demo { seconds } => demo::run(&root, seconds),
         Cmd::Test => test(&root),
         Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
+        Cmd::BenchHistory { sites } => bench::history(&root, sites),
         Cmd::RecordSeries { seconds, parallel } => record::run(&root, seconds, parallel),
         Cmd::GoTables => gotables::generate(&root),
         Cmd::Bench { tasks, rounds } => bench::run(&root, tasks, rounds),

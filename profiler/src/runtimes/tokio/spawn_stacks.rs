@@ -12,6 +12,10 @@ use crate::{
 
 /// Deepest stack kept.
 const MAX_FRAMES: usize = 64;
+/// Distinct spawn paths kept per site and in all (bounded memory whatever the run length); samples
+/// of further paths are counted in `dropped` only.
+const MAX_PATHS_PER_SITE: usize = 32;
+const MAX_PATHS: usize = 4096;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct PathStats {
@@ -30,6 +34,10 @@ pub struct SpawnStacks {
     by_site: HashMap<u64, HashMap<usize, PathStats>>,
     /// Sampled tasks not yet seen finished: (header, birth time) -> (vtable, path).
     sampled: HashMap<(u64, u64), (u64, usize)>,
+    /// Each path symbolized once.
+    symbolized: HashMap<usize, Vec<StackFrame>>,
+    /// Samples whose path was not kept (over the caps).
+    pub dropped: u64,
 }
 
 impl SpawnStacks {
@@ -43,6 +51,8 @@ impl SpawnStacks {
             path_ids: HashMap::new(),
             by_site: HashMap::new(),
             sampled: HashMap::new(),
+            symbolized: HashMap::new(),
+            dropped: 0,
         }
     }
 
@@ -50,12 +60,24 @@ impl SpawnStacks {
         let st = &s.stack;
         let len = (st.len as usize).min(st.data.len());
         let pcs = self.unwinder.unwind(Regs { ip: st.ip, sp: st.sp, bp: st.bp }, &st.data[..len], MAX_FRAMES);
-        let next = self.paths.len();
-        let id = *self.path_ids.entry(pcs.clone()).or_insert(next);
-        if id == next {
-            self.paths.push(pcs);
+        let site = self.by_site.entry(s.vtable).or_default();
+        let id = match self.path_ids.get(&pcs) {
+            Some(&id) => id,
+            None if self.paths.len() < MAX_PATHS && site.len() < MAX_PATHS_PER_SITE => {
+                self.path_ids.insert(pcs.clone(), self.paths.len());
+                self.paths.push(pcs);
+                self.paths.len() - 1
+            }
+            None => {
+                self.dropped += 1;
+                return;
+            }
+        };
+        if !site.contains_key(&id) && site.len() >= MAX_PATHS_PER_SITE {
+            self.dropped += 1;
+            return;
         }
-        self.by_site.entry(s.vtable).or_default().entry(id).or_default().samples += 1;
+        site.entry(id).or_default().samples += 1;
         self.sampled.insert((s.header, s.born_ns), (s.vtable, id));
     }
 
@@ -77,10 +99,23 @@ impl SpawnStacks {
 
     /// The site's distinct stacks, the path holding most live tasks first, symbolized; `live`
     /// (the site's live count) is apportioned by live samples.
-    pub fn stacks(&self, vtable: u64, live: i64, lines: Option<&LineTable>) -> Vec<SpawnStack> {
+    pub fn stacks(&mut self, vtable: u64, live: i64, lines: Option<&LineTable>) -> Vec<SpawnStack> {
         let Some(m) = self.by_site.get(&vtable) else {
             return Vec::new();
         };
+        let (image, bias, paths) = (&self.image, self.bias, &self.paths);
+        for &id in m.keys() {
+            self.symbolized.entry(id).or_insert_with(|| {
+                symbolize_frames(image, lines, bias, &paths[id])
+                    .into_iter()
+                    .map(|f| StackFrame {
+                        function: f.function,
+                        file: f.file.map(|p| crate::elf::lines::normalize_path(&p)),
+                        line: f.line,
+                    })
+                    .collect()
+            });
+        }
         let live_total: u64 = m.values().map(|p| p.live_samples).sum();
         let mut v: Vec<SpawnStack> = m
             .iter()
@@ -92,14 +127,7 @@ impl SpawnStacks {
                 } else {
                     (live.max(0) as f64 * p.live_samples as f64 / live_total as f64).round() as i64
                 },
-                frames: symbolize_frames(&self.image, lines, self.bias, &self.paths[id])
-                    .into_iter()
-                    .map(|f| StackFrame {
-                        function: f.function,
-                        file: f.file.map(|p| crate::elf::lines::normalize_path(&p)),
-                        line: f.line,
-                    })
-                    .collect(),
+                frames: self.symbolized[&id].clone(),
             })
             .collect();
         v.sort_by(|a, b| {
