@@ -131,6 +131,12 @@ fn every_threshold_sits_inside_the_range_the_corpus_allows() {
         knob!(boost_cap, f64, [0.3, 0.5, 0.7]),
         knob!(leak_hold_samples, u32, [0.0, 3.0, 6.0, 10.0]),
         knob!(leak_hold_fraction, f64, [0.0, 0.25, 0.5, 1.0]),
+        knob!(max_points, usize, [150.0, 300.0, 600.0]),
+        knob!(sub_max_points, usize, [75.0, 150.0, 300.0]),
+        knob!(sub_windows, u32, [4.0, 8.0, 12.0]),
+        knob!(sub_min_points, usize, [10.0, 20.0, 40.0]),
+        knob!(none_finished_weight, f64, [0.15, 0.3, 0.5]),
+        knob!(w_idle, f64, [0.0, 0.1, 0.2]),
     ];
     let cases = all_cases();
     let base = DetectConfig::default();

@@ -149,7 +149,7 @@ fn check_runtime(prefix: &str, version: &str, normal: &ElfImage, stripped: &ElfI
         "{prefix}: the table differs from the binary's DWARF"
     );
     let o = runtime::offsets(stripped).unwrap();
-    assert!(o.size_hint > o.startpc && o.goid > o.atomicstatus, "{o:?}");
+    assert!(o.g_size > o.g.startpc && o.g.goid > o.g.atomicstatus, "{o:?}");
     let names = &from_table.wait_reasons;
     for r in [
         "ChanReceive",

@@ -50,6 +50,9 @@ enum Cmd {
         /// Scenarios recorded at once.
         #[arg(long, default_value_t = 8)]
         parallel: usize,
+        /// Only the recordings whose name starts with this (e.g. `threads-`).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Regenerate the Go runtime layout table from every Go toolchain that can be had here.
     GoTables,
@@ -74,7 +77,7 @@ fn main() -> Result<()> {
         Cmd::Test => test(&root),
         Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),
-        Cmd::RecordSeries { seconds, parallel } => record::run(&root, seconds, parallel),
+        Cmd::RecordSeries { seconds, parallel, only } => record::run(&root, seconds, parallel, only.as_deref()),
         Cmd::GoTables => gotables::generate(&root),
         Cmd::Bench { tasks, rounds } => bench::run(&root, tasks, rounds),
     }

@@ -70,14 +70,14 @@ fn jobs(bins: &Path) -> Vec<Job> {
     v
 }
 
-pub fn run(root: &Path, seconds: u32, parallel: usize) -> Result<()> {
+pub fn run(root: &Path, seconds: u32, parallel: usize, only: Option<&str>) -> Result<()> {
     util::setup(root)?;
     let bins = fixtures::build(root)?;
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     let leakprof = root.join("target/release/leakprof");
     let out_dir = root.join("profiler/tests/series");
     std::fs::create_dir_all(&out_dir)?;
-    let all = jobs(&bins);
+    let all: Vec<Job> = jobs(&bins).into_iter().filter(|j| only.is_none_or(|o| j.name.starts_with(o))).collect();
     let secs = seconds.to_string();
     for batch in all.chunks(parallel.max(1)) {
         let mut running = Vec::new();

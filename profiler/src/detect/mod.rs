@@ -108,6 +108,8 @@ pub struct DetectConfig {
     pub min_span_leak_s: f64,
     /// Longer windows are downsampled to this many points for the O(n^2) statistics.
     pub max_points: usize,
+    /// ... and suffix windows to this many (there are up to `sub_windows` of them per judgement).
+    pub sub_max_points: usize,
     /// One-sided Mann-Kendall p-value below which an upward trend counts at all.
     pub alpha: f64,
     /// p-value at which trend significance gets full credit.
@@ -177,6 +179,7 @@ impl Default for DetectConfig {
             min_points_leak: 6,
             min_span_leak_s: 5.0,
             max_points: 300,
+            sub_max_points: 150,
             alpha: 0.01,
             alpha_full: 1e-4,
             autocorr_q_none: 4.0,
@@ -226,7 +229,7 @@ pub fn judge(s: &SiteSeries, cfg: &DetectConfig) -> Verdict {
         .map(|(&t, &v)| (t, v as f64))
         .unzip();
     let ev = evidence::gather(s, cfg);
-    let mut best = judge_window(&t, &y, None, 0.0, &ev, cfg);
+    let mut best = judge_window(&t, &y, None, 0.0, cfg.max_points, &ev, cfg);
     if let (Some(&first), Some(&last)) = (t.first(), t.last()) {
         for k in 1..=cfg.sub_windows {
             if best.kind == VerdictKind::Leak {
@@ -246,13 +249,13 @@ pub fn judge(s: &SiteSeries, cfg: &DetectConfig) -> Verdict {
             if med(&y[r0..]) <= prefix_max {
                 continue;
             }
-            let mut v = judge_window(&t[i0..], &y[i0..], Some(prefix_max), 0.0, &ev, cfg);
+            let mut v = judge_window(&t[i0..], &y[i0..], Some(prefix_max), 0.0, cfg.sub_max_points, &ev, cfg);
             if v.kind != VerdictKind::Ok {
                 // Also judge against the noise of the samples just before the window (same count);
                 // a larger noise can only make the verdict milder, so this runs only when needed.
                 let j0 = i0.saturating_sub(t.len() - i0);
                 let hint = noise_sd(&t[j0..i0], &y[j0..i0], 0.0);
-                v = judge_window(&t[i0..], &y[i0..], Some(prefix_max), hint, &ev, cfg);
+                v = judge_window(&t[i0..], &y[i0..], Some(prefix_max), hint, cfg.sub_max_points, &ev, cfg);
             }
             if v.kind != VerdictKind::Ok && (v.kind, v.confidence) > (best.kind, best.confidence) {
                 best = v;

@@ -26,6 +26,7 @@ pub(super) fn judge_window(
     y: &[f64],
     prefix_max: Option<f64>,
     noise_hint: f64,
+    max_points: usize,
     ev: &Evidence,
     cfg: &DetectConfig,
 ) -> Verdict {
@@ -36,7 +37,7 @@ pub(super) fn judge_window(
     }
     let span = t[n - 1] - t[0];
     let dur = fmt_age(span);
-    let idx = downsample_indices(n, cfg.max_points);
+    let idx = downsample_indices(n, max_points);
     let (td, yd): (Vec<f64>, Vec<f64>) = idx.iter().map(|&i| (t[i], y[i])).unzip();
     let mut mk = mann_kendall(&yd);
     let slope = theil_sen(&td, &yd).unwrap_or(0.0);
@@ -55,7 +56,7 @@ pub(super) fn judge_window(
     let r0 = t
         .partition_point(|&x| x < cut)
         .min(n.saturating_sub(cfg.recent_min_points));
-    let ridx = downsample_indices(n - r0, (cfg.max_points / 3).max(cfg.recent_min_points));
+    let ridx = downsample_indices(n - r0, (max_points / 3).max(cfg.recent_min_points));
     let (rt, ry): (Vec<f64>, Vec<f64>) = ridx.iter().map(|&i| (t[r0 + i], y[r0 + i])).unzip();
     let rslope = theil_sen(&rt, &ry).unwrap_or(0.0);
     let rmk = mann_kendall(&ry);

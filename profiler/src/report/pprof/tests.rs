@@ -3,7 +3,7 @@ use std::io::Read as _;
 use prost::Message as _;
 
 use super::*;
-use crate::model::{Collection, EndReason, SiteReport, SpawnStack, StackFrame, TargetInfo, VerdictKind};
+use crate::model::{SiteReport, SpawnStack, StackFrame, VerdictKind};
 
 fn frame(f: &str) -> StackFrame {
     StackFrame { function: f.into(), file: Some("src/a.rs".into()), line: Some(7) }

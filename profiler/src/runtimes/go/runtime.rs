@@ -2,75 +2,11 @@
 //! runtime.g's fields and the waitReason names (the binary's DWARF, else the generated table
 //! for its version), where runtime.allgs is, and the probe points of the probe mode.
 use super::{allgs, buildinfo, layout::GoLayout, pclntab::Pclntab, tables};
-use super::read::GLayout;
 use crate::elf::ElfImage;
 
 /// Where runtime.allgs is (ELF virtual addresses; add the load bias for a PIE).
 pub type AllgsLoc = crate::runtimes::go::read::AllgsAddr;
 
-/// Offsets of the runtime.g fields a census reads, and sizeof(g).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GOffsets {
-    /// u32 status; mask 0x1000 (_Gscan) off; 4 = _Gwaiting.
-    pub atomicstatus: u64,
-    pub goid: u64,
-    /// i64 nanotime when it blocked (when tracked).
-    pub waitsince: u64,
-    /// u8 waitReason (names differ per version: see [`GoLayout::wait_reason`]).
-    pub waitreason: u64,
-    /// Return address of the `go` statement's call to newproc.
-    pub gopc: u64,
-    pub startpc: u64,
-    /// sizeof(runtime.g): read this much per g to get every field at once.
-    pub size_hint: u64,
-}
-
-impl GOffsets {
-    /// The subset the census reader takes.
-    pub fn glayout(&self) -> GLayout {
-        let GOffsets {
-            atomicstatus,
-            goid,
-            waitsince,
-            waitreason,
-            gopc,
-            startpc,
-            ..
-        } = *self;
-        GLayout {
-            atomicstatus,
-            goid,
-            waitsince,
-            waitreason,
-            gopc,
-            startpc,
-        }
-    }
-}
-
-impl From<&GoLayout> for GOffsets {
-    fn from(l: &GoLayout) -> Self {
-        let GLayout {
-            atomicstatus,
-            goid,
-            waitsince,
-            waitreason,
-            gopc,
-            startpc,
-        } = l.g;
-        GOffsets {
-            atomicstatus,
-            goid,
-            waitsince,
-            waitreason,
-            gopc,
-            startpc,
-            size_hint: l.g_size,
-        }
-    }
-}
-
-/// Where a layout came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayoutSource {
     /// The binary's own DWARF.
@@ -129,8 +65,8 @@ pub fn layout(image: &ElfImage) -> Result<(String, GoLayout, LayoutSource), GoEr
 }
 
 /// The binary's g offsets (see [`layout`]).
-pub fn offsets(image: &ElfImage) -> Result<GOffsets, GoError> {
-    layout(image).map(|(_, l, _)| GOffsets::from(&l))
+pub fn offsets(image: &ElfImage) -> Result<GoLayout, GoError> {
+    layout(image).map(|(_, l, _)| l)
 }
 
 /// Where runtime.allgs is: the symbol table (runtime.allgs, else allgptr/allglen), else
@@ -198,13 +134,9 @@ mod tests {
         assert!(matches!(&e, GoError::UnknownVersion { version, .. } if version == "go1.99.1"));
         assert!(e.to_string().contains("go1.19.8"), "{e}");
         let l = offsets_for_version("go1.19.3").unwrap();
-        let o = GOffsets::from(&l);
-        assert_eq!(
-            (o.atomicstatus, o.goid, o.waitreason, o.gopc),
-            (144, 152, 176, 296)
-        );
-        assert!(o.size_hint > o.startpc);
-        assert_eq!(o.glayout(), l.g);
+        let o = l.g;
+        assert_eq!((o.atomicstatus, o.goid, o.waitreason, o.gopc), (144, 152, 176, 296));
+        assert!(l.g_size > o.startpc);
     }
 
     #[test]
