@@ -8,8 +8,9 @@
 //! - [`runtimes`]: one folder per runtime (tokio, Go, blocked threads): detection, attach plan,
 //!   sampling, naming.
 //! - [`bpf`] (probes and their maps), [`unwind`], [`elf`], [`target`] (the process and its memory).
-//! - [`judged`] → [`history`] (bounded per-site series) → [`detect`] (verdicts), [`record`].
-//! - [`sample`], [`model`], [`options`]: plain data shared by all of the above.
+//! - [`judged`] → [`history`] (bounded per-site series), [`record`].
+//! - [`sample`], [`model`], [`options`]: plain data shared by all of the above; [`detect`], the
+//!   detector, pure functions over a series that import nothing of the crate.
 pub mod bpf;
 pub mod cli;
 pub mod daemon;
