@@ -126,6 +126,35 @@ pub struct SiteReport {
     pub created_by: Option<String>,
     /// Distinct sampled spawn stacks (innermost frame first), most sampled first.
     pub spawn_stacks: Vec<SpawnStack>,
+    /// Go: where the site's waiting goroutines are blocked (the first frame outside the runtime and
+    /// its blocking machinery), most first, out of `stuck_sampled` whose stacks were read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stuck_at: Vec<StuckAt>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stuck_sampled: u64,
+    /// Go: whole stacks of sampled waiting goroutines (innermost first), most common first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stacks: Vec<WaitStack>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A place where tasks wait, and how many of those sampled wait there.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StuckAt {
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub goroutines: u64,
+}
+
+/// A whole stack of waiting tasks (innermost first), and how many of those sampled had it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WaitStack {
+    pub goroutines: u64,
+    pub frames: Vec<StackFrame>,
 }
 
 impl SiteReport {
@@ -194,7 +223,7 @@ pub struct SpawnStack {
     pub frames: Vec<StackFrame>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
 pub struct StackFrame {
     pub function: String,
     pub file: Option<String>,
@@ -251,6 +280,9 @@ pub mod tests {
             ignored_by: None,
             created_by: None,
             spawn_stacks: vec![],
+            stuck_at: vec![],
+            stuck_sampled: 0,
+            stacks: vec![],
         }
     }
 

@@ -23,18 +23,29 @@ const LEAKS: &[(&str, &str, &str)] = &[
     ("undrained-timer", "ChanReceive", "ChanReceive"),
 ];
 
-/// (file, line) of the `// LEAK SITE <scenario>` marker in fixtures/go.
-fn leak_site(scenario: &str) -> (String, u32) {
+/// (file, line) of the line of fixtures/go ending with `marker`.
+fn marked_line(marker: &str) -> Option<(String, u32)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/go");
     for e in std::fs::read_dir(&dir).unwrap().flatten() {
         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
         for (i, l) in text.lines().enumerate() {
-            if l.ends_with(&format!("// LEAK SITE {scenario}")) {
-                return (e.file_name().to_string_lossy().into_owned(), i as u32 + 1);
+            if l.ends_with(marker) {
+                return Some((e.file_name().to_string_lossy().into_owned(), i as u32 + 1));
             }
         }
     }
-    panic!("no LEAK SITE marker for {scenario}");
+    None
+}
+
+/// (file, line) of the `// LEAK SITE <scenario>` marker: the `go` statement.
+fn leak_site(scenario: &str) -> (String, u32) {
+    marked_line(&format!("// LEAK SITE {scenario}")).unwrap_or_else(|| panic!("no LEAK SITE marker for {scenario}"))
+}
+
+/// (file, line) where the scenario's goroutines block: the `// BLOCKS <scenario>` marker, else the
+/// `go` statement's own line (a closure that blocks where it is spawned).
+fn blocking_line(scenario: &str) -> (String, u32) {
+    marked_line(&format!("// BLOCKS {scenario}")).unwrap_or_else(|| leak_site(scenario))
 }
 
 fn run_go(bin: &str, scenario: &str, secs: u32) -> serde_json::Value {
@@ -90,6 +101,17 @@ fn check_binary(bin: &str, old: bool, rate: &'static str) {
                 r["sites"].as_array().unwrap().iter().map(|s| format!("{} {}:{} {}", s["verdict"], s["file"], s["line"], s["reason"])).collect::<Vec<_>>().join(" | ")
             )),
             Some(s) => {
+                // where they are stuck: the blocking line, for (nearly) every sampled goroutine
+                let (bfile, bline) = blocking_line(scenario);
+                let top = &s["stuck_at"][0];
+                let at_line = top["file"].as_str().is_some_and(|f| f.ends_with(&format!("/{bfile}"))) && top["line"] == bline;
+                let (n, of) = (top["goroutines"].as_u64().unwrap_or(0), s["stuck_sampled"].as_u64().unwrap_or(0));
+                if !at_line || n * 10 < of * 9 || of == 0 {
+                    failures.push(format!("{bin} {rate}/s {scenario}: expected stuck at {bfile}:{bline}, got {} of {of}: {}", n, s["stuck_at"]));
+                }
+                if s["stacks"][0]["frames"].as_array().is_none_or(|f| f.len() < 3) {
+                    failures.push(format!("{bin} {rate}/s {scenario}: no whole stack: {}", s["stacks"]));
+                }
                 let states = s["states"].as_object().unwrap();
                 let top = states.iter().max_by_key(|(_, v)| v.as_u64().unwrap()).map(|(k, _)| k.as_str());
                 if top != Some(reason) {
@@ -130,6 +152,8 @@ go_binary!(go_1_19_leaks_at_their_go_statements_within_10_s_of_attach, "go1.19",
 go_binary!(go_1_19_stripped_leaks_at_their_go_statements_within_10_s_of_attach, "go1.19-stripped", true);
 go_binary!(go_latest_leaks_at_their_go_statements_within_10_s_of_attach, "go-latest", false);
 go_binary!(go_latest_stripped_leaks_at_their_go_statements_within_10_s_of_attach, "go-latest-stripped", false);
+go_binary!(go_1_19_pie_leaks_at_their_go_statements_within_10_s_of_attach, "go1.19-pie", true);
+go_binary!(go_latest_pie_leaks_at_their_go_statements_within_10_s_of_attach, "go-latest-pie", false);
 
 #[test]
 fn http_response_body_never_closed_leaks_in_net_http() {

@@ -103,17 +103,17 @@ fn go_toolchains() -> Result<Vec<(&'static str, PathBuf)>> {
     Ok(out)
 }
 
-/// Builds fixtures/go with each toolchain, normal and stripped (-s -w), offline.
+/// Builds fixtures/go with each toolchain, normal, stripped (-s -w) and stripped PIE, offline.
 fn build_go(root: &Path, bin_dir: &Path) -> Result<()> {
     let src = root.join("fixtures/go");
     let cache = root.join("fixtures/go/target");
     std::fs::create_dir_all(&cache)?;
     for (name, go) in go_toolchains()? {
-        for (suffix, flags) in [("", ""), ("-stripped", "-s -w")] {
+        for (suffix, flags, mode) in [("", "", "exe"), ("-stripped", "-s -w", "exe"), ("-pie", "-s -w", "pie")] {
             let out = bin_dir.join(format!("{name}{suffix}"));
             let mut c = Command::new(&go);
             c.current_dir(&src)
-                .args(["build", "-ldflags", flags, "-o"])
+                .args(["build", "-buildmode", mode, "-ldflags", flags, "-o"])
                 .arg(&out)
                 .arg(".")
                 .env("HOME", &cache)

@@ -165,6 +165,9 @@ pub fn render_text(r: &Report) -> String {
                 detail.push(format!("ignored by {rule}"));
             }
             let _ = writeln!(out, "{:<12} {}", "", detail.join("; "));
+            if let Some(line) = stuck_line(s) {
+                let _ = writeln!(out, "{:<12} {line}", "");
+            }
         }
     }
     if !r.blocked.is_empty() {
@@ -214,6 +217,24 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(out, "warning: {w}");
     }
     out
+}
+
+/// "stuck at FILE:LINE in FUNCTION (N of M sampled); also at ..." for a site whose waiting tasks'
+/// stacks were read.
+fn stuck_line(s: &SiteReport) -> Option<String> {
+    let place = |a: &crate::model::StuckAt| {
+        let file = a.file.as_deref().map(|f| f.rsplit('/').next().unwrap_or(f));
+        match (file, a.line) {
+            (Some(f), Some(l)) => format!("{f}:{l} in {}", a.function),
+            _ => a.function.clone(),
+        }
+    };
+    let first = s.stuck_at.first()?;
+    let mut line = format!("stuck at {} ({} of {} sampled)", place(first), first.goroutines, s.stuck_sampled);
+    for a in s.stuck_at.iter().skip(1).take(2) {
+        line += &format!("; also at {} ({})", place(a), a.goroutines);
+    }
+    Some(line)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use anyhow::Result;
 
 use crate::{
     elf::ElfImage,
-    model::{SiteName, SpawnStack},
+    model::{SiteName, SpawnStack, StuckAt, WaitStack},
     sample::Sample,
     options::RunOptions,
     target::Target,
@@ -50,6 +50,12 @@ pub struct SiteDetail {
     pub spawn_frames: Vec<String>,
     /// Live tasks by state (Go: wait reason or run state), when read.
     pub states: BTreeMap<String, u64>,
+    /// Where sampled waiting tasks are stuck (Go: the first frame outside the runtime's blocking
+    /// machinery), most first, out of `stuck_sampled` whose stacks were read.
+    pub stuck_at: Vec<StuckAt>,
+    pub stuck_sampled: u64,
+    /// Whole stacks of sampled waiting tasks, most common first.
+    pub wait_stacks: Vec<WaitStack>,
 }
 
 /// A task runtime attached to one process.

@@ -1,5 +1,5 @@
-//! pprof output: a gzip-compressed profile.proto of live tasks by spawn stack and blocked
-//! threads by wait stack, readable by `go tool pprof` and Grafana Pyroscope.
+//! pprof output: a gzip-compressed profile.proto of live tasks by spawn stack, goroutines by the
+//! stack they wait in, and blocked threads by wait stack, readable by `go tool pprof` and Grafana Pyroscope.
 mod builder;
 mod proto;
 
@@ -38,6 +38,18 @@ pub fn to_pprof(r: &Report) -> Vec<u8> {
     for s in &r.sites {
         let leaf = Frame { function: &s.function, file: s.file.as_deref(), line: s.line };
         let labels = [("kind", "task"), ("verdict", verdict_str(s.verdict))];
+        if !s.stacks.is_empty() {
+            // Go: live goroutines by the whole stack they wait in (sampled), innermost first
+            let w: Vec<u64> = s.stacks.iter().map(|st| st.goroutines).collect();
+            let live = apportion(s.live, &w);
+            let spawned = apportion(s.spawned as i64, &w);
+            for (i, st) in s.stacks.iter().enumerate() {
+                let stack: Vec<Frame> =
+                    st.frames.iter().map(|f| Frame { function: &f.function, file: f.file.as_deref(), line: f.line }).collect();
+                b.add_sample(&[live[i], spawned[i], 0], &stack, &[("kind", "goroutine"), ("verdict", verdict_str(s.verdict))]);
+            }
+            continue;
+        }
         if s.spawn_stacks.is_empty() {
             b.add_sample(&[s.live.max(0), s.spawned as i64, 0], &[leaf], &labels);
             continue;

@@ -7,13 +7,32 @@ use anyhow::Result;
 use profiler_common::{lifetime_bucket, LIFETIME_BUCKETS};
 
 use super::{
+    pclntab::Pclntab,
     read::{read_goroutines, status, AllgsAddr},
-    GoPlan,
+    stack, GoPlan,
 };
 use crate::{
+    model::{StackFrame, StuckAt, WaitStack},
     runtimes::go::layout::GoLayout,
     sample::{Sample, SiteObs, SiteTotals},
 };
+
+/// Waiting goroutines whose stacks are read per site and per census (bounded cost).
+const STACKS_PER_SITE: u64 = 32;
+const STACKS_PER_CENSUS: u64 = 4096;
+/// Distinct whole stacks kept per site.
+const WHOLE_STACKS_PER_SITE: usize = 3;
+
+/// Where the goroutines of one site wait, from the stacks read at the last census.
+#[derive(Debug, Clone, Default)]
+pub struct Stuck {
+    /// Goroutines whose stack was read.
+    pub sampled: u64,
+    /// Where they wait, most first.
+    pub at: Vec<StuckAt>,
+    /// Their distinct whole stacks, most first (at most three).
+    pub stacks: Vec<WaitStack>,
+}
 
 /// Census state of one Go process.
 pub struct GoCensus {
@@ -27,6 +46,12 @@ pub struct GoCensus {
     pub states: HashMap<u64, BTreeMap<String, u64>>,
     /// gopc -> entry function pc (startpc) of its goroutines.
     pub startpc: HashMap<u64, u64>,
+    /// gopc -> where its goroutines wait, at the last census.
+    pub stuck: HashMap<u64, Stuck>,
+    pclntab: Pclntab,
+    bias: u64,
+    /// pc -> the user's own line there (see `stack::own_line`), computed once per pc.
+    own_lines: HashMap<u64, Option<(String, u32)>>,
 }
 
 impl GoCensus {
@@ -43,6 +68,10 @@ impl GoCensus {
             totals: HashMap::new(),
             states: HashMap::new(),
             startpc: HashMap::new(),
+            stuck: HashMap::new(),
+            pclntab: plan.pclntab.clone(),
+            bias,
+            own_lines: HashMap::new(),
         }
     }
 
@@ -78,6 +107,7 @@ impl GoCensus {
             let name = self.state_name(g.status, g.waitreason);
             *self.states.entry(gopc).or_default().entry(name).or_default() += 1;
         }
+        self.read_stacks(&gs);
         let gone: Vec<u64> = self.seen.keys().filter(|id| !live_ids.contains(id)).copied().collect();
         for id in gone {
             let (gopc, born) = self.seen.remove(&id).unwrap();
@@ -105,5 +135,52 @@ impl GoCensus {
             })
             .collect();
         Ok(Sample { now_ns, sites })
+    }
+
+    /// Unwinds a bounded sample of each site's waiting goroutines and tallies where they wait.
+    fn read_stacks(&mut self, gs: &[super::read::Goroutine]) {
+        let mut per_site: HashMap<u64, (u64, BTreeMap<(String, Option<String>, Option<u32>), u64>, HashMap<Vec<StackFrame>, u64>)> =
+            HashMap::new();
+        let mut total = 0;
+        for g in gs.iter().filter(|g| g.status == status::WAITING) {
+            let e = per_site.entry(g.gopc).or_default();
+            if e.0 >= STACKS_PER_SITE || total >= STACKS_PER_CENSUS {
+                continue;
+            }
+            let unwound = stack::unwind(self.pid, &self.pclntab, self.bias, g.sched_sp, g.sched_pc, g.stack_hi);
+            if unwound.is_empty() {
+                continue;
+            }
+            total += 1;
+            e.0 += 1;
+            let mut frames: Vec<StackFrame> = unwound.iter().map(|(f, _)| f.clone()).collect();
+            if let Some(i) = stack::stuck_frame(&unwound) {
+                // the user's own line, when the blocking call was inlined into the user's function
+                let pcln = &self.pclntab;
+                let own = self.own_lines.entry(unwound[i].1).or_insert_with(|| stack::own_line(pcln, unwound[i].1));
+                if let Some((file, line)) = own.clone() {
+                    frames[i].file = Some(file);
+                    frames[i].line = Some(line);
+                }
+                let f = &frames[i];
+                *e.1.entry((f.function.clone(), f.file.clone(), f.line)).or_default() += 1;
+            }
+            *e.2.entry(frames).or_default() += 1;
+        }
+        self.stuck = per_site
+            .into_iter()
+            .map(|(gopc, (sampled, at, stacks))| {
+                let mut at: Vec<StuckAt> = at
+                    .into_iter()
+                    .map(|((function, file, line), goroutines)| StuckAt { function, file, line, goroutines })
+                    .collect();
+                at.sort_by(|a, b| b.goroutines.cmp(&a.goroutines).then_with(|| a.line.cmp(&b.line)));
+                let mut stacks: Vec<WaitStack> =
+                    stacks.into_iter().map(|(frames, goroutines)| WaitStack { goroutines, frames }).collect();
+                stacks.sort_by(|a, b| b.goroutines.cmp(&a.goroutines).then_with(|| a.frames.len().cmp(&b.frames.len())));
+                stacks.truncate(WHOLE_STACKS_PER_SITE);
+                (gopc, Stuck { sampled, at, stacks })
+            })
+            .collect();
     }
 }

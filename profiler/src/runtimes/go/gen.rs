@@ -61,6 +61,7 @@ mod tests {
                 waitreason: 176,
                 gopc: 296,
                 startpc: 312,
+                sched: 56,
             },
             g_size: 424,
             wait_reasons: [(0, "Zero".to_string()), (14, "ChanReceive".to_string())].into(),

@@ -111,6 +111,7 @@ pub fn from_dwarf(data: &[u8]) -> Option<GoLayout> {
             waitreason: f("waitreason")?,
             gopc: f("gopc")?,
             startpc: f("startpc")?,
+            sched: f("sched").unwrap_or(crate::runtimes::go::read::SCHED_OFFSET),
         },
         g_size: size?,
         wait_reasons: reasons,

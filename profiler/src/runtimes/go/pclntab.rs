@@ -217,6 +217,16 @@ impl Pclntab {
         Some((file, u32::try_from(line).unwrap_or(0)))
     }
 
+    /// The frame size at pc (the pcsp table): the bytes between sp and the return address, for a
+    /// pc inside a function (a parked goroutine's saved pc, or a return address into a caller).
+    pub fn sp_delta(&self, pc: u64) -> Option<u64> {
+        let i = self.find(pc)?;
+        let (entry, func) = self.functab_entry(i)?;
+        let off = u32_at(&self.data, func + 16)? as usize;
+        let table = (off != 0).then(|| self.data.get(self.pctab + off..)).flatten()?;
+        u64::try_from(pcvalue(table, self.quantum, self.text_start + entry, pc)?).ok()
+    }
+
     /// Same as [`Pclntab::pc_to_file_line`].
     pub fn file_line(&self, pc: u64) -> Option<(String, u32)> {
         self.pc_to_file_line(pc)

@@ -13,11 +13,19 @@ pub struct GLayout {
     pub waitreason: u64,
     pub gopc: u64,
     pub startpc: u64,
+    /// g.sched, the gobuf a parked goroutine's sp (+0) and pc (+8) are saved in.
+    pub sched: u64,
 }
+
+/// Where g.sched is in every Go version leakprof knows (checked against each fixture's DWARF):
+/// after stack (16), stackguard0, stackguard1, _panic, _defer and m.
+pub const SCHED_OFFSET: u64 = 56;
+/// g.stack.hi: the top of the goroutine's stack (g.stack is the first field).
+const STACK_HI_OFFSET: u64 = 8;
 
 impl GLayout {
     fn span(&self) -> usize {
-        [self.atomicstatus, self.goid, self.waitsince, self.waitreason, self.gopc, self.startpc]
+        [self.atomicstatus, self.goid, self.waitsince, self.waitreason, self.gopc, self.startpc, self.sched + 8]
             .into_iter()
             .max()
             .unwrap_or(0) as usize
@@ -52,6 +60,10 @@ pub struct Goroutine {
     pub gopc: u64,
     /// The goroutine's entry function (runtime address).
     pub startpc: u64,
+    /// Saved sp and pc of a parked goroutine (g.sched), and the top of its stack.
+    pub sched_sp: u64,
+    pub sched_pc: u64,
+    pub stack_hi: u64,
 }
 
 impl Goroutine {
@@ -102,6 +114,9 @@ pub fn read_goroutines(pid: u32, at: AllgsAddr, layout: &GLayout) -> Result<Vec<
             waitsince: u64_at(&b, layout.waitsince) as i64,
             gopc: u64_at(&b, layout.gopc),
             startpc: u64_at(&b, layout.startpc),
+            sched_sp: u64_at(&b, layout.sched),
+            sched_pc: u64_at(&b, layout.sched + 8),
+            stack_hi: u64_at(&b, STACK_HI_OFFSET),
         });
     }
     Ok(out)
@@ -114,7 +129,7 @@ mod tests {
     /// A fake allgs in our own memory, laid out like the 1.19 g.
     #[test]
     fn reads_a_fake_allgs_from_own_memory() {
-        let layout = GLayout { atomicstatus: 144, goid: 152, waitsince: 168, waitreason: 176, gopc: 296, startpc: 312 };
+        let layout = GLayout { atomicstatus: 144, goid: 152, waitsince: 168, waitreason: 176, gopc: 296, startpc: 312, sched: SCHED_OFFSET };
         let mut gs: Vec<Vec<u8>> = Vec::new();
         for i in 0..3u64 {
             let mut g = vec![0u8; 400];

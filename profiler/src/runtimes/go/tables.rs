@@ -46,6 +46,7 @@ pub fn for_version(version: &str) -> Option<GoLayout> {
             waitreason,
             gopc,
             startpc,
+            sched: super::read::SCHED_OFFSET,
         },
         g_size,
         wait_reasons: e.2.iter().map(|(k, v)| (*k, v.to_string())).collect(),

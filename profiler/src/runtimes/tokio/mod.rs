@@ -143,7 +143,7 @@ impl Runtime for Tokio {
             created_by: spawn_stacks.first().and_then(created_by).map(frame_label),
             spawn_frames: spawn_stacks.iter().flat_map(|s| s.frames.iter().skip(1).map(|f| f.function.clone())).collect(),
             spawn_stacks,
-            states: Default::default(),
+            ..SiteDetail::default()
         }
     }
 

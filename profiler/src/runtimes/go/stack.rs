@@ -1,0 +1,110 @@
+//! Where a parked goroutine waits: its stack unwound from outside, from the sp and pc it saved in
+//! g.sched when it parked, through the binary's own pclntab (the frame size at each pc, no frame
+//! pointers needed), and the first frame outside the runtime's blocking machinery.
+use super::pclntab::Pclntab;
+use crate::{model::StackFrame, target::memory::read_bytes};
+
+/// Deepest stack unwound, and the most stack bytes read per goroutine.
+const MAX_FRAMES: usize = 64;
+const MAX_STACK_BYTES: u64 = 64 * 1024;
+
+/// Functions of the runtime and of the blocking machinery users call into: the frame where a
+/// goroutine waits is the first one that is none of these.
+fn is_machinery(function: &str) -> bool {
+    ["runtime.", "sync.", "sync/atomic.", "internal/", "time.", "context.", "os/signal."]
+        .iter()
+        .any(|p| function.starts_with(p))
+}
+
+/// The stack of a goroutine parked with saved `sp` and `pc` (runtime addresses), innermost first,
+/// read from `pid` and named through `pcln` (which takes addresses less `bias`), each frame with
+/// the pc it was named at (less `bias`). Ends at runtime.goexit, at an unknown pc, or when a frame
+/// would leave [sp, stack_hi).
+pub fn unwind(pid: u32, pcln: &Pclntab, bias: u64, sp: u64, pc: u64, stack_hi: u64) -> Vec<(StackFrame, u64)> {
+    if sp == 0 || pc == 0 || stack_hi <= sp {
+        return Vec::new();
+    }
+    let len = (stack_hi - sp).min(MAX_STACK_BYTES) as usize;
+    let mut mem = vec![0u8; len];
+    if read_bytes(pid, sp, &mut mem).is_err() {
+        return Vec::new();
+    }
+    let word = |addr: u64| -> Option<u64> {
+        let o = usize::try_from(addr.checked_sub(sp)?).ok()?;
+        Some(u64::from_ne_bytes(mem.get(o..o + 8)?.try_into().ok()?))
+    };
+    let (mut frames, mut sp_now, mut pc_now) = (Vec::new(), sp, pc);
+    for depth in 0..MAX_FRAMES {
+        let vpc = pc_now.wrapping_sub(bias);
+        let Some(f) = pcln.func_for_pc(vpc) else { break };
+        // a return address points after its call: name the call (pc-1); the innermost pc is exact
+        let at = if depth == 0 { vpc } else { vpc - 1 };
+        let (file, line) = pcln.file_line(at).map_or((None, None), |(f, l)| (Some(f), Some(l)));
+        let done = f.name == "runtime.goexit";
+        frames.push((StackFrame { function: f.name, file, line }, at));
+        let Some(delta) = pcln.sp_delta(vpc) else { break };
+        if done {
+            break;
+        }
+        let Some(ret) = word(sp_now + delta) else { break };
+        sp_now += delta + 8;
+        pc_now = ret;
+    }
+    frames
+}
+
+/// Index of the frame a goroutine waits in: the first outside the runtime and its blocking
+/// machinery (None when every frame is machinery, e.g. a runtime worker).
+pub fn stuck_frame(frames: &[(StackFrame, u64)]) -> Option<usize> {
+    frames.iter().position(|(f, _)| !is_machinery(&f.function))
+}
+
+/// The line of the user's own code a frame waits at. The pclntab names the innermost inlined
+/// position: when the blocking call was inlined into the user's function (`sync.Mutex.Lock`
+/// is), that is a line of sync/mutex.go. The call itself is then the last instruction before
+/// the inlined body that belongs to the function's own file (the file of its entry), found by
+/// stepping back from the frame's pc.
+pub fn own_line(pcln: &Pclntab, frame_vpc: u64) -> Option<(String, u32)> {
+    let f = pcln.func_for_pc(frame_vpc)?;
+    let (own_file, _) = pcln.file_line(f.entry)?;
+    let mut pc = frame_vpc;
+    // bounded: a function's own code is rarely more than a few KiB before an inlined call
+    while pc >= f.entry && frame_vpc - pc < 16 * 1024 {
+        if let Some((file, line)) = pcln.file_line(pc) {
+            if file == own_file {
+                return Some((file, line));
+            }
+        }
+        if pc == 0 {
+            break;
+        }
+        pc -= 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fr(f: &str) -> (StackFrame, u64) {
+        (StackFrame { function: f.into(), file: None, line: None }, 0)
+    }
+
+    #[test]
+    fn the_wait_is_the_first_frame_past_the_machinery() {
+        let frames = [
+            fr("runtime.gopark"),
+            fr("runtime.chanrecv"),
+            fr("runtime.chanrecv1"),
+            fr("main.recvNoSender.func1"),
+            fr("runtime.goexit"),
+        ];
+        assert_eq!(stuck_frame(&frames), Some(3));
+        let lock = [fr("runtime.gopark"), fr("internal/sync.runtime_SemacquireMutex"), fr("sync.(*Mutex).Lock"), fr("main.f")];
+        assert_eq!(stuck_frame(&lock), Some(3));
+        assert_eq!(stuck_frame(&[fr("runtime.gopark"), fr("runtime.bgsweep")]), None);
+        // a user package whose name starts like a std one is not machinery
+        assert_eq!(stuck_frame(&[fr("runtime.gopark"), fr("timeutil.Wait")]), Some(1));
+    }
+}
