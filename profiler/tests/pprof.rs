@@ -62,6 +62,29 @@ fn go_tool_pprof_reads_live_tasks_by_spawn_stack() {
 }
 
 #[test]
+fn go_tool_pprof_shows_goroutines_by_the_stack_they_wait_in() {
+    if !bpf_available("go_tool_pprof_shows_goroutines_by_the_stack_they_wait_in") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("leakprof-pprof-go-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("goroutines.pb.gz");
+    let fx = Fixture::start("go-latest-stripped", &["send-no-receiver", "20"]);
+    let out = run(&["--pid", &fx.pid.to_string(), "--duration", "3", "--quiet", "--format", "pprof", "-o", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let Some(top) = go_pprof(&["-top", "-sample_index=live_tasks"], &file) else {
+        return;
+    };
+    // the leaf of the leaking goroutines' stacks is where they park; the sender is on the stack
+    assert!(top.contains("runtime.gopark"), "{top}");
+    let traces = go_pprof(&["-traces", "-sample_index=live_tasks"], &file).unwrap();
+    assert!(traces.contains("runtime.chansend1") && traces.contains("main.queryAll"), "{traces}");
+    let lines = go_pprof(&["-top", "-cum", "-lines", "-sample_index=live_tasks"], &file).unwrap();
+    assert!(lines.contains("leaks.go:46"), "the blocking line is in the profile:\n{lines}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn pprof_needs_an_output_file() {
     let out = run(&["--pid", "1", "--format", "pprof"]);
     assert_eq!(out.status.code(), Some(2));
