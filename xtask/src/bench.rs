@@ -128,8 +128,8 @@ fn median(v: &mut [f64]) -> f64 {
 /// Go: goroutine create+exit bare, under probes, under a census every 100 ms; and the time one
 /// census of 100,000 goroutines takes (leakprof's side; the target is not stopped).
 fn go_bench(leakprof: &Path, bins: &Path, rounds: u32) -> Result<()> {
-    let configs: [(&str, &[&str]); 2] =
-        [("probes", &["--go-probes"]), ("census/100ms", &["--interval", "0.1"])];
+    let configs: [(&str, &[&str]); 3] =
+        [("probes", &["--go-probes"]), ("census/100ms", &["--interval", "0.1"]), ("census/1s", &[])];
     println!("\ngoroutine create+exit, 200000 per round x {rounds} rounds, median ns/goroutine:");
     print!("{:<22} {:>8}", "fixture", "bare");
     for (name, _) in &configs {
@@ -240,4 +240,60 @@ pub fn history(root: &Path, sites: u64) -> Result<()> {
         util::run(Command::new(&bin).args([sites.to_string(), hours.to_string()]))?;
     }
     Ok(())
+}
+
+/// Go, where goroutines are stuck: the census with stacks against the program's own goroutine
+/// dump (`/debug/pprof/goroutine?debug=2`, which stops the world), on the same 100,000 blocked
+/// goroutines; and the target's cost under the census, against bare, in one run.
+pub fn go_stacks(root: &Path, rounds: u32) -> Result<()> {
+    util::setup(root)?;
+    let bins = fixtures::build(root)?;
+    util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
+    let leakprof = root.join("target/release/leakprof");
+    for bin in ["go1.19", "go-latest"] {
+        let mut child = Command::new(bins.join(bin))
+            .args(["hold", "100000"])
+            .env("LEAKFIXTURE_PPROF", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut addr = None;
+        for _ in 0..3 {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut out, &mut line)?;
+            if let Some(a) = line.trim().strip_prefix("pprof ") {
+                addr = Some(a.to_string());
+                break;
+            }
+        }
+        let guard = crate::demo::Guard(child);
+        let pid = guard.0.id();
+        let addr = addr.context("the fixture did not print its pprof address")?;
+        sleep(Duration::from_secs(2));
+        let r = Command::new(&leakprof).args(["--pid", &pid.to_string(), "--duration", "5", "--quiet", "--format", "json"]).output()?;
+        let r: serde_json::Value = serde_json::from_slice(&r.stdout)?;
+        let site = r["sites"].as_array().and_then(|s| s.iter().max_by_key(|s| s["live"].as_i64().unwrap_or(0))).cloned().unwrap_or_default();
+        let mut dump_ms = Vec::new();
+        for _ in 0..3 {
+            let t0 = std::time::Instant::now();
+            let body = http_get(&addr, "/debug/pprof/goroutine?debug=2").unwrap_or_default();
+            dump_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            if body.len() < 1000 {
+                bail!("the goroutine dump came back empty");
+            }
+        }
+        println!(
+            "{bin}: 100,000 blocked goroutines: leakprof census with stacks {:.1} ms mean / {:.1} ms max per sample \
+             ({} stacks read, stuck at {}:{}), target not stopped; pprof goroutine?debug=2 {:.0} ms median (stops the world)",
+            r["collection"]["sample_ms_mean"].as_f64().unwrap_or(f64::NAN),
+            r["collection"]["sample_ms_max"].as_f64().unwrap_or(f64::NAN),
+            site["stuck_sampled"],
+            site["stuck_at"][0]["file"].as_str().unwrap_or("?").rsplit('/').next().unwrap_or("?"),
+            site["stuck_at"][0]["line"],
+            median(&mut dump_ms)
+        );
+        drop(guard);
+    }
+    go_bench(&leakprof, &bins, rounds)
 }

@@ -37,6 +37,11 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// Go: census with stacks vs pprof's goroutine dump on 100k goroutines; target cost vs bare.
+    BenchGo {
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
     /// leakprof's own RSS and CPU per sample after 1 h, 24 h and 7 days of samples of N sites.
     BenchHistory {
         #[arg(long, default_value_t = 1000)]
@@ -76,6 +81,7 @@ fn main() -> Result<()> {
         Cmd::Demo { seconds } => demo::run(&root, seconds),
         Cmd::Test => test(&root),
         Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
+        Cmd::BenchGo { rounds } => bench::go_stacks(&root, rounds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),
         Cmd::RecordSeries { seconds, parallel, only } => record::run(&root, seconds, parallel, only.as_deref()),
         Cmd::GoTables => gotables::generate(&root),
