@@ -206,3 +206,125 @@ fn go_latest_stripped_probe_mode_counts_births_and_exits() {
     }
     check_probe_mode("go-latest-stripped");
 }
+
+/// Starts a Go fixture serving net/http/pprof; returns it with the pprof address.
+fn start_with_pprof(bin: &str, args: &[&str]) -> (Fixture, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(fixture(bin))
+        .args(args)
+        .env("LEAKFIXTURE_PPROF", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut pid, mut addr) = (0, String::new());
+    for _ in 0..4 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        if let Some(p) = line.strip_prefix("ready pid=").and_then(|r| r.split_whitespace().next()) {
+            pid = p.parse().unwrap();
+        } else if let Some(a) = line.trim().strip_prefix("pprof ") {
+            addr = a.to_string();
+            break;
+        }
+    }
+    assert!(pid > 0 && !addr.is_empty(), "{bin} did not print its pid and pprof address");
+    // keep draining stdout so the fixture never blocks on a full pipe
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (Fixture { child, pid }, addr)
+}
+
+/// The `go` statements (file name, line) of the goroutines Go's own goroutineleak profile reports,
+/// with how many of each. In the debug=2 format every goroutine is printed, the leaked ones with
+/// `(leaked)` in their header, and `created by ...` followed by the statement's file:line.
+fn goroutineleak_sites(addr: &str) -> std::collections::BTreeMap<(String, u32), u64> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /debug/pprof/goroutineleak?debug=2 HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for block in body.split("\n\n") {
+        let mut lines = block.lines().skip_while(|l| !l.starts_with("goroutine "));
+        if !lines.next().is_some_and(|h| h.contains("(leaked)")) {
+            continue;
+        }
+        let rest: Vec<&str> = lines.collect();
+        for w in rest.windows(2) {
+            if w[0].starts_with("created by ") {
+                let loc = w[1].split_whitespace().next().unwrap_or("");
+                if let Some((file, line)) = loc.rsplit_once(':') {
+                    let name = file.rsplit('/').next().unwrap_or(file).to_string();
+                    if let Ok(l) = line.parse() {
+                        *out.entry((name, l)).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_leak_go_goroutineleak_profile_reports_is_flagged_and_more() {
+    if !bpf_available("every_leak_go_goroutineleak_profile_reports_is_flagged_and_more") {
+        return;
+    }
+    // Go 1.27 reports goroutines blocked on something nothing else can reach; leakprof must flag
+    // each of those at the same `go` statement, and also the leaks the profile cannot see: a
+    // channel kept reachable from a global (recv-no-sender, range-unclosed), a mutex held by a
+    // closure that a live goroutine keeps (mutex-never-unlocked), goroutines that never block on
+    // a primitive (the infinite loop that sleeps).
+    let scenarios = [
+        "nil-send", "nil-recv", "send-no-receiver", "waitgroup-mismatch", "select-timeout-abandons-sender",
+        "recv-no-sender", "range-unclosed", "mutex-never-unlocked", "infinite-loop",
+    ];
+    let handles: Vec<_> = scenarios
+        .iter()
+        .map(|&sc| {
+            std::thread::spawn(move || {
+                let (fx, addr) = start_with_pprof("go-latest", &[sc, "10"]);
+                let out = run(&["--pid", &fx.pid.to_string(), "--duration", "10", "--format", "json", "--quiet"]);
+                assert!(out.status.success(), "{sc}: {}", String::from_utf8_lossy(&out.stderr));
+                let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                (sc, goroutineleak_sites(&addr), r)
+            })
+        })
+        .collect();
+    let (mut failures, mut missed_by_go) = (Vec::new(), Vec::new());
+    for h in handles {
+        let (sc, reported, r) = h.join().unwrap();
+        let leaks: std::collections::BTreeSet<(String, u32)> = r["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["verdict"] == "leak")
+            .filter_map(|s| Some((s["file"].as_str()?.rsplit('/').next()?.to_string(), s["line"].as_u64()? as u32)))
+            .collect();
+        let ours: Vec<&(String, u32)> = reported.keys().filter(|(f, _)| f == "leaks.go").collect();
+        for site in &ours {
+            if !leaks.contains(*site) {
+                failures.push(format!("{sc}: goroutineleak reports {site:?}, leakprof's leaks are {leaks:?}"));
+            }
+        }
+        let site = leak_site(sc);
+        if !leaks.contains(&site) {
+            failures.push(format!("{sc}: leakprof did not flag {site:?}"));
+        }
+        if !reported.contains_key(&site) {
+            missed_by_go.push(sc);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // what the profile cannot see, leakprof still flags (checked above for every scenario)
+    assert_eq!(
+        missed_by_go,
+        ["recv-no-sender", "range-unclosed", "mutex-never-unlocked", "infinite-loop"],
+        "the profile's blind spots changed"
+    );
+    // and the profile does see the unreachable ones
+    for sc in ["nil-send", "nil-recv", "send-no-receiver"] {
+        assert!(!missed_by_go.contains(&sc), "goroutineleak missed {sc}: {missed_by_go:?}");
+    }
+}
