@@ -139,7 +139,8 @@ pub struct DetectConfig {
     pub recent_alpha: f64,
     /// One jump and flat on both sides (step SSE < this x line SSE) is at most `suspect`.
     pub step_ratio: f64,
-    /// Suffix windows tried besides the whole one: last 1/2, 1/4, ... (this many halvings) ...
+    /// Suffix windows tried besides the whole one: the last 1/2, 1/4, ... of the samples (this many
+    /// halvings) ...
     pub sub_windows: u32,
     /// ... if they hold at least this many samples over at least this many seconds. A suffix window
     /// is judged against the noise of the samples before it, and must reach a new high.
@@ -230,14 +231,15 @@ pub fn judge(s: &SiteSeries, cfg: &DetectConfig) -> Verdict {
         .unzip();
     let ev = evidence::gather(s, cfg);
     let mut best = judge_window(&t, &y, None, 0.0, cfg.max_points, &ev, cfg);
-    if let (Some(&first), Some(&last)) = (t.first(), t.last()) {
+    if let Some(&last) = t.last() {
+        // suffix windows by sample count (the last half, quarter, ... of the samples): as by time
+        // for evenly spaced samples, and the same work whatever span a long, thinned history covers
         for k in 1..=cfg.sub_windows {
             if best.kind == VerdictKind::Leak {
                 break;
             }
-            let cut = last - (last - first) * 0.5f64.powi(k as i32);
-            let i0 = t.partition_point(|&x| x < cut);
-            if t.len() - i0 < cfg.sub_min_points || last - t[i0] < cfg.sub_min_span_s || i0 == 0 {
+            let i0 = t.len() - (t.len() >> k);
+            if t.len() - i0 < cfg.sub_min_points || i0 >= t.len() || last - t[i0] < cfg.sub_min_span_s || i0 == 0 {
                 break;
             }
             let prefix_max = y[..i0].iter().copied().fold(f64::NEG_INFINITY, f64::max);
