@@ -7,6 +7,7 @@ use profiler_common::{maps, stat, FutexWait, SiteCounters, SpawnSample, TaskRec,
 
 use super::AttachedProbes;
 pub use crate::sample::SiteTotals;
+use crate::sample::{Sample, SiteObs};
 
 fn add(t: &mut SiteTotals, c: &SiteCounters) {
     t.spawned += c.spawned;
@@ -49,6 +50,30 @@ pub struct KernelSnapshot {
     pub tasks: Vec<LiveTask>,
     /// Threads of the target in a futex wait that began since attach: (tid, wait).
     pub futex_waits: Vec<(u32, FutexWait)>,
+}
+
+impl KernelSnapshot {
+    /// The snapshot as a runtime-neutral sample taken at `now_ns`: per site its counters, live
+    /// count and oldest live task, and the (idle, observed) count `idle` gives for it.
+    pub fn to_sample(&self, now_ns: u64, idle: impl Fn(u64) -> Option<(u64, u64)>) -> Sample<u64> {
+        let mut oldest: HashMap<u64, u64> = HashMap::new();
+        for t in &self.tasks {
+            let o = oldest.entry(t.vtable).or_insert(t.born_ns);
+            *o = (*o).min(t.born_ns);
+        }
+        let sites = self
+            .sites
+            .iter()
+            .map(|(&key, totals)| SiteObs {
+                key,
+                live: totals.live(),
+                totals: totals.clone(),
+                oldest_born_ns: oldest.get(&key).copied(),
+                idle: idle(key),
+            })
+            .collect();
+        Sample { now_ns, sites }
+    }
 }
 
 /// Reads SITES and STATS, and (when `with_tasks`) the live task table.

@@ -29,7 +29,7 @@ use crate::{
     bpf::{read_snapshot, AttachedProbes, LoadConfig, ProbeSpec},
     elf::ElfImage,
     model::SiteName,
-    sample::{monotonic_ns, Sample, SiteObs},
+    sample::{monotonic_ns, Sample},
     options::RunOptions,
     target::{read_u64, Target},
 };
@@ -144,19 +144,10 @@ impl Runtime for Go {
             Mode::Probes { probes, stats } => {
                 let p = probes.as_ref().ok_or_else(|| anyhow!("already detached"))?;
                 let snap = read_snapshot(p, true)?;
-                let now_ns = monotonic_ns();
-                let mut oldest = std::collections::HashMap::new();
-                for t in &snap.tasks {
-                    let o = oldest.entry(t.vtable).or_insert(t.born_ns);
-                    *o = (*o).min(t.born_ns);
-                }
+                // probes do not read the goroutines' states: no idle share
+                let sample = snap.to_sample(monotonic_ns(), |_| None);
                 *stats = snap.stats;
-                let sites = snap
-                    .sites
-                    .into_iter()
-                    .map(|(key, totals)| SiteObs { key, live: totals.live(), oldest_born_ns: oldest.get(&key).copied(), idle: None, totals })
-                    .collect();
-                Ok(Sample { now_ns, sites })
+                Ok(sample)
             }
         }
     }

@@ -24,7 +24,7 @@ use crate::{
     bpf::{drain_spawn_samples, read_snapshot, AttachedProbes, LoadConfig},
     elf::ElfImage,
     model::SiteName,
-    sample::{monotonic_ns, Sample, SiteObs},
+    sample::{monotonic_ns, Sample},
     options::RunOptions,
     target::Target,
 };
@@ -104,11 +104,6 @@ impl Runtime for Tokio {
         let now_ns = monotonic_ns();
         let live: std::collections::HashSet<(u64, u64)> = snap.tasks.iter().map(|t| (t.header, t.born_ns)).collect();
         self.stacks.refresh_live(|h, born| live.contains(&(h, born)));
-        let mut oldest: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
-        for t in &snap.tasks {
-            let o = oldest.entry(t.vtable).or_insert(t.born_ns);
-            *o = (*o).min(t.born_ns);
-        }
         // the state word says idle or busy
         let mut idle: std::collections::HashMap<u64, (u64, u64)> = std::collections::HashMap::new();
         for (vt, is_idle) in task_states::sample_idle(self.pid, &snap.tasks, STATES_PER_SITE) {
@@ -116,19 +111,9 @@ impl Runtime for Tokio {
             e.0 += u64::from(is_idle);
             e.1 += 1;
         }
+        let sample = snap.to_sample(now_ns, |key| Some(idle.get(&key).copied().unwrap_or_default()));
         self.stats = snap.stats;
-        let sites = snap
-            .sites
-            .into_iter()
-            .map(|(key, totals)| SiteObs {
-                key,
-                live: totals.live(),
-                oldest_born_ns: oldest.get(&key).copied(),
-                idle: Some(idle.get(&key).copied().unwrap_or_default()),
-                totals,
-            })
-            .collect();
-        Ok(Sample { now_ns, sites })
+        Ok(sample)
     }
 
     fn name(&mut self, key: u64) -> SiteName {
