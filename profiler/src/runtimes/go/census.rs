@@ -48,7 +48,7 @@ pub struct GoCensus {
     pub startpc: HashMap<u64, u64>,
     /// gopc -> where its goroutines wait, at the last census.
     pub stuck: HashMap<u64, Stuck>,
-    pclntab: Pclntab,
+    pclntab: std::sync::Arc<Pclntab>,
     bias: u64,
     /// pc -> the user's own line there (see `stack::own_line`), computed once per pc.
     own_lines: HashMap<u64, Option<(String, u32)>>,

@@ -21,6 +21,8 @@ pub mod runtime;
 pub mod stack;
 pub mod tables;
 
+use std::sync::Arc;
+
 use anyhow::{anyhow, Result};
 
 use self::{census::GoCensus, layout::GoLayout, naming::Namer, pclntab::Pclntab, read::AllgsAddr};
@@ -38,7 +40,8 @@ use crate::{
 pub struct GoPlan {
     pub version: String,
     pub layout: GoLayout,
-    pub pclntab: Pclntab,
+    /// Shared by the census (stacks) and the naming: one copy of the table in memory.
+    pub pclntab: Arc<Pclntab>,
     /// allgs as ELF virtual addresses.
     pub allgs: AllgsAddr,
     pub layout_source: runtime::LayoutSource,
@@ -82,7 +85,7 @@ fn plan(image: &ElfImage, pid: u32, bias: u64) -> Result<GoPlan> {
             AllgsAddr::Slice(a)
         }
     };
-    Ok(GoPlan { version, layout, pclntab, allgs, layout_source })
+    Ok(GoPlan { version, layout, pclntab: Arc::new(pclntab), allgs, layout_source })
 }
 
 impl Go {

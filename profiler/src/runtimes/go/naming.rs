@@ -7,12 +7,12 @@ use crate::model::SiteName;
 
 pub struct Namer {
     bias: u64,
-    pclntab: Pclntab,
+    pclntab: std::sync::Arc<Pclntab>,
     cache: HashMap<u64, SiteName>,
 }
 
 impl Namer {
-    pub fn new(bias: u64, pclntab: Pclntab) -> Self {
+    pub fn new(bias: u64, pclntab: std::sync::Arc<Pclntab>) -> Self {
         Namer { bias, pclntab, cache: HashMap::new() }
     }
 
