@@ -12,7 +12,7 @@ impl Session {
             let header = Header {
                 schema: SCHEMA.into(),
                 version: VERSION,
-                runtime: self.runtime.as_ref().map_or("native", |r| r.info().name).into(),
+                runtime: self.runtime_name().into(),
                 method: self.method().into(),
                 interval_s: self.opts.interval.as_secs_f64(),
                 cmdline: cmdline
@@ -54,8 +54,7 @@ impl Session {
                 });
             }
         }
-        let times = if self.runtime.is_some() { &self.tasks.history.times_s } else { &self.waits.history.times_s };
-        let t_s = times.last().copied().unwrap_or(0.0);
+        let t_s = self.times_s().last().copied().unwrap_or(0.0);
         self.recorder.as_mut().unwrap().sample(&Sample { t_s, sites })
     }
 }

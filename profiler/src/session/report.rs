@@ -127,8 +127,7 @@ impl Session {
             }
         }
         let info = self.runtime.as_ref().map(|r| r.info());
-        let times = if self.runtime.is_some() { &self.tasks.history.times_s } else { &self.waits.history.times_s };
-        let sample_times_s = times.clone();
+        let sample_times_s = self.times_s().to_vec();
         let sites = self.sites();
         Report {
             schema: SCHEMA_NAME,
@@ -137,7 +136,7 @@ impl Session {
             target: TargetInfo {
                 pid: self.opts.pid,
                 exe: self.target.exe.display().to_string(),
-                runtime: info.as_ref().map_or("native", |i| i.name),
+                runtime: self.runtime_name(),
                 runtime_version: info.as_ref().and_then(|i| i.version.clone()),
                 birth_point: info.as_ref().map_or("none", |i| i.birth_point),
                 attach_points: info.as_ref().map_or(0, |i| i.attach_points),
@@ -161,6 +160,17 @@ impl Session {
             kernel_counters,
             warnings,
         }
+    }
+
+    /// "tokio", "go", or "native" for a program watched for blocked threads only.
+    pub(super) fn runtime_name(&self) -> &'static str {
+        self.runtime.as_ref().map_or("native", |r| r.info().name)
+    }
+
+    /// The run's time axis: the task sites' samples, or the wait sites' for threads alone (both
+    /// are pushed at the same instants and thinned alike).
+    pub(super) fn times_s(&self) -> &[f64] {
+        if self.runtime.is_some() { &self.tasks.history.times_s } else { &self.waits.history.times_s }
     }
 
     /// How live counts were collected: the runtime's way, or "tracepoints" for threads alone.
