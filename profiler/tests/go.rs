@@ -222,30 +222,8 @@ fn go_latest_stripped_probe_mode_counts_births_and_exits() {
 
 /// Starts a Go fixture serving net/http/pprof; returns it with the pprof address.
 fn start_with_pprof(bin: &str, args: &[&str]) -> (Fixture, String) {
-    use std::io::BufRead as _;
-    let mut child = std::process::Command::new(fixture(bin))
-        .args(args)
-        .env("LEAKFIXTURE_PPROF", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (mut pid, mut addr) = (0, String::new());
-    for _ in 0..4 {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        if let Some(p) = line.strip_prefix("ready pid=").and_then(|r| r.split_whitespace().next()) {
-            pid = p.parse().unwrap();
-        } else if let Some(a) = line.trim().strip_prefix("pprof ") {
-            addr = a.to_string();
-            break;
-        }
-    }
-    assert!(pid > 0 && !addr.is_empty(), "{bin} did not print its pid and pprof address");
-    // keep draining stdout so the fixture never blocks on a full pipe
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    (Fixture { child, pid }, addr)
+    let (fx, addr) = Fixture::start_with(bin, args, &[("LEAKFIXTURE_PPROF", "1")], Some("pprof "));
+    (fx, addr.unwrap())
 }
 
 /// The `go` statements (file name, line) of the goroutines Go's own goroutineleak profile reports,

@@ -116,22 +116,39 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn start(name: &str, args: &[&str]) -> Fixture {
+        Fixture::start_with(name, args, &[], None).0
+    }
+
+    /// Starts a fixture with these environment variables; with `then`, also waits for the line
+    /// starting with `then` that it prints after `ready` and returns the rest of that line.
+    pub fn start_with(name: &str, args: &[&str], env: &[(&str, &str)], then: Option<&str>) -> (Fixture, Option<String>) {
         let bin = fixture(name);
         let mut child = Command::new(&bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut out = BufReader::new(child.stdout.as_mut().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        out.read_line(&mut line).unwrap();
         let pid = line
             .strip_prefix("ready pid=")
             .and_then(|r| r.split_whitespace().next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("{} did not print `ready pid=`: {line:?}", bin.display()));
-        Fixture { child, pid }
+        let rest = then.map(|prefix| loop {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!("{} ended before printing `{prefix}`", bin.display());
+            }
+            if let Some(r) = line.trim().strip_prefix(prefix) {
+                break r.trim().to_string();
+            }
+        });
+        (Fixture { child, pid }, rest)
     }
 
     pub fn running(&mut self) -> bool {
