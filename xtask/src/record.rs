@@ -25,47 +25,48 @@ const GO_SCENARIOS: &[&str] = &[
 /// One recording: its file name, and how to run it.
 struct Job {
     name: String,
-    /// `leakprof run` flags and program (launched under leakprof) ...
-    run: Option<(Vec<String>, PathBuf, Vec<String>)>,
-    /// ... or a fixture started first and attached with `--pid`.
-    pid: Option<(PathBuf, Vec<String>)>,
+    how: How,
+}
+
+enum How {
+    /// `leakprof run FLAGS -- PROGRAM ARGS`: launched under leakprof.
+    Run(Vec<String>, PathBuf, Vec<String>),
+    /// `PROGRAM ARGS` started first, then `leakprof --pid`.
+    Pid(PathBuf, Vec<String>),
 }
 
 fn jobs(bins: &Path) -> Vec<Job> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let mut v = Vec::new();
     for sc in TOKIO_LEAKS.iter().chain(TOKIO_HEALTHY) {
-        v.push(Job { name: format!("tokio-latest-probes-{sc}"), run: Some((vec![], bins.join("tokio-latest"), s(&[sc]))), pid: None });
+        v.push(Job { name: format!("tokio-latest-probes-{sc}"), how: How::Run(vec![], bins.join("tokio-latest"), s(&[sc])) });
     }
     for sc in ["mixed", "healthy-pool", "healthy-bursts"] {
-        v.push(Job { name: format!("tokio-1.38-probes-{sc}"), run: Some((vec![], bins.join("tokio-1.38"), s(&[sc]))), pid: None });
+        v.push(Job { name: format!("tokio-1.38-probes-{sc}"), how: How::Run(vec![], bins.join("tokio-1.38"), s(&[sc])) });
     }
     v.push(Job {
         name: "tokio-latest-probes-mixed-rate2".into(),
-        run: Some((vec![], bins.join("tokio-latest"), s(&["mixed", "--rate", "2"]))),
-        pid: None,
+        how: How::Run(vec![], bins.join("tokio-latest"), s(&["mixed", "--rate", "2"])),
     });
     for bin in ["go1.19", "go-latest"] {
         for rate in ["5", "10"] {
             for sc in GO_SCENARIOS {
-                v.push(Job { name: format!("{bin}-census-{sc}-{rate}"), run: None, pid: Some((bins.join(bin), s(&[sc, rate]))) });
+                v.push(Job { name: format!("{bin}-census-{sc}-{rate}"), how: How::Pid(bins.join(bin), s(&[sc, rate])) });
             }
         }
     }
     for sc in ["nil-send", "recv-no-sender", "healthy-pool"] {
         v.push(Job {
             name: format!("go-latest-probes-{sc}"),
-            run: Some((s(&["--go-probes"]), bins.join("go-latest"), s(&[sc, "10"]))),
-            pid: None,
+            how: How::Run(s(&["--go-probes"]), bins.join("go-latest"), s(&[sc, "10"])),
         });
     }
     v.push(Job {
         name: "threads-tokio-blocking-mutex".into(),
-        run: Some((vec![], bins.join("tokio-latest"), s(&["blocking-mutex", "--rate", "4"]))),
-        pid: None,
+        how: How::Run(vec![], bins.join("tokio-latest"), s(&["blocking-mutex", "--rate", "4"])),
     });
     for sc in ["mutex-leak", "condvar-pool"] {
-        v.push(Job { name: format!("threads-plain-{sc}"), run: Some((s(&["--threads"]), bins.join("plain"), s(&[sc, "4"]))), pid: None });
+        v.push(Job { name: format!("threads-plain-{sc}"), how: How::Run(s(&["--threads"]), bins.join("plain"), s(&[sc, "4"])) });
     }
     v
 }
@@ -85,16 +86,20 @@ pub fn run(root: &Path, seconds: u32, parallel: usize, only: Option<&str>) -> Re
             let file = out_dir.join(format!("{}.jsonl", job.name));
             let mut cmd = Command::new(&leakprof);
             let mut guard = None;
-            if let Some((flags, prog, args)) = &job.run {
-                cmd.arg("run").args(flags);
-                cmd.args(["--duration", &secs, "--quiet", "--format", "json", "-o", "/dev/null", "--record"]);
-                cmd.arg(&file).arg("--").arg(prog).args(args);
-            } else if let Some((prog, args)) = &job.pid {
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let (g, pid, _out) = start_fixture(prog, &args, Stdio::null())?;
-                guard = Some((g, _out));
-                cmd.args(["--pid", &pid.to_string(), "--duration", &secs, "--quiet", "--format", "json", "-o", "/dev/null", "--record"]);
-                cmd.arg(&file);
+            match &job.how {
+                How::Run(flags, ..) => {
+                    cmd.arg("run").args(flags);
+                }
+                How::Pid(prog, args) => {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let (g, pid, out) = start_fixture(prog, &args, Stdio::null())?;
+                    guard = Some((g, out));
+                    cmd.args(["--pid", &pid.to_string()]);
+                }
+            }
+            cmd.args(["--duration", &secs, "--quiet", "--format", "json", "-o", "/dev/null", "--record"]).arg(&file);
+            if let How::Run(_, prog, args) = &job.how {
+                cmd.arg("--").arg(prog).args(args);
             }
             cmd.stdout(Stdio::null()).stderr(Stdio::piped());
             eprintln!("[xtask] recording {}", job.name);
