@@ -29,7 +29,7 @@ pub struct DaemonConfig {
     pub token: Option<String>,
     pub select: Selector,
     pub interval: Duration,
-    /// Samples kept per target (older ones are dropped): bounded memory.
+    /// Samples kept per target (older ones are thinned, see `history`): bounded memory.
     pub retention: usize,
     /// Sites reported per target (worst first); the rest are summed into `other_sites`.
     pub top_k: usize,

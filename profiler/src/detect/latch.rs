@@ -59,11 +59,6 @@ impl Latch {
             ),
         }
     }
-
-    /// True while the site is held as (or judged) a leak.
-    pub fn is_flagged(&self) -> bool {
-        self.flagged.is_some()
-    }
 }
 
 #[cfg(test)]
@@ -84,7 +79,7 @@ mod tests {
         let cfg = DetectConfig::default();
         let mut l = Latch::default();
         assert_eq!(l.update(1.0, 5, v(VerdictKind::Suspect, 0.5), &cfg).kind, VerdictKind::Suspect);
-        assert!(!l.is_flagged());
+        assert!(l.flagged.is_none());
         assert_eq!(l.update(2.0, 10, v(VerdictKind::Leak, 0.9), &cfg).kind, VerdictKind::Leak);
         // a new high is no counter-evidence, however many samples say otherwise
         for i in 0..20 {
@@ -100,7 +95,7 @@ mod tests {
         }
         let out = l.update(20.0, 9, v(VerdictKind::Suspect, 0.6), &cfg);
         assert_eq!(out.kind, VerdictKind::Suspect, "released after the hold");
-        assert!(!l.is_flagged());
+        assert!(l.flagged.is_none());
     }
 
     #[test]
@@ -117,6 +112,6 @@ mod tests {
             assert_eq!(l.update(20.0 + i as f64, 9, v(VerdictKind::Ok, 0.1), &cfg).kind, VerdictKind::Leak);
         }
         assert_eq!(l.update(30.0, 9, v(VerdictKind::Ok, 0.1), &cfg).kind, VerdictKind::Ok);
-        assert!(!l.is_flagged());
+        assert!(l.flagged.is_none());
     }
 }

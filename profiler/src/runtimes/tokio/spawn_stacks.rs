@@ -13,7 +13,7 @@ use crate::{
 /// Deepest stack kept.
 const MAX_FRAMES: usize = 64;
 /// Distinct spawn paths kept per site and in all (bounded memory whatever the run length); samples
-/// of further paths are counted in `dropped` only.
+/// of further paths are not kept.
 const MAX_PATHS_PER_SITE: usize = 32;
 const MAX_PATHS: usize = 4096;
 
@@ -36,8 +36,6 @@ pub struct SpawnStacks {
     sampled: HashMap<(u64, u64), (u64, usize)>,
     /// Each path symbolized once.
     symbolized: HashMap<usize, Vec<StackFrame>>,
-    /// Samples whose path was not kept (over the caps).
-    pub dropped: u64,
 }
 
 impl SpawnStacks {
@@ -52,7 +50,6 @@ impl SpawnStacks {
             by_site: HashMap::new(),
             sampled: HashMap::new(),
             symbolized: HashMap::new(),
-            dropped: 0,
         }
     }
 
@@ -68,13 +65,9 @@ impl SpawnStacks {
                 self.paths.push(pcs);
                 self.paths.len() - 1
             }
-            None => {
-                self.dropped += 1;
-                return;
-            }
+            None => return,
         };
         if !site.contains_key(&id) && site.len() >= MAX_PATHS_PER_SITE {
-            self.dropped += 1;
             return;
         }
         site.entry(id).or_default().samples += 1;
