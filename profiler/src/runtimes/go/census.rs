@@ -139,12 +139,18 @@ impl GoCensus {
 
     /// Unwinds a bounded sample of each site's waiting goroutines and tallies where they wait.
     fn read_stacks(&mut self, gs: &[super::read::Goroutine]) {
-        let mut per_site: HashMap<u64, (u64, BTreeMap<(String, Option<String>, Option<u32>), u64>, HashMap<Vec<StackFrame>, u64>)> =
-            HashMap::new();
+        /// One site's goroutines whose stacks were read: where they wait, and their whole stacks.
+        #[derive(Default)]
+        struct Tally {
+            sampled: u64,
+            at: HashMap<StackFrame, u64>,
+            stacks: HashMap<Vec<StackFrame>, u64>,
+        }
+        let mut per_site: HashMap<u64, Tally> = HashMap::new();
         let mut total = 0;
         for g in gs.iter().filter(|g| g.status == status::WAITING) {
             let e = per_site.entry(g.gopc).or_default();
-            if e.0 >= STACKS_PER_SITE || total >= STACKS_PER_CENSUS {
+            if e.sampled >= STACKS_PER_SITE || total >= STACKS_PER_CENSUS {
                 continue;
             }
             let unwound = stack::unwind(self.pid, &self.pclntab, self.bias, g.sched_sp, g.sched_pc, g.stack_hi);
@@ -152,7 +158,7 @@ impl GoCensus {
                 continue;
             }
             total += 1;
-            e.0 += 1;
+            e.sampled += 1;
             let mut frames: Vec<StackFrame> = unwound.iter().map(|(f, _)| f.clone()).collect();
             if let Some(i) = stack::stuck_frame(&unwound) {
                 // the user's own line, when the blocking call was inlined into the user's function
@@ -162,19 +168,20 @@ impl GoCensus {
                     frames[i].file = Some(file);
                     frames[i].line = Some(line);
                 }
-                let f = &frames[i];
-                *e.1.entry((f.function.clone(), f.file.clone(), f.line)).or_default() += 1;
+                *e.at.entry(frames[i].clone()).or_default() += 1;
             }
-            *e.2.entry(frames).or_default() += 1;
+            *e.stacks.entry(frames).or_default() += 1;
         }
         self.stuck = per_site
             .into_iter()
-            .map(|(gopc, (sampled, at, stacks))| {
+            .map(|(gopc, Tally { sampled, at, stacks })| {
                 let mut at: Vec<StuckAt> = at
                     .into_iter()
-                    .map(|((function, file, line), goroutines)| StuckAt { function, file, line, goroutines })
+                    .map(|(StackFrame { function, file, line }, goroutines)| StuckAt { function, file, line, goroutines })
                     .collect();
-                at.sort_by(|a, b| b.goroutines.cmp(&a.goroutines).then_with(|| a.line.cmp(&b.line)));
+                at.sort_by(|a, b| {
+                    (b.goroutines, &a.line, &a.file, &a.function).cmp(&(a.goroutines, &b.line, &b.file, &b.function))
+                });
                 let mut stacks: Vec<WaitStack> =
                     stacks.into_iter().map(|(frames, goroutines)| WaitStack { goroutines, frames }).collect();
                 stacks.sort_by(|a, b| b.goroutines.cmp(&a.goroutines).then_with(|| a.frames.len().cmp(&b.frames.len())));
