@@ -21,6 +21,15 @@ const VARIANTS: &[Variant] = &[
     // default release profile, newest tokio 1.x and a pinned older one
     Variant { out: "tokio-latest", dir: "tokio-latest", bin: "tokio-fixture", target_dir: "target", env: &[] },
     Variant { out: "tokio-1.38", dir: "tokio-1.38", bin: "tokio-fixture", target_dir: "target", env: &[] },
+    Variant { out: "tokio-1.28", dir: "tokio-1.28", bin: "tokio-fixture", target_dir: "target", env: &[] },
+    // full debug info (types too), for where a task is suspended
+    Variant {
+        out: "tokio-latest-debug2",
+        dir: "tokio-latest",
+        bin: "tokio-fixture",
+        target_dir: "target-debug2",
+        env: &[("CARGO_PROFILE_RELEASE_DEBUG", "2")],
+    },
     // with line tables, for file:line naming
     Variant {
         out: "tokio-latest-debuginfo",
