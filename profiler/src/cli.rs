@@ -145,10 +145,13 @@ pub struct Common {
     /// (0 = no spawn stacks).
     #[arg(long, default_value_t = RunOptions::default().stack_period, value_name = "N")]
     pub stack_period: u64,
-    /// Go: count goroutines with uprobes (newproc1 returns, gdestroy) instead of reading
-    /// runtime.allgs from outside each interval (the default, zero cost in the target).
-    #[arg(long)]
-    pub go_probes: bool,
+    /// Count with uprobes: exact births and finishes between samples and lifetimes. tokio:
+    /// bind_inner / Schedule::release, with the census of the task lists alongside (live counts
+    /// include tasks spawned before attach); Go: newproc1 returns and gdestroy, instead of the
+    /// census of runtime.allgs. Without it, both runtimes are read from outside only (the
+    /// default: no probe, no cost in the target).
+    #[arg(long, alias = "go-probes")]
+    pub probes: bool,
     /// Capacity of the kernel's live-task table (tasks beyond it are counted as lost).
     #[arg(long, default_value_t = RunOptions::default().max_tasks)]
     pub max_tasks: u32,
@@ -180,7 +183,7 @@ impl Common {
             ignore: IgnoreRules::new(&self.ignore, &self.ignore_created_by, self.config.as_deref())?,
             threads: self.threads,
             stack_period: self.stack_period,
-            go_probes: self.go_probes,
+            probes: self.probes,
             no_threads: self.no_threads,
             record: self.record.clone(),
             ..RunOptions::default()

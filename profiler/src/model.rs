@@ -79,6 +79,37 @@ pub struct Collection {
     /// leakprof's own time per sample (reading maps or the census, naming, judging), ms.
     pub sample_ms_mean: f64,
     pub sample_ms_max: f64,
+    /// tokio census: how the last sample's walk of the runtimes' task lists went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub census: Option<CensusStats>,
+}
+
+/// How a tokio census read the runtimes' owned-task lists at the last sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CensusStats {
+    /// Runtimes whose task lists were found.
+    pub runtimes: usize,
+    /// Live tasks read.
+    pub tasks_walked: u64,
+    /// The runtimes' own count of their live tasks (None when a runtime keeps none: tokio < 1.35).
+    pub tasks_expected: Option<u64>,
+    /// Whether every list was walked to its end (a list changing under the walk can cut it short).
+    pub complete: bool,
+    /// Bytes read from the target for this walk.
+    pub bytes_read: u64,
+    pub walk_ms: f64,
+    /// Heap bytes scanned so far looking for runtimes.
+    pub heap_scanned_bytes: u64,
+}
+
+/// A site's oldest live task (tokio census: task ids are handed out in spawn order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OldestTask {
+    pub task_id: u64,
+    /// Spawned before leakprof attached.
+    pub before_attach: bool,
+    /// Tasks spawned in the process after it.
+    pub tasks_spawned_since: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +166,9 @@ pub struct SiteReport {
     /// Go: whole stacks of sampled waiting goroutines (innermost first), most common first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stacks: Vec<WaitStack>,
+    /// tokio census: the oldest live task, by spawn order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_task: Option<OldestTask>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -283,6 +317,7 @@ pub mod tests {
             stuck_at: vec![],
             stuck_sampled: 0,
             stacks: vec![],
+            oldest_task: None,
         }
     }
 
@@ -310,6 +345,7 @@ pub mod tests {
                 ended: EndReason::Duration,
                 sample_ms_mean: 1.0,
                 sample_ms_max: 1.0,
+                census: None,
             },
             program_exit_code: None,
             sample_times_s: vec![1.0],

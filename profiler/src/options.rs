@@ -16,8 +16,8 @@ pub struct RunOptions {
     pub detect: DetectConfig,
     /// Spawn stack sampling period (0 = off).
     pub stack_period: u64,
-    /// Go: count goroutines with uprobes instead of the census.
-    pub go_probes: bool,
+    /// Count with uprobes (tokio: with the census alongside; Go: instead of the census).
+    pub probes: bool,
     /// Watch threads blocked in futex waits even in a program without tokio.
     pub threads: bool,
     /// Do not trace futex waits.
@@ -41,7 +41,7 @@ impl Default for RunOptions {
             threads: false,
             no_threads: false,
             stack_period: 64,
-            go_probes: false,
+            probes: false,
             record: None,
             retention: crate::history::DEFAULT_CAPACITY,
         }

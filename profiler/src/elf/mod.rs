@@ -85,6 +85,16 @@ impl ElfImage {
         Self::from_vec(data)
     }
 
+    /// ELF address of the first data object whose mangled name contains every one of `needles`
+    /// (None in a binary without symbols).
+    pub fn data_symbol(&self, needles: &[&str]) -> Option<u64> {
+        let file = object::File::parse(self.data()).ok()?;
+        let found = file.symbols().find(|s| {
+            s.kind() == SymbolKind::Data && s.is_definition() && s.name().is_ok_and(|n| needles.iter().all(|k| n.contains(k)))
+        });
+        found.map(|s| s.address())
+    }
+
     /// Parses an owned buffer without copying it.
     pub fn from_vec(data: Vec<u8>) -> Result<ElfImage, ElfError> {
         let file = object::File::parse(data.as_slice())?;

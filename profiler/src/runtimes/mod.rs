@@ -16,7 +16,7 @@ use anyhow::Result;
 
 use crate::{
     elf::ElfImage,
-    model::{SiteName, SpawnStack, StuckAt, WaitStack},
+    model::{CensusStats, OldestTask, SiteName, SpawnStack, StuckAt, WaitStack},
     sample::Sample,
     options::RunOptions,
     target::Target,
@@ -56,6 +56,8 @@ pub struct SiteDetail {
     pub stuck_sampled: u64,
     /// Whole stacks of sampled waiting tasks, most common first.
     pub wait_stacks: Vec<WaitStack>,
+    /// The oldest live task by spawn order (tokio census).
+    pub oldest_task: Option<OldestTask>,
 }
 
 /// A task runtime attached to one process.
@@ -73,6 +75,10 @@ pub trait Runtime {
     fn detach(&mut self);
     /// Things the user should know about this attachment.
     fn warnings(&self) -> Vec<String>;
+    /// How the last census walk went, for a runtime that walks the runtime's own lists.
+    fn census_stats(&self) -> Option<CensusStats> {
+        None
+    }
 }
 
 /// Recognises the runtime of a program and attaches to it: None when it is not this runtime.

@@ -6,7 +6,21 @@ pub struct Mapping {
     pub start: u64,
     pub end: u64,
     pub offset: u64,
+    /// "rw-p", "r-xp", ...
+    pub perms: String,
     pub path: Option<String>,
+}
+
+impl Mapping {
+    pub fn readable(&self) -> bool {
+        self.perms.starts_with('r')
+    }
+    pub fn writable(&self) -> bool {
+        self.perms.as_bytes().get(1) == Some(&b'w')
+    }
+    pub fn executable(&self) -> bool {
+        self.perms.as_bytes().get(2) == Some(&b'x')
+    }
 }
 
 /// Parses the text of /proc/PID/maps; malformed lines are skipped.
@@ -17,7 +31,7 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
 fn parse_line(line: &str) -> Option<Mapping> {
     let mut it = line.splitn(6, ' ');
     let range = it.next()?;
-    let _perms = it.next()?;
+    let perms = it.next()?.to_string();
     let offset = u64::from_str_radix(it.next()?, 16).ok()?;
     let _dev = it.next()?;
     let _inode = it.next()?;
@@ -29,6 +43,7 @@ fn parse_line(line: &str) -> Option<Mapping> {
         start: u64::from_str_radix(s, 16).ok()?,
         end: u64::from_str_radix(e, 16).ok()?,
         offset,
+        perms,
         path,
     })
 }
@@ -49,6 +64,8 @@ mod tests {
         assert_eq!(m[1].offset, 0x45000);
         assert_eq!(m[1].path.as_deref(), Some("/usr/bin/app"));
         assert_eq!(m[2].path, None);
+        assert!(m[2].writable() && m[2].readable() && !m[2].executable());
+        assert!(m[1].executable() && !m[1].writable());
         assert_eq!(m[3].path.as_deref(), Some("/tmp/x"));
     }
 }

@@ -99,8 +99,8 @@ mod tests {
             exe: "/x".into(),
             exe_proc_path: "/proc/1/exe".into(),
             exe_maps: vec![
-                Mapping { start: 0x5555_0000_0000, end: 0x5555_0000_5000, offset: 0, path: None },
-                Mapping { start: 0x5555_0000_6000, end: 0x5555_0001_0000, offset: 0x5000, path: None },
+                Mapping { start: 0x5555_0000_0000, end: 0x5555_0000_5000, offset: 0, perms: "r-xp".into(), path: None },
+                Mapping { start: 0x5555_0000_6000, end: 0x5555_0001_0000, offset: 0x5000, perms: "r-xp".into(), path: None },
             ],
         };
         // segment 0 at vaddr 0, segment 1 at vaddr 0x6000 from offset 0x5000 (shifted by 0x1000)
@@ -115,7 +115,7 @@ mod tests {
             pid: 1,
             exe: "/x".into(),
             exe_proc_path: "/proc/1/exe".into(),
-            exe_maps: vec![Mapping { start: 0x400000, end: 0x401000, offset: 0, path: None }],
+            exe_maps: vec![Mapping { start: 0x400000, end: 0x401000, offset: 0, perms: "r-xp".into(), path: None }],
         };
         assert_eq!(t.load_bias(&[(0x400000, 0, 0x1000)]), Some(0));
     }

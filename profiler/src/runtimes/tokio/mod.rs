@@ -1,119 +1,175 @@
-//! tokio tasks: uprobes on tokio's task birth (`OwnedTasks::bind_inner`, or the first poll on
-//! tokio 1.28) and finish (`Schedule::release`) points, found in the executable's symbols
-//! ([`plan`], [`probes`]); live tasks' state words read from outside ([`task_states`]); sampled
-//! spawn stacks ([`spawn_stacks`]); sites named by future type ([`naming`], [`symbolize`]).
+//! tokio tasks. By default a [`census`]: every live task of every runtime read from the runtimes'
+//! own task lists from outside each sample (no probe; tasks spawned before attach included). With
+//! `--probes`, uprobes on task birth and finish ([`plan`], [`probes`], [`probed`]) add exact
+//! births, finishes and lifetimes, and sampled spawn stacks ([`spawn_stacks`]); the census still
+//! gives the live counts when it works. Sites are task vtables, named by future type ([`naming`],
+//! [`symbolize`]).
 pub mod attach_points;
+pub mod census;
 pub mod naming;
 pub mod plan;
+pub mod probed;
 pub mod probes;
 pub mod spawn_stacks;
 pub mod state;
 pub mod symbolize;
 pub mod task_states;
 
-use anyhow::Result;
+use std::collections::HashSet;
+
+use anyhow::{anyhow, Result};
 
 use self::{
+    census::TokioCensus,
     naming::Namer,
     plan::{BirthMode, PlanError, TokioPlan},
-    spawn_stacks::{created_by, frame_label, SpawnStacks},
+    probed::Probed,
+    spawn_stacks::{created_by, frame_label},
     symbolize::Symbolizer,
 };
 use super::{Runtime, RuntimeInfo, SiteDetail};
 use crate::{
-    bpf::{drain_spawn_samples, read_snapshot, AttachedProbes, LoadConfig},
     elf::ElfImage,
-    model::SiteName,
-    sample::{monotonic_ns, Sample},
+    model::{CensusStats, OldestTask, SiteName},
     options::RunOptions,
+    sample::{monotonic_ns, Sample},
     target::Target,
 };
 
-/// Live tasks per site whose state word is read each sample (idle vs busy evidence).
-const STATES_PER_SITE: usize = 256;
-
-/// A tokio program with its probes attached.
+/// A tokio program, attached.
 pub struct Tokio {
-    pid: u32,
-    plan: TokioPlan,
-    probes: Option<AttachedProbes>,
-    /// Attach points and attach time, kept after detaching.
-    attached: (usize, f64),
-    stacks: SpawnStacks,
+    version: Option<String>,
+    census: Option<TokioCensus>,
+    probed: Option<Probed>,
     namer: Namer,
     has_debug_info: bool,
-    stats: Vec<u64>,
+    warnings: Vec<String>,
 }
 
 /// A tokio program (None when it has no tokio), attached.
 pub fn detect(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Option<Result<Box<dyn Runtime>>> {
-    let plan = match plan::plan(image, image.data()) {
-        Err(PlanError::NotTokio) => return None,
-        Err(e) => return Some(Err(anyhow::anyhow!("pid {}: {e}", opts.pid))),
-        Ok(p) => p,
-    };
+    let plan = plan::plan(image, image.data());
+    if plan == Err(PlanError::NotTokio) {
+        return None;
+    }
     Some(Tokio::attach(opts, target, image, bias, plan).map(|t| Box::new(t) as Box<dyn Runtime>))
 }
 
 impl Tokio {
-    fn attach(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64, plan: TokioPlan) -> Result<Tokio> {
-        let (lo, hi) = target.exe_range();
-        let cfg = LoadConfig {
-            vtable_lo: lo,
-            vtable_hi: hi,
-            header_vtable_offset: 16,
-            max_tasks: opts.max_tasks,
-            max_sites: opts.max_sites,
-            stack_period: if plan.birth_mode == BirthMode::BindInner { opts.stack_period } else { 0 },
-            watch_futex: false,
-            target_tgid: opts.pid,
+    fn attach(
+        opts: &RunOptions,
+        target: &Target,
+        image: &ElfImage,
+        bias: u64,
+        plan: Result<TokioPlan, PlanError>,
+    ) -> Result<Tokio> {
+        let version = plan.as_ref().ok().and_then(|p| p.version.clone()).or_else(|| plan::detect_tokio_version(image.data()));
+        let mut warnings = Vec::new();
+        let census = match open_census(opts.pid, target, image, bias) {
+            Ok(c) => Some(c),
+            Err(why) => {
+                warnings.push(format!("tokio census unavailable: {why}; counting with probes, so tasks alive before attach are not counted"));
+                None
+            }
         };
-        let probes = AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &probes::probe_specs(&plan))?;
+        let probed = if opts.probes || census.is_none() {
+            let plan = plan.map_err(|e| match &census {
+                None => anyhow!("pid {}: {e} (and {})", opts.pid, warnings.join("; ")),
+                Some(_) => anyhow!("pid {}: --probes: {e}", opts.pid),
+            })?;
+            if plan.birth_mode == BirthMode::FirstPoll {
+                warnings.push(
+                    "this tokio has no bind_inner: a task is counted at its first poll, so with probes alone tasks alive \
+                     before attach are counted as born when next polled"
+                        .into(),
+                );
+            }
+            Some(Probed::attach(opts, target, image, bias, plan)?)
+        } else {
+            None
+        };
+        if let Some(c) = census.as_ref().filter(|c| c.runtimes.is_empty()) {
+            warnings.push(format!(
+                "tokio census: no runtime with live tasks found at attach ({} task vtables known); looking again each sample",
+                c.vtable_count()
+            ));
+        }
         Ok(Tokio {
-            pid: opts.pid,
-            attached: (probes.attached, probes.attach_ms),
-            probes: Some(probes),
-            stacks: SpawnStacks::new(image.clone(), bias),
+            version,
+            census,
+            probed,
             namer: Namer::new(opts.pid, bias, Symbolizer::new(image.clone())),
             has_debug_info: image.has_debug_info(),
-            plan,
-            stats: Vec::new(),
+            warnings,
         })
     }
 }
 
+/// The census, or why it cannot work here.
+fn open_census(pid: u32, target: &Target, image: &ElfImage, bias: u64) -> Result<TokioCensus, String> {
+    let polls: HashSet<u64> = image
+        .symbols()
+        .iter()
+        .filter(|s| plan::classify(&s.name) == Some(plan::Role::RawPoll))
+        .map(|s| s.addr.wrapping_add(bias))
+        .collect();
+    let next_id = image.data_symbol(&["5tokio", "4next7NEXT_ID"]).map(|a| a.wrapping_add(bias));
+    let c = TokioCensus::new(pid, target, (!polls.is_empty()).then_some(&polls), next_id)?;
+    if c.runtimes.is_empty() {
+        if let Some((owner, why)) = c.failures.iter().next() {
+            return Err(format!("found tasks of runtime #{owner} but not its task lists ({why})"));
+        }
+    }
+    Ok(c)
+}
+
+/// The census's live counts with the probes' exact births, finishes and lifetimes.
+fn merge(census: Sample<u64>, probes: Sample<u64>) -> Sample<u64> {
+    let mut sites = census.sites;
+    for p in probes.sites {
+        match sites.iter_mut().find(|s| s.key == p.key) {
+            Some(s) => {
+                s.totals = p.totals;
+                s.oldest_born_ns = match (s.oldest_born_ns, p.oldest_born_ns) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            None => sites.push(p),
+        }
+    }
+    Sample { now_ns: census.now_ns, sites }
+}
+
 impl Runtime for Tokio {
     fn info(&self) -> RuntimeInfo {
+        let (birth_point, method) = match (&self.census, &self.probed) {
+            (Some(_), Some(p)) => (probes::birth_point_name(&p.plan), "census+uprobes"),
+            (None, Some(p)) => (probes::birth_point_name(&p.plan), "uprobes"),
+            _ => ("census", "census"),
+        };
         RuntimeInfo {
             name: "tokio",
-            version: self.plan.version.clone(),
-            birth_point: probes::birth_point_name(&self.plan),
-            method: "uprobes",
-            attach_points: self.attached.0,
-            attach_ms: self.attached.1,
+            version: self.version.clone(),
+            birth_point,
+            method,
+            attach_points: self.probed.as_ref().map_or(0, |p| p.attached.0),
+            attach_ms: self.probed.as_ref().map_or(0.0, |p| p.attached.1),
             has_debug_info: self.has_debug_info,
         }
     }
 
     fn sample(&mut self) -> Result<Sample<u64>> {
-        let probes = self.probes.as_mut().ok_or_else(|| anyhow::anyhow!("already detached"))?;
-        for s in drain_spawn_samples(probes) {
-            self.stacks.add(&s);
+        let census = self.census.as_mut().map(|c| c.census(monotonic_ns()));
+        let probed = match self.probed.as_mut() {
+            Some(p) => Some(p.sample(census.is_none())?),
+            None => None,
+        };
+        match (census, probed) {
+            (Some(c), Some(p)) => Ok(merge(c, p)),
+            (Some(s), None) | (None, Some(s)) => Ok(s),
+            (None, None) => Err(anyhow!("already detached")),
         }
-        let snap = read_snapshot(probes, true)?;
-        let now_ns = monotonic_ns();
-        let live: std::collections::HashSet<(u64, u64)> = snap.tasks.iter().map(|t| (t.header, t.born_ns)).collect();
-        self.stacks.refresh_live(|h, born| live.contains(&(h, born)));
-        // the state word says idle or busy
-        let mut idle: std::collections::HashMap<u64, (u64, u64)> = std::collections::HashMap::new();
-        for (vt, is_idle) in task_states::sample_idle(self.pid, &snap.tasks, STATES_PER_SITE) {
-            let e = idle.entry(vt).or_default();
-            e.0 += u64::from(is_idle);
-            e.1 += 1;
-        }
-        let sample = snap.to_sample(now_ns, |key| Some(idle.get(&key).copied().unwrap_or_default()));
-        self.stats = snap.stats;
-        Ok(sample)
     }
 
     fn name(&mut self, key: u64) -> SiteName {
@@ -122,31 +178,51 @@ impl Runtime for Tokio {
 
     fn detail(&mut self, key: u64, live: i64) -> SiteDetail {
         let symbol = self.namer.name(key).1.clone();
-        let spawn_stacks = self.stacks.stacks(key, live, self.namer.lines());
+        let spawn_stacks = match self.probed.as_mut() {
+            Some(p) => p.stacks.stacks(key, live, self.namer.lines()),
+            None => Vec::new(),
+        };
+        let (states, oldest_task) = match &self.census {
+            Some(c) => (
+                c.states.get(&key).cloned().unwrap_or_default(),
+                c.oldest.get(&key).map(|&id| OldestTask {
+                    task_id: id,
+                    before_attach: c.order.before_attach(id),
+                    tasks_spawned_since: c.order.spawned_since(id),
+                }),
+            ),
+            None => Default::default(),
+        };
         SiteDetail {
             symbol,
             created_by: spawn_stacks.first().and_then(created_by).map(frame_label),
             spawn_frames: spawn_stacks.iter().flat_map(|s| s.frames.iter().skip(1).map(|f| f.function.clone())).collect(),
             spawn_stacks,
+            states,
+            oldest_task,
             ..SiteDetail::default()
         }
     }
 
     fn kernel_stats(&self) -> Option<Vec<u64>> {
-        Some(self.stats.clone())
+        self.probed.as_ref().map(|p| p.stats.clone())
     }
 
     fn detach(&mut self) {
-        self.probes = None;
+        if let Some(p) = self.probed.as_mut() {
+            p.detach();
+        }
     }
 
     fn warnings(&self) -> Vec<String> {
-        if self.plan.birth_mode == BirthMode::FirstPoll {
-            vec!["this tokio has no bind_inner: a task is counted at its first poll, so tasks alive before attach \
-                  are counted as born when next polled"
-                .to_string()]
-        } else {
-            Vec::new()
+        let mut w = self.warnings.clone();
+        if let Some(c) = &self.census {
+            w.extend(c.failures.iter().map(|(o, why)| format!("tokio census: tasks of runtime #{o} seen but not counted: {why}")));
         }
+        w
+    }
+
+    fn census_stats(&self) -> Option<CensusStats> {
+        self.census.as_ref().map(|c| c.stats.clone())
     }
 }

@@ -12,6 +12,20 @@ pub fn is_idle(state: u64) -> bool {
     state & (RUNNING | NOTIFIED | COMPLETE) == 0
 }
 
+/// The run state a census reports: "running", "notified" (in a run queue), "complete" (done,
+/// not yet released) or "idle" (waiting for a wake-up).
+pub fn name(state: u64) -> &'static str {
+    if state & RUNNING != 0 {
+        "running"
+    } else if state & NOTIFIED != 0 {
+        "notified"
+    } else if state & COMPLETE != 0 {
+        "complete"
+    } else {
+        "idle"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -23,5 +37,9 @@ mod tests {
         assert!(!is_idle((1 << 6) | RUNNING));
         assert!(!is_idle((1 << 6) | NOTIFIED));
         assert!(!is_idle(COMPLETE));
+        assert_eq!(name((2 << 6) | RUNNING | NOTIFIED), "running");
+        assert_eq!(name(NOTIFIED), "notified");
+        assert_eq!(name(COMPLETE), "complete");
+        assert_eq!(name((1 << 6) | 0b1000), "idle");
     }
 }

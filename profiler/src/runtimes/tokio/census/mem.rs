@@ -1,0 +1,160 @@
+//! Reading the target's memory for a census: a [`Mem`] trait (so the list logic is testable on a
+//! fake address space) and [`BlockReader`], which reads the target in 16 KiB blocks cached for one
+//! sample: task cells allocated near each other cost one syscall per block, not one per task.
+use std::collections::HashMap;
+
+use crate::target::memory::read_bytes;
+
+/// An address space to read from.
+pub trait Mem {
+    /// Fills `buf` from `addr`; false when any byte is unreadable.
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool;
+
+    /// Reads now, bypassing any cache (list heads, counters: the freshest values).
+    fn read_fresh(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+        self.read(addr, buf)
+    }
+
+    fn u64_at(&mut self, addr: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b).then(|| u64::from_ne_bytes(b))
+    }
+
+    fn u64_fresh(&mut self, addr: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read_fresh(addr, &mut b).then(|| u64::from_ne_bytes(b))
+    }
+}
+
+const BLOCK: u64 = 16 * 1024;
+
+/// Reads a live process in cached blocks; call [`BlockReader::new_sample`] before each walk.
+pub struct BlockReader {
+    pid: u32,
+    blocks: HashMap<u64, Option<Box<[u8]>>>,
+    max_blocks: usize,
+    /// Bytes read from the target since the last `new_sample`.
+    pub bytes_read: u64,
+}
+
+impl BlockReader {
+    /// `max_bytes`: the cache's bound; when full it is emptied (blocks are then read again).
+    pub fn new(pid: u32, max_bytes: u64) -> Self {
+        BlockReader { pid, blocks: HashMap::new(), max_blocks: (max_bytes / BLOCK).max(16) as usize, bytes_read: 0 }
+    }
+
+    /// Forgets what was read: the next reads see the target as it is now.
+    pub fn new_sample(&mut self) {
+        self.blocks.clear();
+        self.bytes_read = 0;
+    }
+
+    fn block(&mut self, index: u64) -> Option<&[u8]> {
+        if !self.blocks.contains_key(&index) {
+            if self.blocks.len() >= self.max_blocks {
+                self.blocks.clear();
+            }
+            let mut b = vec![0u8; BLOCK as usize].into_boxed_slice();
+            let ok = read_bytes(self.pid, index * BLOCK, &mut b).is_ok();
+            if ok {
+                self.bytes_read += BLOCK;
+            }
+            self.blocks.insert(index, ok.then_some(b));
+        }
+        self.blocks.get(&index).and_then(|b| b.as_deref())
+    }
+}
+
+impl Mem for BlockReader {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+        let Some(end) = addr.checked_add(buf.len() as u64) else {
+            return false;
+        };
+        let mut at = addr;
+        while at < end {
+            let index = at / BLOCK;
+            let off = (at % BLOCK) as usize;
+            let n = ((BLOCK - at % BLOCK).min(end - at)) as usize;
+            let dst = &mut buf[(at - addr) as usize..][..n];
+            match self.block(index) {
+                Some(b) => dst.copy_from_slice(&b[off..off + n]),
+                // a block at a mapping's edge: read just these bytes
+                None => {
+                    if read_bytes(self.pid, at, dst).is_err() {
+                        return false;
+                    }
+                    self.bytes_read += n as u64;
+                }
+            }
+            at += n as u64;
+        }
+        true
+    }
+
+    fn read_fresh(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+        let ok = read_bytes(self.pid, addr, buf).is_ok();
+        self.bytes_read += buf.len() as u64 * u64::from(ok);
+        ok
+    }
+}
+
+/// A fake address space for tests: regions of bytes at addresses.
+#[cfg(test)]
+#[derive(Default)]
+pub struct FakeMem {
+    pub regions: Vec<(u64, Vec<u8>)>,
+}
+
+#[cfg(test)]
+impl FakeMem {
+    pub fn put_u64(&mut self, addr: u64, v: u64) {
+        for (base, bytes) in &mut self.regions {
+            if addr >= *base && addr + 8 <= *base + bytes.len() as u64 {
+                let o = (addr - *base) as usize;
+                bytes[o..o + 8].copy_from_slice(&v.to_ne_bytes());
+                return;
+            }
+        }
+        panic!("no region holds {addr:#x}");
+    }
+}
+
+#[cfg(test)]
+impl Mem for FakeMem {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+        for (base, bytes) in &self.regions {
+            if addr >= *base && addr + buf.len() as u64 <= *base + bytes.len() as u64 {
+                let o = (addr - *base) as usize;
+                buf.copy_from_slice(&bytes[o..o + buf.len()]);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_reader_reads_across_blocks_and_counts_bytes() {
+        let data: Vec<u64> = (0..20_000).collect();
+        let base = data.as_ptr() as u64;
+        let mut r = BlockReader::new(std::process::id(), 1 << 20);
+        // a read straddling a block boundary
+        let at = (base / BLOCK + 1) * BLOCK - 8;
+        let i = (at - base) / 8;
+        let mut b = [0u8; 16];
+        assert!(r.read(at, &mut b));
+        assert_eq!(u64::from_ne_bytes(b[..8].try_into().unwrap()), i);
+        assert_eq!(u64::from_ne_bytes(b[8..].try_into().unwrap()), i + 1);
+        assert_eq!(r.bytes_read, 2 * BLOCK);
+        // cached: no more bytes
+        assert_eq!(r.u64_at(at + 8), Some(i + 1));
+        assert_eq!(r.bytes_read, 2 * BLOCK);
+        assert_eq!(r.u64_at(8), None);
+        r.new_sample();
+        assert_eq!(r.bytes_read, 0);
+    }
+}

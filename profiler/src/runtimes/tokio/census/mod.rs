@@ -1,0 +1,254 @@
+//! tokio tasks by census: every live task of every runtime in the process, read from outside
+//! each sample (no probe, no ptrace stop), those spawned before attach included.
+//!
+//! The task vtables are found in the executable's data ([`vtables`]); a bounded scan of the heap
+//! finds a task header of each runtime ([`scan`]); from it, the runtime's owned-task lists
+//! ([`lists`]); each sample walks them ([`walk`]) through a block cache ([`mem`]). Task ids are
+//! handed out in spawn order by one counter (`task::Id::next`), which gives each site's oldest
+//! task and how many tasks were spawned since ([`spawn_order`]).
+pub mod lists;
+pub mod mem;
+pub mod scan;
+pub mod spawn_order;
+pub mod vtables;
+pub mod walk;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use profiler_common::{lifetime_bucket, LIFETIME_BUCKETS};
+
+use self::{
+    lists::TaskLists,
+    mem::{BlockReader, Mem},
+    scan::{heap_regions, HeapScan, Seed},
+    spawn_order::SpawnOrder,
+    vtables::Vtables,
+    walk::{walk, TaskSeen},
+};
+use crate::{
+    model::CensusStats,
+    runtimes::tokio::state,
+    sample::{Sample, SiteObs, SiteTotals},
+    target::{parse_maps, Target},
+};
+
+/// Heap bytes scanned for runtimes at attach, and per sample afterwards (new runtimes).
+const FIRST_SCAN_BYTES: u64 = 4 << 30;
+const RESCAN_BYTES: u64 = 64 << 20;
+/// A new pass over the heap starts at most this often.
+const RESCAN_EVERY_NS: u64 = 10_000_000_000;
+/// Tasks walked per sample at most, and the block cache's bound.
+const MAX_TASKS: u64 = 4_000_000;
+const CACHE_BYTES: u64 = 256 << 20;
+/// Task headers kept per site for reading where they wait.
+pub const HEADERS_PER_SITE: usize = 32;
+/// Times discovery is tried for one owner id before giving up on it (a dropped runtime's cells).
+const TRIES_PER_OWNER: u32 = 3;
+
+/// Census state of one tokio process.
+pub struct TokioCensus {
+    pid: u32,
+    mem: BlockReader,
+    vtables: Vtables,
+    scan: HeapScan,
+    scan_started_ns: u64,
+    pub runtimes: Vec<TaskLists>,
+    /// Per runtime: the address of its live-task count, once told apart from `added`.
+    counts: HashMap<u64, u64>,
+    tries: HashMap<u64, u32>,
+    /// Why the runtimes not found were not (owner id -> reason).
+    pub failures: BTreeMap<u64, String>,
+    /// task id -> (vtable, owner id, first seen ns)
+    seen: HashMap<u64, (u64, u64, u64)>,
+    totals: HashMap<u64, SiteTotals>,
+    /// vtable -> "idle"/"running"/"notified" -> live tasks, at the last census.
+    pub states: HashMap<u64, BTreeMap<String, u64>>,
+    /// vtable -> some live task headers (idle ones first), at the last census.
+    pub headers: HashMap<u64, Vec<u64>>,
+    /// vtable -> its oldest live task id, at the last census.
+    pub oldest: HashMap<u64, u64>,
+    pub order: SpawnOrder,
+    pub stats: CensusStats,
+}
+
+impl TokioCensus {
+    /// Finds the vtables and scans the heap for runtimes. Err: why a census cannot work here.
+    pub fn new(pid: u32, target: &Target, polls: Option<&HashSet<u64>>, next_id: Option<u64>) -> Result<Self, String> {
+        let mut mem = BlockReader::new(pid, CACHE_BYTES);
+        let vtables = Vtables::read(&mut mem, target, polls);
+        if vtables.is_empty() {
+            return Err("no tokio task vtable found in the executable's data".into());
+        }
+        let mut c = TokioCensus {
+            pid,
+            mem,
+            vtables,
+            scan: HeapScan::default(),
+            scan_started_ns: 0,
+            runtimes: Vec::new(),
+            counts: HashMap::new(),
+            tries: HashMap::new(),
+            failures: BTreeMap::new(),
+            seen: HashMap::new(),
+            totals: HashMap::new(),
+            states: HashMap::new(),
+            headers: HashMap::new(),
+            oldest: HashMap::new(),
+            order: SpawnOrder::new(next_id),
+            stats: CensusStats::default(),
+        };
+        c.find_runtimes(FIRST_SCAN_BYTES, crate::sample::monotonic_ns());
+        Ok(c)
+    }
+
+    pub fn vtable_count(&self) -> usize {
+        self.vtables.len()
+    }
+
+    /// Scans on for runtimes not yet known, within `budget` bytes.
+    fn find_runtimes(&mut self, budget: u64, now_ns: u64) {
+        if self.scan.done() && now_ns.saturating_sub(self.scan_started_ns) >= RESCAN_EVERY_NS {
+            let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).unwrap_or_default();
+            self.scan = HeapScan::new(heap_regions(&parse_maps(&maps)));
+            self.scan_started_ns = now_ns;
+        }
+        let known: HashSet<u64> = self
+            .runtimes
+            .iter()
+            .map(|r| r.owner_id)
+            .chain(self.tries.iter().filter(|(_, &n)| n >= TRIES_PER_OWNER).map(|(&o, _)| o))
+            .collect();
+        let mut seeds: Vec<Seed> = Vec::new();
+        self.scan.scan(&mut self.mem, &self.vtables, budget, &|o| known.contains(&o), &mut seeds);
+        self.stats.heap_scanned_bytes += self.mem.bytes_read;
+        self.mem.new_sample();
+        for s in seeds {
+            if self.runtimes.iter().any(|r| r.owner_id == s.owner_id) {
+                continue;
+            }
+            let tries = self.tries.entry(s.owner_id).or_default();
+            if *tries >= TRIES_PER_OWNER {
+                continue;
+            }
+            *tries += 1;
+            match lists::discover(&mut self.mem, &self.vtables, &s) {
+                Ok(l) => {
+                    self.failures.remove(&l.owner_id);
+                    self.runtimes.push(l);
+                }
+                Err(e) => {
+                    self.failures.insert(s.owner_id, e);
+                }
+            }
+        }
+        self.mem.new_sample();
+    }
+
+    /// One census: live tasks per site, their states, the oldest, and how complete the walk was.
+    pub fn census(&mut self, now_ns: u64) -> Sample<u64> {
+        self.find_runtimes(RESCAN_BYTES, now_ns);
+        let t0 = std::time::Instant::now();
+        self.mem.new_sample();
+        let mut tasks: Vec<TaskSeen> = Vec::new();
+        // (owner, shard) pairs whose walk did not finish: their unseen tasks are not retired
+        let mut unsure: HashSet<(u64, u64)> = HashSet::new();
+        let (mut expected, mut complete) = (Some(0u64), true);
+        for r in &self.runtimes {
+            let before = tasks.len();
+            let st = walk(&mut self.mem, &self.vtables, r, MAX_TASKS.saturating_sub(before as u64), &mut tasks);
+            complete &= st.incomplete.is_empty();
+            unsure.extend(st.incomplete.iter().map(|&s| (r.owner_id, s as u64)));
+            let count = resolve_count(&mut self.mem, r, &mut self.counts, st.walked, st.incomplete.is_empty());
+            expected = expected.zip(count).map(|(a, b)| a + b);
+        }
+        self.stats = CensusStats {
+            runtimes: self.runtimes.len(),
+            tasks_walked: tasks.len() as u64,
+            tasks_expected: expected.filter(|_| !self.runtimes.is_empty()),
+            complete,
+            bytes_read: self.mem.bytes_read,
+            walk_ms: t0.elapsed().as_secs_f64() * 1e3,
+            heap_scanned_bytes: self.stats.heap_scanned_bytes,
+        };
+        self.order.observe(&mut self.mem, tasks.iter().map(|t| t.id).max(), now_ns);
+        self.tally(&tasks, now_ns, &unsure)
+    }
+
+    fn tally(&mut self, tasks: &[TaskSeen], now_ns: u64, unsure: &HashSet<(u64, u64)>) -> Sample<u64> {
+        let mut per_site: HashMap<u64, (i64, u64, u64)> = HashMap::new(); // live, oldest first-seen, idle
+        self.states.clear();
+        self.headers.clear();
+        self.oldest.clear();
+        let mut live_ids = HashSet::with_capacity(tasks.len());
+        for t in tasks {
+            live_ids.insert(t.id);
+            let order = &self.order;
+            let (vtable, _, born) = *self.seen.entry(t.id).or_insert_with(|| {
+                self.totals.entry(t.vtable).or_default().spawned += 1;
+                // spawned since attach: when, from its id; before: first seen now
+                (t.vtable, t.owner, order.born_ns(t.id).unwrap_or(now_ns).min(now_ns))
+            });
+            let idle = state::is_idle(t.state);
+            let e = per_site.entry(vtable).or_insert((0, born, 0));
+            e.0 += 1;
+            e.1 = e.1.min(born);
+            e.2 += u64::from(idle);
+            *self.states.entry(vtable).or_default().entry(state::name(t.state).into()).or_default() += 1;
+            let o = self.oldest.entry(vtable).or_insert(t.id);
+            *o = (*o).min(t.id);
+            let hs = self.headers.entry(vtable).or_default();
+            if hs.len() < HEADERS_PER_SITE && idle {
+                hs.push(t.header);
+            }
+        }
+        let masks: HashMap<u64, Option<u64>> = self.runtimes.iter().map(|r| (r.owner_id, r.shard_mask)).collect();
+        let gone: Vec<u64> = self
+            .seen
+            .iter()
+            .filter(|(id, _)| !live_ids.contains(id))
+            .filter(|(&id, &(_, owner, _))| {
+                let shard = masks.get(&owner).copied().flatten().map_or(0, |m| id & m);
+                !unsure.contains(&(owner, shard))
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            let (vtable, _, born) = self.seen.remove(&id).unwrap();
+            let t = self.totals.entry(vtable).or_default();
+            let life = now_ns.saturating_sub(born);
+            t.finished += 1;
+            t.max_lifetime_ns = t.max_lifetime_ns.max(life);
+            t.lifetime_log2_us.resize(LIFETIME_BUCKETS, 0);
+            t.lifetime_log2_us[lifetime_bucket(life)] += 1;
+        }
+        let sites = self
+            .totals
+            .iter()
+            .map(|(&key, totals)| {
+                let (live, oldest, idle) = per_site.get(&key).copied().unwrap_or_default();
+                let observed = u64::try_from(live).unwrap_or(0);
+                SiteObs { key, live, totals: totals.clone(), oldest_born_ns: (live > 0).then_some(oldest), idle: Some((idle, observed)) }
+            })
+            .collect();
+        Sample { now_ns, sites }
+    }
+}
+
+/// The runtime's own count of live tasks, when it keeps one: of the candidate words, the one
+/// that matched a complete walk while the other did not.
+fn resolve_count(mem: &mut dyn Mem, r: &TaskLists, counts: &mut HashMap<u64, u64>, walked: u64, complete: bool) -> Option<u64> {
+    if let Some(&at) = counts.get(&r.owner_id) {
+        return mem.u64_fresh(at);
+    }
+    if !complete || r.count_candidates.is_empty() {
+        return None;
+    }
+    let vals: Vec<(u64, u64)> = r.count_candidates.iter().filter_map(|&a| mem.u64_fresh(a).map(|v| (a, v))).collect();
+    let close = |v: u64| v.abs_diff(walked) <= 2 + walked / 50;
+    let matching: Vec<&(u64, u64)> = vals.iter().filter(|(_, v)| close(*v)).collect();
+    if let [(at, v)] = matching[..] {
+        counts.insert(r.owner_id, *at);
+        return Some(*v);
+    }
+    None
+}

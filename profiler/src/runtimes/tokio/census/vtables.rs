@@ -1,0 +1,146 @@
+//! tokio's task vtables in the target: each `(future, scheduler)` pair has one static `Vtable`
+//! (`task/raw.rs`: seven function pointers, then `trailer_offset`, `scheduler_offset`,
+//! `id_offset`; the same 1.28..newest). They are found in the executable's relocated data as read
+//! from the live process, by their shape, cross-checked against the `raw::poll` symbols when the
+//! binary has them; so a stripped binary's vtables are found too.
+use std::collections::{HashMap, HashSet};
+
+use super::mem::Mem;
+use crate::target::Target;
+
+/// What the census needs of one vtable (offsets from the task header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VtInfo {
+    pub trailer_offset: u64,
+    pub scheduler_offset: u64,
+    pub id_offset: u64,
+}
+
+/// The task vtables of one process, by runtime address.
+#[derive(Debug, Clone, Default)]
+pub struct Vtables {
+    map: HashMap<u64, VtInfo>,
+    lo: u64,
+    hi: u64,
+}
+
+/// Bytes of the executable's data read at most when looking for vtables.
+const MAX_DATA_BYTES: u64 = 256 << 20;
+const WORDS: usize = 10;
+
+impl Vtables {
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (u64, VtInfo)>) -> Self {
+        let map: HashMap<u64, VtInfo> = pairs.into_iter().collect();
+        let lo = map.keys().copied().min().unwrap_or(1);
+        let hi = map.keys().copied().max().map_or(0, |h| h + 1);
+        Vtables { map, lo, hi }
+    }
+
+    /// The vtable at `addr`, if `addr` is one.
+    #[inline]
+    pub fn get(&self, addr: u64) -> Option<&VtInfo> {
+        if addr < self.lo || addr >= self.hi {
+            return None;
+        }
+        self.map.get(&addr)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Reads the executable's non-executable mappings in the live process and finds the vtables.
+    /// `polls`: runtime addresses of `raw::poll` (None for a binary without symbols).
+    pub fn read(mem: &mut dyn Mem, target: &Target, polls: Option<&HashSet<u64>>) -> Vtables {
+        let text: Vec<(u64, u64)> =
+            target.exe_maps.iter().filter(|m| m.executable()).map(|m| (m.start, m.end)).collect();
+        let mut found = Vec::new();
+        let mut budget = MAX_DATA_BYTES;
+        for m in target.exe_maps.iter().filter(|m| m.readable() && !m.executable()) {
+            let len = (m.end - m.start).min(budget);
+            budget -= len;
+            let mut buf = vec![0u8; len as usize];
+            if !mem.read(m.start, &mut buf) {
+                continue;
+            }
+            let words: Vec<u64> = buf.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
+            found.extend(find_in(&words, m.start, &text, polls));
+        }
+        Vtables::from_pairs(found)
+    }
+}
+
+/// Vtables among `words` (read at `base`): seven pointers into `text`, then offsets of the
+/// shape tokio gives them (the scheduler right after the 32+ byte header, the task id right after
+/// the scheduler, the trailer after the future).
+pub fn find_in(words: &[u64], base: u64, text: &[(u64, u64)], polls: Option<&HashSet<u64>>) -> Vec<(u64, VtInfo)> {
+    let in_text = |p: u64| text.iter().any(|&(a, b)| p >= a && p < b);
+    let mut out = Vec::new();
+    if words.len() < WORDS {
+        return out;
+    }
+    for i in 0..=words.len() - WORDS {
+        let w = &words[i..i + WORDS];
+        let (trailer, sched, id) = (w[7], w[8], w[9]);
+        let shape = sched % 8 == 0
+            && (32..=512).contains(&sched)
+            && id == sched + 8
+            && trailer % 8 == 0
+            && trailer >= id + 8
+            && trailer <= 16 << 20;
+        if !shape || !w[..7].iter().all(|&p| in_text(p)) {
+            continue;
+        }
+        if polls.is_some_and(|s| !s.contains(&w[0])) {
+            continue;
+        }
+        out.push((base + 8 * i as u64, VtInfo { trailer_offset: trailer, scheduler_offset: sched, id_offset: id }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: (u64, u64) = (0x1000, 0x9000);
+
+    fn vtable(poll: u64, trailer: u64) -> Vec<u64> {
+        vec![poll, 0x1100, 0x1200, 0x1300, 0x1400, 0x1500, 0x1600, trailer, 32, 40]
+    }
+
+    #[test]
+    fn finds_vtables_by_shape_and_poll_symbol() {
+        let mut words = vec![7, 0x2000];
+        words.extend(vtable(0x2000, 256));
+        words.extend([0, 0]);
+        words.extend(vtable(0x3000, 128));
+        // wrong shape: id not right after the scheduler
+        let mut bad = vtable(0x2000, 256);
+        bad[9] = 64;
+        words.extend(bad);
+        let all = find_in(&words, 0x10_000, &[TEXT], None);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].0, 0x10_010);
+        assert_eq!(all[0].1, VtInfo { trailer_offset: 256, scheduler_offset: 32, id_offset: 40 });
+        let polls: HashSet<u64> = [0x3000].into();
+        let some = find_in(&words, 0x10_000, &[TEXT], Some(&polls));
+        assert_eq!(some.len(), 1);
+        assert_eq!(some[0].1.trailer_offset, 128);
+        let vt = Vtables::from_pairs(all);
+        assert!(vt.get(0x10_010).is_some());
+        assert!(vt.get(0x10_018).is_none());
+        assert!(vt.get(0).is_none());
+    }
+
+    #[test]
+    fn pointers_outside_text_are_not_a_vtable() {
+        let mut w = vtable(0x2000, 256);
+        w[3] = 0x20_000;
+        assert!(find_in(&w, 0, &[TEXT], None).is_empty());
+    }
+}

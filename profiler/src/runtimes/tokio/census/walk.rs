@@ -1,0 +1,133 @@
+//! Walking a runtime's task lists while the runtime runs: every step bounded, every node
+//! validated (its vtable is a task vtable, its owner is this runtime, its id belongs to this
+//! shard); a list whose walk meets an invalid node or its bound is reported incomplete.
+use super::{lists::header_trailer, lists::TaskLists, mem::Mem, vtables::Vtables};
+
+/// One live task as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskSeen {
+    /// The owner id of its runtime.
+    pub owner: u64,
+    pub header: u64,
+    pub vtable: u64,
+    pub id: u64,
+    pub state: u64,
+}
+
+/// How one walk went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalkStats {
+    pub walked: u64,
+    /// Lists whose walk stopped before their end (a node changed under the walk, or the bound).
+    pub incomplete: Vec<usize>,
+}
+
+/// Walks every list of `lists`, at most `max_nodes` tasks in all; appends what it reads.
+pub fn walk(mem: &mut dyn Mem, vt: &Vtables, lists: &TaskLists, max_nodes: u64, out: &mut Vec<TaskSeen>) -> WalkStats {
+    let mut stats = WalkStats::default();
+    for (s, &(head_at, _)) in lists.lists.iter().enumerate() {
+        let mut node = mem.u64_fresh(head_at).unwrap_or(u64::MAX);
+        let mut ok = node != u64::MAX;
+        while ok && node != 0 {
+            if stats.walked >= max_nodes {
+                ok = false;
+                break;
+            }
+            let Some(t) = read_task(mem, vt, lists, node, s as u64) else {
+                ok = false;
+                break;
+            };
+            out.push(t.0);
+            stats.walked += 1;
+            node = t.1;
+        }
+        if !ok {
+            stats.incomplete.push(s);
+        }
+    }
+    stats
+}
+
+/// The task at `node` and the next node, if `node` is a valid task of list `shard`.
+fn read_task(mem: &mut dyn Mem, vt: &Vtables, lists: &TaskLists, node: u64, shard: u64) -> Option<(TaskSeen, u64)> {
+    let trailer = header_trailer(mem, vt, node, lists.owner_id)?;
+    let mut h = [0u8; 24];
+    if !mem.read(node, &mut h) {
+        return None;
+    }
+    let state = u64::from_ne_bytes(h[0..8].try_into().unwrap());
+    let vtable = u64::from_ne_bytes(h[16..24].try_into().unwrap());
+    let info = vt.get(vtable)?;
+    let id = mem.u64_at(node + info.id_offset)?;
+    if lists.shard_mask.is_some_and(|m| id & m != shard) {
+        return None;
+    }
+    let next = mem.u64_at(node + trailer + lists.link.next)?;
+    Some((TaskSeen { owner: lists.owner_id, header: node, vtable, id, state }, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtimes::tokio::census::{
+        lists::{discover, tests::runtime, tests::vt, tests::TRAILER},
+        scan::Seed,
+    };
+
+    fn setup(shards: Option<u64>, n: u64) -> (crate::runtimes::tokio::census::mem::FakeMem, Vec<u64>, TaskLists) {
+        let ids: Vec<u64> = (1..=n).collect();
+        let (mut mem, hs) = runtime(shards, &ids, 5);
+        let l = discover(&mut mem, &vt(), &Seed { header: hs[0], vtable: 0x5000, owner_id: 5 }).unwrap();
+        (mem, hs, l)
+    }
+
+    #[test]
+    fn walks_every_task_of_every_shard() {
+        let (mut mem, _, l) = setup(Some(4), 30);
+        let mut out = Vec::new();
+        let st = walk(&mut mem, &vt(), &l, 1000, &mut out);
+        assert_eq!(st, WalkStats { walked: 30, incomplete: vec![] });
+        let mut ids: Vec<u64> = out.iter().map(|t| t.id).collect();
+        ids.sort();
+        assert_eq!(ids, (1..=30).collect::<Vec<_>>());
+        assert_eq!(out.iter().filter(|t| t.state & 0b100 != 0).count(), 10);
+    }
+
+    #[test]
+    fn one_inline_list_walks_too() {
+        let (mut mem, _, l) = setup(None, 7);
+        let mut out = Vec::new();
+        assert_eq!(walk(&mut mem, &vt(), &l, 1000, &mut out).walked, 7);
+    }
+
+    #[test]
+    fn a_node_changed_under_the_walk_ends_that_list_only() {
+        let (mut mem, hs, l) = setup(Some(2), 10);
+        // task id 4 (shard 0) was freed and its cell reused: its vtable word is garbage
+        mem.put_u64(hs[3] + 16, 0xdead);
+        let mut out = Vec::new();
+        let st = walk(&mut mem, &vt(), &l, 1000, &mut out);
+        assert_eq!(st.incomplete, vec![0]);
+        // shard 0 walked newest first: 10, 8, 6 then 4 is invalid; shard 1 whole
+        assert_eq!(st.walked, 3 + 5);
+    }
+
+    #[test]
+    fn a_cycle_is_bounded() {
+        let (mut mem, hs, l) = setup(None, 5);
+        // the oldest task's next points back at the head
+        mem.put_u64(hs[0] + TRAILER + 8, hs[4]);
+        let mut out = Vec::new();
+        let st = walk(&mut mem, &vt(), &l, 50, &mut out);
+        assert_eq!(st.walked, 50);
+        assert_eq!(st.incomplete, vec![0]);
+    }
+
+    #[test]
+    fn a_task_in_the_wrong_shard_is_invalid() {
+        let (mut mem, hs, l) = setup(Some(2), 4);
+        mem.put_u64(hs[3] + 40, 7); // id 4 -> 7: belongs to shard 1, found in shard 0
+        let mut out = Vec::new();
+        assert_eq!(walk(&mut mem, &vt(), &l, 100, &mut out).incomplete, vec![0]);
+    }
+}

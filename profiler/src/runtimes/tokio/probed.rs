@@ -1,0 +1,85 @@
+//! Probe mode: uprobes on task birth (`bind_inner`, or the first poll on tokio 1.28) and finish
+//! (`Schedule::release`): exact births and finishes between samples, lifetimes, spawn stacks.
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Result;
+
+use super::{
+    plan::{BirthMode, TokioPlan},
+    probes,
+    spawn_stacks::SpawnStacks,
+    task_states,
+};
+use crate::{
+    bpf::{drain_spawn_samples, read_snapshot, AttachedProbes, LoadConfig},
+    elf::ElfImage,
+    options::RunOptions,
+    sample::{monotonic_ns, Sample},
+    target::Target,
+};
+
+/// Live tasks per site whose state word is read each sample (idle vs busy evidence).
+const STATES_PER_SITE: usize = 256;
+
+pub struct Probed {
+    pid: u32,
+    pub plan: TokioPlan,
+    probes: Option<AttachedProbes>,
+    /// Attach points and attach time, kept after detaching.
+    pub attached: (usize, f64),
+    pub stacks: SpawnStacks,
+    pub stats: Vec<u64>,
+}
+
+impl Probed {
+    pub fn attach(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64, plan: TokioPlan) -> Result<Probed> {
+        let (lo, hi) = target.exe_range();
+        let cfg = LoadConfig {
+            vtable_lo: lo,
+            vtable_hi: hi,
+            header_vtable_offset: 16,
+            max_tasks: opts.max_tasks,
+            max_sites: opts.max_sites,
+            stack_period: if plan.birth_mode == BirthMode::BindInner { opts.stack_period } else { 0 },
+            watch_futex: false,
+            target_tgid: opts.pid,
+        };
+        let probes = AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &probes::probe_specs(&plan))?;
+        Ok(Probed {
+            pid: opts.pid,
+            attached: (probes.attached, probes.attach_ms),
+            probes: Some(probes),
+            stacks: SpawnStacks::new(image.clone(), bias),
+            plan,
+            stats: Vec::new(),
+        })
+    }
+
+    /// Births and finishes since attach; `read_states`: read live tasks' state words (when no
+    /// census does).
+    pub fn sample(&mut self, read_states: bool) -> Result<Sample<u64>> {
+        let probes = self.probes.as_mut().ok_or_else(|| anyhow::anyhow!("already detached"))?;
+        for s in drain_spawn_samples(probes) {
+            self.stacks.add(&s);
+        }
+        let snap = read_snapshot(probes, true)?;
+        let now_ns = monotonic_ns();
+        let live: HashSet<(u64, u64)> = snap.tasks.iter().map(|t| (t.header, t.born_ns)).collect();
+        self.stacks.refresh_live(|h, born| live.contains(&(h, born)));
+        let mut idle: HashMap<u64, (u64, u64)> = HashMap::new();
+        if read_states {
+            for (vt, is_idle) in task_states::sample_idle(self.pid, &snap.tasks, STATES_PER_SITE) {
+                let e = idle.entry(vt).or_default();
+                e.0 += u64::from(is_idle);
+                e.1 += 1;
+            }
+        }
+        let sample = snap.to_sample(now_ns, |key| read_states.then(|| idle.get(&key).copied().unwrap_or_default()));
+        self.stats = snap.stats;
+        Ok(sample)
+    }
+
+    pub fn detach(&mut self) {
+        self.probes = None;
+    }
+}
