@@ -94,14 +94,17 @@ pub fn render_text(r: &Report) -> String {
     let t = &r.target;
     let _ = writeln!(
         out,
-        "leakprof {}: pid {} {} ({} {}), {} attach points via {}, {} samples over {:.1}s{}",
+        "leakprof {}: pid {} {} ({} {}), {}, {} samples over {:.1}s{}",
         r.leakprof_version,
         t.pid,
         t.exe,
         t.runtime,
         t.runtime_version.as_deref().unwrap_or("version unknown"),
-        t.attach_points,
-        t.birth_point,
+        if t.attach_points == 0 {
+            "read from outside (no probe)".to_string()
+        } else {
+            format!("{} attach points via {}", t.attach_points, t.birth_point)
+        },
         r.collection.samples,
         r.collection.duration_s,
         match r.collection.ended {
@@ -111,6 +114,9 @@ pub fn render_text(r: &Report) -> String {
             EndReason::Running => " (running)",
         }
     );
+    if let Some(c) = &r.collection.census {
+        let _ = writeln!(out, "{}", census_line(c));
+    }
     let leaks = r.leaks().count();
     let blocked_leaks = r.blocked.iter().filter(|b| b.verdict == VerdictKind::Leak).count();
     if r.sites.is_empty() {
@@ -153,10 +159,14 @@ pub fn render_text(r: &Report) -> String {
             detail.push(s.reason.clone());
             if !s.states.is_empty() {
                 let st: Vec<String> = s.states.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                detail.push(format!("goroutines: {}", st.join(", ")));
+                let what = if r.target.runtime == "go" { "goroutines" } else { "tasks" };
+                detail.push(format!("{what}: {}", st.join(", ")));
             }
             if let Some(i) = s.idle_fraction.filter(|_| !s.reason.contains("idle")) {
                 detail.push(format!("{:.0}% of live tasks idle", i * 100.0));
+            }
+            if let Some(o) = &s.oldest_task {
+                detail.push(oldest_note(o));
             }
             if s.finished_preexisting > 0 {
                 detail.push(format!("{} tasks from before attach finished", s.finished_preexisting));
@@ -217,6 +227,26 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(out, "warning: {w}");
     }
     out
+}
+
+/// "oldest live task spawned before attach, ~N tasks ago" (task ids are handed out in spawn order).
+fn oldest_note(o: &crate::model::OldestTask) -> String {
+    let when = if o.before_attach { "spawned before attach, " } else { "" };
+    format!("oldest live task #{} {when}~{} tasks ago", o.task_id, o.tasks_spawned_since)
+}
+
+/// "census: 2 runtimes, 5026 of 5026 live tasks read (complete), 2.2 MB in 2.1 ms".
+fn census_line(c: &crate::model::CensusStats) -> String {
+    let of = c.tasks_expected.map(|e| format!(" of {e}")).unwrap_or_default();
+    let complete = if c.complete { "complete" } else { "incomplete: a list changed under the walk" };
+    format!(
+        "census: {} runtime{}, {}{of} live tasks read ({complete}), {:.1} MB in {:.1} ms",
+        c.runtimes,
+        if c.runtimes == 1 { "" } else { "s" },
+        c.tasks_walked,
+        c.bytes_read as f64 / 1e6,
+        c.walk_ms
+    )
 }
 
 /// "stuck at FILE:LINE in FUNCTION (N of M sampled); also at ..." for a site whose waiting tasks'

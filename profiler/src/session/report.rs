@@ -23,6 +23,7 @@ impl Session {
                 let detail = rt.detail(*key, s.live());
                 let facts = h.facts(s);
                 let v = self.tasks.verdict(key);
+                let reason = v.reason.clone() + &backlog_note(s.series.first().copied(), s.live(), v.kind, detail.oldest_task.as_ref());
                 SiteReport {
                     ignored_by: self.opts.ignore.matching(&name.function, &detail.spawn_frames),
                     function: name.function,
@@ -48,7 +49,7 @@ impl Session {
                     verdict: v.kind,
                     confidence: v.confidence,
                     growth_per_s: v.growth_per_s,
-                    reason: v.reason,
+                    reason,
                     idle_fraction: facts.idle_fraction,
                 }
             })
@@ -178,5 +179,25 @@ impl Session {
     /// How live counts were collected: the runtime's way, or "tracepoints" for threads alone.
     pub(super) fn method(&self) -> &'static str {
         self.runtime.as_ref().map_or("tracepoints", |r| r.info().method)
+    }
+}
+
+/// Tasks already live at the first sample from which a site counts as having a backlog.
+const BACKLOG_MIN: i64 = 100;
+
+/// When the census saw a backlog at attach, which evidence decided the verdict: growth since
+/// attach, never the size of the backlog.
+fn backlog_note(first: Option<i64>, live: i64, kind: VerdictKind, oldest: Option<&crate::model::OldestTask>) -> String {
+    let Some(first) = first.filter(|&f| f >= BACKLOG_MIN) else {
+        return String::new();
+    };
+    if !oldest.is_some_and(|o| o.before_attach) {
+        return String::new();
+    }
+    match kind {
+        VerdictKind::Leak => format!(
+            "; decided on growth since attach ({first} -> {live}), on top of {first} tasks already live at attach"
+        ),
+        _ => format!("; {first} tasks were already live at attach: a large set that does not grow is not judged a leak"),
     }
 }

@@ -88,12 +88,6 @@ impl Tokio {
         } else {
             None
         };
-        if let Some(c) = census.as_ref().filter(|c| c.runtimes.is_empty()) {
-            warnings.push(format!(
-                "tokio census: no runtime with live tasks found at attach ({} task vtables known); looking again each sample",
-                c.vtable_count()
-            ));
-        }
         Ok(Tokio {
             version,
             census,
@@ -217,6 +211,9 @@ impl Runtime for Tokio {
     fn warnings(&self) -> Vec<String> {
         let mut w = self.warnings.clone();
         if let Some(c) = &self.census {
+            if c.runtimes.is_empty() {
+                w.push(format!("tokio census: no runtime with live tasks found ({} task vtables known)", c.vtable_count()));
+            }
             w.extend(c.failures.iter().map(|(o, why)| format!("tokio census: tasks of runtime #{o} seen but not counted: {why}")));
         }
         w

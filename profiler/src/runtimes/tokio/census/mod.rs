@@ -35,7 +35,7 @@ use crate::{
 /// Heap bytes scanned for runtimes at attach, and per sample afterwards (new runtimes).
 const FIRST_SCAN_BYTES: u64 = 4 << 30;
 const RESCAN_BYTES: u64 = 64 << 20;
-/// A new pass over the heap starts at most this often.
+/// A new pass over the heap starts at most this often once a runtime is known.
 const RESCAN_EVERY_NS: u64 = 10_000_000_000;
 /// Tasks walked per sample at most, and the block cache's bound.
 const MAX_TASKS: u64 = 4_000_000;
@@ -107,7 +107,9 @@ impl TokioCensus {
 
     /// Scans on for runtimes not yet known, within `budget` bytes.
     fn find_runtimes(&mut self, budget: u64, now_ns: u64) {
-        if self.scan.done() && now_ns.saturating_sub(self.scan_started_ns) >= RESCAN_EVERY_NS {
+        // until a runtime is found (a program just started) a new pass starts at every sample
+        let due = self.runtimes.is_empty() || now_ns.saturating_sub(self.scan_started_ns) >= RESCAN_EVERY_NS;
+        if self.scan.done() && due {
             let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).unwrap_or_default();
             self.scan = HeapScan::new(heap_regions(&parse_maps(&maps)));
             self.scan_started_ns = now_ns;
@@ -244,11 +246,18 @@ fn resolve_count(mem: &mut dyn Mem, r: &TaskLists, counts: &mut HashMap<u64, u64
         return None;
     }
     let vals: Vec<(u64, u64)> = r.count_candidates.iter().filter_map(|&a| mem.u64_fresh(a).map(|v| (a, v))).collect();
-    let close = |v: u64| v.abs_diff(walked) <= 2 + walked / 50;
-    let matching: Vec<&(u64, u64)> = vals.iter().filter(|(_, v)| close(*v)).collect();
-    if let [(at, v)] = matching[..] {
-        counts.insert(r.owner_id, *at);
-        return Some(*v);
+    // the closest to the walk, clearly closer than the other (`added` counts finished tasks too)
+    let mut by_dist: Vec<(u64, u64, u64)> = vals.iter().map(|&(a, v)| (v.abs_diff(walked), a, v)).collect();
+    by_dist.sort();
+    match by_dist[..] {
+        [(d, at, v), (d2, ..), ..] if d <= 2 + walked / 100 && d2 >= d + 3 => {
+            counts.insert(r.owner_id, at);
+            Some(v)
+        }
+        [(d, at, v)] if d <= 2 + walked / 100 => {
+            counts.insert(r.owner_id, at);
+            Some(v)
+        }
+        _ => None,
     }
-    None
 }
