@@ -1,15 +1,26 @@
-//! Root-only: attach to real tokio fixtures and check what leakprof counts.
+//! Root-only: attach to real tokio fixtures with `--probes` (exact births and finishes, the
+//! census alongside) and check what leakprof counts. The census alone: tests/census.rs.
 mod common;
 
 use common::*;
 
+/// `leakprof --pid PID --probes --duration S --format json`.
+fn probed_report(pid: u32, seconds: u32) -> serde_json::Value {
+    let out = run(&["--pid", &pid.to_string(), "--probes", "--duration", &seconds.to_string(), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A leaking site grows at about its spawn rate; healthy sites don't; the target survives.
 fn leak_grows_healthy_stays(fixture_name: &str) {
     let mut fx = Fixture::start(fixture_name, &["mixed", "--rate", "20"]);
-    let r = json_report(fx.pid, 5);
+    let r = probed_report(fx.pid, 5);
     let leak = site(&r, "never_answered");
     let live = int(&leak["live"]);
-    assert!((60..=130).contains(&live), "leak live={live} after 5 s at 20/s: {leak}");
+    // live from the census: every task since the program started (5 s and attach time at 20/s)
+    assert!((80..=200).contains(&live), "leak live={live} after 5 s at 20/s: {leak}");
+    let spawned = int(&leak["spawned"]);
+    assert!((60..=130).contains(&spawned), "births since attach, by the probes: {leak}");
     assert_eq!(int(&leak["finished"]), 0, "{leak}");
     let series: Vec<i64> = leak["series"].as_array().unwrap().iter().map(int).collect();
     assert!(series.len() >= 4, "{series:?}");
@@ -77,10 +88,10 @@ fn json_document_has_the_versioned_schema() {
         return;
     }
     let fx = Fixture::start("tokio-latest", &["mixed"]);
-    let r = json_report(fx.pid, 2);
+    let r = probed_report(fx.pid, 2);
     assert_eq!(r["schema"], "leakprof.report");
     assert_eq!(r["schema_version"], 2);
-    assert_eq!(r["collection"]["method"], "uprobes");
+    assert_eq!(r["collection"]["method"], "census+uprobes");
     assert_eq!(r["target"]["pid"], fx.pid);
     assert_eq!(r["target"]["runtime"], "tokio");
     assert!(r["target"]["runtime_version"].as_str().unwrap().starts_with("1."), "{}", r["target"]);
@@ -101,17 +112,18 @@ fn json_document_has_the_versioned_schema() {
 }
 
 #[test]
-fn tasks_alive_before_attach_are_never_counted_as_live() {
-    if !bpf_available("tasks_alive_before_attach_are_never_counted_as_live") {
+fn tasks_alive_before_attach_are_live_but_not_births() {
+    if !bpf_available("tasks_alive_before_attach_are_live_but_not_births") {
         return;
     }
     // The leak and the pool run for 3 s before leakprof attaches.
     let fx = Fixture::start("tokio-latest", &["mixed", "--rate", "20"]);
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let r = json_report(fx.pid, 3);
+    let r = probed_report(fx.pid, 3);
     let leak = site(&r, "never_answered");
-    // only tasks born in the 3 s window (about 60), not the ~60 from before attach
-    assert!(int(&leak["live"]) <= 90, "pre-attach tasks were counted: {leak}");
+    // the census counts the ~60 from before attach; the probes saw only the births since (~60)
+    assert!(int(&leak["series"][0]) >= 50, "pre-attach tasks are live from the first sample: {leak}");
+    assert!(int(&leak["spawned"]) <= 90, "pre-attach tasks were counted as births: {leak}");
     let preexisting: u64 = r["sites"].as_array().unwrap().iter().map(|s| s["finished_preexisting"].as_u64().unwrap()).sum();
     let counter = r["kernel_counters"]["finish_preexisting"].as_u64().unwrap();
     assert_eq!(preexisting, counter, "per-site and kernel counts of pre-existing finishes disagree");

@@ -185,7 +185,7 @@ fn http_response_body_never_closed_leaks_in_net_http() {
 fn check_probe_mode(bin: &str) {
     let b = fixture(bin);
     let out = run(&[
-        "run", "--go-probes", "--duration", "10", "--format", "json", "--quiet", "--", b.to_str().unwrap(), "nil-send",
+        "run", "--probes", "--duration", "10", "--format", "json", "--quiet", "--", b.to_str().unwrap(), "nil-send",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -1,14 +1,24 @@
 //! Root-only scenario suite: every classic leak pattern is flagged `leak` at its own site, and no
-//! healthy site is flagged. Each scenario is launched under `leakprof run` from its first instruction.
+//! healthy site is flagged, by the census (the default) and by the probes (`--probes`). Each
+//! scenario is launched under `leakprof run` from its first instruction.
 mod common;
 
 use common::*;
 
-/// Runs `leakprof run --duration S --format json -- tokio-fixture ARGS` and returns the report.
+/// Runs `leakprof run [--probes] --duration S --format json -- tokio-fixture ARGS` and returns the
+/// report; a leading "--probes" in `args` goes to leakprof.
 fn run_scenario(fixture_name: &str, args: &[&str], seconds: u32) -> serde_json::Value {
     let bin = fixture(fixture_name);
     let secs = seconds.to_string();
-    let mut cmd = vec!["run", "--duration", &secs, "--format", "json", "--quiet", "--"];
+    let (probes, args) = match args.split_first() {
+        Some((&"--probes", rest)) => (true, rest),
+        _ => (false, args),
+    };
+    let mut cmd = vec!["run", "--duration", &secs, "--format", "json", "--quiet"];
+    if probes {
+        cmd.push("--probes");
+    }
+    cmd.push("--");
     let bin_s = bin.to_str().unwrap();
     cmd.push(bin_s);
     cmd.extend_from_slice(args);
@@ -31,7 +41,16 @@ fn summary(r: &serde_json::Value) -> String {
 /// `leak_site`: the one site that must be `leak`; every other site must not be `leak`, and when
 /// `strict_ok` every other site must be `ok` (not even `suspect`).
 fn check(fixture_name: &str, scenario: &str, leak_site: Option<&str>, seconds: u32, strict_ok: bool) {
-    let r = run_scenario(fixture_name, &[scenario], seconds);
+    check_with(fixture_name, &[scenario], leak_site, seconds, strict_ok);
+}
+
+/// `check` with the fixture's arguments; a leading "--probes" is passed to leakprof instead.
+fn check_with(fixture_name: &str, args: &[&str], leak_site: Option<&str>, seconds: u32, strict_ok: bool) {
+    let scenario = args.iter().find(|a| !a.starts_with("--")).copied().unwrap_or("mixed");
+    let r = run_scenario(fixture_name, args, seconds);
+    let probes = args.first() == Some(&"--probes");
+    let method = r["collection"]["method"].as_str().unwrap();
+    assert_eq!(method, if probes { "census+uprobes" } else { "census" }, "{scenario}");
     let all = summary(&r);
     for s in r["sites"].as_array().unwrap() {
         let f = s["function"].as_str().unwrap();
@@ -53,13 +72,21 @@ fn check(fixture_name: &str, scenario: &str, leak_site: Option<&str>, seconds: u
 }
 
 macro_rules! leak_scenario {
-    ($name:ident, $scenario:literal, $site:literal) => {
+    ($name:ident, $probed:ident, $scenario:literal, $site:literal) => {
         #[test]
         fn $name() {
             if !bpf_available(stringify!($name)) {
                 return;
             }
             check("tokio-latest", $scenario, Some($site), 10, false);
+        }
+
+        #[test]
+        fn $probed() {
+            if !bpf_available(stringify!($probed)) {
+                return;
+            }
+            check_with("tokio-latest", &["--probes", $scenario], Some($site), 10, false);
         }
     };
 }
@@ -76,15 +103,15 @@ macro_rules! healthy_scenario {
     };
 }
 
-leak_scenario!(receive_nobody_sends_to, "recv-no-sender", "leaks::recv_no_sender");
-leak_scenario!(send_nobody_receives_query_all, "send-no-receiver", "leaks::query_replica");
-leak_scenario!(lock_never_unlocked, "mutex-held", "leaks::wait_for_mutex");
-leak_scenario!(barrier_never_reached, "barrier", "leaks::wait_at_barrier");
-leak_scenario!(request_without_timeout, "request-no-timeout", "leaks::request_without_timeout");
-leak_scenario!(infinite_loop, "infinite-loop", "leaks::spin_forever");
-leak_scenario!(timeout_abandons_worker, "timeout-abandons-worker", "leaks::blocked_worker");
-leak_scenario!(consumer_of_unclosed_channel, "range-unclosed", "leaks::drain_channel");
-leak_scenario!(never_answered_oneshot, "mixed", "leaks::never_answered");
+leak_scenario!(receive_nobody_sends_to, receive_nobody_sends_to_probes, "recv-no-sender", "leaks::recv_no_sender");
+leak_scenario!(send_nobody_receives_query_all, send_nobody_receives_query_all_probes, "send-no-receiver", "leaks::query_replica");
+leak_scenario!(lock_never_unlocked, lock_never_unlocked_probes, "mutex-held", "leaks::wait_for_mutex");
+leak_scenario!(barrier_never_reached, barrier_never_reached_probes, "barrier", "leaks::wait_at_barrier");
+leak_scenario!(request_without_timeout, request_without_timeout_probes, "request-no-timeout", "leaks::request_without_timeout");
+leak_scenario!(infinite_loop, infinite_loop_probes, "infinite-loop", "leaks::spin_forever");
+leak_scenario!(timeout_abandons_worker, timeout_abandons_worker_probes, "timeout-abandons-worker", "leaks::blocked_worker");
+leak_scenario!(consumer_of_unclosed_channel, consumer_of_unclosed_channel_probes, "range-unclosed", "leaks::drain_channel");
+leak_scenario!(never_answered_oneshot, never_answered_oneshot_probes, "mixed", "leaks::never_answered");
 
 healthy_scenario!(fixed_pool_is_ok, "healthy-pool", 8);
 healthy_scenario!(warm_up_ramp_that_plateaus_is_ok, "healthy-ramp", 14);
@@ -108,6 +135,7 @@ fn older_tokio_leak_is_flagged() {
         return;
     }
     check("tokio-1.38", "mixed", Some("leaks::never_answered"), 10, false);
+    check_with("tokio-1.38", &["--probes", "mixed"], Some("leaks::never_answered"), 10, false);
 }
 
 #[test]
@@ -160,7 +188,7 @@ fn spawn_stacks_name_the_spawner_and_created_by_rules_ignore_it() {
         return;
     }
     // release build, no frame pointers: the stack is unwound from .eh_frame
-    let r = run_scenario("tokio-latest", &["mixed"], 4);
+    let r = run_scenario("tokio-latest", &["--probes", "mixed"], 4);
     let pool = site(&r, "pool_worker");
     let by = pool["created_by"].as_str().unwrap_or_else(|| panic!("no created_by: {pool}"));
     assert!(by.contains("tokio_fixture::healthy::start_pool"), "{by}");
@@ -171,7 +199,7 @@ fn spawn_stacks_name_the_spawner_and_created_by_rules_ignore_it() {
 
     let bin = fixture("tokio-latest");
     let out = run(&[
-        "run", "--fail-on-leak", "--duration", "8", "--quiet", "--format", "json",
+        "run", "--probes", "--fail-on-leak", "--duration", "8", "--quiet", "--format", "json",
         "--ignore-created-by", "tokio_fixture::scenarios::*", "--", bin.to_str().unwrap(), "mixed",
     ]);
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -186,7 +214,7 @@ fn one_future_type_spawned_from_two_callers_is_split_by_spawn_path() {
     if !bpf_available("one_future_type_spawned_from_two_callers_is_split_by_spawn_path") {
         return;
     }
-    let r = run_scenario("tokio-latest", &["two-callers"], 8);
+    let r = run_scenario("tokio-latest", &["--probes", "two-callers"], 8);
     let s = site(&r, "stacks::shared_job");
     let stacks = s["spawn_stacks"].as_array().unwrap();
     let path_of = |needle: &str| {

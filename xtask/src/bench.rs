@@ -129,7 +129,7 @@ fn median(v: &mut [f64]) -> f64 {
 /// census of 100,000 goroutines takes (leakprof's side; the target is not stopped).
 fn go_bench(leakprof: &Path, bins: &Path, rounds: u32) -> Result<()> {
     let configs: [(&str, &[&str]); 3] =
-        [("probes", &["--go-probes"]), ("census/100ms", &["--interval", "0.1"]), ("census/1s", &[])];
+        [("probes", &["--probes"]), ("census/100ms", &["--interval", "0.1"]), ("census/1s", &[])];
     println!("\ngoroutine create+exit, 200000 per round x {rounds} rounds, median ns/goroutine:");
     print!("{:<22} {:>8}", "fixture", "bare");
     for (name, _) in &configs {

@@ -58,7 +58,7 @@ fn jobs(bins: &Path) -> Vec<Job> {
     for sc in ["nil-send", "recv-no-sender", "healthy-pool"] {
         v.push(Job {
             name: format!("go-latest-probes-{sc}"),
-            how: How::Run(s(&["--go-probes"]), bins.join("go-latest"), s(&[sc, "10"])),
+            how: How::Run(s(&["--probes"]), bins.join("go-latest"), s(&[sc, "10"])),
         });
     }
     v.push(Job {

@@ -112,32 +112,41 @@ pub fn discover(mem: &mut dyn Mem, vt: &Vtables, seed: &Seed) -> Result<TaskList
     Err(format!("no task list of owner {owner} found in the runtime handle at {handle:#x}"))
 }
 
-/// Validates `n` shards at `p` (each a 24-byte `Mutex<LinkedList>`, the list at +0 or +8).
+/// Validates `n` shards at `p` (each a 24-byte `Mutex<LinkedList>`, the list at +0 or +8): every
+/// shard empty or holding headers of this owner, but for a few that changed while being read
+/// (a task finishing frees its cell).
 fn sharded_lists(mem: &mut dyn Mem, vt: &Vtables, owner: u64, p: u64, n: u64) -> Option<(Vec<(u64, u64)>, LinkLayout)> {
     let words = read_words(mem, p, (n * 24) as usize);
     if (words.len() as u64) < n * 3 {
         return None;
     }
-    'offsets: for off in [0usize, 1] {
-        let mut pairs = Vec::with_capacity(n as usize);
-        let mut any = false;
+    for off in [0usize, 1] {
+        let (mut pairs, mut valid, mut invalid) = (Vec::with_capacity(n as usize), Vec::new(), 0u64);
         for s in 0..n as usize {
             let (x, y) = (words[s * 3 + off], words[s * 3 + off + 1]);
-            if (x == 0) != (y == 0) {
-                continue 'offsets;
+            let at = p + (s * 24 + off * 8) as u64;
+            pairs.push((at, x, y));
+            if x == 0 && y == 0 {
+                continue;
             }
-            if x != 0 {
-                if header_trailer(mem, vt, x, owner).is_none() || header_trailer(mem, vt, y, owner).is_none() {
-                    continue 'offsets;
-                }
-                any = true;
+            let ok = x != 0
+                && y != 0
+                && header_trailer(mem, vt, x, owner).is_some()
+                && header_trailer(mem, vt, y, owner).is_some();
+            if ok {
+                valid.push((at, x, y));
+            } else {
+                invalid += 1;
             }
-            pairs.push((p + (s * 24 + off * 8) as u64, x, y));
         }
-        if any {
-            if let Some(r) = orient(mem, vt, owner, &pairs) {
-                return Some(r);
-            }
+        if valid.is_empty() || invalid > n / 4 {
+            continue;
+        }
+        if let Some((_, link)) = orient(mem, vt, owner, &valid) {
+            // every shard, oriented as the valid ones are
+            let head_first = orient(mem, vt, owner, &valid[..1]).is_some_and(|(l, _)| l[0].0 == valid[0].0);
+            let lists = pairs.iter().map(|&(a, _, _)| if head_first { (a, a + 8) } else { (a + 8, a) }).collect();
+            return Some((lists, link));
         }
     }
     None

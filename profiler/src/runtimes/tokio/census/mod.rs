@@ -34,15 +34,15 @@ use crate::{
 
 /// Heap bytes scanned for runtimes at attach, and per sample afterwards (new runtimes).
 const FIRST_SCAN_BYTES: u64 = 4 << 30;
-const RESCAN_BYTES: u64 = 64 << 20;
+const RESCAN_BYTES: u64 = 32 << 20;
 /// A new pass over the heap starts at most this often once a runtime is known.
-const RESCAN_EVERY_NS: u64 = 10_000_000_000;
+const RESCAN_EVERY_NS: u64 = 2_000_000_000;
 /// Tasks walked per sample at most, and the block cache's bound.
 const MAX_TASKS: u64 = 4_000_000;
 const CACHE_BYTES: u64 = 256 << 20;
 /// Task headers kept per site for reading where they wait.
 pub const HEADERS_PER_SITE: usize = 32;
-/// Times discovery is tried for one owner id before giving up on it (a dropped runtime's cells).
+/// Times discovery is tried for one owner id per pass over the heap (a dropped runtime's cells).
 const TRIES_PER_OWNER: u32 = 3;
 
 /// Census state of one tokio process.
@@ -113,6 +113,7 @@ impl TokioCensus {
             let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).unwrap_or_default();
             self.scan = HeapScan::new(heap_regions(&parse_maps(&maps)));
             self.scan_started_ns = now_ns;
+            self.tries.clear();
         }
         let known: HashSet<u64> = self
             .runtimes
