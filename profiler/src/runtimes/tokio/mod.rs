@@ -5,6 +5,7 @@
 //! gives the live counts when it works. Sites are task vtables, named by future type ([`naming`],
 //! [`symbolize`]).
 pub mod attach_points;
+pub mod awaits;
 pub mod census;
 pub mod naming;
 pub mod plan;

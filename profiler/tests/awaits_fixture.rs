@@ -1,0 +1,120 @@
+//! The await decoder against the full-debug-info fixture (no root needed): the future of
+//! `leaks::never_answered` tasks is found from its `raw::poll` and a synthetic copy of a task's
+//! memory decodes to the `.await` it is suspended at.
+//! Fixtures come from `cargo xtask fixtures` (fixtures/bin, or $LEAKPROF_FIXTURES); a missing one
+//! is skipped, or fails the test under CI=true.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use leakprof::elf::ElfImage;
+use leakprof::runtimes::tokio::awaits::{AwaitFrame, AwaitIndex, FutureLoc};
+
+/// The fixture `name` parsed, or None when it is not built: under CI (CI=true) a missing
+/// fixture FAILS the test; elsewhere it is skipped with a reason.
+fn fixture(name: &str) -> Option<ElfImage> {
+    let dir = std::env::var_os("LEAKPROF_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bin"));
+    let path = dir.join(name);
+    if !path.exists() {
+        let why = format!("{} not built (cargo xtask fixtures)", path.display());
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{name}: {why} (CI=true: failing instead of skipping)");
+        }
+        eprintln!("SKIPPED {name}: {why}");
+        return None;
+    }
+    Some(ElfImage::open(&path).expect("fixture parses"))
+}
+
+/// A reader over `mem` mapped at runtime address `base`.
+fn reader(base: u64, mem: &[u8]) -> impl FnMut(u64, &mut [u8]) -> bool + '_ {
+    move |addr, buf| {
+        let Some(start) = addr.checked_sub(base).and_then(|s| usize::try_from(s).ok()) else {
+            return false;
+        };
+        match mem.get(start..start + buf.len()) {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// (poll vaddr, future) of every `raw::poll` whose future is the async fn `function`.
+fn futures_of(index: &mut AwaitIndex, image: &ElfImage, function: &str) -> Vec<(u64, std::sync::Arc<FutureLoc>)> {
+    let want = format!("async fn {function}");
+    image
+        .symbols_named(|n| n == "tokio::runtime::task::raw::poll" || n.starts_with("tokio::runtime::task::raw::poll::<"))
+        .filter_map(|s| Some((s.addr, index.future_of(s.addr)?)))
+        .filter(|(_, f)| f.type_name == want)
+        .collect()
+}
+
+const HEADER: u64 = 0x7f00_0000_1000;
+
+#[test]
+fn never_answered_is_suspended_at_its_oneshot_await() {
+    let Some(image) = fixture("tokio-latest-debug2") else { return };
+    let t = Instant::now();
+    let mut index = AwaitIndex::new(&image).expect("debug2 fixture has type info");
+    let built = t.elapsed();
+
+    let t = Instant::now();
+    let polls: Vec<u64> = image
+        .symbols_named(|n| n == "tokio::runtime::task::raw::poll")
+        .map(|s| s.addr)
+        .collect();
+    assert!(polls.len() >= 20, "raw::poll symbols: {}", polls.len());
+    let resolved = polls.iter().filter(|&&p| index.future_of(p).is_some()).count();
+    let all = t.elapsed();
+    eprintln!("index built in {built:?}; {resolved}/{} raw::poll futures resolved in {all:?}", polls.len());
+    // every task of the fixture is an async fn or block
+    assert!(resolved * 10 >= polls.len() * 9, "{resolved}/{}", polls.len());
+
+    // multi_thread and current_thread instances
+    let found = futures_of(&mut index, &image, "tokio_fixture::leaks::never_answered");
+    assert_eq!(found.len(), 2, "{:?}", found.iter().map(|f| f.0).collect::<Vec<_>>());
+    for (poll, fut) in found {
+        assert!(fut.is_async());
+        // Cell.core at 0x20, Core { scheduler, task_id, stage }, Stage::Running.__0 at 0x08
+        assert!(fut.offset > 0x20 && fut.offset < 0x100, "{poll:#x}: future at {:#x}", fut.offset);
+        let mut mem = vec![0u8; fut.offset as usize + 0x20];
+        // `__state` is at 0x19 of `never_answered::{async_fn_env#0}`: 3 is Suspend0
+        mem[fut.offset as usize + 0x19] = 3;
+        let frames = index
+            .suspended_at(&fut, HEADER, &mut reader(HEADER, &mem))
+            .expect("suspended");
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        let f: &AwaitFrame = &frames[0];
+        assert_eq!(f.function, "tokio_fixture::leaks::never_answered");
+        assert!(f.file.ends_with("tokio-src/leaks.rs"), "{}", f.file);
+        assert_eq!(f.line, 24, "`reply.await.ok()` is leaks.rs:24");
+        assert_eq!(f.awaiting, "tokio::sync::oneshot::Receiver<u64>");
+
+        // Unresumed and Returned are not suspended
+        for state in [0u8, 1] {
+            mem[fut.offset as usize + 0x19] = state;
+            assert_eq!(index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)), None);
+        }
+        // a finished task is not decoded: `Stage<T>` has a u32 discriminant at its start, 8
+        // bytes before the future (Running = 0, Finished = 1)
+        mem[fut.offset as usize + 0x19] = 3;
+        assert!(index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)).is_some());
+        mem[fut.offset as usize - 8] = 1;
+        assert_eq!(index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)), None);
+        // unreadable memory
+        assert_eq!(index.suspended_at(&fut, HEADER, &mut |_, _| false), None);
+    }
+}
+
+#[test]
+fn no_type_info_is_none() {
+    for name in ["tokio-latest", "tokio-latest-debuginfo"] {
+        let Some(image) = fixture(name) else { continue };
+        assert!(AwaitIndex::new(&image).is_none(), "{name}");
+    }
+}
