@@ -111,6 +111,100 @@ fn never_answered_is_suspended_at_its_oneshot_await() {
     }
 }
 
+/// A nested async fn: `recv_no_sender` awaits tokio's `Receiver::recv`, itself suspended in a
+/// `poll_fn`.
+#[test]
+fn recv_no_sender_is_followed_into_tokio_recv() {
+    let Some(image) = fixture("tokio-latest-debug2") else { return };
+    let mut index = AwaitIndex::new(&image).expect("debug2 fixture has type info");
+    let found = futures_of(&mut index, &image, "tokio_fixture::leaks::recv_no_sender");
+    assert_eq!(found.len(), 2);
+    for (_, fut) in found {
+        let at = fut.offset as usize;
+        let mut mem = vec![0u8; at + 0x40];
+        // outer `__state` at 0x30 (Suspend0); its `__awaitee` (recv's state machine) at 0x18,
+        // whose `__state` is at 0x10 (Suspend0)
+        mem[at + 0x30] = 3;
+        mem[at + 0x18 + 0x10] = 3;
+        let frames = index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)).expect("suspended");
+        let got: Vec<(&str, u32, &str)> =
+            frames.iter().map(|f| (f.function.as_str(), f.line, f.awaiting.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "tokio_fixture::leaks::recv_no_sender",
+                    33,
+                    "async fn tokio::sync::mpsc::bounded::{impl#0}::recv"
+                ),
+                (
+                    "tokio::sync::mpsc::bounded::{impl#0}::recv",
+                    245,
+                    "core::future::poll_fn::PollFn<tokio::sync::mpsc::bounded::{impl#0}::recv::{async_fn#0}::{closure_env#0}<u64>>"
+                ),
+            ]
+        );
+        assert!(frames[1].file.ends_with("tokio-1.54.1/src/sync/mpsc/bounded.rs"), "{}", frames[1].file);
+        // the inner state machine not started yet: only the outer frame
+        mem[at + 0x28] = 0;
+        let frames = index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)).expect("suspended");
+        assert_eq!(frames.len(), 1);
+    }
+}
+
+/// A small deterministic generator (xorshift).
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Corrupted DWARF and random task memory: no panic, frames bounded.
+#[test]
+fn survives_corrupt_dwarf_and_random_memory() {
+    use object::{Object, ObjectSection};
+    let Some(image) = fixture("tokio-latest-debug2") else { return };
+    let polls: Vec<u64> = image
+        .symbols_named(|n| n == "tokio::runtime::task::raw::poll")
+        .map(|s| s.addr)
+        .collect();
+    let (start, len) = {
+        let file = object::File::parse(image.data()).expect("elf");
+        let info = file.section_by_name(".debug_info").expect(".debug_info");
+        let (off, size) = info.file_range().expect("in file");
+        (off as usize, size as usize)
+    };
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..4 {
+        let mut data = image.data().to_vec();
+        for _ in 0..200 * (round + 1) {
+            let at = start + (next(&mut seed) as usize % len);
+            data[at] = next(&mut seed) as u8;
+        }
+        let corrupt = ElfImage::from_vec(data).expect("still an ELF");
+        let Some(mut index) = AwaitIndex::new(&corrupt) else { continue };
+        let mut resolved = 0;
+        for &p in &polls {
+            let Some(fut) = index.future_of(p) else { continue };
+            resolved += 1;
+            let mut rng = next(&mut seed);
+            let mut random = |_: u64, buf: &mut [u8]| {
+                for b in buf.iter_mut() {
+                    *b = next(&mut rng) as u8;
+                }
+                true
+            };
+            for _ in 0..16 {
+                if let Some(frames) = index.suspended_at(&fut, HEADER, &mut random) {
+                    assert!(!frames.is_empty() && frames.len() <= 8);
+                }
+            }
+        }
+        eprintln!("round {round}: {resolved}/{} futures resolved from corrupt DWARF", polls.len());
+    }
+}
+
 #[test]
 fn no_type_info_is_none() {
     for name in ["tokio-latest", "tokio-latest-debuginfo"] {

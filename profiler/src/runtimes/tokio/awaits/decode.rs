@@ -72,9 +72,41 @@ pub struct SuspendPlan {
     pub line: u32,
     /// The awaited future's type, readable.
     pub awaiting: String,
-    /// A state machine inside the awaited future: (its offset from this state machine's start,
-    /// index in the plan's envs).
-    pub inner: Option<(u64, usize)>,
+    /// A state machine inside the awaited future, reached from this state machine's start.
+    pub inner: Option<Inner>,
+}
+
+/// A step from one address to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// Add an offset.
+    Add(u64),
+    /// Read the (8-byte, little-endian) pointer stored there.
+    Deref,
+}
+
+/// A nested state machine: how to get to it, and its index in the plan's envs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inner {
+    pub path: Vec<Hop>,
+    pub env: usize,
+}
+
+/// Follows `path` from `at`; None when a pointer cannot be read or is null.
+pub fn follow(path: &[Hop], mut at: u64, read: &mut dyn FnMut(u64, &mut [u8]) -> bool) -> Option<u64> {
+    for hop in path {
+        at = match *hop {
+            Hop::Add(off) => at.checked_add(off)?,
+            Hop::Deref => {
+                let mut buf = [0u8; 8];
+                if !read(at, &mut buf) {
+                    return None;
+                }
+                Some(u64::from_le_bytes(buf)).filter(|&p| p != 0)?
+            }
+        };
+    }
+    Some(at)
 }
 
 /// Where a task's future is running: the `Stage<T>` discriminant (relative to the header) and
@@ -120,9 +152,9 @@ pub fn decode(
             line: s.line,
             awaiting: s.awaiting.clone(),
         });
-        let Some((offset, next)) = s.inner else { break };
-        let Some(next_at) = at.checked_add(offset) else { break };
-        (env, at) = (next, next_at);
+        let Some(inner) = s.inner.as_ref() else { break };
+        let Some(next_at) = follow(&inner.path, at, read) else { break };
+        (env, at) = (inner.env, next_at);
     }
     frames
 }
@@ -176,7 +208,7 @@ mod tests {
     }
 
     /// (line, awaiting, inner) of each suspend point.
-    type Suspends<'a> = &'a [(u32, &'a str, Option<(u64, usize)>)];
+    type Suspends<'a> = &'a [(u32, &'a str, Option<(&'a [Hop], usize)>)];
 
     fn env(function: &str, discr_at: u64, suspends: Suspends<'_>) -> EnvPlan {
         let mut states: Vec<StatePlan> =
@@ -188,7 +220,7 @@ mod tests {
                     file: "src/a.rs".into(),
                     line: *line,
                     awaiting: awaiting.to_string(),
-                    inner: *inner,
+                    inner: inner.map(|(path, env)| Inner { path: path.to_vec(), env }),
                 }),
             });
         }
@@ -199,7 +231,7 @@ mod tests {
     fn nested_suspend_points_outermost_first() {
         // outer at 0x100: state at +0x30; its Suspend1 awaits inner at +0x08, whose state is at +0x10
         let envs = vec![
-            env("app::outer", 0x30, &[(10, "x", None), (12, "async fn app::inner", Some((8, 1)))]),
+            env("app::outer", 0x30, &[(10, "x", None), (12, "async fn app::inner", Some((&[Hop::Add(8)], 1)))]),
             env("app::inner", 0x10, &[(40, "tokio::sync::oneshot::Receiver<u32>", None)]),
         ];
         let mut mem = vec![0u8; 0x40];
@@ -224,8 +256,29 @@ mod tests {
     }
 
     #[test]
+    fn boxed_state_machine_is_followed_through_its_pointer() {
+        // outer at 0x100 (state at +0): Suspend0 awaits a Box at +0x08 pointing to 0x200, whose
+        // state is at +0x04
+        let path = [Hop::Add(8), Hop::Deref];
+        let envs = vec![
+            env("app::outer", 0, &[(5, "core::pin::Pin<alloc::boxed::Box<..>>", Some((&path, 1)))]),
+            env("app::boxed", 4, &[(9, "tokio::time::sleep::Sleep", None)]),
+        ];
+        let mut mem = vec![0u8; 0x110];
+        mem[0] = 3;
+        mem[8..16].copy_from_slice(&0x200u64.to_le_bytes());
+        mem[0x104] = 3;
+        let frames = decode(&envs, 0, 0x100, &mut reader(0x100, mem.clone()));
+        assert_eq!(frames.iter().map(|f| f.line).collect::<Vec<_>>(), vec![5, 9]);
+        // a null pointer stops there
+        mem[8..16].fill(0);
+        assert_eq!(decode(&envs, 0, 0x100, &mut reader(0x100, mem)).len(), 1);
+        assert_eq!(follow(&[Hop::Add(u64::MAX), Hop::Add(1)], 1, &mut |_, _| true), None);
+    }
+
+    #[test]
     fn depth_is_bounded_on_cycles() {
-        let envs = vec![env("app::rec", 0, &[(1, "async fn app::rec", Some((0, 0)))])];
+        let envs = vec![env("app::rec", 0, &[(1, "async fn app::rec", Some((&[], 0)))])];
         let frames = decode(&envs, 0, 0, &mut reader(0, vec![3]));
         assert_eq!(frames.len(), MAX_DEPTH);
     }

@@ -50,16 +50,23 @@ pub(super) fn type_name(debug: &Debug, global: u64) -> Option<(String, gimli::Dw
     Some((debug.string(u, &die, gimli::DW_AT_name)?, die.tag()))
 }
 
+/// The type a pointer (or reference) type at `global` points to.
+pub(super) fn pointee(debug: &Debug, global: u64) -> Option<u64> {
+    let (u, die) = debug.entry(global)?;
+    matches!(
+        die.tag(),
+        gimli::DW_TAG_pointer_type | gimli::DW_TAG_reference_type | gimli::DW_TAG_rvalue_reference_type
+    )
+    .then(|| debug.reference(u, &die, gimli::DW_AT_type))
+    .flatten()
+}
+
 /// The `Cell<T, S>` a `Harness<T, S>` structure points to (`cell: NonNull<Cell>` whose
 /// `pointer` is a `*const Cell`).
 pub(super) fn cell_of_harness(debug: &Debug, harness: u64) -> Option<u64> {
     let non_null = read_layout(debug, harness)?.member("cell")?.ty?;
     let pointer = read_layout(debug, non_null)?.member("pointer")?.ty?;
-    let (u, die) = debug.entry(pointer)?;
-    if die.tag() != gimli::DW_TAG_pointer_type {
-        return None;
-    }
-    let cell = debug.reference(u, &die, gimli::DW_AT_type)?;
+    let cell = pointee(debug, pointer)?;
     let (name, _) = type_name(debug, cell)?;
     name.starts_with("Cell<").then_some(cell)
 }

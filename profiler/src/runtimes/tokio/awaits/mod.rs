@@ -21,7 +21,7 @@ mod scan;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use self::decode::{decode, is_running, EnvPlan, StagePlan};
+use self::decode::{decode, follow, is_running, EnvPlan, Inner, StagePlan};
 use self::dwarf::Debug;
 use self::plan::Planner;
 use self::scan::{scan_unit, UnitScan};
@@ -44,8 +44,8 @@ pub struct FutureLoc {
     /// The future's type, readable (`async fn app::f` for an async fn).
     pub type_name: String,
     stage: StagePlan,
-    /// The state machine of the future (or the one it wraps): offset inside the future, index.
-    root: Option<(u64, usize)>,
+    /// The state machine of the future (or the one it wraps), from the future's start.
+    root: Option<Inner>,
     envs: Vec<EnvPlan>,
 }
 
@@ -146,13 +146,38 @@ impl AwaitIndex {
         header: u64,
         read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
     ) -> Option<Vec<AwaitFrame>> {
-        let (offset, root) = fut.root?;
+        let root = fut.root.as_ref()?;
         if !is_running(Some(&fut.stage), header, read) {
             return None;
         }
-        let base = header.checked_add(fut.offset)?.checked_add(offset)?;
-        let frames = decode(&fut.envs, root, base, read);
+        let base = follow(&root.path, header.checked_add(fut.offset)?, read)?;
+        let frames = decode(&fut.envs, root.env, base, read);
         (!frames.is_empty()).then_some(frames)
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index and layouts are kept by the (threaded) caller.
+    #[test]
+    fn shareable_between_threads() {
+        fn check<T: Send + Sync>() {}
+        check::<AwaitIndex>();
+        check::<Arc<FutureLoc>>();
+    }
+
+    /// The test binary itself is built with full debug info: it has types, and no task poll at 0.
+    #[test]
+    fn own_binary_has_types() {
+        let Ok(image) = crate::elf::ElfImage::open("/proc/self/exe") else { return };
+        if !image.has_debug_info() {
+            return; // built without debug info
+        }
+        let mut index = AwaitIndex::new(&image).expect("type info in a debug build");
+        assert!(index.future_of(0).is_none());
+        assert!(index.futures.contains_key(&0), "misses are cached too");
+    }
+}

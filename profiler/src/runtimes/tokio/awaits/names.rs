@@ -13,6 +13,7 @@ pub fn env_function(scope: &str, name: &str) -> Option<String> {
     if !is_env(name) {
         return None;
     }
+    let scope = &without_async_fn_scopes(scope);
     let head = name.split('}').next().unwrap_or(name);
     if head.starts_with("{async_fn_env#") || scope.is_empty() {
         return Some(if scope.is_empty() { head.to_string() + "}" } else { scope.to_string() });
@@ -20,6 +21,20 @@ pub fn env_function(scope: &str, name: &str) -> Option<String> {
     // `{async_block_env#1` -> `{async_block#1}`
     let item = head.replacen("_env#", "#", 1);
     Some(format!("{scope}::{item}}}"))
+}
+
+/// `scope` without the `{async_fn#N}` segments DWARF puts between an async fn and the blocks
+/// and closures inside it.
+fn without_async_fn_scopes(scope: &str) -> String {
+    scope
+        .split("::")
+        .filter(|seg| {
+            !seg.strip_prefix("{async_fn#")
+                .and_then(|r| r.strip_suffix('}'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect::<Vec<_>>()
+        .join("::")
 }
 
 /// `scope::name`, or `name` when the scope is empty.
@@ -70,6 +85,10 @@ mod tests {
             Some("tokio::sync::mpsc::bounded::{impl#0}::recv")
         );
         assert_eq!(env_function("a", "Sleep"), None);
+        assert_eq!(
+            env_function("app::req::{async_fn#0}", "{async_block_env#0}").as_deref(),
+            Some("app::req::{async_block#0}")
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::decode::{DiscrLoc, EnvPlan, StagePlan, StatePlan, SuspendPlan, MAX_DEPTH};
+use super::decode::{DiscrLoc, EnvPlan, Hop, Inner, StagePlan, StatePlan, SuspendPlan, MAX_DEPTH};
 use super::dwarf::Debug;
-use super::layout::{read_layout, type_name, Layout};
+use super::layout::{pointee, read_layout, type_name, Layout};
 use super::names::{awaiting, env_function, is_env};
 use super::scan::{scan_unit, UnitScan};
 
@@ -15,8 +15,14 @@ const MAX_LAYOUTS: usize = 2048;
 /// Most structures visited looking for `Stage<T>` inside a `Cell<T, S>`.
 const MAX_STAGE_VISITS: usize = 64;
 /// How deep a wrapper (e.g. `tokio::time::Timeout<F>`) is searched for the one state machine it
-/// holds by value.
+/// holds.
 const MAX_WRAPPER_DEPTH: usize = 2;
+
+/// Wrappers that do not count against [`MAX_WRAPPER_DEPTH`]: `Pin<Box<F>>` is
+/// `Pin { Box { Unique { NonNull { *const F } } } }`.
+fn is_smart_pointer(name: &str) -> bool {
+    ["Pin<", "Box<", "Unique<", "NonNull<", "ManuallyDrop<"].iter().any(|p| name.starts_with(p))
+}
 
 /// The future of a task cell, found.
 pub(super) struct CellPlan {
@@ -116,19 +122,24 @@ impl<'a> Planner<'a> {
         })
     }
 
-    /// The state machine at `global`, or the one a wrapper at `global` holds by value: (its
-    /// offset inside `global`, env index).
-    pub fn env_within(&mut self, global: u64, depth: usize) -> Option<(u64, usize)> {
-        if let Some(i) = self.env(global, depth) {
-            return Some((0, i));
+    /// The state machine at `global`, or the one a wrapper at `global` holds (by value, or
+    /// through a `Box`/`Pin` of a concrete type): how to reach it from `global`'s start.
+    pub fn env_within(&mut self, global: u64, depth: usize) -> Option<Inner> {
+        if let Some(env) = self.env(global, depth) {
+            return Some(Inner { path: Vec::new(), env });
         }
-        let (offset, inner) = self.unique_env_member(global, MAX_WRAPPER_DEPTH)?;
-        Some((offset, self.env(inner, depth)?))
+        let (path, inner) = self.unique_env_member(global, MAX_WRAPPER_DEPTH)?;
+        Some(Inner { path, env: self.env(inner, depth)? })
     }
 
-    /// The only state machine held by value in the members of `global` (not through pointers or
-    /// variants), searched `levels` deep: (its offset, its type).
-    fn unique_env_member(&mut self, global: u64, levels: usize) -> Option<(u64, u64)> {
+    fn is_env_type(&mut self, global: u64) -> bool {
+        self.layout(global).is_some_and(|l| is_env(&l.name) && l.variants.is_some())
+    }
+
+    /// The only state machine held in the members of `global` (not inside variants: which one is
+    /// live is only known at runtime), searched `levels` wrappers deep (smart pointers do not
+    /// count): (the path to it, its type).
+    fn unique_env_member(&mut self, global: u64, levels: usize) -> Option<(Vec<Hop>, u64)> {
         if levels == 0 {
             return None;
         }
@@ -136,12 +147,20 @@ impl<'a> Planner<'a> {
         let mut found = None;
         for m in &layout.members {
             let Some(ty) = m.ty else { continue };
-            let hit = match self.layout(ty) {
-                Some(l) if is_env(&l.name) && l.variants.is_some() => Some((m.offset, ty)),
-                Some(_) => self
-                    .unique_env_member(ty, levels - 1)
-                    .and_then(|(o, t)| Some((m.offset.checked_add(o)?, t))),
-                None => None,
+            let hit = if self.is_env_type(ty) {
+                Some((vec![Hop::Add(m.offset)], ty))
+            } else if let Some(pointee) = pointee(self.debug, ty) {
+                self.is_env_type(pointee).then(|| (vec![Hop::Add(m.offset), Hop::Deref], pointee))
+            } else {
+                let next = match self.layout(ty) {
+                    Some(l) if is_smart_pointer(&l.name) => levels,
+                    Some(_) => levels - 1,
+                    None => 0,
+                };
+                self.unique_env_member(ty, next).map(|(mut path, t)| {
+                    path.insert(0, Hop::Add(m.offset));
+                    (path, t)
+                })
             };
             if let Some(h) = hit {
                 if found.is_some() {
@@ -194,9 +213,10 @@ impl<'a> Planner<'a> {
         let (awaiting, inner) = match awaitee.and_then(|a| Some((a.ty?, a.offset))) {
             Some((ty, offset)) => {
                 let name = self.readable_name(ty);
-                let inner = self
-                    .env_within(ty, depth + 1)
-                    .and_then(|(o, i)| Some((state_offset.checked_add(offset)?.checked_add(o)?, i)));
+                let inner = self.env_within(ty, depth + 1).and_then(|mut inner| {
+                    inner.path.insert(0, Hop::Add(state_offset.checked_add(offset)?));
+                    Some(inner)
+                });
                 (name, inner)
             }
             None => ("?".to_string(), None),
