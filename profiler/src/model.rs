@@ -100,6 +100,8 @@ pub struct CensusStats {
     pub walk_ms: f64,
     /// Heap bytes scanned so far looking for runtimes.
     pub heap_scanned_bytes: u64,
+    /// How the `.await` each task waits at is known, or why it is not.
+    pub where_stuck: String,
 }
 
 /// A site's oldest live task (tokio census: task ids are handed out in spawn order).
@@ -181,7 +183,11 @@ pub struct StuckAt {
     pub function: String,
     pub file: Option<String>,
     pub line: Option<u32>,
-    pub goroutines: u64,
+    /// tokio: the type of the future awaited there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting: Option<String>,
+    /// Sampled goroutines (Go) or tasks (tokio) waiting there.
+    pub tasks: u64,
 }
 
 /// A whole stack of waiting tasks (innermost first), and how many of those sampled had it.

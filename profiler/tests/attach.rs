@@ -27,7 +27,7 @@ fn leak_grows_healthy_stays(fixture_name: &str) {
     assert!(series.windows(2).all(|w| w[1] >= w[0]), "leak series not monotonic: {series:?}");
     assert!(series.last().unwrap() - series[0] >= 40, "leak series did not grow: {series:?}");
 
-    let short = site(&r, "short_request");
+    let short = site(&r, "healthy::short_request::");
     assert!(int(&short["finished"]) >= 50, "short_request should churn: {short}");
     assert!(int(&short["live"]) <= 10, "short_request must not accumulate: {short}");
     for s in r["sites"].as_array().unwrap() {

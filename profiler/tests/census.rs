@@ -150,3 +150,47 @@ fn probes_with_the_census_give_births_since_attach_and_the_backlog() {
     assert!((30..=70).contains(&spawned), "births come from the probes (5/s for 10 s): {s}");
     assert_eq!(s["verdict"], "leak", "{s}");
 }
+
+/// The line of fixtures/tokio-src/leaks.rs marked `// AWAITS <scenario>`.
+fn marked_line(scenario: &str) -> u32 {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tokio-src/leaks.rs")).unwrap();
+    let mark = format!("// AWAITS {scenario}");
+    let i = src.lines().position(|l| l.trim_end().ends_with(&mark)).unwrap_or_else(|| panic!("no {mark}"));
+    i as u32 + 1
+}
+
+#[test]
+fn where_stuck_names_the_await_each_leaked_task_waits_at() {
+    if !bpf_available("where_stuck_names_the_await_each_leaked_task_waits_at") {
+        return;
+    }
+    let cases = [
+        ("mixed", "leaks::never_answered", "oneshot::Receiver"),
+        ("recv-no-sender", "leaks::recv_no_sender", "recv"),
+        ("send-no-receiver", "leaks::query_replica", "send"),
+        ("mutex-held", "leaks::wait_for_mutex", "lock"),
+        ("barrier", "leaks::wait_at_barrier", "wait"),
+        ("timeout-abandons-worker", "leaks::blocked_worker", "recv"),
+        ("range-unclosed", "leaks::drain_channel", "recv"),
+    ];
+    for (scenario, fun, awaiting) in cases {
+        let fx = Fixture::start("tokio-latest-debug2", &[scenario]);
+        std::thread::sleep(Duration::from_secs(2));
+        let r = report(fx.pid, &["--duration", "2"]);
+        assert_eq!(r["collection"]["census"]["where_stuck"], "read from the binary's DWARF types");
+        let s = site(&r, fun);
+        let top = &s["stuck_at"][0];
+        assert!(top["file"].as_str().is_some_and(|f| f.ends_with("leaks.rs")), "{scenario}: {s}");
+        assert_eq!(top["line"], marked_line(scenario), "{scenario}: {s}");
+        assert!(top["function"].as_str().unwrap().ends_with(fun), "{scenario}: {s}");
+        assert!(top["awaiting"].as_str().unwrap().contains(awaiting), "{scenario}: {s}");
+        let (n, of) = (int(&top["tasks"]), int(&s["stuck_sampled"]));
+        assert!(n >= 10 && n * 10 >= of * 9, "{scenario}: most sampled tasks wait there: {s}");
+    }
+    // without type info: said once, no guess
+    let fx = Fixture::start("tokio-latest", &["mixed"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let r = report(fx.pid, &["--duration", "2"]);
+    assert!(r["collection"]["census"]["where_stuck"].as_str().unwrap().starts_with("unavailable"), "{}", r["collection"]);
+    assert!(r["sites"].as_array().unwrap().iter().all(|s| s["stuck_at"].is_null()), "{}", r["sites"]);
+}

@@ -114,7 +114,7 @@ fn check_binary(bin: &str, old: bool, rate: &'static str) {
                 let (bfile, bline) = blocking_line(scenario);
                 let top = &s["stuck_at"][0];
                 let at_line = top["file"].as_str().is_some_and(|f| f.ends_with(&format!("/{bfile}"))) && top["line"] == bline;
-                let (n, of) = (top["goroutines"].as_u64().unwrap_or(0), s["stuck_sampled"].as_u64().unwrap_or(0));
+                let (n, of) = (top["tasks"].as_u64().unwrap_or(0), s["stuck_sampled"].as_u64().unwrap_or(0));
                 if !at_line || n * 10 < of * 9 || of == 0 {
                     failures.push(format!("{bin} {rate}/s {scenario}: expected stuck at {bfile}:{bline}, got {} of {of}: {}", n, s["stuck_at"]));
                 }

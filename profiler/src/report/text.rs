@@ -254,15 +254,19 @@ fn census_line(c: &crate::model::CensusStats) -> String {
 fn stuck_line(s: &SiteReport) -> Option<String> {
     let place = |a: &crate::model::StuckAt| {
         let file = a.file.as_deref().map(|f| f.rsplit('/').next().unwrap_or(f));
-        match (file, a.line) {
+        let at = match (file, a.line) {
             (Some(f), Some(l)) => format!("{f}:{l} in {}", a.function),
             _ => a.function.clone(),
+        };
+        match &a.awaiting {
+            Some(w) => format!("{at} awaiting {w}"),
+            None => at,
         }
     };
     let first = s.stuck_at.first()?;
-    let mut line = format!("stuck at {} ({} of {} sampled)", place(first), first.goroutines, s.stuck_sampled);
+    let mut line = format!("stuck at {} ({} of {} sampled)", place(first), first.tasks, s.stuck_sampled);
     for a in s.stuck_at.iter().skip(1).take(2) {
-        line += &format!("; also at {} ({})", place(a), a.goroutines);
+        line += &format!("; also at {} ({})", place(a), a.tasks);
     }
     Some(line)
 }

@@ -60,6 +60,17 @@ pub struct SiteDetail {
     pub oldest_task: Option<OldestTask>,
 }
 
+/// Where the tasks or goroutines of one site wait, from those sampled at the last sample.
+#[derive(Debug, Clone, Default)]
+pub struct Stuck {
+    /// Goroutines or tasks whose stack or future was read.
+    pub sampled: u64,
+    /// Where they wait, most first.
+    pub at: Vec<StuckAt>,
+    /// Their distinct whole stacks, most first (at most three).
+    pub stacks: Vec<WaitStack>,
+}
+
 /// A task runtime attached to one process.
 pub trait Runtime {
     fn info(&self) -> RuntimeInfo;

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::{
     model::{StackFrame, StuckAt, WaitStack},
+    runtimes::Stuck,
     runtimes::go::layout::GoLayout,
     sample::{Sample, SiteObs, SiteTotals},
 };
@@ -22,17 +23,6 @@ const STACKS_PER_SITE: u64 = 32;
 const STACKS_PER_CENSUS: u64 = 4096;
 /// Distinct whole stacks kept per site.
 const WHOLE_STACKS_PER_SITE: usize = 3;
-
-/// Where the goroutines of one site wait, from the stacks read at the last census.
-#[derive(Debug, Clone, Default)]
-pub struct Stuck {
-    /// Goroutines whose stack was read.
-    pub sampled: u64,
-    /// Where they wait, most first.
-    pub at: Vec<StuckAt>,
-    /// Their distinct whole stacks, most first (at most three).
-    pub stacks: Vec<WaitStack>,
-}
 
 /// Census state of one Go process.
 pub struct GoCensus {
@@ -177,10 +167,10 @@ impl GoCensus {
             .map(|(gopc, Tally { sampled, at, stacks })| {
                 let mut at: Vec<StuckAt> = at
                     .into_iter()
-                    .map(|(StackFrame { function, file, line }, goroutines)| StuckAt { function, file, line, goroutines })
+                    .map(|(StackFrame { function, file, line }, goroutines)| StuckAt { function, file, line, awaiting: None, tasks: goroutines })
                     .collect();
                 at.sort_by(|a, b| {
-                    (b.goroutines, &a.line, &a.file, &a.function).cmp(&(a.goroutines, &b.line, &b.file, &b.function))
+                    (b.tasks, &a.line, &a.file, &a.function).cmp(&(a.tasks, &b.line, &b.file, &b.function))
                 });
                 let mut stacks: Vec<WaitStack> =
                     stacks.into_iter().map(|(frames, goroutines)| WaitStack { goroutines, frames }).collect();

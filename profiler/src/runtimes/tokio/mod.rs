@@ -13,6 +13,7 @@ pub mod probed;
 pub mod probes;
 pub mod spawn_stacks;
 pub mod state;
+pub mod stuck;
 pub mod symbolize;
 pub mod task_states;
 
@@ -21,6 +22,7 @@ use std::collections::HashSet;
 use anyhow::{anyhow, Result};
 
 use self::{
+    awaits::AwaitIndex,
     census::TokioCensus,
     naming::Namer,
     plan::{BirthMode, PlanError, TokioPlan},
@@ -43,9 +45,16 @@ pub struct Tokio {
     census: Option<TokioCensus>,
     probed: Option<Probed>,
     namer: Namer,
+    /// DWARF types of the task futures (None: the binary has none).
+    awaits: Option<AwaitIndex>,
+    pid: u32,
+    bias: u64,
     has_debug_info: bool,
     warnings: Vec<String>,
 }
+
+/// Why where-stuck is not read, when it is not.
+pub const NO_TYPE_INFO: &str = "unavailable: the binary has no DWARF type info (build with debug = 2 to see the .await each task waits at)";
 
 /// A tokio program (None when it has no tokio), attached.
 pub fn detect(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Option<Result<Box<dyn Runtime>>> {
@@ -94,6 +103,9 @@ impl Tokio {
             census,
             probed,
             namer: Namer::new(opts.pid, bias, Symbolizer::new(image.clone())),
+            awaits: AwaitIndex::new(image),
+            pid: opts.pid,
+            bias,
             has_debug_info: image.has_debug_info(),
             warnings,
         })
@@ -177,6 +189,11 @@ impl Runtime for Tokio {
             Some(p) => p.stacks.stacks(key, live, self.namer.lines()),
             None => Vec::new(),
         };
+        let stuck = match (&self.census, self.awaits.as_mut()) {
+            (Some(c), Some(index)) => c.headers.get(&key).and_then(|hs| stuck::stuck(index, self.pid, self.bias, key, hs)),
+            _ => None,
+        }
+        .unwrap_or_default();
         let (states, oldest_task) = match &self.census {
             Some(c) => (
                 c.states.get(&key).cloned().unwrap_or_default(),
@@ -195,6 +212,9 @@ impl Runtime for Tokio {
             spawn_stacks,
             states,
             oldest_task,
+            stuck_sampled: stuck.sampled,
+            stuck_at: stuck.at,
+            wait_stacks: stuck.stacks,
             ..SiteDetail::default()
         }
     }
@@ -221,6 +241,7 @@ impl Runtime for Tokio {
     }
 
     fn census_stats(&self) -> Option<CensusStats> {
-        self.census.as_ref().map(|c| c.stats.clone())
+        let where_stuck = if self.awaits.is_some() { "read from the binary's DWARF types" } else { NO_TYPE_INFO };
+        self.census.as_ref().map(|c| CensusStats { where_stuck: where_stuck.into(), ..c.stats.clone() })
     }
 }

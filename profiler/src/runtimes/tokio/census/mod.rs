@@ -172,6 +172,7 @@ impl TokioCensus {
             bytes_read: self.mem.bytes_read,
             walk_ms: t0.elapsed().as_secs_f64() * 1e3,
             heap_scanned_bytes: self.stats.heap_scanned_bytes,
+            where_stuck: String::new(),
         };
         self.order.observe(&mut self.mem, tasks.iter().map(|t| t.id).max(), now_ns);
         self.tally(&tasks, now_ns, &unsure)

@@ -1,0 +1,84 @@
+//! Where a site's live tasks are suspended: sampled task headers from the census, decoded with
+//! the binary's DWARF types ([`super::awaits`]); tallied by the innermost `.await` reached.
+use std::collections::HashMap;
+
+use super::awaits::{AwaitFrame, AwaitIndex};
+use crate::{
+    model::{StackFrame, StuckAt, WaitStack},
+    runtimes::Stuck,
+    target::memory::read_bytes,
+};
+
+/// Distinct whole await chains kept per site.
+const CHAINS_PER_SITE: usize = 3;
+
+/// Whether a source file belongs to a dependency or the standard library (not the user's code).
+fn is_dependency(file: &str) -> bool {
+    ["/.cargo/registry/", "/.cargo/git/", "/rustlib/", "/library/core/", "/library/std/", "/library/alloc/"]
+        .iter()
+        .any(|d| file.contains(d))
+        || file.starts_with("/rustc/")
+}
+
+/// The `.await` to report: the innermost in the user's own code (its awaitee names the library
+/// call it waits in), else the innermost.
+fn stuck_frame(frames: &[AwaitFrame]) -> Option<&AwaitFrame> {
+    frames.iter().rev().find(|f| !is_dependency(&f.file)).or(frames.last())
+}
+
+/// Decodes the tasks at `headers` (all of the vtable `vtable`); None when the future's layout is
+/// not in the debug info.
+pub fn stuck(index: &mut AwaitIndex, pid: u32, bias: u64, vtable: u64, headers: &[u64]) -> Option<Stuck> {
+    let poll = crate::target::read_u64(pid, vtable).ok()?;
+    let fut = index.future_of(poll.wrapping_sub(bias))?;
+    let mut read = |addr: u64, buf: &mut [u8]| read_bytes(pid, addr, buf).is_ok();
+    let (mut sampled, mut at, mut chains) = (0u64, HashMap::<AwaitFrame, u64>::new(), HashMap::<Vec<AwaitFrame>, u64>::new());
+    for &h in headers {
+        let Some(frames) = index.suspended_at(&fut, h, &mut read) else { continue };
+        let Some(inner) = stuck_frame(&frames) else { continue };
+        sampled += 1;
+        *at.entry(inner.clone()).or_default() += 1;
+        *chains.entry(frames).or_default() += 1;
+    }
+    let mut at: Vec<StuckAt> = at
+        .into_iter()
+        .map(|(f, n)| StuckAt { function: f.function, file: Some(f.file), line: Some(f.line), awaiting: Some(f.awaiting), tasks: n })
+        .collect();
+    at.sort_by(|a, b| (b.tasks, &a.file, a.line).cmp(&(a.tasks, &b.file, b.line)));
+    let mut stacks: Vec<WaitStack> = chains
+        .into_iter()
+        .map(|(frames, n)| WaitStack {
+            goroutines: n,
+            // innermost first, as every stack in the report
+            frames: frames
+                .iter()
+                .rev()
+                .map(|f| StackFrame { function: format!("{} awaiting {}", f.function, f.awaiting), file: Some(f.file.clone()), line: Some(f.line) })
+                .collect(),
+        })
+        .collect();
+    stacks.sort_by(|a, b| b.goroutines.cmp(&a.goroutines).then_with(|| a.frames.len().cmp(&b.frames.len())));
+    stacks.truncate(CHAINS_PER_SITE);
+    Some(Stuck { sampled, at, stacks })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, file: &str, line: u32, awaiting: &str) -> AwaitFrame {
+        AwaitFrame { function: function.into(), file: file.into(), line, awaiting: awaiting.into() }
+    }
+
+    #[test]
+    fn the_users_innermost_await_is_reported_not_the_librarys() {
+        let chain = [
+            frame("app::serve", "/src/app/src/main.rs", 10, "app::conn::handle"),
+            frame("app::conn::handle", "/src/app/src/conn.rs", 42, "tokio::sync::mpsc::bounded::Receiver<u8>::recv"),
+            frame("tokio::sync::mpsc::bounded::recv", "/root/.cargo/registry/src/x/tokio-1.54.1/src/sync/mpsc/bounded.rs", 245, "PollFn"),
+        ];
+        assert_eq!(stuck_frame(&chain).unwrap().line, 42);
+        assert_eq!(stuck_frame(&chain[2..]).unwrap().line, 245);
+        assert!(stuck_frame(&[]).is_none());
+    }
+}
