@@ -54,11 +54,20 @@ fn futures_of(index: &mut AwaitIndex, image: &ElfImage, function: &str) -> Vec<(
         .collect()
 }
 
+/// This process's resident set size (0 when unknown).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
 const HEADER: u64 = 0x7f00_0000_1000;
 
 #[test]
 fn never_answered_is_suspended_at_its_oneshot_await() {
     let Some(image) = fixture("tokio-latest-debug2") else { return };
+    let rss = rss_kib();
     let t = Instant::now();
     let mut index = AwaitIndex::new(&image).expect("debug2 fixture has type info");
     let built = t.elapsed();
@@ -71,7 +80,11 @@ fn never_answered_is_suspended_at_its_oneshot_await() {
     assert!(polls.len() >= 20, "raw::poll symbols: {}", polls.len());
     let resolved = polls.iter().filter(|&&p| index.future_of(p).is_some()).count();
     let all = t.elapsed();
-    eprintln!("index built in {built:?}; {resolved}/{} raw::poll futures resolved in {all:?}", polls.len());
+    eprintln!(
+        "index built in {built:?}; {resolved}/{} raw::poll futures resolved in {all:?}; RSS +{} KiB",
+        polls.len(),
+        rss_kib().saturating_sub(rss)
+    );
     // every task of the fixture is an async fn or block
     assert!(resolved * 10 >= polls.len() * 9, "{resolved}/{}", polls.len());
 

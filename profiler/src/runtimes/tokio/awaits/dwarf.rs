@@ -1,7 +1,7 @@
 //! The DWARF of one executable, loaded once: its units (with type info) and their address ranges,
 //! and small helpers to read a DIE's attributes by global `.debug_info` offset.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use gimli::{AttributeValue, DebugInfoOffset, DebuggingInformationEntry, Reader, UnitOffset};
 use object::{Object, ObjectSection};
@@ -30,8 +30,10 @@ const SECTIONS: [gimli::SectionId; 10] = [
 
 pub(super) struct Debug {
     pub dwarf: gimli::Dwarf<R>,
-    /// Units that describe types, by ascending `.debug_info` offset.
-    pub units: Vec<gimli::Unit<R>>,
+    /// Headers of the units that describe types, by ascending `.debug_info` offset.
+    headers: Vec<gimli::UnitHeader<R>>,
+    /// Each unit parsed (abbreviations, line program header) on first use.
+    units: Vec<OnceLock<Option<gimli::Unit<R>>>>,
     starts: Vec<usize>,
     /// (begin, end, unit index), sorted by begin.
     ranges: Vec<(u64, u64, usize)>,
@@ -57,25 +59,23 @@ impl Debug {
             Ok(gimli::EndianArcSlice::new(bytes, endian))
         };
         let dwarf = gimli::Dwarf::load(load).ok()?;
-        let mut units = Vec::new();
-        let mut headers = dwarf.units();
-        while let Ok(Some(header)) = headers.next() {
-            let Ok(abbrevs) = dwarf.abbreviations(&header) else { continue };
-            if !describes_types(&abbrevs) {
-                continue;
-            }
-            if let Ok(unit) = dwarf.unit(header) {
-                units.push(unit);
+        let mut headers = Vec::new();
+        let mut all = dwarf.units();
+        while let Ok(Some(header)) = all.next() {
+            if dwarf.abbreviations(&header).is_ok_and(|a| describes_types(&a)) {
+                headers.push(header);
             }
         }
-        if units.is_empty() {
+        if headers.is_empty() {
             return None;
         }
-        units.sort_by_key(|u| u.header.offset().0);
-        let starts = units.iter().map(|u| u.header.offset().0).collect();
+        headers.sort_by_key(|h| h.offset().0);
+        let starts = headers.iter().map(|h| h.offset().0).collect();
         let mut ranges = Vec::new();
-        for (i, unit) in units.iter().enumerate() {
-            let Ok(mut it) = dwarf.unit_ranges(unit) else { continue };
+        for (i, header) in headers.iter().enumerate() {
+            // Parsed for its root DIE's ranges, then dropped: kept units are parsed on demand.
+            let Ok(unit) = dwarf.unit(header.clone()) else { continue };
+            let Ok(mut it) = dwarf.unit_ranges(&unit) else { continue };
             let mut n = 0;
             while let Ok(Some(r)) = it.next() {
                 n += 1;
@@ -88,7 +88,14 @@ impl Debug {
             }
         }
         ranges.sort_unstable();
-        Some(Debug { dwarf, units, starts, ranges })
+        let units = headers.iter().map(|_| OnceLock::new()).collect();
+        Some(Debug { dwarf, headers, units, starts, ranges })
+    }
+
+    /// Unit `u`, parsed on first use (None when it does not parse).
+    pub fn unit(&self, u: usize) -> Option<&gimli::Unit<R>> {
+        let header = self.headers.get(u)?;
+        self.units.get(u)?.get_or_init(|| self.dwarf.unit(header.clone()).ok()).as_ref()
     }
 
     /// Indices of the units whose code covers `vaddr` (several with identical-code folding).
@@ -108,26 +115,25 @@ impl Debug {
     pub fn locate(&self, global: u64) -> Option<(usize, UnitOffset)> {
         let global = usize::try_from(global).ok()?;
         let i = self.starts.partition_point(|&s| s <= global).checked_sub(1)?;
-        let off = DebugInfoOffset(global).to_unit_offset(&self.units[i].header)?;
+        let off = DebugInfoOffset(global).to_unit_offset(self.headers.get(i)?)?;
         Some((i, off))
     }
 
     /// Global offset of `off` in unit `u`.
     pub fn global(&self, u: usize, off: UnitOffset) -> Option<u64> {
-        let unit = self.units.get(u)?;
-        Some(off.to_debug_info_offset(&unit.header)?.0 as u64)
+        Some(off.to_debug_info_offset(self.headers.get(u)?)?.0 as u64)
     }
 
     /// The DIE at global offset `global`, with its unit index.
     pub fn entry(&self, global: u64) -> Option<(usize, Die)> {
         let (u, off) = self.locate(global)?;
-        Some((u, self.units[u].entry(off).ok()?))
+        Some((u, self.unit(u)?.entry(off).ok()?))
     }
 
     /// A string attribute of `die` in unit `u`.
     pub fn string(&self, u: usize, die: &Die, at: gimli::DwAt) -> Option<String> {
         let value = die.attr_value(at)?;
-        let s = self.dwarf.attr_string(self.units.get(u)?, value).ok()?;
+        let s = self.dwarf.attr_string(self.unit(u)?, value).ok()?;
         Some(s.to_string_lossy().ok()?.into_owned())
     }
 
@@ -142,7 +148,7 @@ impl Debug {
 
     /// The path of source file `index` of unit `u` (`DW_AT_decl_file`), directory joined.
     pub fn file_name(&self, u: usize, index: u64) -> Option<String> {
-        let unit = self.units.get(u)?;
+        let unit = self.unit(u)?;
         let header = unit.line_program.as_ref()?.header();
         let file = header.file(index)?;
         let text = |v: AttributeValue<R>| -> Option<String> {
@@ -181,3 +187,4 @@ pub(super) fn discr_bits(die: &Die) -> Option<u64> {
     let v = die.attr_value(gimli::DW_AT_discr_value)?;
     v.udata_value().or_else(|| v.sdata_value().map(|s| s as u64))
 }
+

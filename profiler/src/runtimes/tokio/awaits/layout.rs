@@ -74,7 +74,7 @@ pub(super) fn cell_of_harness(debug: &Debug, harness: u64) -> Option<u64> {
 /// The layout of the structure (or union) at `global`; None for other DIEs.
 pub(super) fn read_layout(debug: &Debug, global: u64) -> Option<Layout> {
     let (u, off) = debug.locate(global)?;
-    let unit = &debug.units[u];
+    let unit = debug.unit(u)?;
     let mut tree = unit.entries_tree(Some(off)).ok()?;
     let root = tree.root().ok()?;
     let tag = root.entry().tag();

@@ -128,7 +128,7 @@ impl<'a> Planner<'a> {
         if let Some(env) = self.env(global, depth) {
             return Some(Inner { path: Vec::new(), env });
         }
-        let (path, inner) = self.unique_env_member(global, MAX_WRAPPER_DEPTH)?;
+        let (path, inner) = self.unique_env_member(global, MAX_WRAPPER_DEPTH, MAX_DEPTH)?;
         Some(Inner { path, env: self.env(inner, depth)? })
     }
 
@@ -138,9 +138,10 @@ impl<'a> Planner<'a> {
 
     /// The only state machine held in the members of `global` (not inside variants: which one is
     /// live is only known at runtime), searched `levels` wrappers deep (smart pointers do not
-    /// count): (the path to it, its type).
-    fn unique_env_member(&mut self, global: u64, levels: usize) -> Option<(Vec<Hop>, u64)> {
-        if levels == 0 {
+    /// count, but all count against `nesting`, which bounds the recursion on cyclic DWARF): (the
+    /// path to it, its type).
+    fn unique_env_member(&mut self, global: u64, levels: usize, nesting: usize) -> Option<(Vec<Hop>, u64)> {
+        if levels == 0 || nesting == 0 {
             return None;
         }
         let layout = self.layout(global)?;
@@ -157,7 +158,7 @@ impl<'a> Planner<'a> {
                     Some(_) => levels - 1,
                     None => 0,
                 };
-                self.unique_env_member(ty, next).map(|(mut path, t)| {
+                self.unique_env_member(ty, next, nesting - 1).map(|(mut path, t)| {
                     path.insert(0, Hop::Add(m.offset));
                     (path, t)
                 })

@@ -63,7 +63,7 @@ fn is_named_type(tag: gimli::DwTag) -> bool {
 /// Scans unit `u` of `debug`.
 pub(super) fn scan_unit(debug: &Debug, u: usize) -> UnitScan {
     let mut out = UnitScan::default();
-    let Some(unit) = debug.units.get(u) else { return out };
+    let Some(unit) = debug.unit(u) else { return out };
     let mut interned: HashMap<String, u32> = HashMap::new();
     // (depth, name) of the enclosing scopes.
     let mut stack: Vec<(isize, String)> = Vec::new();
@@ -171,7 +171,7 @@ fn is_raw_poll(scope: &str, name: &str) -> bool {
 }
 
 fn low_pc(debug: &Debug, u: usize, die: &Die) -> Option<u64> {
-    let unit = debug.units.get(u)?;
+    let unit = debug.unit(u)?;
     let v = die.attr_value(gimli::DW_AT_low_pc)?;
     let pc = debug.dwarf.attr_address(unit, v).ok()??;
     // A zero address is a function the linker dropped.
