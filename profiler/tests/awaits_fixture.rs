@@ -45,10 +45,17 @@ fn reader(base: u64, mem: &[u8]) -> impl FnMut(u64, &mut [u8]) -> bool + '_ {
 }
 
 /// (poll vaddr, future) of every `raw::poll` whose future is the async fn `function`.
-fn futures_of(index: &mut AwaitIndex, image: &ElfImage, function: &str) -> Vec<(u64, std::sync::Arc<FutureLoc>)> {
+fn futures_of(
+    index: &mut AwaitIndex,
+    image: &ElfImage,
+    function: &str,
+) -> Vec<(u64, std::sync::Arc<FutureLoc>)> {
     let want = format!("async fn {function}");
     image
-        .symbols_named(|n| n == "tokio::runtime::task::raw::poll" || n.starts_with("tokio::runtime::task::raw::poll::<"))
+        .symbols_named(|n| {
+            n == "tokio::runtime::task::raw::poll"
+                || n.starts_with("tokio::runtime::task::raw::poll::<")
+        })
         .filter_map(|s| Some((s.addr, index.future_of(s.addr)?)))
         .filter(|(_, f)| f.type_name == want)
         .collect()
@@ -58,7 +65,14 @@ fn futures_of(index: &mut AwaitIndex, image: &ElfImage, function: &str) -> Vec<(
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
@@ -66,7 +80,9 @@ const HEADER: u64 = 0x7f00_0000_1000;
 
 #[test]
 fn never_answered_is_suspended_at_its_oneshot_await() {
-    let Some(image) = fixture("tokio-latest-debug2") else { return };
+    let Some(image) = fixture("tokio-latest-debug2") else {
+        return;
+    };
     let rss = rss_kib();
     let t = Instant::now();
     let mut index = AwaitIndex::new(&image).expect("debug2 fixture has type info");
@@ -78,7 +94,10 @@ fn never_answered_is_suspended_at_its_oneshot_await() {
         .map(|s| s.addr)
         .collect();
     assert!(polls.len() >= 20, "raw::poll symbols: {}", polls.len());
-    let resolved = polls.iter().filter(|&&p| index.future_of(p).is_some()).count();
+    let resolved = polls
+        .iter()
+        .filter(|&&p| index.future_of(p).is_some())
+        .count();
     let all = t.elapsed();
     eprintln!(
         "index built in {built:?}; {resolved}/{} raw::poll futures resolved in {all:?}; RSS +{} KiB",
@@ -86,15 +105,28 @@ fn never_answered_is_suspended_at_its_oneshot_await() {
         rss_kib().saturating_sub(rss)
     );
     // every task of the fixture is an async fn or block
-    assert!(resolved * 10 >= polls.len() * 9, "{resolved}/{}", polls.len());
+    assert!(
+        resolved * 10 >= polls.len() * 9,
+        "{resolved}/{}",
+        polls.len()
+    );
 
     // multi_thread and current_thread instances
     let found = futures_of(&mut index, &image, "tokio_fixture::leaks::never_answered");
-    assert_eq!(found.len(), 2, "{:?}", found.iter().map(|f| f.0).collect::<Vec<_>>());
+    assert_eq!(
+        found.len(),
+        2,
+        "{:?}",
+        found.iter().map(|f| f.0).collect::<Vec<_>>()
+    );
     for (poll, fut) in found {
         assert!(fut.is_async());
         // Cell.core at 0x20, Core { scheduler, task_id, stage }, Stage::Running.__0 at 0x08
-        assert!(fut.offset > 0x20 && fut.offset < 0x100, "{poll:#x}: future at {:#x}", fut.offset);
+        assert!(
+            fut.offset > 0x20 && fut.offset < 0x100,
+            "{poll:#x}: future at {:#x}",
+            fut.offset
+        );
         let mut mem = vec![0u8; fut.offset as usize + 0x20];
         // `__state` is at 0x19 of `never_answered::{async_fn_env#0}`: 3 is Suspend0
         mem[fut.offset as usize + 0x19] = 3;
@@ -111,14 +143,22 @@ fn never_answered_is_suspended_at_its_oneshot_await() {
         // Unresumed and Returned are not suspended
         for state in [0u8, 1] {
             mem[fut.offset as usize + 0x19] = state;
-            assert_eq!(index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)), None);
+            assert_eq!(
+                index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)),
+                None
+            );
         }
         // a finished task is not decoded: `Stage<T>` has a u32 discriminant at its start, 8
         // bytes before the future (Running = 0, Finished = 1)
         mem[fut.offset as usize + 0x19] = 3;
-        assert!(index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)).is_some());
+        assert!(index
+            .suspended_at(&fut, HEADER, &mut reader(HEADER, &mem))
+            .is_some());
         mem[fut.offset as usize - 8] = 1;
-        assert_eq!(index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)), None);
+        assert_eq!(
+            index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)),
+            None
+        );
         // unreadable memory
         assert_eq!(index.suspended_at(&fut, HEADER, &mut |_, _| false), None);
     }
@@ -128,7 +168,9 @@ fn never_answered_is_suspended_at_its_oneshot_await() {
 /// `poll_fn`.
 #[test]
 fn recv_no_sender_is_followed_into_tokio_recv() {
-    let Some(image) = fixture("tokio-latest-debug2") else { return };
+    let Some(image) = fixture("tokio-latest-debug2") else {
+        return;
+    };
     let mut index = AwaitIndex::new(&image).expect("debug2 fixture has type info");
     let found = futures_of(&mut index, &image, "tokio_fixture::leaks::recv_no_sender");
     assert_eq!(found.len(), 2);
@@ -139,9 +181,13 @@ fn recv_no_sender_is_followed_into_tokio_recv() {
         // whose `__state` is at 0x10 (Suspend0)
         mem[at + 0x30] = 3;
         mem[at + 0x18 + 0x10] = 3;
-        let frames = index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)).expect("suspended");
-        let got: Vec<(&str, u32, &str)> =
-            frames.iter().map(|f| (f.function.as_str(), f.line, f.awaiting.as_str())).collect();
+        let frames = index
+            .suspended_at(&fut, HEADER, &mut reader(HEADER, &mem))
+            .expect("suspended");
+        let got: Vec<(&str, u32, &str)> = frames
+            .iter()
+            .map(|f| (f.function.as_str(), f.line, f.awaiting.as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -157,10 +203,18 @@ fn recv_no_sender_is_followed_into_tokio_recv() {
                 ),
             ]
         );
-        assert!(frames[1].file.ends_with("tokio-1.54.1/src/sync/mpsc/bounded.rs"), "{}", frames[1].file);
+        assert!(
+            frames[1]
+                .file
+                .ends_with("tokio-1.54.1/src/sync/mpsc/bounded.rs"),
+            "{}",
+            frames[1].file
+        );
         // the inner state machine not started yet: only the outer frame
         mem[at + 0x28] = 0;
-        let frames = index.suspended_at(&fut, HEADER, &mut reader(HEADER, &mem)).expect("suspended");
+        let frames = index
+            .suspended_at(&fut, HEADER, &mut reader(HEADER, &mem))
+            .expect("suspended");
         assert_eq!(frames.len(), 1);
     }
 }
@@ -177,7 +231,9 @@ fn next(seed: &mut u64) -> u64 {
 #[test]
 fn survives_corrupt_dwarf_and_random_memory() {
     use object::{Object, ObjectSection};
-    let Some(image) = fixture("tokio-latest-debug2") else { return };
+    let Some(image) = fixture("tokio-latest-debug2") else {
+        return;
+    };
     let polls: Vec<u64> = image
         .symbols_named(|n| n == "tokio::runtime::task::raw::poll")
         .map(|s| s.addr)
@@ -196,10 +252,14 @@ fn survives_corrupt_dwarf_and_random_memory() {
             data[at] = next(&mut seed) as u8;
         }
         let corrupt = ElfImage::from_vec(data).expect("still an ELF");
-        let Some(mut index) = AwaitIndex::new(&corrupt) else { continue };
+        let Some(mut index) = AwaitIndex::new(&corrupt) else {
+            continue;
+        };
         let mut resolved = 0;
         for &p in &polls {
-            let Some(fut) = index.future_of(p) else { continue };
+            let Some(fut) = index.future_of(p) else {
+                continue;
+            };
             resolved += 1;
             let mut rng = next(&mut seed);
             let mut random = |_: u64, buf: &mut [u8]| {
@@ -214,7 +274,10 @@ fn survives_corrupt_dwarf_and_random_memory() {
                 }
             }
         }
-        eprintln!("round {round}: {resolved}/{} futures resolved from corrupt DWARF", polls.len());
+        eprintln!(
+            "round {round}: {resolved}/{} futures resolved from corrupt DWARF",
+            polls.len()
+        );
     }
 }
 

@@ -41,7 +41,11 @@ pub fn active(
         return None;
     }
     let raw = u64::from_le_bytes(buf);
-    let mask = if size == 8 { u64::MAX } else { (1u64 << (size * 8)) - 1 };
+    let mask = if size == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size * 8)) - 1
+    };
     values
         .iter()
         .position(|v| matches!(v, DiscrValue::Is(x) if x & mask == raw))
@@ -93,7 +97,11 @@ pub struct Inner {
 }
 
 /// Follows `path` from `at`; None when a pointer cannot be read or is null.
-pub fn follow(path: &[Hop], mut at: u64, read: &mut dyn FnMut(u64, &mut [u8]) -> bool) -> Option<u64> {
+pub fn follow(
+    path: &[Hop],
+    mut at: u64,
+    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+) -> Option<u64> {
     for hop in path {
         at = match *hop {
             Hop::Add(off) => at.checked_add(off)?,
@@ -118,17 +126,13 @@ pub struct StagePlan {
     pub running: usize,
 }
 
-/// True when the task at `header` is in the `Running` stage (its future is live); true when
-/// there is no stage plan to check.
+/// True when the task at `header` is in the `Running` stage (its future is live).
 pub fn is_running(
-    stage: Option<&StagePlan>,
+    stage: &StagePlan,
     header: u64,
     read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
 ) -> bool {
-    match stage {
-        None => true,
-        Some(s) => active(&s.values, s.discr, header, read) == Some(s.running),
-    }
+    active(&stage.values, stage.discr, header, read) == Some(stage.running)
 }
 
 /// The suspend points of the state machine `envs[root]` at runtime address `base` and of the
@@ -144,8 +148,12 @@ pub fn decode(
     while frames.len() < MAX_DEPTH {
         let Some(plan) = envs.get(env) else { break };
         let values: Vec<DiscrValue> = plan.states.iter().map(|s| s.value).collect();
-        let Some(state) = active(&values, plan.discr, at, read) else { break };
-        let Some(s) = plan.states[state].suspend.as_ref() else { break };
+        let Some(state) = active(&values, plan.discr, at, read) else {
+            break;
+        };
+        let Some(s) = plan.states[state].suspend.as_ref() else {
+            break;
+        };
         frames.push(AwaitFrame {
             function: plan.function.clone(),
             file: s.file.clone(),
@@ -153,7 +161,9 @@ pub fn decode(
             awaiting: s.awaiting.clone(),
         });
         let Some(inner) = s.inner.as_ref() else { break };
-        let Some(next_at) = follow(&inner.path, at, read) else { break };
+        let Some(next_at) = follow(&inner.path, at, read) else {
+            break;
+        };
         (env, at) = (inner.env, next_at);
     }
     frames
@@ -198,12 +208,19 @@ mod tests {
     #[test]
     fn wide_and_negative_discriminants() {
         let loc = DiscrLoc { offset: 0, size: 4 };
-        let values = [DiscrValue::Is(0xffff_ffff_ffff_fffe), DiscrValue::Is(7), DiscrValue::Unknown];
+        let values = [
+            DiscrValue::Is(0xffff_ffff_ffff_fffe),
+            DiscrValue::Is(7),
+            DiscrValue::Unknown,
+        ];
         let mut r = reader(0, (-2i32).to_le_bytes().to_vec());
         assert_eq!(active(&values, loc, 0, &mut r), Some(0));
         let mut r = reader(0, 7u32.to_le_bytes().to_vec());
         assert_eq!(active(&values, loc, 0, &mut r), Some(1));
-        let bad = DiscrLoc { offset: 0, size: 16 };
+        let bad = DiscrLoc {
+            offset: 0,
+            size: 16,
+        };
         assert_eq!(active(&values, bad, 0, &mut r), None);
     }
 
@@ -211,8 +228,12 @@ mod tests {
     type Suspends<'a> = &'a [(u32, &'a str, Option<(&'a [Hop], usize)>)];
 
     fn env(function: &str, discr_at: u64, suspends: Suspends<'_>) -> EnvPlan {
-        let mut states: Vec<StatePlan> =
-            (0..3).map(|v| StatePlan { value: DiscrValue::Is(v), suspend: None }).collect();
+        let mut states: Vec<StatePlan> = (0..3)
+            .map(|v| StatePlan {
+                value: DiscrValue::Is(v),
+                suspend: None,
+            })
+            .collect();
         for (i, (line, awaiting, inner)) in suspends.iter().enumerate() {
             states.push(StatePlan {
                 value: DiscrValue::Is(3 + i as u64),
@@ -220,26 +241,49 @@ mod tests {
                     file: "src/a.rs".into(),
                     line: *line,
                     awaiting: awaiting.to_string(),
-                    inner: inner.map(|(path, env)| Inner { path: path.to_vec(), env }),
+                    inner: inner.map(|(path, env)| Inner {
+                        path: path.to_vec(),
+                        env,
+                    }),
                 }),
             });
         }
-        EnvPlan { function: function.into(), discr: DiscrLoc { offset: discr_at, size: 1 }, states }
+        EnvPlan {
+            function: function.into(),
+            discr: DiscrLoc {
+                offset: discr_at,
+                size: 1,
+            },
+            states,
+        }
     }
 
     #[test]
     fn nested_suspend_points_outermost_first() {
         // outer at 0x100: state at +0x30; its Suspend1 awaits inner at +0x08, whose state is at +0x10
         let envs = vec![
-            env("app::outer", 0x30, &[(10, "x", None), (12, "async fn app::inner", Some((&[Hop::Add(8)], 1)))]),
-            env("app::inner", 0x10, &[(40, "tokio::sync::oneshot::Receiver<u32>", None)]),
+            env(
+                "app::outer",
+                0x30,
+                &[
+                    (10, "x", None),
+                    (12, "async fn app::inner", Some((&[Hop::Add(8)], 1))),
+                ],
+            ),
+            env(
+                "app::inner",
+                0x10,
+                &[(40, "tokio::sync::oneshot::Receiver<u32>", None)],
+            ),
         ];
         let mut mem = vec![0u8; 0x40];
         mem[0x30] = 4; // outer: Suspend1
         mem[0x08 + 0x10] = 3; // inner: Suspend0
         let frames = decode(&envs, 0, 0x100, &mut reader(0x100, mem.clone()));
-        let got: Vec<(&str, u32, &str)> =
-            frames.iter().map(|f| (f.function.as_str(), f.line, f.awaiting.as_str())).collect();
+        let got: Vec<(&str, u32, &str)> = frames
+            .iter()
+            .map(|f| (f.function.as_str(), f.line, f.awaiting.as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -249,7 +293,10 @@ mod tests {
         );
         // inner not suspended (Returned): only the outer frame
         mem[0x18] = 1;
-        assert_eq!(decode(&envs, 0, 0x100, &mut reader(0x100, mem.clone())).len(), 1);
+        assert_eq!(
+            decode(&envs, 0, 0x100, &mut reader(0x100, mem.clone())).len(),
+            1
+        );
         // outer Unresumed: nothing
         mem[0x30] = 0;
         assert!(decode(&envs, 0, 0x100, &mut reader(0x100, mem)).is_empty());
@@ -261,7 +308,11 @@ mod tests {
         // state is at +0x04
         let path = [Hop::Add(8), Hop::Deref];
         let envs = vec![
-            env("app::outer", 0, &[(5, "core::pin::Pin<alloc::boxed::Box<..>>", Some((&path, 1)))]),
+            env(
+                "app::outer",
+                0,
+                &[(5, "core::pin::Pin<alloc::boxed::Box<..>>", Some((&path, 1)))],
+            ),
             env("app::boxed", 4, &[(9, "tokio::time::sleep::Sleep", None)]),
         ];
         let mut mem = vec![0u8; 0x110];
@@ -269,16 +320,26 @@ mod tests {
         mem[8..16].copy_from_slice(&0x200u64.to_le_bytes());
         mem[0x104] = 3;
         let frames = decode(&envs, 0, 0x100, &mut reader(0x100, mem.clone()));
-        assert_eq!(frames.iter().map(|f| f.line).collect::<Vec<_>>(), vec![5, 9]);
+        assert_eq!(
+            frames.iter().map(|f| f.line).collect::<Vec<_>>(),
+            vec![5, 9]
+        );
         // a null pointer stops there
         mem[8..16].fill(0);
         assert_eq!(decode(&envs, 0, 0x100, &mut reader(0x100, mem)).len(), 1);
-        assert_eq!(follow(&[Hop::Add(u64::MAX), Hop::Add(1)], 1, &mut |_, _| true), None);
+        assert_eq!(
+            follow(&[Hop::Add(u64::MAX), Hop::Add(1)], 1, &mut |_, _| true),
+            None
+        );
     }
 
     #[test]
     fn depth_is_bounded_on_cycles() {
-        let envs = vec![env("app::rec", 0, &[(1, "async fn app::rec", Some((&[], 0)))])];
+        let envs = vec![env(
+            "app::rec",
+            0,
+            &[(1, "async fn app::rec", Some((&[], 0)))],
+        )];
         let frames = decode(&envs, 0, 0, &mut reader(0, vec![3]));
         assert_eq!(frames.len(), MAX_DEPTH);
     }
@@ -286,15 +347,22 @@ mod tests {
     #[test]
     fn stage_running_check() {
         let stage = StagePlan {
-            discr: DiscrLoc { offset: 0x41, size: 1 },
+            discr: DiscrLoc {
+                offset: 0x41,
+                size: 1,
+            },
             values: vec![DiscrValue::Default, DiscrValue::Is(4), DiscrValue::Is(5)],
             running: 0,
         };
         let mut mem = vec![0u8; 0x48];
         mem[0x41] = 3;
-        assert!(is_running(Some(&stage), 0x2000, &mut reader(0x2000, mem.clone())));
+        assert!(is_running(&stage, 0x2000, &mut reader(0x2000, mem.clone())));
         mem[0x41] = 4;
-        assert!(!is_running(Some(&stage), 0x2000, &mut reader(0x2000, mem.clone())));
-        assert!(is_running(None, 0x2000, &mut reader(0x2000, mem)));
+        assert!(!is_running(
+            &stage,
+            0x2000,
+            &mut reader(0x2000, mem.clone())
+        ));
+        assert!(!is_running(&stage, 0x2000, &mut |_, _| false));
     }
 }

@@ -62,7 +62,10 @@ impl Debug {
         let mut headers = Vec::new();
         let mut all = dwarf.units();
         while let Ok(Some(header)) = all.next() {
-            if dwarf.abbreviations(&header).is_ok_and(|a| describes_types(&a)) {
+            if dwarf
+                .abbreviations(&header)
+                .is_ok_and(|a| describes_types(&a))
+            {
                 headers.push(header);
             }
         }
@@ -74,8 +77,12 @@ impl Debug {
         let mut ranges = Vec::new();
         for (i, header) in headers.iter().enumerate() {
             // Parsed for its root DIE's ranges, then dropped: kept units are parsed on demand.
-            let Ok(unit) = dwarf.unit(header.clone()) else { continue };
-            let Ok(mut it) = dwarf.unit_ranges(&unit) else { continue };
+            let Ok(unit) = dwarf.unit(header.clone()) else {
+                continue;
+            };
+            let Ok(mut it) = dwarf.unit_ranges(&unit) else {
+                continue;
+            };
             let mut n = 0;
             while let Ok(Some(r)) = it.next() {
                 n += 1;
@@ -89,13 +96,22 @@ impl Debug {
         }
         ranges.sort_unstable();
         let units = headers.iter().map(|_| OnceLock::new()).collect();
-        Some(Debug { dwarf, headers, units, starts, ranges })
+        Some(Debug {
+            dwarf,
+            headers,
+            units,
+            starts,
+            ranges,
+        })
     }
 
     /// Unit `u`, parsed on first use (None when it does not parse).
     pub fn unit(&self, u: usize) -> Option<&gimli::Unit<R>> {
         let header = self.headers.get(u)?;
-        self.units.get(u)?.get_or_init(|| self.dwarf.unit(header.clone()).ok()).as_ref()
+        self.units
+            .get(u)?
+            .get_or_init(|| self.dwarf.unit(header.clone()).ok())
+            .as_ref()
     }
 
     /// Indices of the units whose code covers `vaddr` (several with identical-code folding).
@@ -114,7 +130,10 @@ impl Debug {
     /// The unit holding global offset `global`, and the offset inside it.
     pub fn locate(&self, global: u64) -> Option<(usize, UnitOffset)> {
         let global = usize::try_from(global).ok()?;
-        let i = self.starts.partition_point(|&s| s <= global).checked_sub(1)?;
+        let i = self
+            .starts
+            .partition_point(|&s| s <= global)
+            .checked_sub(1)?;
         let off = DebugInfoOffset(global).to_unit_offset(self.headers.get(i)?)?;
         Some((i, off))
     }
@@ -161,11 +180,23 @@ impl Debug {
         }
         let mut dir = file.directory(header).and_then(text).unwrap_or_default();
         if !dir.starts_with('/') {
-            if let Some(comp) = unit.comp_dir.as_ref().and_then(|c| c.to_string_lossy().ok()) {
-                dir = if dir.is_empty() { comp.into_owned() } else { format!("{comp}/{dir}") };
+            if let Some(comp) = unit
+                .comp_dir
+                .as_ref()
+                .and_then(|c| c.to_string_lossy().ok())
+            {
+                dir = if dir.is_empty() {
+                    comp.into_owned()
+                } else {
+                    format!("{comp}/{dir}")
+                };
             }
         }
-        Some(if dir.is_empty() { name } else { format!("{}/{name}", dir.trim_end_matches('/')) })
+        Some(if dir.is_empty() {
+            name
+        } else {
+            format!("{}/{name}", dir.trim_end_matches('/'))
+        })
     }
 }
 
@@ -185,6 +216,6 @@ pub(super) fn udata(die: &Die, at: gimli::DwAt) -> Option<u64> {
 /// A discriminant value as raw bits (negative values sign-extended to 64 bits).
 pub(super) fn discr_bits(die: &Die) -> Option<u64> {
     let v = die.attr_value(gimli::DW_AT_discr_value)?;
-    v.udata_value().or_else(|| v.sdata_value().map(|s| s as u64))
+    v.udata_value()
+        .or_else(|| v.sdata_value().map(|s| s as u64))
 }
-

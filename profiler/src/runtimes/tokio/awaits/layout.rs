@@ -55,7 +55,9 @@ pub(super) fn pointee(debug: &Debug, global: u64) -> Option<u64> {
     let (u, die) = debug.entry(global)?;
     matches!(
         die.tag(),
-        gimli::DW_TAG_pointer_type | gimli::DW_TAG_reference_type | gimli::DW_TAG_rvalue_reference_type
+        gimli::DW_TAG_pointer_type
+            | gimli::DW_TAG_reference_type
+            | gimli::DW_TAG_rvalue_reference_type
     )
     .then(|| debug.reference(u, &die, gimli::DW_AT_type))
     .flatten()
@@ -81,8 +83,15 @@ pub(super) fn read_layout(debug: &Debug, global: u64) -> Option<Layout> {
     if !matches!(tag, gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type) {
         return None;
     }
-    let name = debug.string(u, root.entry(), gimli::DW_AT_name).unwrap_or_default();
-    let mut layout = Layout { name, tag, members: Vec::new(), variants: None };
+    let name = debug
+        .string(u, root.entry(), gimli::DW_AT_name)
+        .unwrap_or_default();
+    let mut layout = Layout {
+        name,
+        tag,
+        members: Vec::new(),
+        variants: None,
+    };
     let mut children = root.children();
     let mut n = 0;
     while let Ok(Some(child)) = children.next() {
@@ -145,7 +154,10 @@ fn variant_part(
                 let m = member(debug, u, die)?;
                 let (_, ty) = debug.entry(m.ty?)?;
                 let size = udata(&ty, gimli::DW_AT_byte_size)?;
-                discr = Some(DiscrLoc { offset: m.offset, size: u8::try_from(size).ok()? });
+                discr = Some(DiscrLoc {
+                    offset: m.offset,
+                    size: u8::try_from(size).ok()?,
+                });
             }
             gimli::DW_TAG_variant => {
                 let value = if die.attr(gimli::DW_AT_discr_value).is_some() {
@@ -168,5 +180,8 @@ fn variant_part(
             _ => {}
         }
     }
-    Some(VariantPart { discr: discr?, variants })
+    Some(VariantPart {
+        discr: discr?,
+        variants,
+    })
 }

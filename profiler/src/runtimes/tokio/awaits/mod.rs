@@ -1,11 +1,17 @@
 //! Where a tokio task's future is suspended, from DWARF type info (`debug = 2` builds).
 //!
 //! A task is a `tokio::runtime::task::core::Cell<T, S>` whose header is its first field. The
-//! `raw::poll<T, S>` subprogram at a vtable's poll address names `T` and `S`; the `Cell<T, S>`
-//! structure of the same unit gives where `Stage<T>` (and in its `Running` variant, the future)
-//! lies. An async fn's future is a `{async_fn_env#0}` structure whose variant part, keyed by
+//! `raw::poll<T, S>` subprogram at a vtable's poll address has a `harness: Harness<T, S>`
+//! variable pointing to the `Cell<T, S>` type (else a `Cell` with the same `T` and `S` is looked
+//! for in the units of the poll function, `T` and `S`: units refer to each other's types). The
+//! cell gives where `Stage<T>` lies, its discriminant, and the future in its `Running` variant.
+//! An async fn's future is a `{async_fn_env#0}` structure whose variant part, keyed by
 //! `__state`, has one `SuspendN` variant per `.await` (declared at the `.await`'s line) holding
-//! the awaited future in `__awaitee`; nested state machines are followed from there.
+//! the awaited future in `__awaitee`; nested state machines are followed from there, also inside
+//! a wrapper holding exactly one (`Coop<F>`, `Timeout<F>`, `Pin<Box<F>>` of a concrete `F`).
+//!
+//! Everything DWARF-derived is computed in [`AwaitIndex::future_of`] (lazily, per poll function);
+//! [`AwaitIndex::suspended_at`] only reads a few bytes per frame of target memory.
 //!
 //! Modules: [`dwarf`] loads sections and units, [`scan`] indexes a unit in one pass, [`layout`]
 //! reads a structure, [`plan`] turns layouts into offsets, [`decode`] reads target memory with
@@ -75,7 +81,11 @@ impl AwaitIndex {
             return None;
         }
         let debug = Debug::load(image.data())?;
-        Some(AwaitIndex { debug, scans: HashMap::new(), futures: HashMap::new() })
+        Some(AwaitIndex {
+            debug,
+            scans: HashMap::new(),
+            futures: HashMap::new(),
+        })
     }
 
     /// The layout of the future of tasks whose `raw::poll<T,S>` is at ELF vaddr `poll_vaddr`
@@ -91,9 +101,19 @@ impl AwaitIndex {
 
     fn build(&mut self, poll_vaddr: u64) -> Option<FutureLoc> {
         let mut polls = Vec::new();
-        for u in self.debug.units_at(poll_vaddr).into_iter().take(MAX_UNITS_PER_ADDR) {
+        for u in self
+            .debug
+            .units_at(poll_vaddr)
+            .into_iter()
+            .take(MAX_UNITS_PER_ADDR)
+        {
             let scan = self.scan(u);
-            polls.extend(scan.polls.iter().filter(|p| p.at == poll_vaddr && p.t.is_some()).copied());
+            polls.extend(
+                scan.polls
+                    .iter()
+                    .filter(|p| p.at == poll_vaddr && p.t.is_some())
+                    .copied(),
+            );
         }
         let mut found: Vec<FutureLoc> = Vec::new();
         for p in polls {
@@ -106,12 +126,17 @@ impl AwaitIndex {
                 .chain(self.debug.units_at(poll_vaddr))
                 .collect();
             units.dedup();
-            let harness = p.harness.and_then(|h| layout::cell_of_harness(&self.debug, h));
+            let harness = p
+                .harness
+                .and_then(|h| layout::cell_of_harness(&self.debug, h));
             let cell = harness.or_else(|| {
-                units
-                    .into_iter()
-                    .take(MAX_UNITS_PER_ADDR)
-                    .find_map(|u| self.scan(u).cells.iter().find(|c| c.t == p.t && c.s == p.s).map(|c| c.at))
+                units.into_iter().take(MAX_UNITS_PER_ADDR).find_map(|u| {
+                    self.scan(u)
+                        .cells
+                        .iter()
+                        .find(|c| c.t == p.t && c.s == p.s)
+                        .map(|c| c.at)
+                })
             });
             if let Some(f) = cell.and_then(|c| self.plan_cell(c)) {
                 found.push(f);
@@ -135,7 +160,13 @@ impl AwaitIndex {
         let c = planner.cell(cell)?;
         let type_name = planner.readable_name(c.future_ty);
         let root = planner.env_within(c.future_ty, 0);
-        Some(FutureLoc { offset: c.future_offset, type_name, stage: c.stage, root, envs: planner.envs })
+        Some(FutureLoc {
+            offset: c.future_offset,
+            type_name,
+            stage: c.stage,
+            root,
+            envs: planner.envs,
+        })
     }
 
     /// Where the task at runtime address `header` is suspended, outermost first; None when
@@ -147,7 +178,7 @@ impl AwaitIndex {
         read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
     ) -> Option<Vec<AwaitFrame>> {
         let root = fut.root.as_ref()?;
-        if !is_running(Some(&fut.stage), header, read) {
+        if !is_running(&fut.stage, header, read) {
             return None;
         }
         let base = follow(&root.path, header.checked_add(fut.offset)?, read)?;
@@ -155,7 +186,6 @@ impl AwaitIndex {
         (!frames.is_empty()).then_some(frames)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -172,7 +202,9 @@ mod tests {
     /// The test binary itself is built with full debug info: it has types, and no task poll at 0.
     #[test]
     fn own_binary_has_types() {
-        let Ok(image) = crate::elf::ElfImage::open("/proc/self/exe") else { return };
+        let Ok(image) = crate::elf::ElfImage::open("/proc/self/exe") else {
+            return;
+        };
         if !image.has_debug_info() {
             return; // built without debug info
         }

@@ -4,7 +4,11 @@
 /// True for a compiler-generated async state machine type name, e.g. `{async_fn_env#0}`,
 /// `{async_block_env#1}`, `{async_fn_env#0}<u64>` (generic fns append their arguments).
 pub fn is_env(name: &str) -> bool {
-    name.starts_with("{async_") && name.split('}').next().is_some_and(|head| head.contains("_env#"))
+    name.starts_with("{async_")
+        && name
+            .split('}')
+            .next()
+            .is_some_and(|head| head.contains("_env#"))
 }
 
 /// The function (or block) a state machine type belongs to: `scope` for an async fn,
@@ -16,7 +20,11 @@ pub fn env_function(scope: &str, name: &str) -> Option<String> {
     let scope = &without_async_fn_scopes(scope);
     let head = name.split('}').next().unwrap_or(name);
     if head.starts_with("{async_fn_env#") || scope.is_empty() {
-        return Some(if scope.is_empty() { head.to_string() + "}" } else { scope.to_string() });
+        return Some(if scope.is_empty() {
+            head.to_string() + "}"
+        } else {
+            scope.to_string()
+        });
     }
     // `{async_block_env#1` -> `{async_block#1}`
     let item = head.replacen("_env#", "#", 1);
@@ -81,7 +89,11 @@ mod tests {
             Some("app::main::{async_block#1}")
         );
         assert_eq!(
-            env_function("tokio::sync::mpsc::bounded::{impl#0}::recv", "{async_fn_env#0}<u64>").as_deref(),
+            env_function(
+                "tokio::sync::mpsc::bounded::{impl#0}::recv",
+                "{async_fn_env#0}<u64>"
+            )
+            .as_deref(),
             Some("tokio::sync::mpsc::bounded::{impl#0}::recv")
         );
         assert_eq!(env_function("a", "Sleep"), None);
@@ -93,9 +105,15 @@ mod tests {
 
     #[test]
     fn awaited_types() {
-        assert_eq!(awaiting("tokio::sync::oneshot", "Receiver<u64>"), "tokio::sync::oneshot::Receiver<u64>");
+        assert_eq!(
+            awaiting("tokio::sync::oneshot", "Receiver<u64>"),
+            "tokio::sync::oneshot::Receiver<u64>"
+        );
         assert_eq!(awaiting("app::f", "{async_fn_env#0}"), "async fn app::f");
-        assert_eq!(awaiting("app::f", "{async_block_env#0}"), "async block app::f::{async_block#0}");
+        assert_eq!(
+            awaiting("app::f", "{async_block_env#0}"),
+            "async block app::f::{async_block#0}"
+        );
         assert_eq!(
             awaiting(
                 "core::pin",

@@ -21,7 +21,9 @@ const MAX_WRAPPER_DEPTH: usize = 2;
 /// Wrappers that do not count against [`MAX_WRAPPER_DEPTH`]: `Pin<Box<F>>` is
 /// `Pin { Box { Unique { NonNull { *const F } } } }`.
 fn is_smart_pointer(name: &str) -> bool {
-    ["Pin<", "Box<", "Unique<", "NonNull<", "ManuallyDrop<"].iter().any(|p| name.starts_with(p))
+    ["Pin<", "Box<", "Unique<", "NonNull<", "ManuallyDrop<"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// The future of a task cell, found.
@@ -43,7 +45,13 @@ pub(super) struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     pub fn new(debug: &'a Debug, scans: &'a mut HashMap<usize, UnitScan>) -> Self {
-        Planner { debug, scans, layouts: HashMap::new(), envs: Vec::new(), env_ids: HashMap::new() }
+        Planner {
+            debug,
+            scans,
+            layouts: HashMap::new(),
+            envs: Vec::new(),
+            env_ids: HashMap::new(),
+        }
     }
 
     fn layout(&mut self, global: u64) -> Option<Rc<Layout>> {
@@ -60,7 +68,9 @@ impl<'a> Planner<'a> {
 
     /// The scope (namespace path) of the type at `global`.
     fn scope(&mut self, global: u64) -> String {
-        let Some((u, _)) = self.debug.locate(global) else { return String::new() };
+        let Some((u, _)) = self.debug.locate(global) else {
+            return String::new();
+        };
         let debug = self.debug;
         let scan = self.scans.entry(u).or_insert_with(|| scan_unit(debug, u));
         scan.scope_of(global).unwrap_or_default().to_string()
@@ -68,7 +78,9 @@ impl<'a> Planner<'a> {
 
     /// (scope, name) of the type at `global`.
     fn label(&mut self, global: u64) -> (String, String) {
-        let name = type_name(self.debug, global).map(|(n, _)| n).unwrap_or_else(|| "?".into());
+        let name = type_name(self.debug, global)
+            .map(|(n, _)| n)
+            .unwrap_or_else(|| "?".into());
         (self.scope(global), name)
     }
 
@@ -87,7 +99,9 @@ impl<'a> Planner<'a> {
             if visits > MAX_STAGE_VISITS {
                 return None;
             }
-            let Some(layout) = self.layout(ty) else { continue };
+            let Some(layout) = self.layout(ty) else {
+                continue;
+            };
             if layout.name.starts_with("Stage<") {
                 if let Some(plan) = self.stage(&layout, offset) {
                     return Some(plan);
@@ -107,13 +121,19 @@ impl<'a> Planner<'a> {
 
     fn stage(&mut self, stage: &Layout, offset: u64) -> Option<CellPlan> {
         let vp = stage.variants.as_ref()?;
-        let running = vp.variants.iter().position(|v| v.member.name == "Running")?;
+        let running = vp
+            .variants
+            .iter()
+            .position(|v| v.member.name == "Running")?;
         let member = &vp.variants[running].member;
         let inner = self.layout(member.ty?)?;
         let fut = inner.member("__0")?;
         Some(CellPlan {
             stage: StagePlan {
-                discr: DiscrLoc { offset: offset.checked_add(vp.discr.offset)?, size: vp.discr.size },
+                discr: DiscrLoc {
+                    offset: offset.checked_add(vp.discr.offset)?,
+                    size: vp.discr.size,
+                },
                 values: vp.variants.iter().map(|v| v.value).collect(),
                 running,
             },
@@ -126,21 +146,33 @@ impl<'a> Planner<'a> {
     /// through a `Box`/`Pin` of a concrete type): how to reach it from `global`'s start.
     pub fn env_within(&mut self, global: u64, depth: usize) -> Option<Inner> {
         if let Some(env) = self.env(global, depth) {
-            return Some(Inner { path: Vec::new(), env });
+            return Some(Inner {
+                path: Vec::new(),
+                env,
+            });
         }
         let (path, inner) = self.unique_env_member(global, MAX_WRAPPER_DEPTH, MAX_DEPTH)?;
-        Some(Inner { path, env: self.env(inner, depth)? })
+        Some(Inner {
+            path,
+            env: self.env(inner, depth)?,
+        })
     }
 
     fn is_env_type(&mut self, global: u64) -> bool {
-        self.layout(global).is_some_and(|l| is_env(&l.name) && l.variants.is_some())
+        self.layout(global)
+            .is_some_and(|l| is_env(&l.name) && l.variants.is_some())
     }
 
     /// The only state machine held in the members of `global` (not inside variants: which one is
     /// live is only known at runtime), searched `levels` wrappers deep (smart pointers do not
     /// count, but all count against `nesting`, which bounds the recursion on cyclic DWARF): (the
     /// path to it, its type).
-    fn unique_env_member(&mut self, global: u64, levels: usize, nesting: usize) -> Option<(Vec<Hop>, u64)> {
+    fn unique_env_member(
+        &mut self,
+        global: u64,
+        levels: usize,
+        nesting: usize,
+    ) -> Option<(Vec<Hop>, u64)> {
         if levels == 0 || nesting == 0 {
             return None;
         }
@@ -151,17 +183,19 @@ impl<'a> Planner<'a> {
             let hit = if self.is_env_type(ty) {
                 Some((vec![Hop::Add(m.offset)], ty))
             } else if let Some(pointee) = pointee(self.debug, ty) {
-                self.is_env_type(pointee).then(|| (vec![Hop::Add(m.offset), Hop::Deref], pointee))
+                self.is_env_type(pointee)
+                    .then(|| (vec![Hop::Add(m.offset), Hop::Deref], pointee))
             } else {
                 let next = match self.layout(ty) {
                     Some(l) if is_smart_pointer(&l.name) => levels,
                     Some(_) => levels - 1,
                     None => 0,
                 };
-                self.unique_env_member(ty, next, nesting - 1).map(|(mut path, t)| {
-                    path.insert(0, Hop::Add(m.offset));
-                    (path, t)
-                })
+                self.unique_env_member(ty, next, nesting - 1)
+                    .map(|(mut path, t)| {
+                        path.insert(0, Hop::Add(m.offset));
+                        (path, t)
+                    })
             };
             if let Some(h) = hit {
                 if found.is_some() {
@@ -189,14 +223,25 @@ impl<'a> Planner<'a> {
         let mut states = Vec::with_capacity(vp.variants.len());
         for v in &vp.variants {
             let suspend = match v.member.ty.and_then(|t| self.layout(t)) {
-                Some(state) if state.name.starts_with("Suspend") => {
-                    Some(self.suspend(&state, v.member.offset, v.member.file.clone(), v.member.line, depth))
-                }
+                Some(state) if state.name.starts_with("Suspend") => Some(self.suspend(
+                    &state,
+                    v.member.offset,
+                    v.member.file.clone(),
+                    v.member.line,
+                    depth,
+                )),
                 _ => None,
             };
-            states.push(StatePlan { value: v.value, suspend });
+            states.push(StatePlan {
+                value: v.value,
+                suspend,
+            });
         }
-        self.envs.push(EnvPlan { function, discr: vp.discr, states });
+        self.envs.push(EnvPlan {
+            function,
+            discr: vp.discr,
+            states,
+        });
         let id = self.envs.len() - 1;
         self.env_ids.insert(global, Some(id));
         Some(id)
@@ -215,14 +260,20 @@ impl<'a> Planner<'a> {
             Some((ty, offset)) => {
                 let name = self.readable_name(ty);
                 let inner = self.env_within(ty, depth + 1).and_then(|mut inner| {
-                    inner.path.insert(0, Hop::Add(state_offset.checked_add(offset)?));
+                    inner
+                        .path
+                        .insert(0, Hop::Add(state_offset.checked_add(offset)?));
                     Some(inner)
                 });
                 (name, inner)
             }
             None => ("?".to_string(), None),
         };
-        SuspendPlan { file: file.unwrap_or_default(), line: line.unwrap_or(0), awaiting, inner }
+        SuspendPlan {
+            file: file.unwrap_or_default(),
+            line: line.unwrap_or(0),
+            awaiting,
+            inner,
+        }
     }
 }
-

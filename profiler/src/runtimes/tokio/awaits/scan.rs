@@ -32,8 +32,13 @@ pub(super) struct UnitScan {
 impl UnitScan {
     /// The scope (e.g. `tokio::sync::oneshot`) of the type at global offset `global`.
     pub fn scope_of(&self, global: u64) -> Option<&str> {
-        let i = self.type_scopes.binary_search_by_key(&global, |e| e.0).ok()?;
-        self.scopes.get(self.type_scopes[i].1 as usize).map(String::as_str)
+        let i = self
+            .type_scopes
+            .binary_search_by_key(&global, |e| e.0)
+            .ok()?;
+        self.scopes
+            .get(self.type_scopes[i].1 as usize)
+            .map(String::as_str)
     }
 }
 
@@ -63,7 +68,9 @@ fn is_named_type(tag: gimli::DwTag) -> bool {
 /// Scans unit `u` of `debug`.
 pub(super) fn scan_unit(debug: &Debug, u: usize) -> UnitScan {
     let mut out = UnitScan::default();
-    let Some(unit) = debug.unit(u) else { return out };
+    let Some(unit) = debug.unit(u) else {
+        return out;
+    };
     let mut interned: HashMap<String, u32> = HashMap::new();
     // (depth, name) of the enclosing scopes.
     let mut stack: Vec<(isize, String)> = Vec::new();
@@ -96,7 +103,10 @@ pub(super) fn scan_unit(debug: &Debug, u: usize) -> UnitScan {
                 pending = Some((kind, d, g));
             } else if kind == Kind::Poll
                 && g.harness.is_none()
-                && matches!(die.tag(), gimli::DW_TAG_variable | gimli::DW_TAG_formal_parameter)
+                && matches!(
+                    die.tag(),
+                    gimli::DW_TAG_variable | gimli::DW_TAG_formal_parameter
+                )
                 && debug.string(u, die, gimli::DW_AT_name).as_deref() == Some("harness")
             {
                 let mut g = g;
@@ -115,7 +125,9 @@ pub(super) fn scan_unit(debug: &Debug, u: usize) -> UnitScan {
         if !(is_scope(tag) || tag == gimli::DW_TAG_subprogram) {
             continue;
         }
-        let Some(name) = debug.string(u, die, gimli::DW_AT_name) else { continue };
+        let Some(name) = debug.string(u, die, gimli::DW_AT_name) else {
+            continue;
+        };
         if is_named_type(tag) {
             let id = *scope_id.get_or_insert_with(|| {
                 let next = out.scopes.len() as u32;
@@ -130,12 +142,30 @@ pub(super) fn scan_unit(debug: &Debug, u: usize) -> UnitScan {
                     && name.starts_with("Cell<")
                     && path == "tokio::runtime::task::core"
                 {
-                    pending = Some((Kind::Cell, depth, Generic { at: g, t: None, s: None, harness: None }));
+                    pending = Some((
+                        Kind::Cell,
+                        depth,
+                        Generic {
+                            at: g,
+                            t: None,
+                            s: None,
+                            harness: None,
+                        },
+                    ));
                 }
             }
         } else if tag == gimli::DW_TAG_subprogram && is_raw_poll(&path, &name) {
             if let Some(pc) = low_pc(debug, u, die) {
-                pending = Some((Kind::Poll, depth, Generic { at: pc, t: None, s: None, harness: None }));
+                pending = Some((
+                    Kind::Poll,
+                    depth,
+                    Generic {
+                        at: pc,
+                        t: None,
+                        s: None,
+                        harness: None,
+                    },
+                ));
             }
         }
         if is_scope(tag) && die.has_children() {
@@ -184,9 +214,15 @@ mod tests {
 
     #[test]
     fn raw_poll_scope() {
-        assert!(is_raw_poll("tokio::runtime::task::raw", "poll<a::f::{async_fn_env#0}, S>"));
+        assert!(is_raw_poll(
+            "tokio::runtime::task::raw",
+            "poll<a::f::{async_fn_env#0}, S>"
+        ));
         assert!(is_raw_poll("tokio::runtime::task::raw", "poll"));
-        assert!(!is_raw_poll("tokio::runtime::task::harness::{impl#1}", "poll<T, S>"));
+        assert!(!is_raw_poll(
+            "tokio::runtime::task::harness::{impl#1}",
+            "poll<T, S>"
+        ));
         assert!(!is_raw_poll("tokio::runtime::task::raw", "poll_future<T>"));
     }
 
