@@ -50,7 +50,7 @@ pub fn run(root: &Path, tasks: u64, rounds: u32) -> Result<()> {
 
 /// Median ns/task of `rounds` bare rounds and `rounds` rounds per probe configuration,
 /// alternating, in one fixture process.
-fn measure(
+pub(crate) fn measure(
     leakprof: &Path,
     bin: &Path,
     flavor: Option<&str>,

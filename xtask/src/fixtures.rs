@@ -15,13 +15,15 @@ struct Variant {
     bin: &'static str,
     target_dir: &'static str,
     env: &'static [(&'static str, &'static str)],
+    /// Extra cargo build arguments.
+    cargo_args: &'static [&'static str],
 }
 
 const VARIANTS: &[Variant] = &[
     // default release profile, newest tokio 1.x and a pinned older one
-    Variant { out: "tokio-latest", dir: "tokio-latest", bin: "tokio-fixture", target_dir: "target", env: &[] },
-    Variant { out: "tokio-1.38", dir: "tokio-1.38", bin: "tokio-fixture", target_dir: "target", env: &[] },
-    Variant { out: "tokio-1.28", dir: "tokio-1.28", bin: "tokio-fixture", target_dir: "target", env: &[] },
+    Variant { out: "tokio-latest", dir: "tokio-latest", bin: "tokio-fixture", target_dir: "target", env: &[], cargo_args: &[] },
+    Variant { out: "tokio-1.38", dir: "tokio-1.38", bin: "tokio-fixture", target_dir: "target", env: &[], cargo_args: &[] },
+    Variant { out: "tokio-1.28", dir: "tokio-1.28", bin: "tokio-fixture", target_dir: "target", env: &[], cargo_args: &[] },
     // full debug info (types too), for where a task is suspended
     Variant {
         out: "tokio-latest-debug2",
@@ -29,6 +31,16 @@ const VARIANTS: &[Variant] = &[
         bin: "tokio-fixture",
         target_dir: "target-debug2",
         env: &[("CARGO_PROFILE_RELEASE_DEBUG", "2")],
+        cargo_args: &[],
+    },
+    // tokio_unstable with task dumps (Handle::dump), for `cargo xtask bench-census`
+    Variant {
+        out: "tokio-latest-taskdump",
+        dir: "tokio-latest",
+        bin: "tokio-fixture",
+        target_dir: "target-taskdump",
+        env: &[("RUSTFLAGS", "--cfg tokio_unstable")],
+        cargo_args: &["--features", "taskdump"],
     },
     // with line tables, for file:line naming
     Variant {
@@ -37,6 +49,7 @@ const VARIANTS: &[Variant] = &[
         bin: "tokio-fixture",
         target_dir: "target-debuginfo",
         env: &[("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only")],
+        cargo_args: &[],
     },
     // v0 symbol mangling (names generic arguments)
     Variant {
@@ -45,8 +58,9 @@ const VARIANTS: &[Variant] = &[
         bin: "tokio-fixture",
         target_dir: "target-v0",
         env: &[("RUSTFLAGS", "-C symbol-mangling-version=v0")],
+        cargo_args: &[],
     },
-    Variant { out: "plain", dir: "plain", bin: "plain-fixture", target_dir: "target", env: &[] },
+    Variant { out: "plain", dir: "plain", bin: "plain-fixture", target_dir: "target", env: &[], cargo_args: &[] },
 ];
 
 /// Builds every variant (cargo makes repeated builds quick) and a stripped copy; returns fixtures/bin.
@@ -60,6 +74,7 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         c.current_dir(&dir)
             .args(["build", "--release", "--locked", "--quiet", "--target-dir"])
             .arg(&target)
+            .args(v.cargo_args)
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS");
         for (k, val) in v.env {

@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask setup | fixtures | demo | test | bench`.
 mod bench;
+mod bench_census;
 mod demo;
 mod fixtures;
 mod gotables;
@@ -36,6 +37,11 @@ enum Cmd {
         targets: usize,
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+    },
+    /// tokio census: target cost vs bare, census time and bytes for 10k/100k/1M tasks, vs Handle::dump.
+    BenchCensus {
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
     },
     /// Go: census with stacks vs pprof's goroutine dump on 100k goroutines; target cost vs bare.
     BenchGo {
@@ -82,6 +88,7 @@ fn main() -> Result<()> {
         Cmd::Test => test(&root),
         Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
         Cmd::BenchGo { rounds } => bench::go_stacks(&root, rounds),
+        Cmd::BenchCensus { rounds } => bench_census::run(&root, rounds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),
         Cmd::RecordSeries { seconds, parallel, only } => record::run(&root, seconds, parallel, only.as_deref()),
         Cmd::GoTables => gotables::generate(&root),

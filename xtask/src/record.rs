@@ -39,15 +39,25 @@ fn jobs(bins: &Path) -> Vec<Job> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let mut v = Vec::new();
     for sc in TOKIO_LEAKS.iter().chain(TOKIO_HEALTHY) {
-        v.push(Job { name: format!("tokio-latest-probes-{sc}"), how: How::Run(vec![], bins.join("tokio-latest"), s(&[sc])) });
+        v.push(Job { name: format!("tokio-latest-probes-{sc}"), how: How::Run(s(&["--probes"]), bins.join("tokio-latest"), s(&[sc])) });
+        // the census, attached to the running program
+        v.push(Job { name: format!("tokio-latest-census-{sc}"), how: How::Pid(bins.join("tokio-latest"), s(&[sc])) });
     }
     for sc in ["mixed", "healthy-pool", "healthy-bursts"] {
-        v.push(Job { name: format!("tokio-1.38-probes-{sc}"), how: How::Run(vec![], bins.join("tokio-1.38"), s(&[sc])) });
+        v.push(Job { name: format!("tokio-1.38-probes-{sc}"), how: How::Run(s(&["--probes"]), bins.join("tokio-1.38"), s(&[sc])) });
+        v.push(Job { name: format!("tokio-1.28-census-{sc}"), how: How::Pid(bins.join("tokio-1.28"), s(&[sc])) });
     }
     v.push(Job {
         name: "tokio-latest-probes-mixed-rate2".into(),
-        how: How::Run(vec![], bins.join("tokio-latest"), s(&["mixed", "--rate", "2"])),
+        how: How::Run(s(&["--probes"]), bins.join("tokio-latest"), s(&["mixed", "--rate", "2"])),
     });
+    for (name, args) in [
+        ("backlog-leak", &["backlog-leak", "--rate", "2"][..]),
+        ("healthy-backlog", &["healthy-backlog"][..]),
+        ("mixed-current-thread", &["mixed", "--current-thread"][..]),
+    ] {
+        v.push(Job { name: format!("tokio-latest-census-{name}"), how: How::Pid(bins.join("tokio-latest"), s(args)) });
+    }
     for bin in ["go1.19", "go-latest"] {
         for rate in ["5", "10"] {
             for sc in GO_SCENARIOS {

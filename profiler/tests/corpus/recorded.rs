@@ -1,5 +1,5 @@
-//! Recorded series: `leakprof --record` runs of the fixture scenarios (tokio probes, Go census,
-//! Go probes, blocked threads), kept in `profiler/tests/series/` and made by
+//! Recorded series: `leakprof --record` runs of the fixture scenarios (tokio census and probes, Go
+//! census, Go probes, blocked threads), kept in `profiler/tests/series/` and made by
 //! `cargo xtask record-series`. Each site is labelled from what its scenario is known to leak.
 use std::{collections::BTreeMap, path::Path};
 
@@ -25,6 +25,7 @@ fn leaking_function(scenario: &str) -> Option<&'static str> {
         "timeout-abandons-worker" => "leaks::blocked_worker",
         "range-unclosed" => "leaks::drain_channel",
         "mixed" => "leaks::never_answered",
+        "backlog-leak" => "census::backlogged",
         "blocking-mutex" => "stacks::lock_shared_state",
         "mutex-leak" => "plain_fixture::wait_for_config",
         _ => return None,

@@ -1,0 +1,118 @@
+//! `cargo xtask bench-census`: what the tokio census costs, side by side in one run.
+//! 1. The target: spawn+join of trivial tasks, bare rounds alternating with rounds under a census
+//!    every 1 s and every 100 ms (ratios to bare).
+//! 2. leakprof: one census of 10k, 100k and 1M live idle tasks (ms and bytes read per sample).
+//! 3. tokio's own `Handle::dump()` of the same 100k tasks in a task-dump build, which stops the
+//!    runtime while it walks them, against a census of that process.
+use std::{
+    io::{BufRead as _, Write as _},
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{bench::measure, demo::start_fixture, fixtures, util};
+
+pub fn run(root: &Path, rounds: u32) -> Result<()> {
+    util::setup(root)?;
+    let bins = fixtures::build(root)?;
+    util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
+    let leakprof = root.join("target/release/leakprof");
+
+    let configs: [(&str, &[&str]); 2] =
+        [("census 1s", &["--no-threads"]), ("census 100ms", &["--no-threads", "--interval", "0.1"])];
+    let tasks = 1_000_000;
+    let mut cost = vec![];
+    for (label, flavor) in [("multi-thread", None), ("current-thread", Some("--current-thread"))] {
+        let (bare, under) = measure(&leakprof, &bins.join("tokio-latest"), flavor, &configs, tasks, rounds)?;
+        cost.push((label, bare, under));
+    }
+
+    let mut walks = vec![];
+    for n in [10_000u64, 100_000, 1_000_000] {
+        walks.push((n, census_of(&leakprof, &bins.join("tokio-latest"), n, None)?.0));
+    }
+    let (census, dump) = census_of(&leakprof, &bins.join("tokio-latest-taskdump"), 100_000, Some(rounds))?;
+
+    println!("\ntarget: spawn+join of a trivial task, {tasks} tasks x {rounds} rounds each, median ns/task:");
+    print!("{:<16} {:>8}", "scheduler", "bare");
+    for (name, _) in &configs {
+        print!(" {name:>13} {:>7}", "ratio");
+    }
+    println!();
+    for (label, bare, under) in cost {
+        print!("{label:<16} {bare:>8.0}");
+        for p in under {
+            print!(" {p:>13.0} {:>6.3}x", p / bare);
+        }
+        println!();
+    }
+    println!("\nleakprof: one census of N live idle tasks (multi-thread, tokio-latest), per sample:");
+    println!("{:>10} {:>10} {:>10} {:>12} {:>12} {:>14}", "tasks", "read", "walk ms", "sample ms", "MB read", "attach scan MB");
+    for (n, w) in walks {
+        println!(
+            "{n:>10} {:>10} {:>10.1} {:>12.1} {:>12.1} {:>14.0}",
+            w.walked, w.walk_ms, w.sample_ms, w.bytes as f64 / 1e6, w.scanned as f64 / 1e6
+        );
+    }
+    println!(
+        "\n100,000 idle tasks, task-dump build: leakprof census {:.1} ms per sample, target not stopped; \
+         tokio's Handle::dump() {:.1} ms median of {rounds}, the runtime stopped meanwhile",
+        census.walk_ms, dump
+    );
+    Ok(())
+}
+
+/// What one census run reported (the last sample, and the mean sample time).
+#[derive(Debug, Default)]
+struct Walk {
+    walked: u64,
+    walk_ms: f64,
+    sample_ms: f64,
+    bytes: u64,
+    scanned: u64,
+}
+
+/// Starts `dump-bench --backlog n`, runs a 5 s census on it, then (`dumps`) that many
+/// Handle::dump()s; returns the census and the median dump ms.
+fn census_of(leakprof: &Path, bin: &Path, n: u64, dumps: Option<u32>) -> Result<(Walk, f64)> {
+    let backlog = n.to_string();
+    let (mut guard, pid, mut out) = start_fixture(bin, &["dump-bench", "--backlog", &backlog], Stdio::piped())?;
+    let mut line = String::new();
+    while !line.starts_with("backlog spawned") {
+        line.clear();
+        if out.read_line(&mut line)? == 0 {
+            bail!("{} ended before spawning its tasks", bin.display());
+        }
+    }
+    let r = Command::new(leakprof)
+        .args(["--pid", &pid.to_string(), "--duration", "5", "--no-threads", "--quiet", "--format", "json"])
+        .output()
+        .context("cannot run leakprof")?;
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).context("leakprof's report")?;
+    let c = &v["collection"]["census"];
+    let walk = Walk {
+        walked: c["tasks_walked"].as_u64().unwrap_or(0),
+        walk_ms: c["walk_ms"].as_f64().unwrap_or(f64::NAN),
+        sample_ms: v["collection"]["sample_ms_mean"].as_f64().unwrap_or(f64::NAN),
+        bytes: c["bytes_read"].as_u64().unwrap_or(0),
+        scanned: c["heap_scanned_bytes"].as_u64().unwrap_or(0),
+    };
+    if walk.walked < n {
+        bail!("census read {} of {n} tasks: {c}", walk.walked);
+    }
+    let mut ms = vec![];
+    let mut stdin = guard.0.stdin.take().unwrap();
+    for _ in 0..dumps.unwrap_or(0) {
+        writeln!(stdin, "go")?;
+        line.clear();
+        out.read_line(&mut line)?;
+        match line.trim().strip_prefix("dump_ms=").and_then(|v| v.split_whitespace().next()) {
+            Some(v) => ms.push(v.parse::<f64>().with_context(|| format!("{line:?}"))?),
+            None => bail!("no dump from {}: {line:?}", bin.display()),
+        }
+    }
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Ok((walk, ms.get(ms.len() / 2).copied().unwrap_or(f64::NAN)))
+}
