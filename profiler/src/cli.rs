@@ -98,11 +98,11 @@ pub struct DaemonArgs {
 /// Options shared by `--pid` and `run`.
 #[derive(Debug, Args, Clone)]
 pub struct Common {
-    /// Seconds between samples.
+    /// Time between samples: seconds (`0.5`) or with units (`500ms`, `2s`).
     #[arg(long, default_value_t = 1.0, value_parser = positive_secs)]
     pub interval: f64,
-    /// Stop after this many seconds (default: until Ctrl-C or the target exits; `run` then stops
-    /// the program).
+    /// Stop after this long: seconds (`30`) or with units (`20s`, `5m`, `1h30m`) (default: until
+    /// Ctrl-C or the target exits; `run` then stops the program).
     #[arg(long, short = 'd', value_parser = positive_secs)]
     pub duration: Option<f64>,
     /// One shot: watch for --duration (10 s unless given), print only the final report.
@@ -160,12 +160,64 @@ pub struct Common {
     pub record: Option<PathBuf>,
 }
 
-fn positive_secs(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
+/// A positive duration: plain seconds (`20`, `0.5`) or with units (`500ms`, `20s`, `5m`, `1h30m`,
+/// `1h 30m 10s`; units h, m/min, s/sec, ms).
+pub fn positive_secs(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let total = match t.parse::<f64>() {
+        Ok(v) => v,
+        Err(_) => with_units(t).ok_or_else(|| {
+            format!("`{s}` is not a duration: give seconds (`20`, `0.5`) or units (`500ms`, `20s`, `5m`, `1h30m`)")
+        })?,
+    };
+    if total.is_finite() && total > 0.0 {
+        Ok(total)
     } else {
-        Err(format!("`{s}` must be a positive number of seconds"))
+        Err(format!("`{s}` must be a positive duration"))
+    }
+}
+
+/// Seconds in `1h30m`, `500ms`, `2m 5s`; None when anything else is there.
+fn with_units(t: &str) -> Option<f64> {
+    let mut total = 0.0;
+    let mut rest = t;
+    let mut parts = 0;
+    while !rest.is_empty() {
+        rest = rest.trim_start();
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let v: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 1e-3,
+            "s" | "sec" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += v * scale;
+        parts += 1;
+    }
+    (parts > 0).then_some(total)
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::positive_secs;
+
+    #[test]
+    fn durations_with_and_without_units() {
+        for (s, v) in [("20", 20.0), ("0.5", 0.5), ("20s", 20.0), ("5m", 300.0), ("1h30m", 5400.0), ("500ms", 0.5), ("1h 30m 10s", 5410.0), ("1.5m", 90.0)] {
+            assert_eq!(positive_secs(s), Ok(v), "{s}");
+        }
+        for bad in ["", "-3", "0", "0s", "5x", "m", "1h30", "s5", "1e999", "NaN", "abc"] {
+            let e = positive_secs(bad).unwrap_err();
+            assert!(e.contains(bad) || bad.is_empty(), "{bad}: {e}");
+        }
     }
 }
 

@@ -102,12 +102,29 @@ fn census_of(leakprof: &Path, bin: &Path, n: u64, dumps: Option<u32>) -> Result<
     if walk.walked < n {
         bail!("census read {} of {n} tasks: {c}", walk.walked);
     }
+    // each dump is waited for at most 30 s (a dump that never returns is reported, not waited on)
     let mut ms = vec![];
     let mut stdin = guard.0.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap_or(0) > 0 {
+            if tx.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
     for _ in 0..dumps.unwrap_or(0) {
         writeln!(stdin, "go")?;
-        line.clear();
-        out.read_line(&mut line)?;
+        let line = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                eprintln!("[xtask] Handle::dump() did not return within 30 s");
+                ms.push(f64::INFINITY);
+                break;
+            }
+        };
         match line.trim().strip_prefix("dump_ms=").and_then(|v| v.split_whitespace().next()) {
             Some(v) => ms.push(v.parse::<f64>().with_context(|| format!("{line:?}"))?),
             None => bail!("no dump from {}: {line:?}", bin.display()),

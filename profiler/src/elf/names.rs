@@ -36,7 +36,8 @@ fn split_top_level<'a>(s: &'a str, sep: &str) -> Vec<&'a str> {
             b'<' | b'(' | b'[' | b'{' => depth += 1,
             b'>' if i > 0 && b[i - 1] == b'-' => {}
             b'>' | b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            _ if depth == 0 && s[i..].starts_with(sep) => {
+            // bytes, not `s[i..]`: `i` need not be a char boundary in a non-ASCII name
+            _ if depth == 0 && b[i..].starts_with(sep.as_bytes()) => {
                 parts.push(&s[start..i]);
                 i += sep.len();
                 start = i;
@@ -98,7 +99,7 @@ fn find_top_level(s: &str, pat: &str) -> Option<usize> {
     let b = s.as_bytes();
     let mut depth = 0usize;
     for i in 0..b.len() {
-        if depth == 0 && s[i..].starts_with(pat) {
+        if depth == 0 && b[i..].starts_with(pat.as_bytes()) {
             return Some(i);
         }
         match b[i] {
@@ -219,6 +220,32 @@ fn first_segment(path: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_ascii_identifiers_never_panic() {
+        // identifiers may be any XID characters: a multi-byte char before `::`, `<`, ` as `
+        let names = [
+            "crate::ä::<Vec<ü>>::f",
+            "<ñ::T as ß::Tr>::m",
+            "app::日本::<語>::{closure#0}",
+            "<ф<ц> as ш>::щ<э>",
+            "ö",
+            "<é as ::x>",
+        ];
+        for n in names {
+            for (i, _) in n.char_indices() {
+                let s = &n[i..];
+                let _ = split_qualified(s);
+                let _ = strip_generics(s);
+                let _ = plain_path(s);
+                let _ = turbofish_args(s);
+                let _ = crate_of(s);
+            }
+        }
+        assert_eq!(plain_path("app::ä::f").as_deref(), Some("app::ä::f"));
+        assert_eq!(strip_generics("app::ä<ü>::f"), "app::ä::f");
+        assert_eq!(turbofish_args("f::<ä, ü>"), vec!["ä", "ü"]);
+    }
 
     const V0_POLL: &str = "tokio::runtime::task::raw::poll::<app::worker::leaky::{closure#0}, \
         alloc::sync::Arc<tokio::runtime::scheduler::multi_thread::handle::Handle>>";

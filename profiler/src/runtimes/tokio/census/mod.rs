@@ -34,6 +34,7 @@ use crate::{
 
 /// Heap bytes scanned for runtimes at attach, and per sample afterwards (new runtimes).
 const FIRST_SCAN_BYTES: u64 = 4 << 30;
+const FIRST_SCAN_STEP: u64 = 64 << 20;
 const RESCAN_BYTES: u64 = 32 << 20;
 /// A new pass over the heap starts at most this often once a runtime is known.
 const RESCAN_EVERY_NS: u64 = 2_000_000_000;
@@ -44,6 +45,16 @@ const CACHE_BYTES: u64 = 256 << 20;
 pub const HEADERS_PER_SITE: usize = 32;
 /// Times discovery is tried for one owner id per pass over the heap (a dropped runtime's cells).
 const TRIES_PER_OWNER: u32 = 3;
+
+/// A live task as remembered between censuses.
+struct Seen {
+    vtable: u64,
+    /// Its runtime's owner id.
+    owner: u64,
+    born_ns: u64,
+    /// The last census that saw it.
+    generation: u32,
+}
 
 /// Census state of one tokio process.
 pub struct TokioCensus {
@@ -58,8 +69,10 @@ pub struct TokioCensus {
     tries: HashMap<u64, u32>,
     /// Why the runtimes not found were not (owner id -> reason).
     pub failures: BTreeMap<u64, String>,
-    /// task id -> (vtable, owner id, first seen ns)
-    seen: HashMap<u64, (u64, u64, u64)>,
+    /// task id -> what is known of it
+    seen: HashMap<u64, Seen>,
+    /// Census count, stamped on the tasks seen by it.
+    generation: u32,
     totals: HashMap<u64, SiteTotals>,
     /// vtable -> "idle"/"running"/"notified" -> live tasks, at the last census.
     pub states: HashMap<u64, BTreeMap<String, u64>>,
@@ -90,6 +103,7 @@ impl TokioCensus {
             tries: HashMap::new(),
             failures: BTreeMap::new(),
             seen: HashMap::new(),
+            generation: 0,
             totals: HashMap::new(),
             states: HashMap::new(),
             headers: HashMap::new(),
@@ -97,7 +111,16 @@ impl TokioCensus {
             order: SpawnOrder::new(next_id),
             stats: CensusStats::default(),
         };
-        c.find_runtimes(FIRST_SCAN_BYTES, crate::sample::monotonic_ns());
+        // at attach: scan until a runtime is found (the rest of the heap is scanned in the
+        // background, RESCAN_BYTES per sample), or the whole heap up to FIRST_SCAN_BYTES
+        let mut scanned = 0;
+        while scanned < FIRST_SCAN_BYTES {
+            c.find_runtimes(FIRST_SCAN_STEP, crate::sample::monotonic_ns());
+            scanned += FIRST_SCAN_STEP;
+            if c.scan.done() || !c.runtimes.is_empty() {
+                break;
+            }
+        }
         Ok(c)
     }
 
@@ -122,6 +145,7 @@ impl TokioCensus {
             .chain(self.tries.iter().filter(|(_, &n)| n >= TRIES_PER_OWNER).map(|(&o, _)| o))
             .collect();
         let mut seeds: Vec<Seed> = Vec::new();
+        self.mem.new_sample();
         self.scan.scan(&mut self.mem, &self.vtables, budget, &|o| known.contains(&o), &mut seeds);
         self.stats.heap_scanned_bytes += self.mem.bytes_read;
         self.mem.new_sample();
@@ -179,25 +203,34 @@ impl TokioCensus {
     }
 
     fn tally(&mut self, tasks: &[TaskSeen], now_ns: u64, unsure: &HashSet<(u64, u64)>) -> Sample<u64> {
-        let mut per_site: HashMap<u64, (i64, u64, u64)> = HashMap::new(); // live, oldest first-seen, idle
-        self.states.clear();
+        /// One site's tasks at this census.
+        #[derive(Default)]
+        struct Site {
+            live: i64,
+            oldest_born: u64,
+            idle: u64,
+            states: HashMap<&'static str, u64>,
+        }
+        let mut per_site: HashMap<u64, Site> = HashMap::new();
         self.headers.clear();
         self.oldest.clear();
-        let mut live_ids = HashSet::with_capacity(tasks.len());
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
         for t in tasks {
-            live_ids.insert(t.id);
             let order = &self.order;
-            let (vtable, _, born) = *self.seen.entry(t.id).or_insert_with(|| {
+            let seen = self.seen.entry(t.id).or_insert_with(|| {
                 self.totals.entry(t.vtable).or_default().spawned += 1;
                 // spawned since attach: when, from its id; before: first seen now
-                (t.vtable, t.owner, order.born_ns(t.id).unwrap_or(now_ns).min(now_ns))
+                Seen { vtable: t.vtable, owner: t.owner, born_ns: order.born_ns(t.id).unwrap_or(now_ns).min(now_ns), generation }
             });
+            seen.generation = generation;
+            let (vtable, born) = (seen.vtable, seen.born_ns);
             let idle = state::is_idle(t.state);
-            let e = per_site.entry(vtable).or_insert((0, born, 0));
-            e.0 += 1;
-            e.1 = e.1.min(born);
-            e.2 += u64::from(idle);
-            *self.states.entry(vtable).or_default().entry(state::name(t.state).into()).or_default() += 1;
+            let e = per_site.entry(vtable).or_insert_with(|| Site { oldest_born: born, ..Site::default() });
+            e.live += 1;
+            e.oldest_born = e.oldest_born.min(born);
+            e.idle += u64::from(idle);
+            *e.states.entry(state::name(t.state)).or_default() += 1;
             let o = self.oldest.entry(vtable).or_insert(t.id);
             *o = (*o).min(t.id);
             let hs = self.headers.entry(vtable).or_default();
@@ -205,26 +238,31 @@ impl TokioCensus {
                 hs.push(t.header);
             }
         }
+        // tasks not seen this time finished, but for those in lists whose walk was cut short
         let masks: HashMap<u64, Option<u64>> = self.runtimes.iter().map(|r| (r.owner_id, r.shard_mask)).collect();
-        let gone: Vec<u64> = self
-            .seen
-            .iter()
-            .filter(|(id, _)| !live_ids.contains(id))
-            .filter(|(&id, &(_, owner, _))| {
-                let shard = masks.get(&owner).copied().flatten().map_or(0, |m| id & m);
-                !unsure.contains(&(owner, shard))
-            })
-            .map(|(&id, _)| id)
-            .collect();
-        for id in gone {
-            let (vtable, _, born) = self.seen.remove(&id).unwrap();
-            let t = self.totals.entry(vtable).or_default();
-            let life = now_ns.saturating_sub(born);
+        let totals = &mut self.totals;
+        self.seen.retain(|&id, s| {
+            if s.generation == generation {
+                return true;
+            }
+            let shard = masks.get(&s.owner).copied().flatten().map_or(0, |m| id & m);
+            if unsure.contains(&(s.owner, shard)) {
+                return true;
+            }
+            let t = totals.entry(s.vtable).or_default();
+            let life = now_ns.saturating_sub(s.born_ns);
             t.finished += 1;
             t.max_lifetime_ns = t.max_lifetime_ns.max(life);
             t.lifetime_log2_us.resize(LIFETIME_BUCKETS, 0);
             t.lifetime_log2_us[lifetime_bucket(life)] += 1;
-        }
+            false
+        });
+        self.states = per_site
+            .iter()
+            .map(|(&k, s)| (k, s.states.iter().map(|(&n, &c)| (n.to_string(), c)).collect()))
+            .collect();
+        let per_site: HashMap<u64, (i64, u64, u64)> =
+            per_site.into_iter().map(|(k, s)| (k, (s.live, s.oldest_born, s.idle))).collect();
         let sites = self
             .totals
             .iter()
@@ -256,6 +294,8 @@ fn resolve_count(mem: &mut dyn Mem, r: &TaskLists, counts: &mut HashMap<u64, u64
             counts.insert(r.owner_id, at);
             Some(v)
         }
+        // both words agree (no task has finished yet): either is the count, for now
+        [(d, _, v), (_, _, v2), ..] if d <= 2 + walked / 100 && v == v2 => Some(v),
         [(d, at, v)] if d <= 2 + walked / 100 => {
             counts.insert(r.owner_id, at);
             Some(v)

@@ -22,29 +22,41 @@ pub struct WalkStats {
     pub incomplete: Vec<usize>,
 }
 
-/// Walks every list of `lists`, at most `max_nodes` tasks in all; appends what it reads.
+/// Walks every list of `lists`, at most `max_nodes` tasks in all; appends what it reads. The lists
+/// are walked in step, one task of each in turn: tasks are spread over the shards in spawn order,
+/// so the cells read one after another lie near each other (one block read serves several).
 pub fn walk(mem: &mut dyn Mem, vt: &Vtables, lists: &TaskLists, max_nodes: u64, out: &mut Vec<TaskSeen>) -> WalkStats {
     let mut stats = WalkStats::default();
+    // (list index, next node to read)
+    let mut cursors: Vec<(usize, u64)> = Vec::with_capacity(lists.lists.len());
     for (s, &(head_at, _)) in lists.lists.iter().enumerate() {
-        let mut node = mem.u64_fresh(head_at).unwrap_or(u64::MAX);
-        let mut ok = node != u64::MAX;
-        while ok && node != 0 {
-            if stats.walked >= max_nodes {
-                ok = false;
-                break;
-            }
-            let Some(t) = read_task(mem, vt, lists, node, s as u64) else {
-                ok = false;
-                break;
-            };
-            out.push(t.0);
-            stats.walked += 1;
-            node = t.1;
-        }
-        if !ok {
-            stats.incomplete.push(s);
+        match mem.u64_fresh(head_at) {
+            Some(0) => {}
+            Some(node) => cursors.push((s, node)),
+            None => stats.incomplete.push(s),
         }
     }
+    while !cursors.is_empty() {
+        cursors.retain_mut(|(s, node)| {
+            if stats.walked >= max_nodes {
+                stats.incomplete.push(*s);
+                return false;
+            }
+            match read_task(mem, vt, lists, *node, *s as u64) {
+                Some((t, next)) => {
+                    out.push(t);
+                    stats.walked += 1;
+                    *node = next;
+                    next != 0
+                }
+                None => {
+                    stats.incomplete.push(*s);
+                    false
+                }
+            }
+        });
+    }
+    stats.incomplete.sort_unstable();
     stats
 }
 
