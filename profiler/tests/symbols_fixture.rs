@@ -12,6 +12,9 @@ use leakprof::runtimes::tokio::symbolize::Symbolizer;
 const SITES: &[&str] = &[
     "bench::bench_round",
     "bench::trivial_task",
+    "census::backlogged",
+    "census::churn_job",
+    "census::idle_connection",
     "healthy::burst_job",
     "healthy::churn_task",
     "healthy::long_lived_service",

@@ -32,6 +32,17 @@ fn leaking_function(scenario: &str) -> Option<&'static str> {
     })
 }
 
+/// From when a healthy site must never be `leak`: from the start, but for a warm-up ramp watched
+/// from its start (the census attaches while `healthy-ramp` still rises for 5 s), which looks
+/// exactly like a leak until it levels off: `ok` is required from 3 s after it has levelled off.
+fn healthy_from(scenario: &str) -> f64 {
+    if scenario == "healthy-ramp" {
+        8.0
+    } else {
+        0.0
+    }
+}
+
 /// (file name, line) of the `// LEAK SITE <scenario>` marker in fixtures/go, if any.
 pub fn go_leak_site(scenario: &str) -> Option<(String, u32)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/go");
@@ -107,7 +118,11 @@ pub fn cases() -> Vec<Case> {
             };
             out.push(Case {
                 name: format!("{stem}: {}{where_}", site.function),
-                label: if is_leak { Label::Leak { deadline_s: RECORDED_DEADLINE_S } } else { Label::Healthy { from_s: 0.0 } },
+                label: if is_leak {
+                    Label::Leak { deadline_s: RECORDED_DEADLINE_S }
+                } else {
+                    Label::Healthy { from_s: healthy_from(&scenario) }
+                },
                 t: pts.iter().map(|p| p.0).collect(),
                 live: pts.iter().map(|p| p.1).collect(),
                 facts: pts.iter().map(|p| p.2).collect(),

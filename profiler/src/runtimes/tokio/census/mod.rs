@@ -257,18 +257,23 @@ impl TokioCensus {
             t.lifetime_log2_us[lifetime_bucket(life)] += 1;
             false
         });
+        // tasks of lists whose walk was cut short, not seen this time but not retired: still live
+        for s in self.seen.values().filter(|s| s.generation != generation) {
+            per_site.entry(s.vtable).or_insert_with(|| Site { oldest_born: s.born_ns, ..Site::default() }).live += 1;
+        }
         self.states = per_site
             .iter()
             .map(|(&k, s)| (k, s.states.iter().map(|(&n, &c)| (n.to_string(), c)).collect()))
             .collect();
-        let per_site: HashMap<u64, (i64, u64, u64)> =
-            per_site.into_iter().map(|(k, s)| (k, (s.live, s.oldest_born, s.idle))).collect();
+        let per_site: HashMap<u64, (i64, u64, u64, u64)> = per_site
+            .into_iter()
+            .map(|(k, s)| (k, (s.live, s.oldest_born, s.idle, s.states.values().sum())))
+            .collect();
         let sites = self
             .totals
             .iter()
             .map(|(&key, totals)| {
-                let (live, oldest, idle) = per_site.get(&key).copied().unwrap_or_default();
-                let observed = u64::try_from(live).unwrap_or(0);
+                let (live, oldest, idle, observed) = per_site.get(&key).copied().unwrap_or_default();
                 SiteObs { key, live, totals: totals.clone(), oldest_born_ns: (live > 0).then_some(oldest), idle: Some((idle, observed)) }
             })
             .collect();
