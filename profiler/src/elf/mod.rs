@@ -3,6 +3,7 @@
 //! [`ElfImage`] is cheap to clone (one `Arc`) and is meant to be parsed once and shared for the
 //! whole run. All addresses are ELF virtual addresses unless a name says otherwise.
 
+pub mod anon_names;
 pub mod lines;
 pub mod names;
 pub mod symbols;
