@@ -1,9 +1,11 @@
 //! Source locations from DWARF (`.debug_line` / `.debug_info`) via addr2line.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use object::{Object, ObjectSection};
 
+use crate::elf::anon_names::{self, AnonNames};
 use crate::elf::demangle;
 
 type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
@@ -11,6 +13,9 @@ type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
 /// DWARF line and inline information of one binary. Not `Sync` (addr2line parses lazily).
 pub struct LineTable {
     ctx: addr2line::Context<Reader>,
+    dwarf: Arc<gimli::Dwarf<Reader>>,
+    /// Names of anonymous (async fn, block, closure) frames, built on first need.
+    anon: OnceCell<AnonNames>,
 }
 
 impl std::fmt::Debug for LineTable {
@@ -64,9 +69,29 @@ impl LineTable {
                 .unwrap_or_else(|| Arc::from(&[][..]));
             Ok(gimli::EndianArcSlice::new(bytes, endian))
         };
-        let dwarf = gimli::Dwarf::load(load).ok()?;
-        let ctx = addr2line::Context::from_dwarf(dwarf).ok()?;
-        Some(LineTable { ctx })
+        let dwarf = Arc::new(gimli::Dwarf::load(load).ok()?);
+        let ctx = addr2line::Context::from_arc_dwarf(dwarf.clone()).ok()?;
+        Some(LineTable {
+            ctx,
+            dwarf,
+            anon: OnceCell::new(),
+        })
+    }
+
+    /// The index naming anonymous frames (see [`anon_names`]), read from `.debug_info` on the
+    /// first call; `symbol_at` names functions DWARF gives no linkage name (by entry address).
+    pub fn anon_names(&self, symbol_at: &dyn Fn(u64) -> Option<String>) -> &AnonNames {
+        self.anon.get_or_init(|| {
+            let row_at = |vaddr: u64| {
+                let loc = self.ctx.find_location(vaddr).ok()??;
+                Some((loc.file?.to_owned(), loc.line?))
+            };
+            let look = anon_names::Lookups {
+                symbol_at,
+                row_at: &row_at,
+            };
+            anon_names::build(&self.dwarf, &look)
+        })
     }
 
     /// All frames at `vaddr`, innermost (most inlined) first.

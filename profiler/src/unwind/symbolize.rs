@@ -1,7 +1,8 @@
 //! Names and source locations for the addresses an [`Unwinder`](super::Unwinder) returns.
 
-use crate::elf::ElfImage;
+use crate::elf::anon_names::{is_anonymous, qualify_with};
 use crate::elf::lines::LineTable;
+use crate::elf::ElfImage;
 
 /// One frame of a symbolized stack, innermost first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +23,10 @@ pub struct Frame {
 ///
 /// Without `lines` every pc gives one frame named by the ELF symbol table. With `lines`
 /// (DWARF), every pc gives its inlined frames too, innermost first, each with file and line; the
-/// symbol table names the outermost one when DWARF has no name for it.
+/// symbol table names the outermost one when DWARF has no name for it. Anonymous bodies
+/// (`{async_fn#0}`, `{async_block#1}`, `{closure#0}`) get the path of the function they are in:
+/// `app::f` for an async fn, `app::f::{async_block#1}` for a block (see
+/// [`anon_names`](crate::elf::anon_names)).
 pub fn symbolize_frames(
     image: &ElfImage,
     lines: Option<&LineTable>,
@@ -49,8 +53,14 @@ pub fn symbolize_frames(
         let outermost = dwarf.len() - 1;
         for (j, f) in dwarf.into_iter().enumerate() {
             let function = match f.function {
-                // DWARF often names a function without its path (`{async_fn#0}`, `start_pool`):
-                // the symbol table has the full path of the outermost one.
+                Some(name) if is_anonymous(&name) => {
+                    match (j == outermost).then(symbol).flatten() {
+                        Some(sym) => qualify_with(&name, &sym),
+                        None => qualify_inlined(image, lines, name, f.file.as_deref(), f.line),
+                    }
+                }
+                // DWARF often names a function without its path (`start_pool`): the symbol table
+                // has the full path of the outermost one.
                 Some(name) if j == outermost && !name.contains("::") => symbol().unwrap_or(name),
                 Some(name) => name,
                 None if j == outermost => symbol().unwrap_or_else(unknown),
@@ -66,4 +76,22 @@ pub fn symbolize_frames(
         }
     }
     out
+}
+
+/// The qualified name of anonymous frame `name` at `file:line` (`name` itself when unknown).
+fn qualify_inlined(
+    image: &ElfImage,
+    lines: Option<&LineTable>,
+    name: String,
+    file: Option<&str>,
+    line: Option<u32>,
+) -> String {
+    let (Some(lines), Some(file)) = (lines, file) else {
+        return name;
+    };
+    let symbol_at = |vaddr: u64| image.symbol_at(vaddr).map(|s| s.name.clone());
+    lines
+        .anon_names(&symbol_at)
+        .qualify(&name, file, line)
+        .unwrap_or(name)
 }
