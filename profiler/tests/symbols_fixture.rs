@@ -161,3 +161,74 @@ fn plain_is_not_tokio() {
     };
     assert_eq!(plan(&image, image.data()), Err(PlanError::NotTokio));
 }
+
+/// Line-tables-only DWARF names async fn bodies `{async_fn#0}` with no path. In
+/// `run_never_answered`'s body (out of line in this fixture), the spawn at scenarios.rs:62 must be
+/// named by the function; the async block inlined into `request_without_timeout` by its
+/// function and kind.
+#[test]
+fn anonymous_frames_are_qualified() {
+    use leakprof::elf::lines::LineTable;
+    use leakprof::unwind::symbolize_frames;
+
+    let Some(image) = fixture("tokio-latest-debuginfo") else {
+        return;
+    };
+    let lines = LineTable::load(image.data()).expect("DWARF");
+    let body = |name: &str| -> Vec<(u64, u64)> {
+        let found: Vec<_> = image
+            .symbols_named(|n| n == name)
+            .map(|s| (s.addr, s.size))
+            .collect();
+        assert!(!found.is_empty(), "no {name}");
+        found
+    };
+    let mut spawns = 0;
+    for (addr, size) in body("tokio_fixture::scenarios::run_never_answered::{{closure}}") {
+        for pc in addr..addr + size {
+            let raw = lines.frames(pc);
+            let frames = symbolize_frames(&image, Some(&lines), 0, &[pc]);
+            assert_eq!(raw.len(), frames.len());
+            let names: Vec<&str> = frames.iter().map(|f| f.function.as_str()).collect();
+            for (r, f) in raw.iter().zip(&frames) {
+                if r.function.as_deref() == Some("{async_fn#0}") && f.line == Some(62) {
+                    assert_eq!(
+                        f.function, "tokio_fixture::scenarios::run_never_answered",
+                        "{pc:#x}"
+                    );
+                    spawns += 1;
+                }
+            }
+            assert!(
+                names.iter().all(|n| !n.starts_with('{')),
+                "{pc:#x}: {names:#?}"
+            );
+        }
+    }
+    assert!(spawns > 0, "no {{async_fn#0}} frame at the spawn line");
+
+    let mut blocks = 0;
+    for (addr, size) in body("tokio_fixture::leaks::request_without_timeout::{{closure}}") {
+        for pc in addr..addr + size {
+            let raw = lines.frames(pc);
+            let frames = symbolize_frames(&image, Some(&lines), 0, &[pc]);
+            for (r, f) in raw.iter().zip(&frames) {
+                if r.function.as_deref() == Some("{async_block#0}")
+                    && f.inlined
+                    && f.line.is_some_and(|l| l > 0)
+                {
+                    assert_eq!(
+                        f.function,
+                        "tokio_fixture::leaks::request_without_timeout::{async_block#0}",
+                        "{pc:#x}"
+                    );
+                    blocks += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        blocks > 0,
+        "no inlined async block in request_without_timeout"
+    );
+}
