@@ -26,6 +26,8 @@ const GO_SCENARIOS: &[&str] = &[
 struct Job {
     name: String,
     how: How,
+    /// Seconds watched, when not `--seconds` (a warm-up ramp needs to be seen level for a while).
+    secs: Option<u32>,
 }
 
 enum How {
@@ -39,29 +41,32 @@ fn jobs(bins: &Path) -> Vec<Job> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let mut v = Vec::new();
     for sc in TOKIO_LEAKS.iter().chain(TOKIO_HEALTHY) {
-        v.push(Job { name: format!("tokio-latest-probes-{sc}"), how: How::Run(s(&["--probes"]), bins.join("tokio-latest"), s(&[sc])) });
+        v.push(Job { name: format!("tokio-latest-probes-{sc}"), how: How::Run(s(&["--probes"]), bins.join("tokio-latest"), s(&[sc])), secs: None });
         // the census, attached to the running program
-        v.push(Job { name: format!("tokio-latest-census-{sc}"), how: How::Pid(bins.join("tokio-latest"), s(&[sc])) });
+        // a ramp watched from its start is judged once it has been level a while (see the corpus)
+        let secs = (*sc == "healthy-ramp").then_some(30);
+        v.push(Job { name: format!("tokio-latest-census-{sc}"), how: How::Pid(bins.join("tokio-latest"), s(&[sc])), secs });
     }
     for sc in ["mixed", "healthy-pool", "healthy-bursts"] {
-        v.push(Job { name: format!("tokio-1.38-probes-{sc}"), how: How::Run(s(&["--probes"]), bins.join("tokio-1.38"), s(&[sc])) });
-        v.push(Job { name: format!("tokio-1.28-census-{sc}"), how: How::Pid(bins.join("tokio-1.28"), s(&[sc])) });
+        v.push(Job { name: format!("tokio-1.38-probes-{sc}"), how: How::Run(s(&["--probes"]), bins.join("tokio-1.38"), s(&[sc])), secs: None });
+        v.push(Job { name: format!("tokio-1.28-census-{sc}"), how: How::Pid(bins.join("tokio-1.28"), s(&[sc])), secs: None });
     }
     v.push(Job {
         name: "tokio-latest-probes-mixed-rate2".into(),
         how: How::Run(s(&["--probes"]), bins.join("tokio-latest"), s(&["mixed", "--rate", "2"])),
+        secs: None,
     });
     for (name, args) in [
         ("backlog-leak", &["backlog-leak", "--rate", "2"][..]),
         ("healthy-backlog", &["healthy-backlog"][..]),
         ("mixed-current-thread", &["mixed", "--current-thread"][..]),
     ] {
-        v.push(Job { name: format!("tokio-latest-census-{name}"), how: How::Pid(bins.join("tokio-latest"), s(args)) });
+        v.push(Job { name: format!("tokio-latest-census-{name}"), how: How::Pid(bins.join("tokio-latest"), s(args)), secs: None });
     }
     for bin in ["go1.19", "go-latest"] {
         for rate in ["5", "10"] {
             for sc in GO_SCENARIOS {
-                v.push(Job { name: format!("{bin}-census-{sc}-{rate}"), how: How::Pid(bins.join(bin), s(&[sc, rate])) });
+                v.push(Job { name: format!("{bin}-census-{sc}-{rate}"), how: How::Pid(bins.join(bin), s(&[sc, rate])), secs: None });
             }
         }
     }
@@ -69,14 +74,16 @@ fn jobs(bins: &Path) -> Vec<Job> {
         v.push(Job {
             name: format!("go-latest-probes-{sc}"),
             how: How::Run(s(&["--probes"]), bins.join("go-latest"), s(&[sc, "10"])),
+            secs: None,
         });
     }
     v.push(Job {
         name: "threads-tokio-blocking-mutex".into(),
         how: How::Run(vec![], bins.join("tokio-latest"), s(&["blocking-mutex", "--rate", "4"])),
+        secs: None,
     });
     for sc in ["mutex-leak", "condvar-pool"] {
-        v.push(Job { name: format!("threads-plain-{sc}"), how: How::Run(s(&["--threads"]), bins.join("plain"), s(&[sc, "4"])) });
+        v.push(Job { name: format!("threads-plain-{sc}"), how: How::Run(s(&["--threads"]), bins.join("plain"), s(&[sc, "4"])), secs: None });
     }
     v
 }
@@ -107,6 +114,7 @@ pub fn run(root: &Path, seconds: u32, parallel: usize, only: Option<&str>) -> Re
                     cmd.args(["--pid", &pid.to_string()]);
                 }
             }
+            let secs = job.secs.map_or(secs.clone(), |n| n.to_string());
             cmd.args(["--duration", &secs, "--quiet", "--format", "json", "-o", "/dev/null", "--record"]).arg(&file);
             if let How::Run(_, prog, args) = &job.how {
                 cmd.arg("--").arg(prog).args(args);
