@@ -46,9 +46,12 @@ pub fn run(root: &Path, seconds: u32) -> Result<()> {
     util::setup(root)?;
     let bins = fixtures::build(root)?;
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
-    let fixture = bins.join("tokio-latest-debuginfo");
+    // full debug info: where each leaked task waits; the leak runs 3 s before leakprof attaches,
+    // so the census counts a backlog from its first sample
+    let fixture = bins.join("tokio-latest-debug2");
     let (_guard, pid, _out) = start_fixture(&fixture, &["mixed"], Stdio::null())?;
-    eprintln!("[xtask] demo target: {} mixed (pid {pid}); watching it for {seconds} s", fixture.display());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    eprintln!("[xtask] demo target: {} mixed (pid {pid}, leaking for 3 s); watching it for {seconds} s", fixture.display());
     util::run(
         Command::new(root.join("target/release/leakprof"))
             .args(["--pid", &pid.to_string(), "--duration", &seconds.to_string()]),

@@ -109,10 +109,13 @@ impl Session {
             }
         }
         let sum = sum?;
+        // only the counters of what ran: task probes' and futex tracepoints' apart
+        let (tasks_ran, threads_ran) = (self.runtime.as_ref().is_some_and(|r| r.kernel_stats().is_some()), self.threads.is_some());
         Some(
             profiler_common::stat::NAMES
                 .iter()
                 .zip(sum.iter().chain(std::iter::repeat(&0)))
+                .filter(|(k, _)| if k.starts_with("futex_") { threads_ran } else { tasks_ran })
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
         )

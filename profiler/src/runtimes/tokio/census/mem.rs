@@ -15,6 +15,11 @@ pub trait Mem {
         self.read(addr, buf)
     }
 
+    /// Bytes read from the target since the last sample began (0 for a fake address space).
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+
     fn u64_at(&mut self, addr: u64) -> Option<u64> {
         let mut b = [0u8; 8];
         self.read(addr, &mut b).then(|| u64::from_ne_bytes(b))
@@ -66,6 +71,10 @@ impl BlockReader {
 }
 
 impl Mem for BlockReader {
+    fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
         let Some(end) = addr.checked_add(buf.len() as u64) else {
             return false;

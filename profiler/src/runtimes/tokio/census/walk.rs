@@ -22,6 +22,9 @@ pub struct WalkStats {
     pub incomplete: Vec<usize>,
 }
 
+/// Bytes read from the target per walk at most (a walk that reaches it is incomplete).
+pub const MAX_BYTES: u64 = 1 << 30;
+
 /// Walks every list of `lists`, at most `max_nodes` tasks in all; appends what it reads. The lists
 /// are walked in step, one task of each in turn: tasks are spread over the shards in spawn order,
 /// so the cells read one after another lie near each other (one block read serves several).
@@ -38,7 +41,7 @@ pub fn walk(mem: &mut dyn Mem, vt: &Vtables, lists: &TaskLists, max_nodes: u64, 
     }
     while !cursors.is_empty() {
         cursors.retain_mut(|(s, node)| {
-            if stats.walked >= max_nodes {
+            if stats.walked >= max_nodes || mem.bytes_read() >= MAX_BYTES {
                 stats.incomplete.push(*s);
                 return false;
             }
