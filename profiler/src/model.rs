@@ -123,18 +123,21 @@ pub struct SiteReport {
     /// tokio: the symbol the site's vtable points at (raw::poll<T, S>); Go: the goroutines'
     /// entry function.
     pub poll_symbol: String,
-    /// Go: live goroutines of the site by state or wait reason ("ChanReceive", "Select",
-    /// "SyncMutexLock", "running", ...) at the last sample; empty for tokio.
+    /// Live tasks of the site by state at the last sample: Go, by wait reason or run state
+    /// ("ChanReceive", "Select", "SyncMutexLock", "running", ...); tokio census, by the task's state
+    /// word ("idle", "notified", "running"); empty with tokio probes alone.
     pub states: BTreeMap<String, u64>,
     /// The site's identity in this process: the task vtable (tokio) or g.gopc (Go), runtime address.
     pub vtable: String,
-    /// Live tasks: born since attach (probes), or all live goroutines (Go census).
+    /// Live tasks: every live task (tokio census, Go census), or those born since attach (probes
+    /// alone).
     pub live: i64,
     pub spawned: u64,
     pub finished: u64,
     /// Tasks already alive at attach that finished since; never counted in `live`.
     pub finished_preexisting: u64,
-    /// Age of the oldest live task born since attach.
+    /// Age of the oldest live task: since its birth (probes; tokio census, estimated from its id),
+    /// or since first seen when it was alive at attach (a lower bound).
     pub oldest_age_s: Option<f64>,
     /// Longest lifetime of a task of this site that finished.
     pub max_finished_lifetime_s: Option<f64>,

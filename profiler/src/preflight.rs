@@ -42,6 +42,24 @@ pub fn check_privileges() -> Result<()> {
     )
 }
 
+/// Whether leakprof can read a program built for this machine: x86_64, 64-bit (its probes read
+/// x86_64 registers, its census reads 64-bit pointers).
+pub fn machine_supported(arch: object::Architecture, is_64: bool) -> std::result::Result<(), String> {
+    match (arch, is_64) {
+        (object::Architecture::X86_64, true) => Ok(()),
+        (object::Architecture::X86_64_X32, _) | (object::Architecture::I386, _) | (_, false) => {
+            Err("a 32-bit program; leakprof reads 64-bit x86_64 programs only".into())
+        }
+        (other, _) => Err(format!("a program for {other:?}; leakprof reads x86_64 programs only")),
+    }
+}
+
+/// [`machine_supported`] for an executable.
+pub fn check_machine(image: &crate::elf::ElfImage) -> std::result::Result<(), String> {
+    let (arch, is_64) = image.machine();
+    machine_supported(arch, is_64)
+}
+
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (no-op on newer kernels).
 pub fn raise_memlock() {
     let r = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
@@ -76,6 +94,16 @@ pub fn ensure_tracefs() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_64_bit_x86_64_programs_are_read() {
+        use object::Architecture::*;
+        assert!(machine_supported(X86_64, true).is_ok());
+        assert!(machine_supported(I386, false).unwrap_err().contains("32-bit"));
+        assert!(machine_supported(X86_64_X32, false).unwrap_err().contains("32-bit"));
+        assert!(machine_supported(Aarch64, true).unwrap_err().contains("Aarch64"));
+        assert!(machine_supported(Arm, false).unwrap_err().contains("32-bit"));
+    }
 
     #[test]
     fn cap_parsing_and_rules() {

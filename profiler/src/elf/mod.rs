@@ -62,6 +62,8 @@ struct Inner {
     pie: bool,
     has_symtab: bool,
     has_debug_info: bool,
+    architecture: object::Architecture,
+    is_64: bool,
 }
 
 /// A parsed ELF image (see the module docs). Clone is an `Arc` clone.
@@ -130,6 +132,7 @@ impl ElfImage {
             .iter()
             .any(|name| file.section_by_name(name).is_some_and(|s| s.size() > 0));
         let pie = file.kind() == ObjectKind::Dynamic;
+        let (architecture, is_64) = (file.architecture(), file.is_64());
         let relocated = relocated_pointers(&file);
         drop(file);
         Ok(ElfImage {
@@ -141,6 +144,8 @@ impl ElfImage {
                 pie,
                 has_symtab,
                 has_debug_info,
+                architecture,
+                is_64,
             }),
         })
     }
@@ -234,6 +239,11 @@ impl ElfImage {
 
     /// True for `ET_DYN` (position-independent executables and shared objects): the runtime
     /// address differs from the ELF virtual address by the load bias.
+    /// The machine the executable is for, and whether it is a 64-bit ELF.
+    pub fn machine(&self) -> (object::Architecture, bool) {
+        (self.inner.architecture, self.inner.is_64)
+    }
+
     pub fn is_pie(&self) -> bool {
         self.inner.pie
     }

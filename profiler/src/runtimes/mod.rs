@@ -1,5 +1,5 @@
 //! One folder per runtime, each owning its detection, attach plan, sampling source(s) and naming:
-//! [`tokio`] (tasks, by uprobes), [`go`] (goroutines, by a census of `runtime.allgs` or by
+//! [`tokio`] (tasks, by a census of the runtimes' task lists or by uprobes), [`go`] (goroutines, by a census of `runtime.allgs` or by
 //! uprobes), and [`threads`] (threads blocked in futex waits, in any native program, beside a
 //! task runtime or alone). What they produce is runtime-neutral: a [`Sample`] of per-site
 //! observations, names and details per site, and facts about the attachment.
@@ -30,7 +30,7 @@ pub struct RuntimeInfo {
     pub version: Option<String>,
     /// How births are seen: "bind_inner", "first_poll", "census", "newproc1_ret".
     pub birth_point: &'static str,
-    /// How live counts are collected: "uprobes" or "census".
+    /// How live counts are collected: "census", "uprobes", or "census+uprobes" (tokio --probes).
     pub method: &'static str,
     pub attach_points: usize,
     pub attach_ms: f64,

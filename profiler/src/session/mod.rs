@@ -48,6 +48,7 @@ impl Session {
         let pid = opts.pid;
         let target = Target::open(pid)?;
         let image = ElfImage::open(&target.exe_proc_path).with_context(|| format!("cannot read the executable of pid {pid}"))?;
+        preflight::check_machine(&image).map_err(|e| anyhow!("pid {pid}: {}: {e}", target.exe.display()))?;
         let segs: Vec<(u64, u64, u64)> = image.load_segments().iter().map(|s| (s.vaddr, s.file_offset, s.file_size)).collect();
         let bias = target.load_bias(&segs).ok_or_else(|| anyhow!("pid {pid}: cannot relate its memory map to its executable"))?;
         let runtime = runtimes::attach(&opts, &target, &image, bias).transpose()?;
@@ -64,7 +65,8 @@ impl Session {
         } else {
             None
         };
-        let warnings = runtime.as_ref().map(|r| r.warnings()).unwrap_or_default();
+        // the runtime's own warnings are asked for at each report (they can change as it runs)
+        let warnings = Vec::new();
         Ok(Session {
             tasks: Judged::new(opts.retention),
             waits: Judged::new(opts.retention),

@@ -123,7 +123,8 @@ impl Session {
 
     /// The report as of the last sample, without detaching (the daemon serves it while running).
     pub fn report(&mut self, ended: EndReason) -> Report {
-        let mut warnings = self.warnings.clone();
+        let mut warnings: Vec<String> = self.runtime.as_ref().map(|r| r.warnings()).unwrap_or_default();
+        warnings.extend(self.warnings.iter().cloned());
         let kernel_counters = self.kernel_counters();
         for &i in &profiler_common::stat::FAILURES {
             let name = profiler_common::stat::NAMES[i as usize];

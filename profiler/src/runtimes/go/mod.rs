@@ -64,11 +64,29 @@ pub struct Go {
 
 /// A Go program (None when the binary has no Go build info), attached.
 pub fn detect(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Option<Result<Box<dyn Runtime>>> {
-    buildinfo::go_version(image.data())?;
+    if !buildinfo::is_go(image.data()) {
+        return None;
+    }
+    if let Some(v) = buildinfo::go_version_image(image).filter(|v| before_1_18(v)) {
+        return Some(Err(anyhow!(
+            "pid {}: built with {v}: Go before 1.18 is not supported (leakprof reads the pclntab and runtime \
+             layout of Go 1.18 and newer); rebuild it with Go 1.18 or newer",
+            opts.pid
+        )));
+    }
     let go = plan(image, opts.pid, bias)
         .map_err(|e| anyhow!("pid {}: {e}", opts.pid))
         .and_then(|plan| Go::attach(opts, target, image, bias, plan));
     Some(go.map(|g| Box::new(g) as Box<dyn Runtime>))
+}
+
+/// Whether a Go version string (`go1.16.15`, `go1.17`) is older than Go 1.18.
+fn before_1_18(version: &str) -> bool {
+    let mut parts = version.trim_start_matches("go").split(['.', 'r', 'b']);
+    match (parts.next().and_then(|m| m.parse::<u32>().ok()), parts.next().and_then(|m| m.parse::<u32>().ok())) {
+        (Some(major), Some(minor)) => major == 1 && minor < 18,
+        _ => false,
+    }
 }
 
 /// The layout (DWARF, else the table for the version), the pclntab and where allgs is.
@@ -192,6 +210,21 @@ impl Runtime for Go {
             vec![format!("no DWARF in the binary: the runtime layout of {} comes from leakprof's table", self.plan.version)]
         } else {
             Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::before_1_18;
+
+    #[test]
+    fn go_before_1_18_is_told_apart() {
+        for v in ["go1.16.15", "go1.17", "go1.10", "go1.17rc1", "go1.16beta1"] {
+            assert!(before_1_18(v), "{v}");
+        }
+        for v in ["go1.18", "go1.19.13", "go1.27.0", "go1.21rc2", "devel go1.23-abc", "go2.0"] {
+            assert!(!before_1_18(v), "{v}");
         }
     }
 }

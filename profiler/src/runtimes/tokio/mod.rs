@@ -215,7 +215,6 @@ impl Runtime for Tokio {
             stuck_sampled: stuck.sampled,
             stuck_at: stuck.at,
             wait_stacks: stuck.stacks,
-            ..SiteDetail::default()
         }
     }
 

@@ -42,7 +42,7 @@ const MAX_SHARDS: u64 = 1 << 16;
 
 /// Whether `h` is a task header of owner `owner` (its trailer offset when it is).
 pub fn header_trailer(mem: &mut dyn Mem, vt: &Vtables, h: u64, owner: u64) -> Option<u64> {
-    if h == 0 || h % 8 != 0 {
+    if h == 0 || !h.is_multiple_of(8) {
         return None;
     }
     let mut b = [0u8; 32];
@@ -230,7 +230,7 @@ pub mod tests {
         }
         let headers: Vec<u64> = (0..ids.len() as u64).map(|i| cells + i * 256).collect();
         for (i, (&h, &id)) in headers.iter().zip(ids).enumerate() {
-            mem.put_u64(h, (1 << 6) | (i as u64 % 3 == 1) as u64 * 0b100);
+            mem.put_u64(h, (1 << 6) | ((i as u64 % 3 == 1) as u64 * 0b100));
             mem.put_u64(h + 16, VT);
             mem.put_u64(h + 24, owner);
             mem.put_u64(h + 32, handle);
