@@ -70,7 +70,8 @@ pub struct DaemonArgs {
     /// Allow serving on a non-loopback address.
     #[arg(long)]
     pub allow_remote: bool,
-    /// File holding a bearer token required by every request (`Authorization: Bearer T` or `?token=T`).
+    /// File holding a bearer token required by every request for data (`Authorization: Bearer T`;
+    /// the page asks for it and sends it that way).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// Watch this pid (repeatable).
@@ -155,6 +156,12 @@ pub struct Common {
     /// Capacity of the kernel's live-task table (tasks beyond it are counted as lost).
     #[arg(long, default_value_t = RunOptions::default().max_tasks)]
     pub max_tasks: u32,
+    /// The executable's symbols and DWARF from this separate debug file (`objcopy
+    /// --only-keep-debug`, a `-dbg` package); without it they are looked for by build id under
+    /// /usr/lib/debug/.build-id/ and by .gnu_debuglink (next to the executable, in .debug/, under
+    /// /usr/lib/debug/). Its build id must match the executable's.
+    #[arg(long, value_name = "FILE")]
+    pub symbols: Option<PathBuf>,
     /// Record the detector's inputs at every sample to FILE (JSON lines), for replay.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -238,6 +245,7 @@ impl Common {
             probes: self.probes,
             no_threads: self.no_threads,
             record: self.record.clone(),
+            symbols: self.symbols.clone(),
             ..RunOptions::default()
         })
     }

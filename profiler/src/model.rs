@@ -54,6 +54,9 @@ pub struct TargetInfo {
     pub attach_points: usize,
     pub attach_ms: f64,
     pub has_debug_info: bool,
+    /// The separate debug file symbols and DWARF were read from (`--symbols`, build id, debuglink).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbols_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -345,6 +348,7 @@ pub mod tests {
                 attach_points: 4,
                 attach_ms: 1.0,
                 has_debug_info: false,
+                symbols_file: None,
             },
             collection: Collection {
                 method: "uprobes",

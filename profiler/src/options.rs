@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub no_threads: bool,
     /// Write the detector's inputs at every sample to this file (JSON lines, see `record`).
     pub record: Option<std::path::PathBuf>,
+    /// A separate debug file with the executable's symbols and DWARF.
+    pub symbols: Option<std::path::PathBuf>,
     /// Samples kept per site (older ones are thinned, see `history`): bounded memory.
     pub retention: usize,
 }
@@ -42,6 +44,7 @@ impl Default for RunOptions {
             no_threads: false,
             stack_period: 64,
             probes: false,
+            symbols: None,
             record: None,
             retention: crate::history::DEFAULT_CAPACITY,
         }

@@ -83,6 +83,8 @@ fn prometheus_scrapes_the_daemon_and_the_leak_alert_fires_for_the_leaking_site_o
     let listen = format!("127.0.0.1:{port}");
     let (mut daemon, addr) = start_daemon(&[
         "--listen", &listen, "--pid", &leaky.pid.to_string(), "--pid", &healthy.pid.to_string(), "--name", "tokio-1.38",
+        // probes, so that attaching and detaching show in the probe gauge too
+        "--probes",
     ]);
     assert_eq!(addr, listen);
 
@@ -236,7 +238,9 @@ fn soak_targets_come_and_go_memory_stays_bounded_and_nothing_stays_attached() {
         return;
     }
     let listen = format!("127.0.0.1:{}", free_port());
-    let (mut daemon, addr) = start_daemon(&["--listen", &listen, "--name", "tokio-latest", "--retention", "30"]);
+    // with probes: every target attached and detached leaves kernel links to close
+    let (mut daemon, addr) =
+        start_daemon(&["--listen", &listen, "--name", "tokio-latest", "--retention", "30", "--probes"]);
     let dpid = daemon.0.id();
     let baseline_fds = fds(dpid);
     let mut started = 0u32;
@@ -322,4 +326,81 @@ fn browser_renders_the_page_with_charts_and_verdicts() {
         digits > 0 && pct[digits..].starts_with("%</span>")
     });
     assert!(leak_badge, "no leak verdict rendered for the leaking site: {row}");
+}
+
+/// A raw request over loopback: the status code, or None when the server closed without one.
+fn raw_status(addr: &str, request: &[u8]) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn the_http_face_holds_under_abuse() {
+    if !bpf_available("the_http_face_holds_under_abuse") {
+        return;
+    }
+    let fx = Fixture::start("tokio-latest", &["mixed"]);
+    let dir = std::env::temp_dir().join(format!("leakprof-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (mut daemon, addr) =
+        start_daemon(&["--listen", &listen, "--pid", &fx.pid.to_string(), "--token-file", token_file.to_str().unwrap()]);
+    let get = |path: &str, auth: Option<&str>| {
+        let h = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        raw_status(&addr, format!("GET {path} HTTP/1.0\r\nHost: x\r\n{h}\r\n").as_bytes())
+    };
+    // the token: a header only, compared whole
+    assert_eq!(get("/metrics", None), Some(401));
+    assert_eq!(get("/metrics?token=s3cret-token", None), Some(401), "a token in the URL is not accepted");
+    assert_eq!(get("/metrics", Some("s3cret-toke")), Some(401));
+    assert_eq!(get("/metrics", Some("s3cret-token")), Some(200));
+    assert_eq!(get("/api/report", Some("s3cret-token")), Some(200));
+    // the page holds no data and asks for the token
+    let (status, page) = http_request(&addr, "GET", "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("Authorization") && !page.contains("s3cret"), "the page sends the token as a header");
+    // wrong methods, unknown paths, traversal
+    assert_eq!(raw_status(&addr, b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n"), Some(405));
+    assert_eq!(raw_status(&addr, b"DELETE / HTTP/1.0\r\n\r\n"), Some(405));
+    assert_eq!(get("/nope", Some("s3cret-token")), Some(404));
+    assert_eq!(get("/../../../../etc/passwd", Some("s3cret-token")), Some(404));
+    assert_eq!(get("/%2e%2e/%2e%2e/etc/passwd", Some("s3cret-token")), Some(404));
+    // a huge header and garbage: refused or dropped, never served, and the daemon lives on
+    let huge = format!("GET /metrics HTTP/1.0\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20));
+    assert_ne!(raw_status(&addr, huge.as_bytes()), Some(200));
+    let _ = raw_status(&addr, b"\x16\x03\x01\x02\x00garbage\r\n\r\n");
+    // slow clients (a request line sent by halves, never finished) do not hold up the others
+    let slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /metr").unwrap();
+            s
+        })
+        .collect();
+    let t0 = Instant::now();
+    assert_eq!(get("/metrics", Some("s3cret-token")), Some(200));
+    assert!(t0.elapsed() < Duration::from_secs(2), "a request waited {:?} behind slow clients", t0.elapsed());
+    drop(slow);
+    // 100 concurrent scrapers: every one answered
+    let scrapers: Vec<_> = (0..100)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                raw_status(&addr, b"GET /metrics HTTP/1.0\r\nAuthorization: Bearer s3cret-token\r\n\r\n")
+            })
+        })
+        .collect();
+    let ok = scrapers.into_iter().filter(|t| matches!(t.join(), Ok(Some(200)))).count();
+    assert_eq!(ok, 100, "concurrent scrapers answered");
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon is still running");
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGINT) };
+    assert!(daemon.0.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

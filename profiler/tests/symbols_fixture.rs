@@ -2,7 +2,7 @@
 //! Fixtures come from `cargo xtask fixtures` (fixtures/bin, or $LEAKPROF_FIXTURES); a missing one
 //! is skipped, or fails the test under CI=true.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use leakprof::elf::ElfImage;
 use leakprof::runtimes::tokio::plan::{classify, plan, BirthMode, PlanError, Role};
@@ -231,4 +231,24 @@ fn anonymous_frames_are_qualified() {
         blocks > 0,
         "no inlined async block in request_without_timeout"
     );
+}
+
+#[test]
+fn a_separate_debug_file_brings_symbols_and_dwarf_and_must_be_of_the_same_build() {
+    let (Some(split), Some(other)) = (fixture("tokio-latest-split"), fixture("tokio-1.38")) else {
+        return;
+    };
+    assert!(!split.has_symtab() && !split.has_debug_info());
+    let dir = std::env::var_os("LEAKPROF_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bin"));
+    let dbg_path = dir.join("tokio-latest-split.debug");
+    let merged = split.with_debug_file(std::fs::read(&dbg_path).unwrap(), &dbg_path).unwrap();
+    assert!(merged.has_symtab() && merged.has_debug_info());
+    assert_eq!(merged.data(), split.data(), "code and data stay the executable's");
+    assert_ne!(merged.dwarf_data(), merged.data(), "DWARF comes from the debug file");
+    let p = plan(&merged, merged.data()).unwrap();
+    assert_eq!(p.birth_mode, BirthMode::BindInner);
+    let wrong = split.with_debug_file(other.data().to_vec(), Path::new("tokio-1.38")).unwrap_err();
+    assert!(wrong.contains("build id"), "{wrong}");
 }

@@ -89,6 +89,16 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     let stripped = bin_dir.join("tokio-latest-stripped");
     std::fs::copy(bin_dir.join("tokio-latest"), &stripped)?;
     run(Command::new("strip").arg("--strip-all").arg(&stripped))?;
+    // a stripped executable whose symbols and DWARF are in a separate file, as distributions ship
+    // them: found by its .gnu_debuglink (next to it) or its build id
+    let (split, debug) = (bin_dir.join("tokio-latest-split"), bin_dir.join("tokio-latest-split.debug"));
+    let _ = std::fs::remove_file(&split);
+    run(Command::new("objcopy").arg("--only-keep-debug").arg(bin_dir.join("tokio-latest-debuginfo")).arg(&debug))?;
+    run(Command::new("objcopy")
+        .arg("--strip-all")
+        .arg(format!("--add-gnu-debuglink={}", debug.display()))
+        .arg(bin_dir.join("tokio-latest-debuginfo"))
+        .arg(&split))?;
     Ok(bin_dir)
 }
 

@@ -39,18 +39,23 @@ pub fn start(addr: SocketAddr, token: Option<String>, shared: Arc<Mutex<Shared>>
     Ok(Running { local_addr, server, thread: Some(thread) })
 }
 
+/// Whether the request carries the bearer token (in the `Authorization` header only: a token in
+/// the URL would end up in shell histories, proxy logs and the browser's history).
 fn authorized(req: &Request, token: Option<&str>) -> bool {
     let Some(token) = token else {
         return true;
     };
-    let bearer = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str() == format!("Bearer {token}"))
-        .unwrap_or(false);
-    let query = req.url().split_once('?').is_some_and(|(_, q)| q.split('&').any(|kv| kv == format!("token={token}")));
-    bearer || query
+    let given = req.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.as_str());
+    given.and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|g| ct_eq(g.as_bytes(), token.as_bytes()))
+}
+
+/// Compares in time that depends on the lengths only, not on where the first difference is.
+fn ct_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, &e) in expected.iter().enumerate() {
+        diff |= e ^ given.get(i).copied().unwrap_or(!e);
+    }
+    std::hint::black_box(diff) == 0
 }
 
 fn handle(req: Request, token: Option<&str>, shared: &Mutex<Shared>) -> std::io::Result<()> {
@@ -58,10 +63,11 @@ fn handle(req: Request, token: Option<&str>, shared: &Mutex<Shared>) -> std::io:
     if *req.method() != Method::Get {
         return req.respond(Response::from_string("read-only: GET only\n").with_status_code(405));
     }
-    if !authorized(&req, token) {
-        return req.respond(Response::from_string("missing or wrong bearer token\n").with_status_code(401));
-    }
     let path = req.url().split('?').next().unwrap_or("/").to_string();
+    // the page holds no data: it asks for the token and sends it with each request for data
+    if path != "/" && !authorized(&req, token) {
+        return req.respond(Response::from_string("missing or wrong bearer token (Authorization: Bearer ...)\n").with_status_code(401));
+    }
     match path.as_str() {
         "/metrics" => {
             let body = {
@@ -79,5 +85,20 @@ fn handle(req: Request, token: Option<&str>, shared: &Mutex<Shared>) -> std::io:
         }
         "/" => req.respond(Response::from_string(PAGE).with_header(ct("text/html; charset=utf-8"))),
         _ => req.respond(Response::from_string("not found\n").with_status_code(404)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ct_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(ct_eq(b"s3cret", b"s3cret"));
+        assert!(!ct_eq(b"s3cres", b"s3cret"));
+        assert!(!ct_eq(b"s3cre", b"s3cret"));
+        assert!(!ct_eq(b"s3crett", b"s3cret"));
+        assert!(!ct_eq(b"", b"s3cret"));
+        assert!(ct_eq(b"", b""));
     }
 }

@@ -4,6 +4,7 @@
 //! whole run. All addresses are ELF virtual addresses unless a name says otherwise.
 
 pub mod anon_names;
+pub mod debug_file;
 pub mod lines;
 pub mod names;
 pub mod symbols;
@@ -64,6 +65,8 @@ struct Inner {
     has_debug_info: bool,
     architecture: object::Architecture,
     is_64: bool,
+    /// A separate debug file that brought the DWARF (see [`ElfImage::with_debug_file`]).
+    debug_data: Option<Vec<u8>>,
 }
 
 /// A parsed ELF image (see the module docs). Clone is an `Arc` clone.
@@ -105,17 +108,7 @@ impl ElfImage {
             return Err(ElfError::NotElf(file.format()));
         }
         let has_symtab = file.symbol_table().is_some();
-        let mut syms = Vec::new();
-        for sym in file.symbols().chain(file.dynamic_symbols()) {
-            if sym.kind() != SymbolKind::Text || !sym.is_definition() || sym.address() == 0 {
-                continue;
-            }
-            if let Ok(name) = sym.name() {
-                if !name.is_empty() {
-                    syms.push(FnSymbol::new(name, sym.address(), sym.size()));
-                }
-            }
-        }
+        let syms = function_symbols(&file);
         let segments = file
             .segments()
             .map(|seg| {
@@ -128,9 +121,7 @@ impl ElfImage {
                 }
             })
             .collect();
-        let has_debug_info = [".debug_info", ".debug_line", ".zdebug_info", ".zdebug_line"]
-            .iter()
-            .any(|name| file.section_by_name(name).is_some_and(|s| s.size() > 0));
+        let has_debug_info = has_dwarf(&file);
         let pie = file.kind() == ObjectKind::Dynamic;
         let (architecture, is_64) = (file.architecture(), file.is_64());
         let relocated = relocated_pointers(&file);
@@ -146,8 +137,54 @@ impl ElfImage {
                 has_debug_info,
                 architecture,
                 is_64,
+                debug_data: None,
             }),
         })
+    }
+
+    /// This executable with the symbols and DWARF of a separate debug file (`objcopy
+    /// --only-keep-debug`, a distribution's `-dbg` package). The two must have the same build id
+    /// when both have one; code, data and unwind tables stay the executable's.
+    pub fn with_debug_file(&self, debug: Vec<u8>, debug_path: &Path) -> Result<ElfImage, String> {
+        let name = debug_path.display();
+        let file = object::File::parse(debug.as_slice()).map_err(|e| format!("{name} is not an ELF file: {e}"))?;
+        let exe_id = debug_file::build_id(self.data());
+        let dbg_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
+        if let (Some(a), Some(b)) = (&exe_id, &dbg_id) {
+            if a != b {
+                return Err(format!(
+                    "{name} does not belong to this executable: build id {} there, {} in the executable; \
+                     pass the debug file of this very build",
+                    debug_file::hex(b),
+                    debug_file::hex(a)
+                ));
+            }
+        }
+        let has_symtab = self.inner.has_symtab || file.symbol_table().is_some();
+        let symbols = if self.inner.has_symtab { self.inner.symbols.clone() } else { SymbolTable::new(function_symbols(&file)) };
+        let dwarf = has_dwarf(&file);
+        drop(file);
+        let inner = &self.inner;
+        Ok(ElfImage {
+            inner: Arc::new(Inner {
+                data: inner.data.clone(),
+                symbols,
+                segments: inner.segments.clone(),
+                relocated: inner.relocated.clone(),
+                pie: inner.pie,
+                has_symtab,
+                has_debug_info: inner.has_debug_info || dwarf,
+                architecture: inner.architecture,
+                is_64: inner.is_64,
+                debug_data: (dwarf && !inner.has_debug_info).then_some(debug),
+            }),
+        })
+    }
+
+    /// The bytes to read DWARF from: the separate debug file's when it brought the DWARF, else the
+    /// executable's.
+    pub fn dwarf_data(&self) -> &[u8] {
+        self.inner.debug_data.as_deref().unwrap_or(&self.inner.data)
     }
 
     /// The whole file contents.
@@ -332,4 +369,27 @@ mod tests {
         assert_eq!(bytes, &img.data()[off as usize..off as usize + 16]);
         assert!(img.read_at_vaddr(u64::MAX - 4, 16).is_none());
     }
+}
+
+/// Function symbols of an object (static and dynamic), with addresses.
+fn function_symbols(file: &object::File<'_>) -> Vec<FnSymbol> {
+    let mut syms = Vec::new();
+    for sym in file.symbols().chain(file.dynamic_symbols()) {
+        if sym.kind() != SymbolKind::Text || !sym.is_definition() || sym.address() == 0 {
+            continue;
+        }
+        if let Ok(name) = sym.name() {
+            if !name.is_empty() {
+                syms.push(FnSymbol::new(name, sym.address(), sym.size()));
+            }
+        }
+    }
+    syms
+}
+
+/// Whether an object has DWARF debug info (line tables or types).
+fn has_dwarf(file: &object::File<'_>) -> bool {
+    [".debug_info", ".debug_line", ".zdebug_info", ".zdebug_line"]
+        .iter()
+        .any(|name| file.section_by_name(name).is_some_and(|s| s.size() > 0 && s.kind() != object::SectionKind::UninitializedData))
 }

@@ -3,6 +3,7 @@
 //! report. The runtime-specific parts live in `runtimes/`; the report is assembled in `report`.
 mod record;
 mod report;
+mod symbols;
 
 use std::time::Instant;
 
@@ -38,6 +39,8 @@ pub struct Session {
     sample_ms: (f64, f64),
     started: Instant,
     warnings: Vec<String>,
+    /// The separate debug file the symbols came from, if any.
+    symbols_file: Option<String>,
 }
 
 impl Session {
@@ -49,6 +52,7 @@ impl Session {
         let target = Target::open(pid)?;
         let image = ElfImage::open(&target.exe_proc_path).with_context(|| format!("cannot read the executable of pid {pid}"))?;
         preflight::check_machine(&image).map_err(|e| anyhow!("pid {pid}: {}: {e}", target.exe.display()))?;
+        let (image, symbols_file) = symbols::with_debug_file(&opts, &target, image)?;
         let segs: Vec<(u64, u64, u64)> = image.load_segments().iter().map(|s| (s.vaddr, s.file_offset, s.file_size)).collect();
         let bias = target.load_bias(&segs).ok_or_else(|| anyhow!("pid {pid}: cannot relate its memory map to its executable"))?;
         let runtime = runtimes::attach(&opts, &target, &image, bias).transpose()?;
@@ -68,6 +72,7 @@ impl Session {
         // the runtime's own warnings are asked for at each report (they can change as it runs)
         let warnings = Vec::new();
         Ok(Session {
+            symbols_file,
             tasks: Judged::new(opts.retention),
             waits: Judged::new(opts.retention),
             opts,

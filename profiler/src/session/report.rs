@@ -148,6 +148,7 @@ impl Session {
                 attach_points: info.as_ref().map_or(0, |i| i.attach_points),
                 attach_ms: info.as_ref().map_or(0.0, |i| i.attach_ms),
                 has_debug_info: info.as_ref().is_some_and(|i| i.has_debug_info),
+                symbols_file: self.symbols_file.clone(),
             },
             collection: Collection {
                 method: self.method(),

@@ -43,7 +43,7 @@ pub enum GoError {
 
 /// The g layout and waitReason names from the binary's DWARF (None without DWARF).
 pub fn offsets_from_dwarf(image: &ElfImage) -> Option<GoLayout> {
-    super::layout::from_dwarf(image.data())
+    super::layout::from_dwarf(image.dwarf_data())
 }
 
 /// The g layout for a version from the generated table.

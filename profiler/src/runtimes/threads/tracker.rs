@@ -93,7 +93,7 @@ pub struct BlockedTracker {
 impl BlockedTracker {
     pub fn new(pid: u32, image: ElfImage, bias: u64) -> anyhow::Result<Self> {
         let unwinder = Unwinder::new(&image, bias);
-        let lines = image.has_debug_info().then(|| crate::elf::lines::LineTable::load(image.data())).flatten();
+        let lines = image.has_debug_info().then(|| crate::elf::lines::LineTable::load(image.dwarf_data())).flatten();
         Ok(BlockedTracker { pid, image, bias, unwinder, lines, waiting: HashMap::new(), sites: BTreeMap::new(), samples: 0 })
     }
 

@@ -121,7 +121,9 @@ fn open_census(pid: u32, target: &Target, image: &ElfImage, bias: u64) -> Result
         .map(|s| s.addr.wrapping_add(bias))
         .collect();
     let next_id = image.data_symbol(&["5tokio", "4next7NEXT_ID"]).map(|a| a.wrapping_add(bias));
-    let c = TokioCensus::new(pid, target, (!polls.is_empty()).then_some(&polls), next_id)?;
+    let text: Vec<(u64, u64)> = target.exe_maps.iter().filter(|m| m.executable()).map(|m| (m.start, m.end)).collect();
+    let vtables = census::vtables::Vtables::from_image(image, bias, &text, (!polls.is_empty()).then_some(&polls));
+    let c = TokioCensus::new(pid, vtables, next_id)?;
     if c.runtimes.is_empty() {
         if let Some((owner, why)) = c.failures.iter().next() {
             return Err(format!("found tasks of runtime #{owner} but not its task lists ({why})"));

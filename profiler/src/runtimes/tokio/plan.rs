@@ -35,7 +35,11 @@ pub struct TokioPlan {
 pub enum PlanError {
     #[error("no tokio symbols found: the target does not look like a tokio program; check the pid or path")]
     NotTokio,
-    #[error("the binary has no symbol table (stripped): rebuild without strip or pass a binary with symbols")]
+    #[error(
+        "the binary has no symbol table (stripped) and no debug file was found: pass one with --symbols FILE, or \
+         install it where its build id points (/usr/lib/debug/.build-id/xx/rest.debug) or where its .gnu_debuglink \
+         names it (next to the binary, in .debug/ beside it, or under /usr/lib/debug/); or rebuild without strip"
+    )]
     Stripped,
     #[error(
         "tokio {} found but {missing} is missing (inlined or renamed in this version); \

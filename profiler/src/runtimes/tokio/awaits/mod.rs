@@ -80,7 +80,7 @@ impl AwaitIndex {
         if !image.has_debug_info() {
             return None;
         }
-        let debug = Debug::load(image.data())?;
+        let debug = Debug::load(image.dwarf_data())?;
         Some(AwaitIndex {
             debug,
             scans: HashMap::new(),

@@ -29,7 +29,7 @@ use crate::{
     model::CensusStats,
     runtimes::tokio::state,
     sample::{Sample, SiteObs, SiteTotals},
-    target::{parse_maps, Target},
+    target::parse_maps,
 };
 
 /// Heap bytes scanned for runtimes at attach, and per sample afterwards (new runtimes).
@@ -86,9 +86,8 @@ pub struct TokioCensus {
 
 impl TokioCensus {
     /// Finds the vtables and scans the heap for runtimes. Err: why a census cannot work here.
-    pub fn new(pid: u32, target: &Target, polls: Option<&HashSet<u64>>, next_id: Option<u64>) -> Result<Self, String> {
-        let mut mem = BlockReader::new(pid, CACHE_BYTES);
-        let vtables = Vtables::read(&mut mem, target, polls);
+    pub fn new(pid: u32, vtables: Vtables, next_id: Option<u64>) -> Result<Self, String> {
+        let mem = BlockReader::new(pid, CACHE_BYTES);
         if vtables.is_empty() {
             return Err("no tokio task vtable found in the executable's data".into());
         }

@@ -1,12 +1,12 @@
 //! tokio's task vtables in the target: each `(future, scheduler)` pair has one static `Vtable`
 //! (`task/raw.rs`: seven function pointers, then `trailer_offset`, `scheduler_offset`,
-//! `id_offset`; the same 1.28..newest). They are found in the executable's relocated data as read
-//! from the live process, by their shape, cross-checked against the `raw::poll` symbols when the
-//! binary has them; so a stripped binary's vtables are found too.
+//! `id_offset`; the same 1.28..newest). They are found in the executable's data as the dynamic
+//! loader relocates it (read from the file and its relocations, so a program stopped before its
+//! loader ran, under `leakprof run`, is read too), by their shape, cross-checked against the
+//! `raw::poll` symbols when the binary has them; so a stripped binary's vtables are found too.
 use std::collections::{HashMap, HashSet};
 
-use super::mem::Mem;
-use crate::target::Target;
+use crate::elf::ElfImage;
 
 /// What the census needs of one vtable (offsets from the task header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,22 +53,23 @@ impl Vtables {
         self.map.is_empty()
     }
 
-    /// Reads the executable's non-executable mappings in the live process and finds the vtables.
-    /// `polls`: runtime addresses of `raw::poll` (None for a binary without symbols).
-    pub fn read(mem: &mut dyn Mem, target: &Target, polls: Option<&HashSet<u64>>) -> Vtables {
-        let text: Vec<(u64, u64)> =
-            target.exe_maps.iter().filter(|m| m.executable()).map(|m| (m.start, m.end)).collect();
+    /// Finds the vtables in the executable's file-backed data, as relocated (`bias`: runtime minus
+    /// ELF address). `text`: runtime ranges of its code; `polls`: runtime addresses of
+    /// `raw::poll` (None for a binary without symbols). Keys are runtime addresses.
+    pub fn from_image(image: &ElfImage, bias: u64, text: &[(u64, u64)], polls: Option<&HashSet<u64>>) -> Vtables {
+        let text: Vec<(u64, u64)> = text.iter().map(|&(a, b)| (a.wrapping_sub(bias), b.wrapping_sub(bias))).collect();
+        let polls: Option<HashSet<u64>> = polls.map(|p| p.iter().map(|a| a.wrapping_sub(bias)).collect());
         let mut found = Vec::new();
         let mut budget = MAX_DATA_BYTES;
-        for m in target.exe_maps.iter().filter(|m| m.readable() && !m.executable()) {
-            let len = (m.end - m.start).min(budget);
-            budget -= len;
-            let mut buf = vec![0u8; len as usize];
-            if !mem.read(m.start, &mut buf) {
+        for seg in image.load_segments() {
+            let lo = seg.vaddr.next_multiple_of(8);
+            let hi = (seg.vaddr + seg.file_size).min(lo.saturating_add(budget));
+            if hi <= lo || text.iter().any(|&(a, b)| lo >= a && hi <= b) {
                 continue;
             }
-            let words: Vec<u64> = buf.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
-            found.extend(find_in(&words, m.start, &text, polls));
+            budget -= hi - lo;
+            let words: Vec<u64> = (lo..hi).step_by(8).map(|v| image.read_pointer(v).unwrap_or(0)).collect();
+            found.extend(find_in(&words, lo, &text, polls.as_ref()).into_iter().map(|(a, i)| (a.wrapping_add(bias), i)));
         }
         Vtables::from_pairs(found)
     }

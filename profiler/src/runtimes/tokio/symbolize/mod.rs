@@ -43,7 +43,7 @@ impl Symbolizer {
     pub fn new(image: ElfImage) -> Self {
         let lines = image
             .has_debug_info()
-            .then(|| LineTable::load(image.data()))
+            .then(|| LineTable::load(image.dwarf_data()))
             .flatten();
         Symbolizer {
             image,
