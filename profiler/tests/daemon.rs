@@ -397,7 +397,7 @@ fn the_http_face_holds_under_abuse() {
             })
         })
         .collect();
-    let ok = scrapers.into_iter().filter(|t| matches!(t.join(), Ok(Some(200)))).count();
+    let ok = scrapers.into_iter().map(|t| t.join()).filter(|r| matches!(r, Ok(Some(200)))).count();
     assert_eq!(ok, 100, "concurrent scrapers answered");
     assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon is still running");
     unsafe { libc::kill(daemon.0.id() as i32, libc::SIGINT) };

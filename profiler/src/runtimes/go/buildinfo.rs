@@ -35,7 +35,8 @@ pub use super::pcvalue::uvarint;
 pub fn find(data: &[u8]) -> Option<usize> {
     if let Ok(file) = object::File::parse(data) {
         if let Some(sec) = file.section_by_name(".go.buildinfo") {
-            return sec.file_range().map(|(off, _)| off as usize);
+            // a corrupt header can point past the end of the file
+            return sec.file_range().map(|(off, _)| off as usize).filter(|&off| off < data.len());
         }
         if file.sections().next().is_some() {
             return None; // section headers present, no buildinfo: not Go
@@ -48,7 +49,7 @@ pub fn find(data: &[u8]) -> Option<usize> {
 
 /// The Go version of an ELF file ("go1.27.3"), when it is a Go 1.18+ binary.
 pub fn go_version(data: &[u8]) -> Option<String> {
-    parse(&data[find(data)?..])
+    parse(data.get(find(data)?..)?)
 }
 
 /// True for a Go binary (it has a build info blob, any version).
@@ -61,7 +62,7 @@ pub fn is_go(data: &[u8]) -> bool {
 pub fn go_version_image(image: &ElfImage) -> Option<String> {
     let data = image.data();
     let off = find(data)?;
-    let blob = &data[off..];
+    let blob = data.get(off..)?;
     if let Some(v) = parse(blob) {
         return Some(v);
     }
