@@ -78,3 +78,60 @@ fn bad_flags_are_usage_errors() {
     let (code, _) = stderr_of(&[]);
     assert_eq!(code, Some(2));
 }
+
+/// `leakprof ARGS` with a deadline: (exit code, stderr, stdout, how long it took).
+fn timed(args: &[&str]) -> (Option<i32>, String, String, std::time::Duration) {
+    let t0 = std::time::Instant::now();
+    let out = run(args);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), String::from_utf8_lossy(&out.stdout).into_owned(), t0.elapsed())
+}
+
+#[test]
+fn target_exiting_during_attach_is_a_clear_message_never_a_hang() {
+    if !bpf_available("target_exiting_during_attach_is_a_clear_message_never_a_hang") {
+        return;
+    }
+    // the target ends at varying points of the attach, probes and census alike
+    for (i, delay) in [0.05f64, 0.2, 0.5, 1.0].into_iter().enumerate() {
+        let mut fx = Fixture::start("tokio-latest", &["mixed", "--seconds", &delay.to_string()]);
+        let probes = if i % 2 == 0 { "--probes" } else { "--no-threads" };
+        let (code, err, _, took) = timed(&["--pid", &fx.pid.to_string(), probes, "--duration", "5", "--quiet"]);
+        let _ = fx.child.wait();
+        assert!(took < std::time::Duration::from_secs(20), "took {took:?}: {err}");
+        match code {
+            // attached, then it ended: the report, and why it ended
+            Some(3) => assert!(err.contains("exited"), "{err}"),
+            // it ended before or while attaching: one sentence naming the pid
+            Some(1) => assert!(err.contains(&fx.pid.to_string()), "{err}"),
+            other => panic!("exit {other:?} when the target ended after {delay} s: {err}"),
+        }
+    }
+}
+
+#[test]
+fn target_that_execs_ends_the_run_with_its_report() {
+    if !bpf_available("target_that_execs_ends_the_run_with_its_report") {
+        return;
+    }
+    let fx = Fixture::start("plain", &["exec-after", "2"]);
+    let (code, err, out, took) = timed(&["--pid", &fx.pid.to_string(), "--threads", "--duration", "20", "--format", "json", "--quiet"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(took < std::time::Duration::from_secs(15), "the exec was not noticed: {took:?}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["collection"]["ended"], "target_exited");
+    assert!(r["warnings"].to_string().contains("replaced its program (exec)"), "{}", r["warnings"]);
+}
+
+#[test]
+fn ten_thousand_threads_are_read_in_bounded_time() {
+    if !bpf_available("ten_thousand_threads_are_read_in_bounded_time") {
+        return;
+    }
+    let (fx, _) = Fixture::start_with("plain", &["many-threads", "10000"], &[], Some("threads ready"));
+    let (code, err, out, took) = timed(&["--pid", &fx.pid.to_string(), "--threads", "--duration", "4", "--format", "json", "--quiet"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let blocked: i64 = r["blocked"].as_array().unwrap().iter().map(|b| b["threads"].as_i64().unwrap_or(0)).max().unwrap_or(0);
+    assert!(blocked >= 9_000, "the 10,000 waiting threads are seen: {}", r["blocked"]);
+}

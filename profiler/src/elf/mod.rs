@@ -328,6 +328,29 @@ fn relocated_pointers(file: &object::File<'_>) -> Vec<(u64, u64)> {
     out
 }
 
+/// Function symbols of an object (static and dynamic), with addresses.
+fn function_symbols(file: &object::File<'_>) -> Vec<FnSymbol> {
+    let mut syms = Vec::new();
+    for sym in file.symbols().chain(file.dynamic_symbols()) {
+        if sym.kind() != SymbolKind::Text || !sym.is_definition() || sym.address() == 0 {
+            continue;
+        }
+        if let Ok(name) = sym.name() {
+            if !name.is_empty() {
+                syms.push(FnSymbol::new(name, sym.address(), sym.size()));
+            }
+        }
+    }
+    syms
+}
+
+/// Whether an object has DWARF debug info (line tables or types).
+fn has_dwarf(file: &object::File<'_>) -> bool {
+    [".debug_info", ".debug_line", ".zdebug_info", ".zdebug_line"]
+        .iter()
+        .any(|name| file.section_by_name(name).is_some_and(|s| s.size() > 0 && s.kind() != object::SectionKind::UninitializedData))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,25 +394,3 @@ mod tests {
     }
 }
 
-/// Function symbols of an object (static and dynamic), with addresses.
-fn function_symbols(file: &object::File<'_>) -> Vec<FnSymbol> {
-    let mut syms = Vec::new();
-    for sym in file.symbols().chain(file.dynamic_symbols()) {
-        if sym.kind() != SymbolKind::Text || !sym.is_definition() || sym.address() == 0 {
-            continue;
-        }
-        if let Ok(name) = sym.name() {
-            if !name.is_empty() {
-                syms.push(FnSymbol::new(name, sym.address(), sym.size()));
-            }
-        }
-    }
-    syms
-}
-
-/// Whether an object has DWARF debug info (line tables or types).
-fn has_dwarf(file: &object::File<'_>) -> bool {
-    [".debug_info", ".debug_line", ".zdebug_info", ".zdebug_line"]
-        .iter()
-        .any(|name| file.section_by_name(name).is_some_and(|s| s.size() > 0 && s.kind() != object::SectionKind::UninitializedData))
-}

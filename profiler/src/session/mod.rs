@@ -121,6 +121,11 @@ impl Session {
         Ok(())
     }
 
+    /// The target exited, or replaced its program (exec): what was attached no longer applies.
+    fn target_gone(&self) -> bool {
+        !self.target.alive() || !self.target.same_exe()
+    }
+
     /// Runs until the duration, a signal or the target's exit; detaches; returns the report.
     pub async fn run(mut self, progress: &mut ProgressFn<'_>) -> Result<Report> {
         let mut sigint = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
@@ -135,14 +140,14 @@ impl Session {
                 _ = sigterm.recv() => break EndReason::Interrupted,
             }
             if let Err(e) = self.sample() {
-                // a target that exits while it is being read ends the run, with its report
-                if !self.target.alive() {
+                // a target that exits (or execs) while it is being read ends the run, with its report
+                if self.target_gone() {
                     break EndReason::TargetExited;
                 }
                 return Err(e);
             }
             progress(self.started.elapsed().as_secs_f64(), &self.sites());
-            if !self.target.alive() {
+            if self.target_gone() {
                 break EndReason::TargetExited;
             }
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
@@ -166,7 +171,8 @@ impl Session {
             th.detach();
         }
         if ended == EndReason::TargetExited {
-            self.warnings.push(format!("pid {} exited during the run; the report covers the time until then", self.opts.pid));
+            let what = if self.target.alive() { "replaced its program (exec)" } else { "exited" };
+            self.warnings.push(format!("pid {} {what} during the run; the report covers the time until then", self.opts.pid));
         }
         self.report(ended)
     }
