@@ -10,6 +10,7 @@ fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn no_such_pid() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !bpf_available("no_such_pid") {
         return;
     }
@@ -43,6 +44,7 @@ fn not_root() {
 
 #[test]
 fn not_a_tokio_program() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !bpf_available("not_a_tokio_program") {
         return;
     }
@@ -54,6 +56,7 @@ fn not_a_tokio_program() {
 
 #[test]
 fn stripped_binary_is_read_by_the_census_but_cannot_be_probed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !bpf_available("stripped_binary_is_read_by_the_census_but_cannot_be_probed") {
         return;
     }
@@ -88,9 +91,11 @@ fn timed(args: &[&str]) -> (Option<i32>, String, String, std::time::Duration) {
 
 #[test]
 fn target_exiting_during_attach_is_a_clear_message_never_a_hang() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !bpf_available("target_exiting_during_attach_is_a_clear_message_never_a_hang") {
         return;
     }
+    let (progs, links) = (bpf_ids(BPF_PROG_GET_NEXT_ID), bpf_ids(BPF_LINK_GET_NEXT_ID));
     // the target ends at varying points of the attach, probes and census alike
     for (i, delay) in [0.05f64, 0.2, 0.5, 1.0].into_iter().enumerate() {
         let mut fx = Fixture::start("tokio-latest", &["mixed", "--seconds", &delay.to_string()]);
@@ -105,11 +110,31 @@ fn target_exiting_during_attach_is_a_clear_message_never_a_hang() {
             Some(1) => assert!(err.contains(&fx.pid.to_string()), "{err}"),
             other => panic!("exit {other:?} when the target ended after {delay} s: {err}"),
         }
+        // nothing left attached: the kernel's lists of BPF programs and links are as before (the
+        // kernel frees a closed program or link a moment later: allow it 3 s)
+        let t0 = std::time::Instant::now();
+        loop {
+            let (p, l) = (bpf_ids(BPF_PROG_GET_NEXT_ID), bpf_ids(BPF_LINK_GET_NEXT_ID));
+            if p.is_subset(&progs) && l.is_subset(&links) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(3),
+                "left in the kernel: programs {:?}, links {:?}",
+                p.difference(&progs).collect::<Vec<_>>(),
+                l.difference(&links).collect::<Vec<_>>()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 }
 
+/// Tests that load BPF run one at a time here, so the kernel's lists change only by their doing.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn target_that_execs_ends_the_run_with_its_report() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !bpf_available("target_that_execs_ends_the_run_with_its_report") {
         return;
     }
@@ -124,6 +149,7 @@ fn target_that_execs_ends_the_run_with_its_report() {
 
 #[test]
 fn ten_thousand_threads_are_read_in_bounded_time() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !bpf_available("ten_thousand_threads_are_read_in_bounded_time") {
         return;
     }

@@ -19,6 +19,18 @@ pub struct Target {
     pub exe_proc_path: PathBuf,
     /// Mappings of the executable file in the target.
     pub exe_maps: Vec<Mapping>,
+    /// Its start time (clock ticks since boot, /proc/PID/stat): a pid reused by another process
+    /// has another.
+    pub start_time: Option<u64>,
+}
+
+/// (state, start time) from /proc/PID/stat.
+fn stat_of(pid: u32) -> Option<(String, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = s.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // after the comm: state is field 3, starttime field 22
+    Some((fields.first()?.to_string(), fields.get(19)?.parse().ok()?))
 }
 
 impl Target {
@@ -42,20 +54,15 @@ impl Target {
         if exe_maps.is_empty() {
             bail!("pid {pid}: its executable {exe_str} is not mapped (a process in exec, or a zombie?)");
         }
-        Ok(Target { pid, exe, exe_proc_path, exe_maps })
+        Ok(Target { pid, exe, exe_proc_path, exe_maps, start_time: stat_of(pid).map(|s| s.1) })
     }
 
-    /// Whether the process still exists (and is not a zombie).
+    /// Whether the process still exists (and is not a zombie), and is the same process: a pid
+    /// reused by a new process is not.
     pub fn alive(&self) -> bool {
-        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
-            Ok(s) => {
-                // state is the field after the parenthesised comm
-                s.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().next())
-                    .map(|st| st != "Z" && st != "X")
-                    .unwrap_or(false)
-            }
-            Err(_) => false,
+        match stat_of(self.pid) {
+            Some((state, start)) => state != "Z" && state != "X" && self.start_time.is_none_or(|t| t == start),
+            None => false,
         }
     }
 
@@ -98,6 +105,7 @@ mod tests {
             pid: 1,
             exe: "/x".into(),
             exe_proc_path: "/proc/1/exe".into(),
+            start_time: None,
             exe_maps: vec![
                 Mapping { start: 0x5555_0000_0000, end: 0x5555_0000_5000, offset: 0, perms: "r-xp".into(), path: None },
                 Mapping { start: 0x5555_0000_6000, end: 0x5555_0001_0000, offset: 0x5000, perms: "r-xp".into(), path: None },
@@ -110,11 +118,21 @@ mod tests {
     }
 
     #[test]
+    fn a_reused_pid_is_not_the_same_process() {
+        let me = std::process::id();
+        let mut t = Target::open(me).unwrap();
+        assert!(t.start_time.is_some() && t.alive());
+        t.start_time = t.start_time.map(|s| s + 1);
+        assert!(!t.alive(), "another start time: another process under the same pid");
+    }
+
+    #[test]
     fn bias_of_non_pie_is_zero() {
         let t = Target {
             pid: 1,
             exe: "/x".into(),
             exe_proc_path: "/proc/1/exe".into(),
+            start_time: None,
             exe_maps: vec![Mapping { start: 0x400000, end: 0x401000, offset: 0, perms: "r-xp".into(), path: None }],
         };
         assert_eq!(t.load_bias(&[(0x400000, 0, 0x1000)]), Some(0));

@@ -196,3 +196,28 @@ pub fn site<'a>(report: &'a serde_json::Value, needle: &str) -> &'a serde_json::
 pub fn int(v: &serde_json::Value) -> i64 {
     v.as_i64().unwrap_or_else(|| panic!("not an integer: {v}"))
 }
+
+/// The ids in one of the kernel's BPF object lists: `cmd` BPF_PROG_GET_NEXT_ID (11) for
+/// programs, BPF_LINK_GET_NEXT_ID (31) for links. What was left attached shows up here.
+pub fn bpf_ids(cmd: libc::c_long) -> std::collections::BTreeSet<u32> {
+    #[repr(C)]
+    struct NextId {
+        start_id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut attr = NextId { start_id: 0, next_id: 0, open_flags: 0 };
+    loop {
+        // SAFETY: `attr` outlives the call and the size is its own.
+        let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, &mut attr as *mut NextId, std::mem::size_of::<NextId>()) };
+        if r < 0 {
+            return ids;
+        }
+        ids.insert(attr.next_id);
+        attr.start_id = attr.next_id;
+    }
+}
+
+pub const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
+pub const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;

@@ -199,6 +199,7 @@ mod tests {
             exe: exe.clone(),
             exe_proc_path: "/proc/self/exe".into(),
             exe_maps: maps.into_iter().filter(|m| m.path.as_deref() == exe.to_str()).collect(),
+            start_time: None,
         };
         let segs: Vec<(u64, u64, u64)> =
             image.load_segments().iter().map(|s| (s.vaddr, s.file_offset, s.file_size)).collect();
