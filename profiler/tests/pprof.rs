@@ -42,7 +42,8 @@ fn go_tool_pprof_reads_live_tasks_by_spawn_stack() {
     let file = dir.join("leaks.pb.gz");
     let bin = fixture("tokio-latest");
     let out = run(&[
-        "run", "--duration", "4", "--quiet", "--format", "pprof", "-o", file.to_str().unwrap(), "--",
+        // spawn stacks come from the probes
+        "run", "--probes", "--duration", "4", "--quiet", "--format", "pprof", "-o", file.to_str().unwrap(), "--",
         bin.to_str().unwrap(), "two-callers",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
