@@ -6,7 +6,7 @@ use serde::Serialize;
 pub use crate::detect::VerdictKind;
 
 /// Bumped on any incompatible change of the JSON document.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 pub const SCHEMA_NAME: &str = "leakprof.report";
 
 #[derive(Debug, Clone, Serialize)]
