@@ -4,29 +4,13 @@
 //! Fixtures come from `cargo xtask fixtures` (fixtures/bin, or $LEAKPROF_FIXTURES); a missing one
 //! is skipped, or fails the test under CI=true.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Instant;
 
 use leakprof::elf::ElfImage;
 use leakprof::runtimes::tokio::awaits::{AwaitFrame, AwaitIndex, FutureLoc};
-
-/// The fixture `name` parsed, or None when it is not built: under CI (CI=true) a missing
-/// fixture FAILS the test; elsewhere it is skipped with a reason.
-fn fixture(name: &str) -> Option<ElfImage> {
-    let dir = std::env::var_os("LEAKPROF_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bin"));
-    let path = dir.join(name);
-    if !path.exists() {
-        let why = format!("{} not built (cargo xtask fixtures)", path.display());
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{name}: {why} (CI=true: failing instead of skipping)");
-        }
-        eprintln!("SKIPPED {name}: {why}");
-        return None;
-    }
-    Some(ElfImage::open(&path).expect("fixture parses"))
-}
+use common::fixture_image as fixture;
 
 /// A reader over `mem` mapped at runtime address `base`.
 fn reader(base: u64, mem: &[u8]) -> impl FnMut(u64, &mut [u8]) -> bool + '_ {

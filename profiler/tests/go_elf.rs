@@ -1,31 +1,14 @@
 //! The golang module against the Go fixtures (no root needed): fixtures/bin/go1.19,
 //! go1.19-stripped, go-latest, go-latest-stripped from `cargo xtask fixtures`. A missing fixture
 //! is skipped, except under CI (CI=true), where it fails.
+mod common;
+
 use std::path::PathBuf;
 
 use leakprof::elf::ElfImage;
 use leakprof::runtimes::go::{buildinfo, pclntab::Pclntab, runtime, runtime::LayoutSource};
 use leakprof::elf::lines::LineTable;
-
-fn fixture(name: &str) -> Option<ElfImage> {
-    let dir = std::env::var_os("LEAKPROF_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bin"));
-    let path = dir.join(name);
-    if !path.exists() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "{} is missing under CI: run `cargo xtask fixtures`",
-            path.display()
-        );
-        eprintln!(
-            "SKIPPED {name}: {} not built (cargo xtask fixtures)",
-            path.display()
-        );
-        return None;
-    }
-    Some(ElfImage::open(&path).expect("fixture parses"))
-}
+use common::fixture_image as fixture;
 
 /// (normal, stripped) builds of the fixture by one toolchain.
 fn pair(prefix: &str) -> Option<(ElfImage, ElfImage)> {

@@ -2,11 +2,13 @@
 //! Fixtures come from `cargo xtask fixtures` (fixtures/bin, or $LEAKPROF_FIXTURES); a missing one
 //! is skipped, or fails the test under CI=true.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use leakprof::elf::ElfImage;
+use std::path::Path;
+
 use leakprof::runtimes::tokio::plan::{classify, plan, BirthMode, PlanError, Role};
 use leakprof::runtimes::tokio::symbolize::Symbolizer;
+use common::fixture_image as fixture;
 
 /// Every spawned `async fn` of fixtures/tokio-src (see fixtures/README.md).
 const SITES: &[&str] = &[
@@ -37,24 +39,6 @@ const SITES: &[&str] = &[
     "leaks::wait_at_barrier",
     "leaks::wait_for_mutex",
 ];
-
-/// The fixture `name` parsed, or None when it is not built: under CI (CI=true) a missing
-/// fixture FAILS the test; elsewhere it is skipped with a reason.
-fn fixture(name: &str) -> Option<ElfImage> {
-    let dir = std::env::var_os("LEAKPROF_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bin"));
-    let path = dir.join(name);
-    if !path.exists() {
-        let why = format!("{} not built (cargo xtask fixtures)", path.display());
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{name}: {why} (CI=true: failing instead of skipping)");
-        }
-        eprintln!("SKIPPED {name}: {why}");
-        return None;
-    }
-    Some(ElfImage::open(&path).expect("fixture parses"))
-}
 
 /// `tokio_fixture::leaks::x::{{closure}}` / `..::{closure#0}` -> `leaks::x`.
 fn site_of(function: &str) -> Option<&str> {
@@ -239,10 +223,7 @@ fn a_separate_debug_file_brings_symbols_and_dwarf_and_must_be_of_the_same_build(
         return;
     };
     assert!(!split.has_symtab() && !split.has_debug_info());
-    let dir = std::env::var_os("LEAKPROF_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bin"));
-    let dbg_path = dir.join("tokio-latest-split.debug");
+    let dbg_path = common::fixture_dir().join("tokio-latest-split.debug");
     let merged = split.with_debug_file(std::fs::read(&dbg_path).unwrap(), &dbg_path).unwrap();
     assert!(merged.has_symtab() && merged.has_debug_info());
     assert_eq!(merged.data(), split.data(), "code and data stay the executable's");

@@ -7,14 +7,33 @@ use std::{
     process::{Child, Command, Output, Stdio},
 };
 
-/// Where `cargo xtask fixtures` puts the fixture programs.
+/// Where `cargo xtask fixtures` puts the fixture programs (or $LEAKPROF_FIXTURES).
+pub fn fixture_dir() -> PathBuf {
+    std::env::var_os("LEAKPROF_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bin"))
+}
+
+/// The fixture program `name`, which must be built.
 pub fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("LEAKPROF_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bin")
-    });
-    let p = dir.join(name);
+    let p = fixture_dir().join(name);
     assert!(p.exists(), "fixture {} is missing: run `cargo xtask fixtures` first", p.display());
     p
+}
+
+/// The fixture `name` parsed, or None when it is not built: under CI (CI=true) a missing
+/// fixture FAILS the test; elsewhere it is skipped with a reason.
+pub fn fixture_image(name: &str) -> Option<leakprof::elf::ElfImage> {
+    let path = fixture_dir().join(name);
+    if !path.exists() {
+        let why = format!("{} not built (cargo xtask fixtures)", path.display());
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{name}: {why} (CI=true: failing instead of skipping)");
+        }
+        eprintln!("SKIPPED {name}: {why}");
+        return None;
+    }
+    Some(leakprof::elf::ElfImage::open(&path).expect("fixture parses"))
 }
 
 /// True when this machine can run the BPF tests: running as root, a BPF program of the type
