@@ -35,12 +35,14 @@ pub struct Frame {
 
 /// True for paths of dependencies and the standard library rather than the application.
 pub fn is_library_path(path: &str) -> bool {
-    const MARKERS: [&str; 6] = [
+    const MARKERS: [&str; 8] = [
         "/.cargo/registry/",
         "/.cargo/git/",
         "/rustlib/",
         "/rustc/",
         "/library/core/",
+        "/library/std/",
+        "/library/alloc/",
         "/rust/deps/",
     ];
     MARKERS.iter().any(|m| path.contains(m)) || path.starts_with("/rustc/")

@@ -55,7 +55,8 @@ impl LoadSegment {
 
 #[derive(Debug)]
 struct Inner {
-    data: Vec<u8>,
+    /// The file's bytes, shared with images made from this one (`with_debug_file`).
+    data: Arc<Vec<u8>>,
     symbols: SymbolTable,
     segments: Vec<LoadSegment>,
     /// Pointer slots filled in by the dynamic loader: (slot vaddr, value), sorted.
@@ -128,7 +129,7 @@ impl ElfImage {
         drop(file);
         Ok(ElfImage {
             inner: Arc::new(Inner {
-                data,
+                data: Arc::new(data),
                 symbols: SymbolTable::new(syms),
                 segments,
                 relocated,
@@ -167,7 +168,7 @@ impl ElfImage {
         let inner = &self.inner;
         Ok(ElfImage {
             inner: Arc::new(Inner {
-                data: inner.data.clone(),
+                data: Arc::clone(&inner.data),
                 symbols,
                 segments: inner.segments.clone(),
                 relocated: inner.relocated.clone(),
@@ -184,7 +185,7 @@ impl ElfImage {
     /// The bytes to read DWARF from: the separate debug file's when it brought the DWARF, else the
     /// executable's.
     pub fn dwarf_data(&self) -> &[u8] {
-        self.inner.debug_data.as_deref().unwrap_or(&self.inner.data)
+        self.inner.debug_data.as_deref().unwrap_or(self.inner.data.as_slice())
     }
 
     /// The whole file contents.

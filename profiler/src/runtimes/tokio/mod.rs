@@ -48,7 +48,6 @@ pub struct Tokio {
     /// DWARF types of the task futures (None: the binary has none).
     awaits: Option<AwaitIndex>,
     pid: u32,
-    bias: u64,
     has_debug_info: bool,
     warnings: Vec<String>,
 }
@@ -105,7 +104,6 @@ impl Tokio {
             namer: Namer::new(opts.pid, bias, Symbolizer::new(image.clone())),
             awaits: AwaitIndex::new(image),
             pid: opts.pid,
-            bias,
             has_debug_info: image.has_debug_info(),
             warnings,
         })
@@ -192,7 +190,10 @@ impl Runtime for Tokio {
             None => Vec::new(),
         };
         let stuck = match (&self.census, self.awaits.as_mut()) {
-            (Some(c), Some(index)) => c.headers.get(&key).and_then(|hs| stuck::stuck(index, self.pid, self.bias, key, hs)),
+            (Some(c), Some(index)) => match (c.headers.get(&key), self.namer.poll_vaddr(key)) {
+                (Some(hs), Ok(poll)) => stuck::stuck(index, self.pid, poll, hs),
+                _ => None,
+            },
             _ => None,
         }
         .unwrap_or_default();

@@ -11,11 +11,13 @@ pub struct Namer {
     symbolizer: Symbolizer,
     /// vtable -> (name, the `raw::poll<T, S>` symbol it was named from)
     cache: HashMap<u64, (SiteName, String)>,
+    /// vtable -> ELF address of its `raw::poll<T, S>`, or why the vtable could not be read
+    polls: HashMap<u64, Result<u64, String>>,
 }
 
 impl Namer {
     pub fn new(pid: u32, bias: u64, symbolizer: Symbolizer) -> Self {
-        Namer { pid, bias, symbolizer, cache: HashMap::new() }
+        Namer { pid, bias, symbolizer, cache: HashMap::new(), polls: HashMap::new() }
     }
 
     /// The DWARF line table of the executable, when it has one.
@@ -24,7 +26,7 @@ impl Namer {
     }
 
     /// Names the site of `vtable` (a runtime address). The vtable's first word is the runtime
-    /// address of `raw::poll<T, S>`, read from the target once; failures name the site by address.
+    /// address of `raw::poll<T, S>` ([`Namer::poll_vaddr`]); failures name the site by address.
     pub fn name(&mut self, vtable: u64) -> &(SiteName, String) {
         if !self.cache.contains_key(&vtable) {
             let n = self.resolve(vtable);
@@ -33,15 +35,22 @@ impl Namer {
         &self.cache[&vtable]
     }
 
+    /// ELF address of the `raw::poll<T, S>` the vtable points at (its first word, read once).
+    pub fn poll_vaddr(&mut self, vtable: u64) -> Result<u64, String> {
+        let (pid, bias) = (self.pid, self.bias);
+        let read = || read_u64(pid, vtable).map(|p| p.wrapping_sub(bias)).map_err(|e| e.to_string());
+        self.polls.entry(vtable).or_insert_with(read).clone()
+    }
+
     fn resolve(&mut self, vtable: u64) -> (SiteName, String) {
-        let poll_rt = match read_u64(self.pid, vtable) {
+        let poll = match self.poll_vaddr(vtable) {
             Ok(p) => p,
             Err(e) => {
                 let function = format!("<unknown future, vtable {vtable:#x}: vtable unreadable: {e}>");
                 return (SiteName { function, file: None, line: None }, String::new());
             }
         };
-        let named = self.symbolizer.name_future(poll_rt.wrapping_sub(self.bias));
+        let named = self.symbolizer.name_future(poll);
         let name = SiteName {
             function: named.name.function.clone(),
             file: named.location.as_ref().map(|(f, _)| normalize_path(f)),

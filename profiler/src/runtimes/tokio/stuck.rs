@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use super::awaits::{AwaitFrame, AwaitIndex};
 use crate::{
+    elf::lines::is_library_path,
     model::{StackFrame, StuckAt, WaitStack},
     runtimes::Stuck,
     target::memory::read_bytes,
@@ -12,25 +13,16 @@ use crate::{
 /// Distinct whole await chains kept per site.
 const CHAINS_PER_SITE: usize = 3;
 
-/// Whether a source file belongs to a dependency or the standard library (not the user's code).
-fn is_dependency(file: &str) -> bool {
-    ["/.cargo/registry/", "/.cargo/git/", "/rustlib/", "/library/core/", "/library/std/", "/library/alloc/"]
-        .iter()
-        .any(|d| file.contains(d))
-        || file.starts_with("/rustc/")
-}
-
 /// The `.await` to report: the innermost in the user's own code (its awaitee names the library
 /// call it waits in), else the innermost.
 fn stuck_frame(frames: &[AwaitFrame]) -> Option<&AwaitFrame> {
-    frames.iter().rev().find(|f| !is_dependency(&f.file)).or(frames.last())
+    frames.iter().rev().find(|f| !is_library_path(&f.file)).or(frames.last())
 }
 
-/// Decodes the tasks at `headers` (all of the vtable `vtable`); None when the future's layout is
-/// not in the debug info.
-pub fn stuck(index: &mut AwaitIndex, pid: u32, bias: u64, vtable: u64, headers: &[u64]) -> Option<Stuck> {
-    let poll = crate::target::read_u64(pid, vtable).ok()?;
-    let fut = index.future_of(poll.wrapping_sub(bias))?;
+/// Decodes the tasks at `headers` (all with the `raw::poll<T, S>` at ELF address `poll_vaddr`);
+/// None when the future's layout is not in the debug info.
+pub fn stuck(index: &mut AwaitIndex, pid: u32, poll_vaddr: u64, headers: &[u64]) -> Option<Stuck> {
+    let fut = index.future_of(poll_vaddr)?;
     let mut read = |addr: u64, buf: &mut [u8]| read_bytes(pid, addr, buf).is_ok();
     let (mut sampled, mut at, mut chains) = (0u64, HashMap::<AwaitFrame, u64>::new(), HashMap::<Vec<AwaitFrame>, u64>::new());
     for &h in headers {
