@@ -110,22 +110,26 @@ fn target_exiting_during_attach_is_a_clear_message_never_a_hang() {
             Some(1) => assert!(err.contains(&fx.pid.to_string()), "{err}"),
             other => panic!("exit {other:?} when the target ended after {delay} s: {err}"),
         }
-        // nothing left attached: the kernel's lists of BPF programs and links are as before (the
-        // kernel frees a closed program or link a moment later: allow it 3 s)
-        let t0 = std::time::Instant::now();
-        loop {
-            let (p, l) = (bpf_ids(BPF_PROG_GET_NEXT_ID), bpf_ids(BPF_LINK_GET_NEXT_ID));
-            if p.is_subset(&progs) && l.is_subset(&links) {
-                break;
-            }
-            assert!(
-                t0.elapsed() < std::time::Duration::from_secs(3),
-                "left in the kernel: programs {:?}, links {:?}",
-                p.difference(&progs).collect::<Vec<_>>(),
-                l.difference(&links).collect::<Vec<_>>()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_kernel_lists_back(&progs, &links);
+    }
+}
+
+/// Nothing left attached: the kernel's lists of BPF programs and links are as before (the kernel
+/// frees a closed program or link a moment later: allow it 3 s).
+fn assert_kernel_lists_back(progs: &std::collections::BTreeSet<u32>, links: &std::collections::BTreeSet<u32>) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let (p, l) = (bpf_ids(BPF_PROG_GET_NEXT_ID), bpf_ids(BPF_LINK_GET_NEXT_ID));
+        if p.is_subset(progs) && l.is_subset(links) {
+            return;
         }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(3),
+            "left in the kernel: programs {:?}, links {:?}",
+            p.difference(progs).collect::<Vec<_>>(),
+            l.difference(links).collect::<Vec<_>>()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
@@ -160,4 +164,48 @@ fn ten_thousand_threads_are_read_in_bounded_time() {
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     let blocked: i64 = r["blocked"].as_array().unwrap().iter().map(|b| b["threads"].as_i64().unwrap_or(0)).max().unwrap_or(0);
     assert!(blocked >= 9_000, "the 10,000 waiting threads are seen: {}", r["blocked"]);
+}
+
+/// The target exits and another process of the same program gets its pid before leakprof looks
+/// again (the kernel's `ns_last_pid` makes the next process take it): leakprof ends with the
+/// target's report instead of reading the newcomer as if it were the target.
+#[test]
+fn a_pid_reused_by_another_process_is_not_taken_for_the_target() {
+    use std::{process::Stdio, time::{Duration, Instant}};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !bpf_available("a_pid_reused_by_another_process_is_not_taken_for_the_target") {
+        return;
+    }
+    let (progs, links) = (bpf_ids(BPF_PROG_GET_NEXT_ID), bpf_ids(BPF_LINK_GET_NEXT_ID));
+    for _attempt in 0..5 {
+        let mut fx = Fixture::start("tokio-latest", &["mixed"]);
+        let pid = fx.pid;
+        let lp = leakprof()
+            .args(["--pid", &pid.to_string(), "--probes", "--interval", "2s", "--duration", "40", "--format", "json", "--quiet"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(5)); // attached and sampled
+        // between two samples (2 s apart): the target ends and its pid goes to a twin at once
+        let t0 = Instant::now();
+        let _ = fx.child.kill();
+        let _ = fx.child.wait();
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).expect("root can set ns_last_pid");
+        let twin = Fixture::start("tokio-latest", &["mixed"]);
+        let took_pid = t0.elapsed();
+        let out = lp.wait_with_output().unwrap();
+        let (stderr, stdout) = (String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        if twin.pid != pid || took_pid > Duration::from_millis(500) {
+            eprintln!("attempt lost the race: twin got pid {} (wanted {pid}) after {took_pid:?}", twin.pid);
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(3), "the run went on with another process under pid {pid}: {stderr}");
+        assert!(t0.elapsed() < Duration::from_secs(10), "the target's end was noticed after {:?}", t0.elapsed());
+        let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(r["collection"]["ended"], "target_exited", "{stdout}");
+        assert_kernel_lists_back(&progs, &links);
+        return;
+    }
+    panic!("no attempt got the target's pid for the twin (other processes took it)");
 }
