@@ -32,6 +32,9 @@ pub mod progs {
     pub const FUTEX_ENTER: &str = "futex_enter";
     /// tracepoint syscalls:sys_exit_futex: the wait ended.
     pub const FUTEX_EXIT: &str = "futex_exit";
+    /// A uprobe that does nothing: attached at the same points, it measures the cost of the
+    /// traps alone (the physical limit of probe mode; `--empty-probes`, for benchmarks).
+    pub const EMPTY_UPROBE: &str = "empty_uprobe";
 }
 
 /// Global variables set by user space before load (`EbpfLoader::set_global`).

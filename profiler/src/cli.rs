@@ -153,6 +153,10 @@ pub struct Common {
     /// default: no probe, no cost in the target).
     #[arg(long, alias = "go-probes")]
     pub probes: bool,
+    /// Benchmarks only: attach the probes' programs empty (they count nothing), to measure
+    /// what the uprobe traps alone cost (`cargo xtask bench`). Implies --probes.
+    #[arg(long, hide = true)]
+    pub empty_probes: bool,
     /// Capacity of the kernel's live-task table (tasks beyond it are counted as lost).
     #[arg(long, default_value_t = RunOptions::default().max_tasks)]
     pub max_tasks: u32,
@@ -242,7 +246,8 @@ impl Common {
             ignore: IgnoreRules::new(&self.ignore, &self.ignore_created_by, self.config.as_deref())?,
             threads: self.threads,
             stack_period: self.stack_period,
-            probes: self.probes,
+            probes: self.probes || self.empty_probes,
+            empty_probes: self.empty_probes,
             no_threads: self.no_threads,
             record: self.record.clone(),
             symbols: self.symbols.clone(),

@@ -85,6 +85,20 @@ pub struct Collection {
     /// tokio census: how the last sample's walk of the runtimes' task lists went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub census: Option<CensusStats>,
+    /// leakprof's own kernel-side cost: each BPF program's runs and run time since attach, from
+    /// the kernel's BPF statistics (switched on while leakprof's programs are loaded); absent
+    /// when no program ran in the kernel (a census) or the kernel keeps no statistics.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bpf_programs: Vec<BpfProgramCost>,
+}
+
+/// One BPF program's cost as the kernel counts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BpfProgramCost {
+    pub program: String,
+    pub runs: u64,
+    /// Time spent running it, ns (summed over CPUs).
+    pub run_ns: u64,
 }
 
 /// How a tokio census read the runtimes' owned-task lists at the last sample.
@@ -359,6 +373,7 @@ pub mod tests {
                 sample_ms_mean: 1.0,
                 sample_ms_max: 1.0,
                 census: None,
+                bpf_programs: Vec::new(),
             },
             program_exit_code: None,
             sample_times_s: vec![1.0],

@@ -18,6 +18,9 @@ pub struct RunOptions {
     pub stack_period: u64,
     /// Count with uprobes (tokio: with the census alongside; Go: instead of the census).
     pub probes: bool,
+    /// Benchmarks only: the probes' attach points with programs that do nothing (nothing is
+    /// counted by them; the cost of the traps alone).
+    pub empty_probes: bool,
     /// Watch threads blocked in futex waits even in a program without tokio.
     pub threads: bool,
     /// Do not trace futex waits.
@@ -44,6 +47,7 @@ impl Default for RunOptions {
             no_threads: false,
             stack_period: 64,
             probes: false,
+            empty_probes: false,
             symbols: None,
             record: None,
             retention: crate::history::DEFAULT_CAPACITY,

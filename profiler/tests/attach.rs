@@ -111,6 +111,32 @@ fn json_document_has_the_versioned_schema() {
     assert!(r["kernel_counters"]["births"].as_u64().unwrap() > 0);
 }
 
+/// leakprof's own kernel-side cost, from the kernel's BPF statistics: each program that ran has
+/// its runs (at least the outcomes it counted) and run time; the statistics are off again after.
+#[test]
+fn the_report_has_each_bpf_programs_runs_and_run_time() {
+    if !bpf_available("the_report_has_each_bpf_programs_runs_and_run_time") {
+        return;
+    }
+    let before = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+    let fx = Fixture::start("tokio-latest", &["mixed"]);
+    let r = probed_report(fx.pid, 3);
+    let programs = r["collection"]["bpf_programs"].as_array().unwrap_or_else(|| panic!("no bpf_programs: {}", r["collection"]));
+    let get = |name: &str| programs.iter().find(|p| p["program"] == name).unwrap_or_else(|| panic!("{name} missing: {programs:?}"));
+    let k = &r["kernel_counters"];
+    for (prog, outcomes) in [
+        ("task_birth_bind_inner", k["births"].as_u64().unwrap()),
+        ("task_finish_release", k["finishes"].as_u64().unwrap() + k["finish_preexisting"].as_u64().unwrap()),
+        ("futex_enter", k["futex_wait_begin"].as_u64().unwrap()),
+    ] {
+        let p = get(prog);
+        let (runs, ns) = (p["runs"].as_u64().unwrap(), p["run_ns"].as_u64().unwrap());
+        assert!(outcomes > 0 && runs >= outcomes, "{prog}: {runs} runs for {outcomes} outcomes");
+        assert!(ns > 0 && ns / runs < 1_000_000, "{prog}: {ns} ns over {runs} runs");
+    }
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap(), before, "statistics left switched on");
+}
+
 #[test]
 fn tasks_alive_before_attach_are_live_but_not_births() {
     if !bpf_available("tasks_alive_before_attach_are_live_but_not_births") {

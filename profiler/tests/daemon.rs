@@ -191,6 +191,9 @@ fn prometheus_scrapes_the_daemon_and_the_leak_alert_fires_for_the_leaking_site_o
     // since attach: the pool started before it is not among them)
     let q = http_get(&prom_addr, "/api/v1/query?query=leakprof_site_live").unwrap();
     assert!(q.contains("never_answered") && q.contains("\"runtime\":\"go\""), "{q}");
+    // leakprof's own kernel-side cost per program, from the kernel's BPF statistics
+    let q = http_get(&prom_addr, "/api/v1/query?query=leakprof_bpf_program_run_seconds_total%3E0").unwrap();
+    assert!(q.contains("task_birth_bind_inner") && q.contains("go_death"), "{q}");
 
     // the JSON API and the page are served; writes are refused
     let report: serde_json::Value = serde_json::from_str(&http_get(&addr, "/api/report").unwrap()).unwrap();

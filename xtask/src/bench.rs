@@ -16,11 +16,13 @@ pub fn run(root: &Path, tasks: u64, rounds: u32) -> Result<()> {
     let bins = fixtures::build(root)?;
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     let leakprof = root.join("target/release/leakprof");
-    // probe configurations measured against bare rounds, alternating in one fixture process
-    let configs: [(&str, &[&str]); 3] = [
-        ("probes only", &["--stack-period", "0", "--no-threads"]),
-        ("+stacks", &["--no-threads"]),
-        ("+stacks+futex", &[]),
+    // probe configurations measured against bare rounds, alternating in one fixture process; the
+    // first is the physical limit: the same uprobes with programs that do nothing
+    let configs: [(&str, &[&str]); 4] = [
+        ("empty probes", &["--empty-probes", "--stack-period", "0", "--no-threads"]),
+        ("probes", &["--probes", "--stack-period", "0", "--no-threads"]),
+        ("+stacks", &["--probes", "--no-threads"]),
+        ("+stacks+futex", &["--probes"]),
     ];
     let mut results = vec![];
     for (label, bin, flavor) in [
@@ -33,19 +35,32 @@ pub fn run(root: &Path, tasks: u64, rounds: u32) -> Result<()> {
     }
     go_bench(&leakprof, &bins, rounds)?;
     println!("\nspawn+join of a trivial task, {tasks} tasks x {rounds} rounds each, median ns/task:");
+    print_table(&configs, &results);
+    Ok(())
+}
+
+/// One row per fixture: bare, then each configuration with its ratio to bare and, for probe
+/// configurations after the first (the empty-probe limit), their ratio to that limit.
+fn print_table(configs: &[(&str, &[&str])], rows: &[(&str, f64, Vec<f64>)]) {
     print!("{:<28} {:>8}", "fixture", "bare");
-    for (name, _) in &configs {
-        print!(" {name:>14} {:>7}", "ratio");
+    let vs_limit = |i: usize| i > 0 && configs[i].1.contains(&"--probes");
+    for (i, (name, _)) in configs.iter().enumerate() {
+        print!(" {name:>14} {:>7}", "x bare");
+        if vs_limit(i) {
+            print!(" {:>8}", "x limit");
+        }
     }
     println!();
-    for (label, bare, probed) in results {
+    for (label, bare, probed) in rows {
         print!("{label:<28} {bare:>8.0}");
-        for p in probed {
+        for (i, p) in probed.iter().enumerate() {
             print!(" {p:>14.0} {:>6.2}x", p / bare);
+            if vs_limit(i) {
+                print!(" {:>7.2}x", p / probed[0]);
+            }
         }
         println!();
     }
-    Ok(())
 }
 
 /// Median ns/task of `rounds` bare rounds and `rounds` rounds per probe configuration,
@@ -128,14 +143,13 @@ fn median(v: &mut [f64]) -> f64 {
 /// Go: goroutine create+exit bare, under probes, under a census every 100 ms; and the time one
 /// census of 100,000 goroutines takes (leakprof's side; the target is not stopped).
 fn go_bench(leakprof: &Path, bins: &Path, rounds: u32) -> Result<()> {
-    let configs: [(&str, &[&str]); 3] =
-        [("probes", &["--probes"]), ("census/100ms", &["--interval", "0.1"]), ("census/1s", &[])];
-    println!("\ngoroutine create+exit, 200000 per round x {rounds} rounds, median ns/goroutine:");
-    print!("{:<22} {:>8}", "fixture", "bare");
-    for (name, _) in &configs {
-        print!(" {name:>14} {:>7}", "ratio");
-    }
-    println!();
+    let configs: [(&str, &[&str]); 4] = [
+        ("empty probes", &["--empty-probes"]),
+        ("probes", &["--probes"]),
+        ("census/100ms", &["--interval", "0.1"]),
+        ("census/1s", &[]),
+    ];
+    let mut rows = vec![];
     for bin in ["go1.19", "go-latest"] {
         let (bare, probed) = measure_with(
             leakprof,
@@ -145,12 +159,10 @@ fn go_bench(leakprof: &Path, bins: &Path, rounds: u32) -> Result<()> {
             &configs,
             rounds,
         )?;
-        print!("{bin:<22} {bare:>8.0}");
-        for p in probed {
-            print!(" {p:>14.0} {:>6.2}x", p / bare);
-        }
-        println!();
+        rows.push((bin, bare, probed));
     }
+    println!("\ngoroutine create+exit, 200000 per round x {rounds} rounds, median ns/goroutine:");
+    print_table(&configs, &rows);
     for bin in ["go1.19", "go-latest"] {
         let (_guard, pid, _out) = start_fixture(&bins.join(bin), &["hold", "100000"], Stdio::null())?;
         sleep(Duration::from_secs(2));

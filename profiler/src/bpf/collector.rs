@@ -6,6 +6,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use profiler_common::{maps, stat, FutexWait, SiteCounters, SpawnSample, TaskRec, LIFETIME_BUCKETS};
 
 use super::AttachedProbes;
+use crate::model::BpfProgramCost;
 pub use crate::sample::SiteTotals;
 use crate::sample::{Sample, SiteObs};
 
@@ -50,6 +51,22 @@ pub struct KernelSnapshot {
     pub tasks: Vec<LiveTask>,
     /// Threads of the target in a futex wait that began since attach: (tid, wait).
     pub futex_waits: Vec<(u32, FutexWait)>,
+    /// Each program's runs and run time (the kernel's statistics).
+    pub programs: Vec<BpfProgramCost>,
+}
+
+/// What the kernel side did, kept from the last sample for the report: its outcome counters
+/// (indexed by `profiler_common::stat`) and each program's runs and run time.
+#[derive(Debug, Clone, Default)]
+pub struct KernelSide {
+    pub counters: Vec<u64>,
+    pub programs: Vec<BpfProgramCost>,
+}
+
+impl KernelSnapshot {
+    pub fn kernel_side(&self) -> KernelSide {
+        KernelSide { counters: self.stats.clone(), programs: self.programs.clone() }
+    }
 }
 
 impl KernelSnapshot {
@@ -122,5 +139,5 @@ pub fn read_snapshot(p: &AttachedProbes, with_tasks: bool) -> Result<KernelSnaps
             }
         }
     }
-    Ok(KernelSnapshot { sites, stats, tasks, futex_waits })
+    Ok(KernelSnapshot { sites, stats, tasks, futex_waits, programs: p.program_costs() })
 }

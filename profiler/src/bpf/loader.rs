@@ -10,6 +10,8 @@ use aya::{
 };
 use profiler_common::{globals, maps, progs};
 
+use crate::model::BpfProgramCost;
+
 /// The eBPF object built by build.rs from profiler-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
 
@@ -24,6 +26,9 @@ pub struct ProbeSpec {
 /// Probes attached to one process. Drop detaches them all.
 pub struct AttachedProbes {
     pub(crate) ebpf: Ebpf,
+    /// Keeps the kernel's BPF run-time statistics on while these programs are loaded (None: the
+    /// kernel refused, before 5.8).
+    _stats: Option<std::os::fd::OwnedFd>,
     pub(crate) spawn_samples: RingBuf<MapData>,
     pub attached: usize,
     pub attach_ms: f64,
@@ -42,11 +47,16 @@ pub struct LoadConfig {
     /// Trace the target's futex waits (needs tracefs).
     pub watch_futex: bool,
     pub target_tgid: u32,
+    /// Attach a program that does nothing at every uprobe point instead (benchmarks: the cost
+    /// of the traps alone).
+    pub empty_programs: bool,
 }
 
 impl AttachedProbes {
     pub fn attach(pid: u32, exe: &Path, cfg: &LoadConfig, specs: &[ProbeSpec]) -> Result<Self> {
         let t0 = Instant::now();
+        // as bpftop does: statistics on for as long as this value lives, then back as they were
+        let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::VTABLE_LO, &cfg.vtable_lo, true)
             .override_global(globals::VTABLE_HI, &cfg.vtable_hi, true)
@@ -61,6 +71,7 @@ impl AttachedProbes {
             NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 is not a process"))?,
         );
         let mut attached = 0;
+        let mut loaded_empty = false;
         for name in [
             progs::BIRTH_BIND_INNER,
             progs::BIRTH_FIRST_POLL,
@@ -72,12 +83,16 @@ impl AttachedProbes {
             if wanted.is_empty() {
                 continue;
             }
+            let name = if cfg.empty_programs { progs::EMPTY_UPROBE } else { name };
             let prog: &mut UProbe = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
                 .try_into()
                 .with_context(|| format!("program {name} is not a uprobe"))?;
-            prog.load().map_err(|e| anyhow!(bpf_refused(&format!("{name}: {e}"))))?;
+            if !(cfg.empty_programs && loaded_empty) {
+                prog.load().map_err(|e| anyhow!(bpf_refused(&format!("{name}: {e}"))))?;
+                loaded_empty = cfg.empty_programs;
+            }
             for spec in wanted {
                 prog.attach(spec.file_offset, exe, scope).map_err(|e| {
                     anyhow!(
@@ -109,11 +124,26 @@ impl AttachedProbes {
         let spawn_samples = RingBuf::try_from(ring).context("SPAWN_SAMPLES is not a ring buffer")?;
         Ok(AttachedProbes {
             ebpf,
+            _stats: stats,
             spawn_samples,
             attached,
             attach_ms: t0.elapsed().as_secs_f64() * 1e3,
             max_tasks: cfg.max_tasks,
         })
+    }
+}
+
+impl AttachedProbes {
+    /// Runs and run time of each loaded program since it was loaded (the kernel's statistics; all
+    /// zero when they are off).
+    pub fn program_costs(&self) -> Vec<BpfProgramCost> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(BpfProgramCost { program: name.to_string(), runs: info.run_count(), run_ns: info.run_time().as_nanos() as u64 })
+            })
+            .collect()
     }
 }
 

@@ -2,5 +2,5 @@
 mod collector;
 mod loader;
 
-pub use collector::{read_snapshot, drain_spawn_samples, KernelSnapshot, LiveTask, SiteTotals};
+pub use collector::{read_snapshot, drain_spawn_samples, KernelSide, KernelSnapshot, LiveTask, SiteTotals};
 pub use loader::{AttachedProbes, LoadConfig, ProbeSpec};

@@ -24,6 +24,12 @@ struct TargetLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgramLabels {
+    pid: String,
+    program: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CounterLabels {
     pid: String,
     counter: String,
@@ -53,6 +59,8 @@ pub fn render(reports: &[Report], health: &Health) -> String {
     let kernel = Family::<CounterLabels, Gauge>::default();
     let other = Family::<TargetLabels, Gauge>::default();
     let other_live = Family::<TargetLabels, Gauge>::default();
+    let bpf_runs = Family::<ProgramLabels, Counter>::default();
+    let bpf_seconds = Family::<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
     for r in reports {
         let t = TargetLabels { pid: r.target.pid.to_string(), exe: r.target.exe.clone(), runtime: r.target.runtime.to_string() };
         up.get_or_create(&t).set(i64::from(r.collection.ended == crate::model::EndReason::Running));
@@ -94,6 +102,11 @@ pub fn render(reports: &[Report], health: &Health) -> String {
         for (k, v) in r.kernel_counters.iter().flatten() {
             kernel.get_or_create(&CounterLabels { pid: t.pid.clone(), counter: k.clone() }).set(*v as i64);
         }
+        for p in &r.collection.bpf_programs {
+            let l = ProgramLabels { pid: t.pid.clone(), program: p.program.clone() };
+            bpf_runs.get_or_create(&l).inc_by(p.runs);
+            bpf_seconds.get_or_create(&l).inc_by(p.run_ns as f64 / 1e9);
+        }
     }
     reg.register("site_live", "Live tasks/goroutines per spawn site", live);
     reg.register("site_spawned", "Tasks/goroutines of the site seen born since attach (counter)", spawned);
@@ -106,6 +119,8 @@ pub fn render(reports: &[Report], health: &Health) -> String {
     reg.register("other_sites", "Sites beyond --top-k, not reported one by one", other);
     reg.register("other_sites_live", "Live tasks/goroutines of the sites beyond --top-k, together", other_live);
     reg.register("kernel_events", "Kernel-side outcome counters, failures included", kernel);
+    reg.register("bpf_program_runs", "Runs of each of leakprof's BPF programs (kernel BPF statistics)", bpf_runs);
+    reg.register("bpf_program_run_seconds", "Time spent in each of leakprof's BPF programs, all CPUs", bpf_seconds);
     let probes = Gauge::<i64>::default();
     probes.set(reports.iter().filter(|r| r.collection.ended == crate::model::EndReason::Running).map(|r| r.target.attach_points as i64).sum());
     reg.register("attached_probes", "Probe links (uprobes, tracepoints) held on running targets", probes);

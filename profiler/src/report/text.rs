@@ -220,6 +220,9 @@ pub fn render_text(r: &Report) -> String {
         let counters: Vec<String> = k.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(out, "kernel: {}", counters.join(" "));
     }
+    if let Some(line) = bpf_cost_line(&r.collection.bpf_programs) {
+        let _ = writeln!(out, "{line}");
+    }
     if let Some(code) = r.program_exit_code {
         let _ = writeln!(out, "program exit code: {code}");
     }
@@ -227,6 +230,16 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(out, "warning: {w}");
     }
     out
+}
+
+/// "kernel cost: task_birth_bind_inner 100000 runs 312 ns/run, ..." for the programs that ran.
+fn bpf_cost_line(programs: &[crate::model::BpfProgramCost]) -> Option<String> {
+    let ran: Vec<String> = programs
+        .iter()
+        .filter(|p| p.runs > 0)
+        .map(|p| format!("{} {} runs {:.0} ns/run", p.program, p.runs, p.run_ns as f64 / p.runs as f64))
+        .collect();
+    (!ran.is_empty()).then(|| format!("kernel cost: {}", ran.join(", ")))
 }
 
 /// "oldest live task spawned before attach, ~N tasks ago" (task ids are handed out in spawn order).

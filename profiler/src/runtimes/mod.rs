@@ -81,7 +81,7 @@ pub trait Runtime {
     /// What else is known of a site with `live` live tasks.
     fn detail(&mut self, key: u64, live: i64) -> SiteDetail;
     /// Kernel-side outcome counters, when the runtime runs probes (None: nothing ran in the kernel).
-    fn kernel_stats(&self) -> Option<Vec<u64>>;
+    fn kernel_stats(&self) -> Option<crate::bpf::KernelSide>;
     /// Detaches every probe (idempotent); the runtime can still name and describe sites.
     fn detach(&mut self);
     /// Things the user should know about this attachment.

@@ -101,7 +101,7 @@ impl Session {
     fn kernel_counters(&self) -> Option<BTreeMap<String, u64>> {
         let mut sum: Option<Vec<u64>> = None;
         let stats = self.runtime.as_ref().and_then(|r| r.kernel_stats()).into_iter().chain(self.threads.as_ref().map(|t| t.kernel_stats()));
-        for s in stats {
+        for s in stats.map(|k| k.counters) {
             let acc = sum.get_or_insert_with(|| vec![0; s.len()]);
             acc.resize(acc.len().max(s.len()), 0);
             for (a, b) in acc.iter_mut().zip(&s) {
@@ -119,6 +119,12 @@ impl Session {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
         )
+    }
+
+    /// Each BPF program's runs and run time, task probes' and futex tracepoints' together.
+    fn bpf_programs(&self) -> Vec<crate::model::BpfProgramCost> {
+        let sides = self.runtime.as_ref().and_then(|r| r.kernel_stats()).into_iter().chain(self.threads.as_ref().map(|t| t.kernel_stats()));
+        sides.flat_map(|k| k.programs).collect()
     }
 
     /// The report as of the last sample, without detaching (the daemon serves it while running).
@@ -159,6 +165,7 @@ impl Session {
                 sample_ms_mean: self.sample_ms.0 / self.samples.max(1) as f64,
                 sample_ms_max: self.sample_ms.1,
                 census: self.runtime.as_ref().and_then(|r| r.census_stats()),
+                bpf_programs: self.bpf_programs(),
             },
             program_exit_code: None,
             sample_times_s,

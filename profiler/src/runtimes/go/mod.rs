@@ -28,7 +28,7 @@ use anyhow::{anyhow, Result};
 use self::{census::GoCensus, layout::GoLayout, naming::Namer, pclntab::Pclntab, read::AllgsAddr};
 use super::{Runtime, RuntimeInfo, SiteDetail};
 use crate::{
-    bpf::{read_snapshot, AttachedProbes, LoadConfig, ProbeSpec},
+    bpf::{read_snapshot, AttachedProbes, KernelSide, LoadConfig, ProbeSpec},
     elf::ElfImage,
     model::SiteName,
     sample::{monotonic_ns, Sample},
@@ -50,7 +50,7 @@ pub struct GoPlan {
 /// How goroutines are counted.
 enum Mode {
     Census(GoCensus),
-    Probes { probes: Option<AttachedProbes>, stats: Vec<u64> },
+    Probes { probes: Option<AttachedProbes>, kernel: KernelSide },
 }
 
 /// A Go program, attached.
@@ -109,7 +109,7 @@ fn plan(image: &ElfImage, pid: u32, bias: u64) -> Result<GoPlan> {
 impl Go {
     fn attach(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64, plan: GoPlan) -> Result<Go> {
         let mode = if opts.probes {
-            Mode::Probes { probes: Some(attach_probes(opts, target, image, &plan)?), stats: Vec::new() }
+            Mode::Probes { probes: Some(attach_probes(opts, target, image, &plan)?), kernel: KernelSide::default() }
         } else {
             Mode::Census(GoCensus::new(opts.pid, &plan, bias))
         };
@@ -141,6 +141,7 @@ fn attach_probes(opts: &RunOptions, target: &Target, image: &ElfImage, go: &GoPl
         stack_period: 0,
         watch_futex: false,
         target_tgid: opts.pid,
+        empty_programs: opts.empty_probes,
     };
     AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &specs)
 }
@@ -162,12 +163,12 @@ impl Runtime for Go {
     fn sample(&mut self) -> Result<Sample<u64>> {
         match &mut self.mode {
             Mode::Census(c) => c.census(monotonic_ns()),
-            Mode::Probes { probes, stats } => {
+            Mode::Probes { probes, kernel } => {
                 let p = probes.as_ref().ok_or_else(|| anyhow!("already detached"))?;
                 let snap = read_snapshot(p, true)?;
                 // probes do not read the goroutines' states: no idle share
                 let sample = snap.to_sample(monotonic_ns(), |_| None);
-                *stats = snap.stats;
+                *kernel = snap.kernel_side();
                 Ok(sample)
             }
         }
@@ -192,9 +193,9 @@ impl Runtime for Go {
         }
     }
 
-    fn kernel_stats(&self) -> Option<Vec<u64>> {
+    fn kernel_stats(&self) -> Option<KernelSide> {
         match &self.mode {
-            Mode::Probes { stats, .. } => Some(stats.clone()),
+            Mode::Probes { kernel, .. } => Some(kernel.clone()),
             Mode::Census(_) => None,
         }
     }

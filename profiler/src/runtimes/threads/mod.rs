@@ -10,7 +10,7 @@ use anyhow::Result;
 
 pub use tracker::{WaitKind, WaitSite};
 use crate::{
-    bpf::{read_snapshot, AttachedProbes, LoadConfig},
+    bpf::{read_snapshot, AttachedProbes, KernelSide, LoadConfig},
     elf::ElfImage,
     sample::{monotonic_ns, Sample},
     options::RunOptions,
@@ -21,7 +21,7 @@ use crate::{
 pub struct Threads {
     probes: Option<AttachedProbes>,
     pub tracker: tracker::BlockedTracker,
-    stats: Vec<u64>,
+    kernel: KernelSide,
 }
 
 impl Threads {
@@ -36,23 +36,24 @@ impl Threads {
             stack_period: 0,
             watch_futex: true,
             target_tgid: opts.pid,
+            empty_programs: false,
         };
         let probes = AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &[])?;
-        Ok(Threads { probes: Some(probes), tracker: tracker::BlockedTracker::new(opts.pid, image.clone(), bias)?, stats: Vec::new() })
+        Ok(Threads { probes: Some(probes), tracker: tracker::BlockedTracker::new(opts.pid, image.clone(), bias)?, kernel: KernelSide::default() })
     }
 
     /// One census of the waiting threads, by wait site.
     pub fn sample(&mut self) -> Result<Sample<String>> {
         let p = self.probes.as_ref().ok_or_else(|| anyhow::anyhow!("already detached"))?;
         let snap = read_snapshot(p, false)?;
-        self.stats = snap.stats;
+        self.kernel = snap.kernel_side();
         let started = snap.futex_waits.iter().map(|(tid, w)| (*tid, w.start_ns)).collect();
         Ok(self.tracker.sample(monotonic_ns(), &started))
     }
 
     /// Kernel-side outcome counters of the futex tracepoints.
-    pub fn kernel_stats(&self) -> Vec<u64> {
-        self.stats.clone()
+    pub fn kernel_stats(&self) -> KernelSide {
+        self.kernel.clone()
     }
 
     pub fn detach(&mut self) {

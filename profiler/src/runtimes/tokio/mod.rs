@@ -221,8 +221,8 @@ impl Runtime for Tokio {
         }
     }
 
-    fn kernel_stats(&self) -> Option<Vec<u64>> {
-        self.probed.as_ref().map(|p| p.stats.clone())
+    fn kernel_stats(&self) -> Option<crate::bpf::KernelSide> {
+        self.probed.as_ref().map(|p| p.kernel.clone())
     }
 
     fn detach(&mut self) {

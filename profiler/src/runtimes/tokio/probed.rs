@@ -11,7 +11,7 @@ use super::{
     task_states,
 };
 use crate::{
-    bpf::{drain_spawn_samples, read_snapshot, AttachedProbes, LoadConfig},
+    bpf::{drain_spawn_samples, read_snapshot, AttachedProbes, KernelSide, LoadConfig},
     elf::ElfImage,
     options::RunOptions,
     sample::{monotonic_ns, Sample},
@@ -28,7 +28,7 @@ pub struct Probed {
     /// Attach points and attach time, kept after detaching.
     pub attached: (usize, f64),
     pub stacks: SpawnStacks,
-    pub stats: Vec<u64>,
+    pub kernel: KernelSide,
 }
 
 impl Probed {
@@ -43,6 +43,7 @@ impl Probed {
             stack_period: if plan.birth_mode == BirthMode::BindInner { opts.stack_period } else { 0 },
             watch_futex: false,
             target_tgid: opts.pid,
+            empty_programs: opts.empty_probes,
         };
         let probes = AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &probes::probe_specs(&plan))?;
         Ok(Probed {
@@ -51,7 +52,7 @@ impl Probed {
             probes: Some(probes),
             stacks: SpawnStacks::new(image.clone(), bias),
             plan,
-            stats: Vec::new(),
+            kernel: KernelSide::default(),
         })
     }
 
@@ -75,7 +76,7 @@ impl Probed {
             }
         }
         let sample = snap.to_sample(now_ns, |key| read_states.then(|| idle.get(&key).copied().unwrap_or_default()));
-        self.stats = snap.stats;
+        self.kernel = snap.kernel_side();
         Ok(sample)
     }
 
