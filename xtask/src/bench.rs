@@ -88,7 +88,22 @@ fn measure_with(
     configs: &[(&str, &[&str])],
     rounds: u32,
 ) -> Result<(f64, Vec<f64>)> {
-    let (mut guard, pid, mut out) = start_fixture(bin, args, Stdio::piped())?;
+    measure_beside(leakprof, bin, args, prefix, configs, rounds, None)
+}
+
+/// Like `measure_with`; leakprof attaches to `target` when given (the fixture measured is then a
+/// bystander: what leakprof costs the rest of the host), else to the fixture itself.
+pub(crate) fn measure_beside(
+    leakprof: &Path,
+    bin: &Path,
+    args: &[&str],
+    prefix: &str,
+    configs: &[(&str, &[&str])],
+    rounds: u32,
+    target: Option<u32>,
+) -> Result<(f64, Vec<f64>)> {
+    let (mut guard, fixture_pid, mut out) = start_fixture(bin, args, Stdio::piped())?;
+    let pid = target.unwrap_or(fixture_pid);
     let mut stdin = guard.0.stdin.take().unwrap();
     let mut round = |stdin: &mut std::process::ChildStdin| -> Result<f64> {
         writeln!(stdin, "go")?;

@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask setup | fixtures | demo | test | bench`.
 mod bench;
 mod bench_census;
+mod bench_futex;
 mod demo;
 mod fixtures;
 mod gotables;
@@ -40,6 +41,12 @@ enum Cmd {
     },
     /// tokio census: target cost vs bare, census time and bytes for 10k/100k/1M tasks, vs Handle::dump.
     BenchCensus {
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
+    /// Futex tracepoints: the cost on a bystander process (futex ping-pong, getppid loop) and
+    /// on the traced target, against bare.
+    BenchFutex {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
@@ -89,6 +96,7 @@ fn main() -> Result<()> {
         Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
         Cmd::BenchGo { rounds } => bench::go_stacks(&root, rounds),
         Cmd::BenchCensus { rounds } => bench_census::run(&root, rounds),
+        Cmd::BenchFutex { rounds } => bench_futex::run(&root, rounds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),
         Cmd::RecordSeries { seconds, parallel, only } => record::run(&root, seconds, parallel, only.as_deref()),
         Cmd::GoTables => gotables::generate(&root),

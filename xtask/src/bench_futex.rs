@@ -1,0 +1,42 @@
+//! `cargo xtask bench-futex`: what the futex tracepoints cost, side by side in one run.
+//! The tracepoints (syscalls:sys_enter_futex / sys_exit_futex) fire for every futex call on the
+//! host, and switching any syscall tracepoint on sends every syscall of every process through the
+//! kernel's traced syscall path. So:
+//! 1. a bystander: a futex ping-pong (two threads, a Mutex and a Condvar) and a getppid() loop in
+//!    a process that is NOT the target, bare rounds alternating with rounds while leakprof traces
+//!    another process's futex waits (`--threads`) and with the empty-program limit;
+//! 2. the target itself: the same ping-pong when it is the traced process (its waits are
+//!    recorded; its wakes' exits close no wait).
+use std::{path::Path, process::Stdio};
+
+use anyhow::Result;
+
+use crate::{bench::measure_beside, demo::start_fixture, fixtures, util};
+
+pub fn run(root: &Path, rounds: u32) -> Result<()> {
+    util::setup(root)?;
+    let bins = fixtures::build(root)?;
+    util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
+    let leakprof = root.join("target/release/leakprof");
+    let plain = bins.join("plain");
+    // the traced target: a healthy pool of threads idling on a Condvar
+    let (_target, target_pid, _out) = start_fixture(&plain, &["condvar-pool"], Stdio::null())?;
+    let configs: [(&str, &[&str]); 1] = [("futex tracing", &["--threads"])];
+    let mut rows = vec![];
+    for (label, args, prefix, units) in [
+        ("bystander futex ping-pong", ["futex-bench", "100000"], "ns_per_roundtrip=", "ns/round trip"),
+        ("bystander getppid()", ["syscall-bench", "2000000"], "ns_per_syscall=", "ns/syscall"),
+    ] {
+        let (bare, under) = measure_beside(&leakprof, &plain, &args, prefix, &configs, rounds, Some(target_pid))?;
+        rows.push((label, units, bare, under[0]));
+    }
+    let (bare, under) =
+        measure_beside(&leakprof, &plain, &["futex-bench", "100000"], "ns_per_roundtrip=", &configs, rounds, None)?;
+    rows.push(("target futex ping-pong", "ns/round trip", bare, under[0]));
+    println!("\nfutex tracing, {rounds} rounds each, medians (bare and traced rounds alternate):");
+    println!("{:<28} {:>14} {:>10} {:>10} {:>7}", "process", "unit", "bare", "traced", "ratio");
+    for (label, units, bare, traced) in rows {
+        println!("{label:<28} {units:>14} {bare:>10.1} {traced:>10.1} {:>6.3}x", traced / bare);
+    }
+    Ok(())
+}
