@@ -38,6 +38,8 @@ apt_install "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" zlib1g-dev lib
 apt_install golang-1.19-go prometheus
 # headless Chromium for the daemon page's browser test
 apt_install chromium
+# redis-benchmark, the load generator of `cargo xtask bench-redis`
+apt_install redis-tools
 # Debian starts the packaged Prometheus as a service; the tests run their own on a free port.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi
 
