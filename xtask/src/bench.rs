@@ -146,11 +146,11 @@ pub(crate) fn measure_beside(
     Ok((median(&mut bare), probed.iter_mut().map(|v| median(v)).collect()))
 }
 
-fn send_sigint(pid: u32) {
+pub(crate) fn send_sigint(pid: u32) {
     let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }

@@ -2,6 +2,7 @@
 mod bench;
 mod bench_census;
 mod bench_futex;
+mod bench_redis;
 mod demo;
 mod fixtures;
 mod gotables;
@@ -83,6 +84,19 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
+    /// A real server: mini-redis's SET/GET requests per second under redis-benchmark, bare vs
+    /// census vs probes (alternating rounds, one server process), as ratios.
+    BenchRedis {
+        /// Rounds of each kind (alternating).
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Requests per redis-benchmark test (SET, GET) per round.
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        /// redis-benchmark's parallel connections.
+        #[arg(long, default_value_t = 50)]
+        clients: u32,
+    },
 }
 
 fn main() -> Result<()> {
@@ -101,6 +115,7 @@ fn main() -> Result<()> {
         Cmd::RecordSeries { seconds, parallel, only } => record::run(&root, seconds, parallel, only.as_deref()),
         Cmd::GoTables => gotables::generate(&root),
         Cmd::Bench { tasks, rounds } => bench::run(&root, tasks, rounds),
+        Cmd::BenchRedis { rounds, requests, clients } => bench_redis::run(&root, rounds, requests, clients),
     }
 }
 
