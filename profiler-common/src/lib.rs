@@ -43,9 +43,9 @@ pub mod globals {
     pub const VTABLE_LO: &str = "VTABLE_LO";
     /// One past the highest address of the target binary's mappings.
     pub const VTABLE_HI: &str = "VTABLE_HI";
-    /// Spawn stack sampling: 0 = off; N (a power of two) = the first births of each site on each
-    /// CPU and then every Nth birth of the site on a CPU copy the spawning stack (only meaningful
-    /// where the birth probe runs in the spawning thread: bind_inner, not first poll).
+    /// Spawn stack sampling: 0 = off; N = the first births of each site on each CPU and then
+    /// every Nth birth on a CPU copy the spawning stack (only meaningful where the birth probe
+    /// runs in the spawning thread: bind_inner, not first poll).
     pub const STACK_PERIOD: &str = "STACK_PERIOD";
     /// Thread group id of the target (futex tracepoints see every process).
     pub const TARGET_TGID: &str = "TARGET_TGID";

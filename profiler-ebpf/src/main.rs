@@ -40,8 +40,6 @@ static VTABLE_HI: u64 = 0;
 static HEADER_VTABLE_OFFSET: u64 = 16;
 
 static ZERO_SITE: SiteCounters = SiteCounters::ZERO;
-/// -EEXIST, as map updates return it.
-const EEXIST: i32 = -17;
 
 #[inline(always)]
 pub(crate) fn count(idx: u32) {
@@ -113,12 +111,20 @@ fn close_task(rec: &TaskRec, now: u64) {
 }
 
 /// Whether this birth is sampled: the first births of each site on this CPU, then every
-/// STACK_PERIOD-th birth of the site on this CPU (a power of two: a mask, no division, and no
-/// second look at the statistics).
+/// STACK_PERIOD-th birth on this CPU.
 #[inline(always)]
 fn sampled(site_spawned_this_cpu: u64) -> bool {
     let period = global(&STACK_PERIOD);
-    period != 0 && (site_spawned_this_cpu <= STACK_FIRST_PER_SITE || site_spawned_this_cpu & (period - 1) == 0)
+    if period == 0 {
+        return false;
+    }
+    if site_spawned_this_cpu <= STACK_FIRST_PER_SITE {
+        return true;
+    }
+    match STATS.get(stat::BIRTHS) {
+        Some(b) => *b % period == 0,
+        None => false,
+    }
 }
 
 /// Sends the spawning stack of the task at `header` to user space (copied in chunks: a copy
@@ -174,26 +180,16 @@ fn sample_stack(ctx: &ProbeContext, header: u64, vtable: u64, born_ns: u64) {
 fn record_birth(header: u64) -> Option<(u64, u64, u64)> {
     let vtable = read_vtable(header)?;
     let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(old) = unsafe { TASKS.get(&header) } {
+        // The same header is born again: the previous task's finish was missed. Close it.
+        let old = *old;
+        close_task(&old, now);
+        count(stat::BIRTH_STALE_REPLACED);
+    }
     let rec = TaskRec { vtable, born_ns: now };
-    // one hash operation in the common case: the header is new
-    match TASKS.insert(&header, &rec, BPF_NOEXIST as u64) {
-        Ok(()) => {}
-        Err(EEXIST) => {
-            // The same header is born again: the previous task's finish was missed. Close it.
-            let Some(old) = TASKS.get_ptr_mut(&header) else {
-                count(stat::TASKS_MAP_FULL);
-                return None;
-            };
-            unsafe {
-                close_task(&*old, now);
-                *old = rec;
-            }
-            count(stat::BIRTH_STALE_REPLACED);
-        }
-        Err(_) => {
-            count(stat::TASKS_MAP_FULL);
-            return None;
-        }
+    if TASKS.insert(&header, &rec, 0).is_err() {
+        count(stat::TASKS_MAP_FULL);
+        return None;
     }
     let spawned = match site(vtable) {
         Some(s) => unsafe {

@@ -142,8 +142,8 @@ pub struct Common {
     /// Do not trace futex waits (on by default for tokio programs).
     #[arg(long)]
     pub no_threads: bool,
-    /// Copy the spawning stack of the first births of each site and then of every Nth birth of
-    /// the site, per CPU (N rounded up to a power of two; 0 = no spawn stacks).
+    /// Copy the spawning stack of the first births of each site and then of every Nth birth
+    /// (0 = no spawn stacks).
     #[arg(long, default_value_t = RunOptions::default().stack_period, value_name = "N")]
     pub stack_period: u64,
     /// Count with uprobes: exact births and finishes between samples and lifetimes. tokio:

@@ -42,8 +42,7 @@ pub struct LoadConfig {
     pub header_vtable_offset: u64,
     pub max_tasks: u32,
     pub max_sites: u32,
-    /// Spawn stack sampling period (0 = off; rounded up to a power of two): see
-    /// profiler_common::globals::STACK_PERIOD.
+    /// Spawn stack sampling period (0 = off): see profiler_common::globals::STACK_PERIOD.
     pub stack_period: u64,
     /// Trace the target's futex waits (needs tracefs).
     pub watch_futex: bool,
@@ -58,13 +57,11 @@ impl AttachedProbes {
         let t0 = Instant::now();
         // as bpftop does: statistics on for as long as this value lives, then back as they were
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
-        // the kernel side samples with a mask: a power of two
-        let stack_period = cfg.stack_period.checked_next_power_of_two().unwrap_or(1 << 63);
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::VTABLE_LO, &cfg.vtable_lo, true)
             .override_global(globals::VTABLE_HI, &cfg.vtable_hi, true)
             .override_global(globals::HEADER_VTABLE_OFFSET, &cfg.header_vtable_offset, true)
-            .override_global(globals::STACK_PERIOD, &stack_period, true)
+            .override_global(globals::STACK_PERIOD, &cfg.stack_period, true)
             .override_global(globals::TARGET_TGID, &u64::from(cfg.target_tgid), true)
             .map_max_entries(maps::TASKS, cfg.max_tasks)
             .map_max_entries(maps::SITES, cfg.max_sites)
