@@ -158,3 +158,38 @@ fn tasks_alive_before_attach_are_live_but_not_births() {
         assert!(s["series"].as_array().unwrap().iter().all(|v| int(v) >= 0), "{s}");
     }
 }
+
+/// mini-redis (a real server) spawns its connection tasks through a copy of tokio's spawn path
+/// with `bind_inner` inlined, so the birth probe never fires for them: leakprof must say so and
+/// count that site's births from the census instead of reporting none.
+#[test]
+fn births_the_probes_miss_are_said_and_counted_by_the_census() {
+    if !bpf_available("births_the_probes_miss_are_said_and_counted_by_the_census") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let fx = Fixture::start("mini-redis", &[&port.to_string()]);
+    let lp = leakprof()
+        .args(["--pid", &fx.pid.to_string(), "--probes", "--duration", "6", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // 30 clients that connect and stay: 30 connection tasks born after attach, all live
+    let clients: Vec<_> = (0..30).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    let out = lp.wait_with_output().unwrap();
+    drop(clients);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let site = r["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["function"].as_str().unwrap_or("").starts_with("mini_redis::server::Listener::run"))
+        .unwrap_or_else(|| panic!("no connection-task site: {}", r["sites"]));
+    assert_eq!(site["live"], 30, "{site}");
+    assert!(site["spawned"].as_u64().unwrap() >= 30, "the census's births, not the probes' none: {site}");
+    let warned = r["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("--probes missed task births at 1 site"));
+    assert!(warned, "no warning about the missed births: {}", r["warnings"]);
+}

@@ -15,7 +15,7 @@ use anyhow::{bail, Context as _, Result};
 use crate::{
     bench::{median, send_sigint},
     demo::start_fixture,
-    util,
+    fixtures, util,
 };
 
 /// The tests measured, in `redis-benchmark -t` spelling and as its CSV names them.
@@ -26,16 +26,9 @@ pub fn run(root: &Path, rounds: u32, requests: u64, clients: u32) -> Result<()> 
         bail!("--rounds, --requests and --clients must be at least 1");
     }
     util::setup(root)?;
+    let server = fixtures::build(root)?.join("mini-redis");
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     let leakprof = root.join("target/release/leakprof");
-    let dir = root.join("fixtures/mini-redis");
-    let target = dir.join("target");
-    util::cargo(
-        &dir,
-        &["build", "--release", "--locked", "--quiet", "--target-dir", target.to_str().unwrap()],
-        &[],
-    )?;
-    let server = target.join("release/mini-redis-fixture");
 
     // a free port now; the fixture binds it right away
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();

@@ -61,6 +61,8 @@ const VARIANTS: &[Variant] = &[
         cargo_args: &[],
     },
     Variant { out: "plain", dir: "plain", bin: "plain-fixture", target_dir: "target", env: &[], cargo_args: &[] },
+    // a real server: tokio's example Redis server (its spawn path has tokio's bind_inner inlined)
+    Variant { out: "mini-redis", dir: "mini-redis", bin: "mini-redis-fixture", target_dir: "target", env: &[], cargo_args: &[] },
 ];
 
 /// Builds every variant (cargo makes repeated builds quick) and a stripped copy; returns fixtures/bin.

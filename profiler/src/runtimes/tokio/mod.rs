@@ -17,7 +17,7 @@ pub mod stuck;
 pub mod symbolize;
 pub mod task_states;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{anyhow, Result};
 
@@ -50,7 +50,13 @@ pub struct Tokio {
     pid: u32,
     has_debug_info: bool,
     warnings: Vec<String>,
+    /// Sites whose births the probes missed (the census saw more born since attach): their name,
+    /// the census's count and the probes'.
+    missed_births: BTreeMap<u64, (String, u64, u64)>,
 }
+
+/// Births the census may see beyond the probes' before a site counts as missed by them.
+const MISSED_SLACK: u64 = 8;
 
 /// Why where-stuck is not read, when it is not.
 pub const NO_TYPE_INFO: &str = "unavailable: the binary has no DWARF type info (build with debug = 2 to see the .await each task waits at)";
@@ -106,6 +112,7 @@ impl Tokio {
             pid: opts.pid,
             has_debug_info: image.has_debug_info(),
             warnings,
+            missed_births: BTreeMap::new(),
         })
     }
 }
@@ -130,13 +137,23 @@ fn open_census(pid: u32, target: &Target, image: &ElfImage, bias: u64) -> Result
     Ok(c)
 }
 
-/// The census's live counts with the probes' exact births, finishes and lifetimes.
-fn merge(census: Sample<u64>, probes: Sample<u64>) -> Sample<u64> {
+/// The census's live counts with the probes' exact births, finishes and lifetimes, except at
+/// sites where the census saw more tasks born since attach than the probes did (a spawn path
+/// with tokio's birth point inlined into it): those keep the census's counts and are returned as
+/// (site, census births, probe births).
+fn merge(census: Sample<u64>, probes: Sample<u64>, census_born: &HashMap<u64, u64>) -> (Sample<u64>, Vec<(u64, u64, u64)>) {
+    let born = |key: u64| census_born.get(&key).copied().unwrap_or(0);
+    let mut missed: Vec<(u64, u64, u64)> =
+        census.sites.iter().filter(|s| born(s.key) > MISSED_SLACK && !probes.sites.iter().any(|p| p.key == s.key)).map(|s| (s.key, born(s.key), 0)).collect();
     let mut sites = census.sites;
     for p in probes.sites {
         match sites.iter_mut().find(|s| s.key == p.key) {
             Some(s) => {
-                s.totals = p.totals;
+                if born(p.key) > p.totals.spawned + MISSED_SLACK {
+                    missed.push((p.key, born(p.key), p.totals.spawned));
+                } else {
+                    s.totals = p.totals;
+                }
                 s.oldest_born_ns = match (s.oldest_born_ns, p.oldest_born_ns) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -145,7 +162,7 @@ fn merge(census: Sample<u64>, probes: Sample<u64>) -> Sample<u64> {
             None => sites.push(p),
         }
     }
-    Sample { now_ns: census.now_ns, sites }
+    (Sample { now_ns: census.now_ns, sites }, missed)
 }
 
 impl Runtime for Tokio {
@@ -173,7 +190,15 @@ impl Runtime for Tokio {
             None => None,
         };
         match (census, probed) {
-            (Some(c), Some(p)) => Ok(merge(c, p)),
+            (Some(c), Some(p)) => {
+                let born = self.census.as_ref().map(|c| &c.born_since_attach);
+                let (merged, missed) = merge(c, p, born.unwrap_or(&HashMap::new()));
+                for (key, by_census, by_probes) in missed {
+                    let name = self.namer.name(key).0.function.clone();
+                    self.missed_births.insert(key, (name, by_census, by_probes));
+                }
+                Ok(merged)
+            }
             (Some(s), None) | (None, Some(s)) => Ok(s),
             (None, None) => Err(anyhow!("already detached")),
         }
@@ -239,11 +264,51 @@ impl Runtime for Tokio {
             }
             w.extend(c.failures.iter().map(|(o, why)| format!("tokio census: tasks of runtime #{o} seen but not counted: {why}")));
         }
+        if let Some((name, by_census, by_probes)) = self.missed_births.values().max_by_key(|m| m.1) {
+            w.push(format!(
+                "--probes missed task births at {} site(s) (e.g. {name}: the census saw {by_census} tasks born since attach, \
+                 the probes {by_probes}): tokio's bind_inner is inlined into some spawn paths of this binary; those \
+                 sites' spawned, finished and lifetimes come from the census (tasks living less than an interval are not \
+                 counted there)",
+                self.missed_births.len()
+            ));
+        }
         w
     }
 
     fn census_stats(&self) -> Option<CensusStats> {
         let where_stuck = if self.awaits.is_some() { "read from the binary's DWARF types" } else { NO_TYPE_INFO };
         self.census.as_ref().map(|c| CensusStats { where_stuck: where_stuck.into(), ..c.stats.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::{SiteObs, SiteTotals};
+
+    fn site(key: u64, live: i64, spawned: u64, finished: u64) -> SiteObs<u64> {
+        SiteObs { key, live, totals: SiteTotals { spawned, finished, ..Default::default() }, oldest_born_ns: None, idle: None }
+    }
+
+    #[test]
+    fn probe_counts_replace_the_census_s_unless_the_probes_missed_births() {
+        // site 1: both saw its births; site 2: the census saw 40 born since attach, the probes
+        // none (bind_inner inlined into its spawn path); site 3: the probes never saw it at all
+        let census = Sample { now_ns: 5, sites: vec![site(1, 10, 12, 2), site(2, 40, 40, 0), site(3, 20, 20, 0)] };
+        let probes = Sample { now_ns: 5, sites: vec![site(1, 0, 15, 5), site(2, 0, 0, 0)] };
+        let born = HashMap::from([(1, 12), (2, 40), (3, 20)]);
+        let (merged, mut missed) = merge(census, probes, &born);
+        let by_key = |k: u64| merged.sites.iter().find(|s| s.key == k).unwrap();
+        assert_eq!((by_key(1).live, by_key(1).totals.spawned, by_key(1).totals.finished), (10, 15, 5), "the probes' exact counts");
+        assert_eq!((by_key(2).live, by_key(2).totals.spawned), (40, 40), "the census's counts, not the probes' zero");
+        assert_eq!((by_key(3).live, by_key(3).totals.spawned), (20, 20));
+        missed.sort();
+        assert_eq!(missed, vec![(2, 40, 0), (3, 20, 0)]);
+        // within the slack (tasks born between the probes' attach and the census's first sample)
+        let census = Sample { now_ns: 5, sites: vec![site(1, 8, 8, 0)] };
+        let probes = Sample { now_ns: 5, sites: vec![site(1, 0, 2, 0)] };
+        let (_, missed) = merge(census, probes, &HashMap::from([(1, 2 + MISSED_SLACK)]));
+        assert!(missed.is_empty());
     }
 }

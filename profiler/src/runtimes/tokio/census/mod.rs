@@ -74,6 +74,9 @@ pub struct TokioCensus {
     /// Census count, stamped on the tasks seen by it.
     generation: u32,
     totals: HashMap<u64, SiteTotals>,
+    /// vtable -> tasks seen by the census that were spawned after its first sample (a lower
+    /// bound of the site's births since then: tasks that live less than an interval are missed).
+    pub born_since_attach: HashMap<u64, u64>,
     /// vtable -> "idle"/"running"/"notified" -> live tasks, at the last census.
     pub states: HashMap<u64, BTreeMap<String, u64>>,
     /// vtable -> some live task headers (idle ones first), at the last census.
@@ -104,6 +107,7 @@ impl TokioCensus {
             seen: HashMap::new(),
             generation: 0,
             totals: HashMap::new(),
+            born_since_attach: HashMap::new(),
             states: HashMap::new(),
             headers: HashMap::new(),
             oldest: HashMap::new(),
@@ -219,6 +223,9 @@ impl TokioCensus {
             let order = &self.order;
             let seen = self.seen.entry(t.id).or_insert_with(|| {
                 self.totals.entry(t.vtable).or_default().spawned += 1;
+                if !order.before_attach(t.id) {
+                    *self.born_since_attach.entry(t.vtable).or_default() += 1;
+                }
                 // spawned since attach: when, from its id; before: first seen now
                 Seen { vtable: t.vtable, owner: t.owner, born_ns: order.born_ns(t.id).unwrap_or(now_ns).min(now_ns), generation }
             });
