@@ -2,7 +2,6 @@
 //! Every outcome, failures included, is counted in STATS; all judgement lives in user space.
 #![no_std]
 #![no_main]
-#![feature(asm_experimental_arch)]
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
