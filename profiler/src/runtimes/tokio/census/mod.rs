@@ -45,6 +45,9 @@ const CACHE_BYTES: u64 = 256 << 20;
 pub const HEADERS_PER_SITE: usize = 32;
 /// Times discovery is tried for one owner id per pass over the heap (a dropped runtime's cells).
 const TRIES_PER_OWNER: u32 = 3;
+/// At attach, lists not recognised are read again this many times, this far apart.
+const ATTACH_RETRIES: u32 = 40;
+const ATTACH_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// A live task as remembered between censuses.
 struct Seen {
@@ -69,6 +72,9 @@ pub struct TokioCensus {
     tries: HashMap<u64, u32>,
     /// Why the runtimes not found were not (owner id -> reason).
     pub failures: BTreeMap<u64, String>,
+    /// The last seed whose runtime's lists could not be recognised, per owner id (retried at
+    /// attach: lists that change under the read, as in a program spawning flat out, can fail once).
+    failed_seeds: HashMap<u64, Seed>,
     /// task id -> what is known of it
     seen: HashMap<u64, Seen>,
     /// Census count, stamped on the tasks seen by it.
@@ -104,6 +110,7 @@ impl TokioCensus {
             counts: HashMap::new(),
             tries: HashMap::new(),
             failures: BTreeMap::new(),
+            failed_seeds: HashMap::new(),
             seen: HashMap::new(),
             generation: 0,
             totals: HashMap::new(),
@@ -123,6 +130,14 @@ impl TokioCensus {
             if c.scan.done() || !c.runtimes.is_empty() {
                 break;
             }
+        }
+        // tasks found but not their lists: read them again a few times, spaced out, before giving up
+        for _ in 0..ATTACH_RETRIES {
+            if !c.runtimes.is_empty() || c.failed_seeds.is_empty() {
+                break;
+            }
+            std::thread::sleep(ATTACH_RETRY_PAUSE);
+            c.retry_failed();
         }
         Ok(c)
     }
@@ -161,14 +176,33 @@ impl TokioCensus {
                 continue;
             }
             *tries += 1;
-            match lists::discover(&mut self.mem, &self.vtables, &s) {
-                Ok(l) => {
-                    self.failures.remove(&l.owner_id);
-                    self.runtimes.push(l);
-                }
-                Err(e) => {
-                    self.failures.insert(s.owner_id, e);
-                }
+            self.discover(s);
+        }
+        self.mem.new_sample();
+    }
+
+    /// Recognises the task lists of the runtime `seed` belongs to, from fresh reads.
+    fn discover(&mut self, seed: Seed) {
+        self.mem.new_sample();
+        match lists::discover(&mut self.mem, &self.vtables, &seed) {
+            Ok(l) => {
+                self.failures.remove(&l.owner_id);
+                self.failed_seeds.remove(&l.owner_id);
+                self.runtimes.push(l);
+            }
+            Err(e) => {
+                self.failures.insert(seed.owner_id, e);
+                self.failed_seeds.insert(seed.owner_id, seed);
+            }
+        }
+    }
+
+    /// Tries again the runtimes whose lists were not recognised.
+    fn retry_failed(&mut self) {
+        let seeds: Vec<Seed> = self.failed_seeds.values().copied().collect();
+        for s in seeds {
+            if !self.runtimes.iter().any(|r| r.owner_id == s.owner_id) {
+                self.discover(s);
             }
         }
         self.mem.new_sample();
