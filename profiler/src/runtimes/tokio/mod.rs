@@ -191,7 +191,10 @@ impl Runtime for Tokio {
         };
         match (census, probed) {
             (Some(c), Some(p)) => {
-                let born = self.census.as_ref().map(|c| &c.born_since_attach);
+                // only a birth probe inside the spawn path can be inlined away; a first-poll birth
+                // probe is reached through the task's vtable (and a task not yet polled is not born)
+                let at_bind = self.probed.as_ref().is_some_and(|p| p.plan.birth_mode == BirthMode::BindInner);
+                let born = self.census.as_ref().filter(|_| at_bind).map(|c| &c.born_since_attach);
                 let (merged, missed) = merge(c, p, born.unwrap_or(&HashMap::new()));
                 for (key, by_census, by_probes) in missed {
                     let name = self.namer.name(key).0.function.clone();
