@@ -100,17 +100,17 @@ impl Session {
     /// kernel, e.g. a Go census without --threads).
     fn kernel_counters(&self) -> Option<BTreeMap<String, u64>> {
         let mut sum: Option<Vec<u64>> = None;
-        let stats = self.runtime.as_ref().and_then(|r| r.kernel_stats()).into_iter().chain(self.threads.as_ref().map(|t| t.kernel_stats()));
-        for s in stats.map(|k| k.counters) {
+        let (tasks, threads) = self.kernel_sides();
+        for s in tasks.iter().chain(&threads).map(|k| &k.counters) {
             let acc = sum.get_or_insert_with(|| vec![0; s.len()]);
             acc.resize(acc.len().max(s.len()), 0);
-            for (a, b) in acc.iter_mut().zip(&s) {
+            for (a, b) in acc.iter_mut().zip(s) {
                 *a += b;
             }
         }
         let sum = sum?;
         // only the counters of what ran: task probes' and futex tracepoints' apart
-        let (tasks_ran, threads_ran) = (self.runtime.as_ref().is_some_and(|r| r.kernel_stats().is_some()), self.threads.is_some());
+        let (tasks_ran, threads_ran) = (tasks.is_some(), threads.is_some());
         Some(
             profiler_common::stat::NAMES
                 .iter()
@@ -123,8 +123,13 @@ impl Session {
 
     /// Each BPF program's runs and run time, task probes' and futex tracepoints' together.
     fn bpf_programs(&self) -> Vec<crate::model::BpfProgramCost> {
-        let sides = self.runtime.as_ref().and_then(|r| r.kernel_stats()).into_iter().chain(self.threads.as_ref().map(|t| t.kernel_stats()));
-        sides.flat_map(|k| k.programs).collect()
+        let (tasks, threads) = self.kernel_sides();
+        tasks.into_iter().chain(threads).flat_map(|k| k.programs).collect()
+    }
+
+    /// What the kernel side of the task probes and of the futex tracing did (None: it did not run).
+    fn kernel_sides(&self) -> (Option<crate::bpf::KernelSide>, Option<crate::bpf::KernelSide>) {
+        (self.runtime.as_ref().and_then(|r| r.kernel_stats()), self.threads.as_ref().map(|t| t.kernel_stats()))
     }
 
     /// The report as of the last sample, without detaching (the daemon serves it while running).
