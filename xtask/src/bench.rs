@@ -1,9 +1,9 @@
 //! `cargo xtask bench`: ns per spawned+joined task, bare vs probed, alternating rounds in one run.
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     path::Path,
-    process::{Command, Stdio},
-    thread::sleep,
+    process::{Child, Command, Stdio},
+    thread::{sleep, JoinHandle},
     time::Duration,
 };
 
@@ -76,24 +76,13 @@ pub(crate) fn measure(
     let n = tasks.to_string();
     let mut args = vec!["spawn-bench", n.as_str()];
     args.extend(flavor);
-    measure_with(leakprof, bin, &args, "ns_per_task=", configs, rounds)
+    measure_with(leakprof, bin, &args, "ns_per_task=", configs, rounds, None)
 }
 
 /// Like `measure`, for any fixture that runs a round per stdin line and prints `PREFIX<ns>`.
-fn measure_with(
-    leakprof: &Path,
-    bin: &Path,
-    args: &[&str],
-    prefix: &str,
-    configs: &[(&str, &[&str])],
-    rounds: u32,
-) -> Result<(f64, Vec<f64>)> {
-    measure_beside(leakprof, bin, args, prefix, configs, rounds, None)
-}
-
-/// Like `measure_with`; leakprof attaches to `target` when given (the fixture measured is then a
-/// bystander: what leakprof costs the rest of the host), else to the fixture itself.
-pub(crate) fn measure_beside(
+/// leakprof attaches to `target` when given (the fixture measured is then a bystander: what
+/// leakprof costs the rest of the host), else to the fixture itself.
+pub(crate) fn measure_with(
     leakprof: &Path,
     bin: &Path,
     args: &[&str],
@@ -123,30 +112,66 @@ pub(crate) fn measure_beside(
     for _ in 0..rounds {
         bare.push(round(&mut stdin)?);
         for (i, (_, extra)) in configs.iter().enumerate() {
-            let mut prof = Command::new(leakprof)
-                .args(["--pid", &pid.to_string(), "--quiet", "--format", "json", "-o", "/dev/null"])
-                .args(*extra)
-                .stderr(Stdio::piped())
-                .spawn()
-                .context("cannot start leakprof")?;
-            // wait for "attached"
-            let mut err = BufReader::new(prof.stderr.take().unwrap());
-            let mut line = String::new();
-            err.read_line(&mut line)?;
-            if !line.contains("attached") {
-                bail!("leakprof did not attach: {line}");
-            }
+            let prof = Attached::start(leakprof, pid, extra)?;
             probed[i].push(round(&mut stdin)?);
-            // SIGINT: detach and report
-            send_sigint(prof.id());
-            prof.wait()?;
+            prof.stop()?;
             sleep(Duration::from_millis(100));
         }
     }
     Ok((median(&mut bare), probed.iter_mut().map(|v| median(v)).collect()))
 }
 
-pub(crate) fn send_sigint(pid: u32) {
+/// leakprof attached to a process, its report going nowhere.
+pub(crate) struct Attached {
+    child: Child,
+    /// The rest of its stderr, read meanwhile so it never blocks on a full pipe.
+    stderr: JoinHandle<String>,
+}
+
+impl Attached {
+    /// Starts leakprof on `pid` and waits for its stderr line saying it attached.
+    pub(crate) fn start(leakprof: &Path, pid: u32, extra: &[&str]) -> Result<Attached> {
+        let mut child = Command::new(leakprof)
+            .args(["--pid", &pid.to_string(), "--quiet", "--format", "json", "-o", "/dev/null"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start leakprof")?;
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if err.read_line(&mut line)? == 0 {
+                let st = child.wait()?;
+                bail!("leakprof {extra:?} ended ({st}) before attaching: {seen}");
+            }
+            seen += &line;
+            if line.contains("attached") {
+                break;
+            }
+        }
+        let stderr = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = err.read_to_string(&mut rest);
+            rest
+        });
+        Ok(Attached { child, stderr })
+    }
+
+    /// SIGINT (detach and report), then waits for it to exit.
+    pub(crate) fn stop(mut self) -> Result<()> {
+        send_sigint(self.child.id());
+        let st = self.child.wait()?;
+        let rest = self.stderr.join().unwrap_or_default();
+        if !st.success() {
+            bail!("leakprof exited with {st}: {rest}");
+        }
+        Ok(())
+    }
+}
+
+fn send_sigint(pid: u32) {
     let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
 }
 
@@ -173,6 +198,7 @@ fn go_bench(leakprof: &Path, bins: &Path, rounds: u32) -> Result<()> {
             "ns_per_goroutine=",
             &configs,
             rounds,
+            None,
         )?;
         rows.push((bin, bare, probed));
     }

@@ -11,7 +11,7 @@ use std::{path::Path, process::Stdio};
 
 use anyhow::Result;
 
-use crate::{bench::measure_beside, demo::start_fixture, fixtures, util};
+use crate::{bench::measure_with, demo::start_fixture, fixtures, util};
 
 pub fn run(root: &Path, rounds: u32) -> Result<()> {
     util::setup(root)?;
@@ -27,11 +27,11 @@ pub fn run(root: &Path, rounds: u32) -> Result<()> {
         ("bystander futex ping-pong", ["futex-bench", "100000"], "ns_per_roundtrip=", "ns/round trip"),
         ("bystander getppid()", ["syscall-bench", "2000000"], "ns_per_syscall=", "ns/syscall"),
     ] {
-        let (bare, under) = measure_beside(&leakprof, &plain, &args, prefix, &configs, rounds, Some(target_pid))?;
+        let (bare, under) = measure_with(&leakprof, &plain, &args, prefix, &configs, rounds, Some(target_pid))?;
         rows.push((label, units, bare, under[0]));
     }
     let (bare, under) =
-        measure_beside(&leakprof, &plain, &["futex-bench", "100000"], "ns_per_roundtrip=", &configs, rounds, None)?;
+        measure_with(&leakprof, &plain, &["futex-bench", "100000"], "ns_per_roundtrip=", &configs, rounds, None)?;
     rows.push(("target futex ping-pong", "ns/round trip", bare, under[0]));
     println!("\nfutex tracing, {rounds} rounds each, medians (bare and traced rounds alternate):");
     println!("{:<28} {:>14} {:>10} {:>10} {:>7}", "process", "unit", "bare", "traced", "ratio");

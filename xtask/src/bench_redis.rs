@@ -3,17 +3,17 @@
 //! bare rounds alternating with rounds under leakprof's census and under `--probes`, in one
 //! server process; medians of the rounds and their ratios to bare.
 use std::{
-    io::{BufRead as _, BufReader, Read as _},
+    io::BufRead as _,
     path::Path,
-    process::{Child, Command, Stdio},
-    thread::{sleep, JoinHandle},
+    process::{Command, Stdio},
+    thread::sleep,
     time::Duration,
 };
 
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    bench::{median, send_sigint},
+    bench::{median, Attached},
     demo::start_fixture,
     fixtures, util,
 };
@@ -30,10 +30,11 @@ pub fn run(root: &Path, rounds: u32, requests: u64, clients: u32) -> Result<()> 
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     let leakprof = root.join("target/release/leakprof");
 
-    // a free port now; the fixture binds it right away
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
-    let (_guard, pid, _out) = start_fixture(&server, &[&port], Stdio::null())?;
-    let pid = pid.to_string();
+    // port 0: the server binds a free one and names it
+    let (_guard, pid, mut out) = start_fixture(&server, &["0"], Stdio::null())?;
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    let port = line.trim().strip_prefix("listening port=").with_context(|| format!("mini-redis said {line:?}"))?.to_string();
     eprintln!("[xtask] mini-redis pid {pid} on 127.0.0.1:{port}");
     benchmark(&port, 10_000, clients)?; // warm-up
 
@@ -43,7 +44,7 @@ pub fn run(root: &Path, rounds: u32, requests: u64, clients: u32) -> Result<()> 
     for round in 1..=rounds {
         let mut line = vec![("bare", benchmark(&port, requests, clients)?)];
         for (label, extra) in modes {
-            let prof = Attached::start(&leakprof, &pid, extra)?;
+            let prof = Attached::start(&leakprof, pid, extra)?;
             let r = benchmark(&port, requests, clients);
             prof.stop()?;
             line.push((label, r?));
@@ -118,56 +119,6 @@ fn parse_csv(csv: &str) -> Result<Vec<f64>> {
             row.get(rps).context("short row")?.parse::<f64>().with_context(|| format!("{t} rps"))
         })
         .collect()
-}
-
-/// leakprof attached to the server, its report going nowhere.
-struct Attached {
-    child: Child,
-    /// The rest of its stderr, read meanwhile so it never blocks on a full pipe.
-    stderr: JoinHandle<String>,
-}
-
-impl Attached {
-    /// Starts leakprof on `pid` and waits for its stderr line saying it attached.
-    fn start(leakprof: &Path, pid: &str, extra: &[&str]) -> Result<Attached> {
-        let mut child = Command::new(leakprof)
-            .args(["--pid", pid, "--quiet", "--format", "json", "-o", "/dev/null"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start leakprof")?;
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut seen = String::new();
-        loop {
-            let mut line = String::new();
-            if err.read_line(&mut line)? == 0 {
-                let st = child.wait()?;
-                bail!("leakprof {extra:?} ended ({st}) before attaching: {seen}");
-            }
-            seen += &line;
-            if line.contains("attached") {
-                break;
-            }
-        }
-        let stderr = std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = err.read_to_string(&mut rest);
-            rest
-        });
-        Ok(Attached { child, stderr })
-    }
-
-    /// SIGINT (detach and report), then waits for it to exit.
-    fn stop(mut self) -> Result<()> {
-        send_sigint(self.child.id());
-        let st = self.child.wait()?;
-        let rest = self.stderr.join().unwrap_or_default();
-        if !st.success() {
-            bail!("leakprof exited with {st}: {rest}");
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
