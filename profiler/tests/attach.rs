@@ -168,17 +168,8 @@ fn births_the_probes_miss_are_said_and_counted_by_the_census() {
         return;
     }
     // port 0: the server binds a free port itself and names it (no race for a port picked here)
-    let mut child = std::process::Command::new(fixture("mini-redis"))
-        .arg("0")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
-    let field = |k: &str| ready.split_whitespace().find_map(|f| f.strip_prefix(k)).and_then(|v| v.parse::<u32>().ok());
-    let (Some(pid), Some(port)) = (field("pid="), field("port=")) else { panic!("mini-redis did not say where it serves: {ready:?}") };
-    let port = port as u16;
-    let fx = Fixture { child, pid };
+    let (fx, port) = Fixture::start_with("mini-redis", &["0"], &[], Some("listening port="));
+    let port: u16 = port.unwrap().parse().unwrap();
     let lp = leakprof()
         .args(["--pid", &fx.pid.to_string(), "--probes", "--duration", "6", "--format", "json"])
         .stdout(std::process::Stdio::piped())
