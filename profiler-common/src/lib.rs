@@ -3,8 +3,15 @@
 
 /// Map names (the `#[map]` statics in profiler-ebpf carry exactly these names).
 pub mod maps {
-    /// HashMap<u64 task header address, TaskRec>: tasks born since attach and not yet finished.
+    /// HashMap<u64 task header address, TaskRec>: tasks born since attach and not yet finished
+    /// (Go, and tokio births at the first poll).
     pub const TASKS: &str = "TASKS";
+    /// Array<TaskSlot>, mmapable, indexed by tokio task id & SLOT_MASK: tokio tasks born at
+    /// bind_inner since attach and not yet finished (no hash operation per task).
+    pub const SLOTS: &str = "SLOTS";
+    /// Array<u64>, one entry: the first tokio task id not alive at attach (NEXT_ID read just
+    /// after the probes attached; 0 = not known yet).
+    pub const FIRST_ID: &str = "FIRST_ID";
     /// PerCpuHashMap<u64 vtable address, SiteCounters>: per future type counters.
     pub const SITES: &str = "SITES";
     /// PerCpuArray<u64>, indexed by [`crate::stat`]: every kernel-side outcome, failures included.
@@ -21,8 +28,11 @@ pub mod progs {
     pub const BIRTH_BIND_INNER: &str = "task_birth_bind_inner";
     /// uprobe at entry of `task::raw::poll` (header in the 1st argument): first poll of an unseen task.
     pub const BIRTH_FIRST_POLL: &str = "task_birth_first_poll";
-    /// uprobe at entry of `<Arc<Handle> as Schedule>::release` (&Task in the 2nd argument).
+    /// uprobe at entry of `<Arc<Handle> as Schedule>::release` (&Task in the 2nd argument), with
+    /// births at the first poll (TASKS).
     pub const FINISH_RELEASE: &str = "task_finish_release";
+    /// The same finish point, with births at bind_inner (SLOTS, by task id).
+    pub const FINISH_SLOT: &str = "task_finish_slot";
     /// Go: uprobe on each RET of runtime.newproc1 (RAX = the new g); the site is g.gopc, read
     /// at HEADER_VTABLE_OFFSET (set to gopc's offset in g). Never a uretprobe: Go moves stacks.
     pub const GO_BIRTH_RET: &str = "go_birth_ret";
@@ -51,7 +61,16 @@ pub mod globals {
     pub const TARGET_TGID: &str = "TARGET_TGID";
     /// Byte offset of the vtable pointer in tokio's task `Header` (`#[repr(C)]`, 16 in 1.28..newest).
     pub const HEADER_VTABLE_OFFSET: &str = "HEADER_VTABLE_OFFSET";
+    /// Byte offset of the task id from the tokio task header when every task vtable of the
+    /// binary has the same `id_offset`; 0 = read it from each task's vtable.
+    pub const ID_OFFSET: &str = "ID_OFFSET";
+    /// Number of SLOTS minus one (a power of two minus one).
+    pub const SLOT_MASK: &str = "SLOT_MASK";
 }
+
+/// Byte offset of `id_offset` in tokio's task `Vtable` (seven function pointers, then
+/// `trailer_offset`, `scheduler_offset`, `id_offset`; 1.28..newest).
+pub const VTABLE_ID_OFFSET: u64 = 72;
 
 /// Per task state, written at birth, removed at finish.
 #[repr(C)]
@@ -63,6 +82,20 @@ pub struct TaskRec {
     pub born_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<TaskRec>() == 16);
+
+/// A tokio task born since attach, in SLOTS at its id & SLOT_MASK; `id` 0 = free (tokio's ids
+/// start at 1). Written at birth, `id` cleared at finish.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskSlot {
+    pub id: u64,
+    pub header: u64,
+    /// The task's vtable pointer (the site).
+    pub vtable: u64,
+    /// bpf_ktime_get_ns() at birth.
+    pub born_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<TaskSlot>() == 32);
 
 /// Bytes of user stack copied per spawn sample, in [`STACK_CHUNK`] pieces so a copy that runs
 /// past the end of the stack mapping keeps what came before.
@@ -195,7 +228,12 @@ pub mod stat {
     pub const FUTEX_MAP_FULL: u32 = 14;
     /// The spawn sample ring buffer was full: a sample was dropped (not a count error).
     pub const STACK_RING_FULL: u32 = 15;
-    pub const COUNT: u32 = 16;
+    /// A birth took the slot of a task still alive, born SLOTS births before it: that task's
+    /// finish is still counted, without its lifetime.
+    pub const SLOT_REUSED: u32 = 16;
+    /// A task born since attach finished after its slot was reused: counted, lifetime unmeasured.
+    pub const FINISH_UNTIMED: u32 = 17;
+    pub const COUNT: u32 = 18;
 
     /// Names for reports, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -215,6 +253,8 @@ pub mod stat {
         "futex_wait_end",
         "futex_map_full",
         "stack_ring_full",
+        "slot_reused",
+        "finish_untimed",
     ];
 
     /// Counters that mean data was lost or is uncertain (shown as warnings when non-zero).
@@ -226,6 +266,7 @@ pub mod stat {
 mod user {
     use super::*;
     unsafe impl aya::Pod for TaskRec {}
+    unsafe impl aya::Pod for TaskSlot {}
     unsafe impl aya::Pod for SiteCounters {}
     unsafe impl aya::Pod for StackSample {}
     unsafe impl aya::Pod for SpawnSample {}

@@ -11,6 +11,7 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 mod futex;
+mod slots;
 
 use profiler_common::{
     lifetime_bucket, stat, SiteCounters, SpawnSample, TaskRec, STACK_CHUNK, STACK_FIRST_PER_SITE,
@@ -55,7 +56,7 @@ pub(crate) fn global(v: &'static u64) -> u64 {
 /// Reads the vtable pointer of the task whose header is at `header` and checks that it points into
 /// the target binary (a task vtable is a static of the binary). None (counted) otherwise.
 #[inline(always)]
-fn read_vtable(header: u64) -> Option<u64> {
+pub(crate) fn read_vtable(header: u64) -> Option<u64> {
     if header == 0 {
         count(stat::READ_ERRORS);
         return None;
@@ -76,7 +77,7 @@ fn read_vtable(header: u64) -> Option<u64> {
 }
 
 #[inline(always)]
-fn site(vtable: u64) -> Option<*mut SiteCounters> {
+pub(crate) fn site(vtable: u64) -> Option<*mut SiteCounters> {
     if let Some(p) = SITES.get_ptr_mut(&vtable) {
         return Some(p);
     }
@@ -91,7 +92,7 @@ fn site(vtable: u64) -> Option<*mut SiteCounters> {
 
 /// Records that the task at `header` finished (or was found stale), updating its site's counters.
 #[inline(always)]
-fn close_task(rec: &TaskRec, now: u64) {
+pub(crate) fn close_task(rec: &TaskRec, now: u64) {
     let Some(s) = site(rec.vtable) else {
         count(stat::FINISH_NO_SITE);
         return;
@@ -112,7 +113,7 @@ fn close_task(rec: &TaskRec, now: u64) {
 /// Whether this birth is sampled: the first births of each site on this CPU, then every
 /// STACK_PERIOD-th birth on this CPU.
 #[inline(always)]
-fn sampled(site_spawned_this_cpu: u64) -> bool {
+pub(crate) fn sampled(site_spawned_this_cpu: u64) -> bool {
     let period = global(&STACK_PERIOD);
     if period == 0 {
         return false;
@@ -129,7 +130,7 @@ fn sampled(site_spawned_this_cpu: u64) -> bool {
 /// Sends the spawning stack of the task at `header` to user space (copied in chunks: a copy
 /// that runs past the top of the stack keeps what came before).
 #[inline(always)]
-fn sample_stack(ctx: &ProbeContext, header: u64, vtable: u64, born_ns: u64) {
+pub(crate) fn sample_stack(ctx: &ProbeContext, header: u64, vtable: u64, born_ns: u64) {
     let Some(mut entry) = SPAWN_SAMPLES.reserve::<SpawnSample>(0) else {
         count(stat::STACK_RING_FULL);
         return;
@@ -202,18 +203,6 @@ fn record_birth(header: u64) -> Option<(u64, u64, u64)> {
     };
     count(stat::BIRTHS);
     Some((vtable, spawned, now))
-}
-
-/// `OwnedTasks<S>::bind_inner(&self, task: Task<S>, notified)`: Task<S> is one pointer, the header.
-#[uprobe]
-pub fn task_birth_bind_inner(ctx: ProbeContext) -> u32 {
-    let header: u64 = ctx.arg(1).unwrap_or(0);
-    if let Some((vtable, spawned, born_ns)) = record_birth(header) {
-        if sampled(spawned) {
-            sample_stack(&ctx, header, vtable, born_ns);
-        }
-    }
-    0
 }
 
 /// `task::raw::poll(header)`: in first-poll mode a task is born the first time it is polled.

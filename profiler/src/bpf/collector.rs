@@ -115,7 +115,9 @@ pub fn read_snapshot(p: &AttachedProbes, with_tasks: bool) -> Result<KernelSnaps
         *s = stats_map.get(&(i as u32), 0)?.iter().sum();
     }
     let mut tasks = Vec::new();
-    if with_tasks {
+    if let (true, Some(slots)) = (with_tasks, &p.slots) {
+        tasks = slots.live();
+    } else if with_tasks {
         let tasks_map: BpfHashMap<&MapData, u64, TaskRec> = BpfHashMap::try_from(
             ebpf.map(maps::TASKS).ok_or_else(|| anyhow!("map TASKS missing"))?,
         )?;

@@ -33,6 +33,8 @@ pub struct AttachedProbes {
     pub attached: usize,
     pub attach_ms: f64,
     pub max_tasks: u32,
+    /// The SLOTS array, mapped (tokio births at bind_inner; None otherwise).
+    pub(crate) slots: Option<super::slots::SlotView>,
 }
 
 /// Settings of the kernel side.
@@ -47,6 +49,11 @@ pub struct LoadConfig {
     /// Trace the target's futex waits (needs tracefs).
     pub watch_futex: bool,
     pub target_tgid: u32,
+    /// Number of SLOTS (rounded up to a power of two) for tokio births at bind_inner; 0: none.
+    pub slots: u32,
+    /// Offset of the task id from a tokio task header when the same for all vtables (0: read it
+    /// from each task's vtable).
+    pub id_offset: u64,
     /// Attach a program that does nothing at every uprobe point instead (benchmarks: the cost
     /// of the traps alone).
     pub empty_programs: bool,
@@ -57,13 +64,18 @@ impl AttachedProbes {
         let t0 = Instant::now();
         // as bpftop does: statistics on for as long as this value lives, then back as they were
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
+        let slots = cfg.slots.max(1).checked_next_power_of_two().ok_or_else(|| anyhow!("too many slots: {}", cfg.slots))?;
+        let slot_mask = u64::from(slots - 1);
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::VTABLE_LO, &cfg.vtable_lo, true)
             .override_global(globals::VTABLE_HI, &cfg.vtable_hi, true)
             .override_global(globals::HEADER_VTABLE_OFFSET, &cfg.header_vtable_offset, true)
             .override_global(globals::STACK_PERIOD, &cfg.stack_period, true)
             .override_global(globals::TARGET_TGID, &u64::from(cfg.target_tgid), true)
+            .override_global(globals::ID_OFFSET, &cfg.id_offset, true)
+            .override_global(globals::SLOT_MASK, &slot_mask, true)
             .map_max_entries(maps::TASKS, cfg.max_tasks)
+            .map_max_entries(maps::SLOTS, slots)
             .map_max_entries(maps::SITES, cfg.max_sites)
             .load(OBJECT)
             .map_err(|e| anyhow!(bpf_refused(&e.to_string())))?;
@@ -76,6 +88,7 @@ impl AttachedProbes {
             progs::BIRTH_BIND_INNER,
             progs::BIRTH_FIRST_POLL,
             progs::FINISH_RELEASE,
+            progs::FINISH_SLOT,
             progs::GO_BIRTH_RET,
             progs::GO_DEATH,
         ] {
@@ -122,6 +135,10 @@ impl AttachedProbes {
         }
         let ring = ebpf.take_map(maps::SPAWN_SAMPLES).ok_or_else(|| anyhow!("map SPAWN_SAMPLES missing"))?;
         let spawn_samples = RingBuf::try_from(ring).context("SPAWN_SAMPLES is not a ring buffer")?;
+        let slots = match cfg.slots {
+            0 => None,
+            _ => Some(super::slots::SlotView::new(ebpf.take_map(maps::SLOTS).ok_or_else(|| anyhow!("map SLOTS missing"))?, slots)?),
+        };
         Ok(AttachedProbes {
             ebpf,
             _stats: stats,
@@ -129,7 +146,17 @@ impl AttachedProbes {
             attached,
             attach_ms: t0.elapsed().as_secs_f64() * 1e3,
             max_tasks: cfg.max_tasks,
+            slots,
         })
+    }
+
+    /// Tells the finish program the first tokio task id not alive at attach (read from the
+    /// target's NEXT_ID after attaching, so every task at or above it had its birth seen).
+    pub fn set_first_id(&mut self, first_id: u64) -> Result<()> {
+        let map = self.ebpf.map_mut(maps::FIRST_ID).ok_or_else(|| anyhow!("map FIRST_ID missing"))?;
+        let mut a: aya::maps::Array<&mut MapData, u64> = aya::maps::Array::try_from(map)?;
+        a.set(0, first_id, 0)?;
+        Ok(())
     }
 }
 

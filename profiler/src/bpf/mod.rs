@@ -1,6 +1,7 @@
 //! The kernel side as seen from user space: loading and attaching the probes, reading their maps.
 mod collector;
 mod loader;
+mod slots;
 
 pub use collector::{read_snapshot, drain_spawn_samples, KernelSide, KernelSnapshot, LiveTask, SiteTotals};
 pub use loader::{AttachedProbes, LoadConfig, ProbeSpec};

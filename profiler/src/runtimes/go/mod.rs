@@ -141,6 +141,8 @@ fn attach_probes(opts: &RunOptions, target: &Target, image: &ElfImage, go: &GoPl
         stack_period: 0,
         watch_futex: false,
         target_tgid: opts.pid,
+        slots: 0,
+        id_offset: 0,
         empty_programs: opts.empty_probes,
     };
     AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &specs)

@@ -36,6 +36,8 @@ impl Threads {
             stack_period: 0,
             watch_futex: true,
             target_tgid: opts.pid,
+            slots: 0,
+            id_offset: 0,
             empty_programs: false,
         };
         let probes = AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &[])?;

@@ -80,7 +80,9 @@ impl Tokio {
     ) -> Result<Tokio> {
         let version = plan.as_ref().ok().and_then(|p| p.version.clone()).or_else(|| plan::detect_tokio_version(image.data()));
         let mut warnings = Vec::new();
-        let census = match open_census(opts.pid, target, image, bias) {
+        let (vtables, next_id) = task_vtables(target, image, bias);
+        let ids = probed::TaskIds { id_offset: vtables.uniform_id_offset().unwrap_or(0), next_id };
+        let census = match open_census(opts.pid, vtables, next_id) {
             Ok(c) => Some(c),
             Err(why) => {
                 warnings.push(format!("tokio census unavailable: {why}; counting with probes, so tasks alive before attach are not counted"));
@@ -99,7 +101,7 @@ impl Tokio {
                         .into(),
                 );
             }
-            Some(Probed::attach(opts, target, image, bias, plan)?)
+            Some(Probed::attach(opts, target, image, bias, plan, ids)?)
         } else {
             None
         };
@@ -117,8 +119,8 @@ impl Tokio {
     }
 }
 
-/// The census, or why it cannot work here.
-fn open_census(pid: u32, target: &Target, image: &ElfImage, bias: u64) -> Result<TokioCensus, String> {
+/// The target's task vtables and the address of tokio's task id counter (`NEXT_ID`), if named.
+fn task_vtables(target: &Target, image: &ElfImage, bias: u64) -> (census::vtables::Vtables, Option<u64>) {
     let polls: HashSet<u64> = image
         .symbols()
         .iter()
@@ -127,7 +129,11 @@ fn open_census(pid: u32, target: &Target, image: &ElfImage, bias: u64) -> Result
         .collect();
     let next_id = image.data_symbol(&["5tokio", "4next7NEXT_ID"]).map(|a| a.wrapping_add(bias));
     let text: Vec<(u64, u64)> = target.exe_maps.iter().filter(|m| m.executable()).map(|m| (m.start, m.end)).collect();
-    let vtables = census::vtables::Vtables::from_image(image, bias, &text, (!polls.is_empty()).then_some(&polls));
+    (census::vtables::Vtables::from_image(image, bias, &text, (!polls.is_empty()).then_some(&polls)), next_id)
+}
+
+/// The census, or why it cannot work here.
+fn open_census(pid: u32, vtables: census::vtables::Vtables, next_id: Option<u64>) -> Result<TokioCensus, String> {
     let c = TokioCensus::new(pid, vtables, next_id)?;
     if c.runtimes.is_empty() {
         if let Some((owner, why)) = c.failures.iter().next() {

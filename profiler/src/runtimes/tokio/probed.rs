@@ -21,6 +21,15 @@ use crate::{
 /// Live tasks per site whose state word is read each sample (idle vs busy evidence).
 const STATES_PER_SITE: usize = 256;
 
+/// Where a tokio task's id is (births at bind_inner are kept by id).
+#[derive(Debug, Clone, Copy)]
+pub struct TaskIds {
+    /// Offset of the id from the task header when every vtable has the same (0: read per task).
+    pub id_offset: u64,
+    /// Runtime address of tokio's id counter `NEXT_ID`, when the binary names it.
+    pub next_id: Option<u64>,
+}
+
 pub struct Probed {
     pid: u32,
     pub plan: TokioPlan,
@@ -32,20 +41,31 @@ pub struct Probed {
 }
 
 impl Probed {
-    pub fn attach(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64, plan: TokioPlan) -> Result<Probed> {
+    pub fn attach(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64, plan: TokioPlan, ids: TaskIds) -> Result<Probed> {
         let (lo, hi) = target.exe_range();
+        let by_id = plan.birth_mode == BirthMode::BindInner;
         let cfg = LoadConfig {
             vtable_lo: lo,
             vtable_hi: hi,
             header_vtable_offset: 16,
-            max_tasks: opts.max_tasks,
+            // births at bind_inner are kept in SLOTS by task id; TASKS serves births at the first poll
+            max_tasks: if by_id { 1 } else { opts.max_tasks },
+            slots: if by_id { opts.max_tasks } else { 0 },
+            id_offset: ids.id_offset,
             max_sites: opts.max_sites,
-            stack_period: if plan.birth_mode == BirthMode::BindInner { opts.stack_period } else { 0 },
+            stack_period: if by_id { opts.stack_period } else { 0 },
             watch_futex: false,
             target_tgid: opts.pid,
             empty_programs: opts.empty_probes,
         };
-        let probes = AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &probes::probe_specs(&plan))?;
+        let mut probes = AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &probes::probe_specs(&plan))?;
+        // every task from NEXT_ID on is born after the probes attached: a finish of one whose
+        // slot another task took is then still counted as born since attach
+        if let (true, Some(addr)) = (by_id, ids.next_id) {
+            if let Ok(first) = crate::target::memory::read_u64(opts.pid, addr) {
+                probes.set_first_id(first)?;
+            }
+        }
         Ok(Probed {
             pid: opts.pid,
             attached: (probes.attached, probes.attach_ms),

@@ -15,8 +15,12 @@ pub fn probe_specs(plan: &TokioPlan) -> Vec<ProbeSpec> {
         symbol: p.symbol.clone(),
         file_offset: p.file_offset,
     });
+    let finish_prog = match plan.birth_mode {
+        BirthMode::BindInner => progs::FINISH_SLOT,
+        BirthMode::FirstPoll => progs::FINISH_RELEASE,
+    };
     let finishes = plan.finish.iter().map(|p| ProbeSpec {
-        program: progs::FINISH_RELEASE,
+        program: finish_prog,
         symbol: p.symbol.clone(),
         file_offset: p.file_offset,
     });
@@ -51,7 +55,7 @@ mod tests {
         let s = probe_specs(&plan);
         assert_eq!(s.len(), 3);
         assert_eq!(s[0].program, progs::BIRTH_BIND_INNER);
-        assert_eq!(s[2].program, progs::FINISH_RELEASE);
+        assert_eq!(s[2].program, progs::FINISH_SLOT);
         assert_eq!(s[2].file_offset, 0x30);
         assert_eq!(birth_point_name(&plan), "bind_inner");
     }

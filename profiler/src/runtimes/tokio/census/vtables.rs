@@ -45,6 +45,13 @@ impl Vtables {
         self.map.get(&addr)
     }
 
+    /// The offset of the task id from the header, when every vtable has the same one.
+    pub fn uniform_id_offset(&self) -> Option<u64> {
+        let mut offs = self.map.values().map(|v| v.id_offset);
+        let first = offs.next()?;
+        offs.all(|o| o == first).then_some(first)
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -1,0 +1,136 @@
+//! tokio tasks born at `bind_inner`: each task since attach sits in SLOTS at its task id (tokio's
+//! ids count up from 1), so a birth and a finish are array writes and reads, not hash map
+//! operations. A finish whose slot does not hold its id is a task alive before attach (id below
+//! FIRST_ID) or one whose slot a task born SLOTS births later took (counted, lifetime unmeasured).
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::{map, uprobe},
+    maps::Array,
+    programs::ProbeContext,
+};
+use profiler_common::{stat, TaskRec, TaskSlot, VTABLE_ID_OFFSET};
+
+use crate::{close_task, count, global, read_vtable, sample_stack, sampled, site};
+
+/// BPF_F_MMAPABLE: user space reads the live tasks through a mapping, not a syscall per slot.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+#[map(name = "SLOTS")]
+static SLOTS: Array<TaskSlot> = Array::with_max_entries(1 << 20, BPF_F_MMAPABLE);
+#[map(name = "FIRST_ID")]
+static FIRST_ID: Array<u64> = Array::with_max_entries(1, 0);
+
+#[no_mangle]
+static ID_OFFSET: u64 = 0;
+#[no_mangle]
+static SLOT_MASK: u64 = (1 << 20) - 1;
+
+/// Largest id offset taken from a vtable (the id lies in the task's cell, after the header).
+const MAX_ID_OFFSET: u64 = 4096;
+
+/// The id of the task at `header` whose vtable is `vtable` (0: read it only when needed).
+#[inline(always)]
+fn task_id(header: u64, vtable: u64) -> Option<u64> {
+    let mut off = global(&ID_OFFSET);
+    if off == 0 {
+        let vt = if vtable != 0 { vtable } else { read_vtable(header)? };
+        off = match unsafe { bpf_probe_read_user((vt + VTABLE_ID_OFFSET) as *const u64) } {
+            Ok(o) if o > 0 && o < MAX_ID_OFFSET => o,
+            _ => {
+                count(stat::READ_ERRORS);
+                return None;
+            }
+        };
+    }
+    match unsafe { bpf_probe_read_user((header + off) as *const u64) } {
+        Ok(id) if id != 0 => Some(id),
+        _ => {
+            count(stat::READ_ERRORS);
+            None
+        }
+    }
+}
+
+/// `OwnedTasks<S>::bind_inner(&self, task: Task<S>, notified)`: Task<S> is one pointer, the header.
+#[uprobe]
+pub fn task_birth_bind_inner(ctx: ProbeContext) -> u32 {
+    let header: u64 = ctx.arg(1).unwrap_or(0);
+    let Some(vtable) = read_vtable(header) else {
+        return 0;
+    };
+    let Some(id) = task_id(header, vtable) else {
+        return 0;
+    };
+    let Some(s) = site(vtable) else {
+        return 0;
+    };
+    let born_ns = unsafe { bpf_ktime_get_ns() };
+    if let Some(slot) = SLOTS.get_ptr_mut((id & global(&SLOT_MASK)) as u32) {
+        unsafe {
+            if (*slot).id != 0 {
+                count(stat::SLOT_REUSED);
+            }
+            (*slot).header = header;
+            (*slot).vtable = vtable;
+            (*slot).born_ns = born_ns;
+            (*slot).id = id;
+        }
+    }
+    let spawned = unsafe {
+        (*s).spawned += 1;
+        (*s).spawned
+    };
+    count(stat::BIRTHS);
+    if sampled(spawned) {
+        sample_stack(&ctx, header, vtable, born_ns);
+    }
+    0
+}
+
+/// `<Arc<Handle> as Schedule>::release(&self, task: &Task<Self>)`: read the header through &Task.
+#[uprobe]
+pub fn task_finish_slot(ctx: ProbeContext) -> u32 {
+    let task_ref: u64 = ctx.arg(1).unwrap_or(0);
+    if task_ref == 0 {
+        count(stat::READ_ERRORS);
+        return 0;
+    }
+    let Ok(header) = (unsafe { bpf_probe_read_user(task_ref as *const u64) }) else {
+        count(stat::READ_ERRORS);
+        return 0;
+    };
+    let Some(id) = task_id(header, 0) else {
+        return 0;
+    };
+    if let Some(slot) = SLOTS.get_ptr_mut((id & global(&SLOT_MASK)) as u32) {
+        let rec = unsafe {
+            if (*slot).id != id {
+                None
+            } else {
+                (*slot).id = 0;
+                Some(TaskRec { vtable: (*slot).vtable, born_ns: (*slot).born_ns })
+            }
+        };
+        if let Some(rec) = rec {
+            close_task(&rec, unsafe { bpf_ktime_get_ns() });
+            count(stat::FINISHES);
+            return 0;
+        }
+    }
+    let Some(vtable) = read_vtable(header) else {
+        return 0;
+    };
+    let Some(s) = site(vtable) else {
+        count(stat::FINISH_NO_SITE);
+        return 0;
+    };
+    let first = FIRST_ID.get(0).copied().unwrap_or(0);
+    if first != 0 && id >= first {
+        unsafe { (*s).finished += 1 };
+        count(stat::FINISH_UNTIMED);
+    } else {
+        unsafe { (*s).finished_preexisting += 1 };
+        count(stat::FINISH_PREEXISTING);
+    }
+    0
+}
