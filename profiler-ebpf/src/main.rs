@@ -33,11 +33,11 @@ static SPAWN_SAMPLES: RingBuf = RingBuf::with_byte_size(2 << 20, 0);
 #[no_mangle]
 static STACK_PERIOD: u64 = 0;
 #[no_mangle]
-static VTABLE_LO: u64 = 0;
+pub(crate) static VTABLE_LO: u64 = 0;
 #[no_mangle]
-static VTABLE_HI: u64 = 0;
+pub(crate) static VTABLE_HI: u64 = 0;
 #[no_mangle]
-static HEADER_VTABLE_OFFSET: u64 = 16;
+pub(crate) static HEADER_VTABLE_OFFSET: u64 = 16;
 
 static ZERO_SITE: SiteCounters = SiteCounters::ZERO;
 

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use profiler_common::{stat, TaskRec, TaskSlot, VTABLE_ID_OFFSET};
 
-use crate::{close_task, count, global, read_vtable, sample_stack, sampled, site};
+use crate::{close_task, count, global, read_vtable, sample_stack, sampled, site, HEADER_VTABLE_OFFSET, VTABLE_HI, VTABLE_LO};
 
 /// BPF_F_MMAPABLE: user space reads the live tasks through a mapping, not a syscall per slot.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
@@ -51,14 +51,38 @@ fn task_id(header: u64, vtable: u64) -> Option<u64> {
     }
 }
 
+/// The vtable and id of the task at `header`: one read of the header's words from the vtable
+/// on when the id lies among them (tokio 1.28..newest: vtable @16, id @40), else two.
+#[inline(always)]
+fn vtable_and_id(header: u64) -> Option<(u64, u64)> {
+    let vt_off = global(&HEADER_VTABLE_OFFSET);
+    let k = global(&ID_OFFSET).wrapping_sub(vt_off) / 8;
+    if header == 0 || k == 0 || k >= 4 || global(&ID_OFFSET) % 8 != 0 {
+        let vtable = read_vtable(header)?;
+        return Some((vtable, task_id(header, vtable)?));
+    }
+    let Ok(words) = (unsafe { bpf_probe_read_user((header + vt_off) as *const [u64; 4]) }) else {
+        count(stat::READ_ERRORS);
+        return None;
+    };
+    let vtable = words[0];
+    if vtable < global(&VTABLE_LO) || vtable >= global(&VTABLE_HI) {
+        count(stat::BAD_VTABLE);
+        return None;
+    }
+    let id = words[(k & 3) as usize];
+    if id == 0 {
+        count(stat::READ_ERRORS);
+        return None;
+    }
+    Some((vtable, id))
+}
+
 /// `OwnedTasks<S>::bind_inner(&self, task: Task<S>, notified)`: Task<S> is one pointer, the header.
 #[uprobe]
 pub fn task_birth_bind_inner(ctx: ProbeContext) -> u32 {
     let header: u64 = ctx.arg(1).unwrap_or(0);
-    let Some(vtable) = read_vtable(header) else {
-        return 0;
-    };
-    let Some(id) = task_id(header, vtable) else {
+    let Some((vtable, id)) = vtable_and_id(header) else {
         return 0;
     };
     let Some(s) = site(vtable) else {
