@@ -64,6 +64,10 @@ pub mod globals {
     /// Byte offset of the task id from the tokio task header when every task vtable of the
     /// binary has the same `id_offset`; 0 = read it from each task's vtable.
     pub const ID_OFFSET: &str = "ID_OFFSET";
+    /// tokio births at bind_inner: beyond each site's first [`crate::TIMED_FIRST_PER_SITE`] births
+    /// on a CPU, a birth is timed (its lifetime measured) when its count & LIFETIME_MASK is 0
+    /// (0: every birth is timed).
+    pub const LIFETIME_MASK: &str = "LIFETIME_MASK";
     /// Number of SLOTS minus one (a power of two minus one).
     pub const SLOT_MASK: &str = "SLOT_MASK";
 }
@@ -92,7 +96,7 @@ pub struct TaskSlot {
     pub header: u64,
     /// The task's vtable pointer (the site).
     pub vtable: u64,
-    /// bpf_ktime_get_ns() at birth.
+    /// bpf_ktime_get_ns() at birth; 0 when the birth was not timed (see globals::LIFETIME_MASK).
     pub born_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<TaskSlot>() == 32);
@@ -114,6 +118,9 @@ pub struct StackSample {
     pub data: [u8; STACK_WINDOW],
 }
 const _: () = assert!(core::mem::size_of::<StackSample>() == 32 + STACK_WINDOW);
+
+/// Births of a site timed per CPU before LIFETIME_MASK applies.
+pub const TIMED_FIRST_PER_SITE: u64 = 64;
 
 /// Births of a site sampled per CPU before the period applies.
 pub const STACK_FIRST_PER_SITE: u64 = 4;
@@ -164,7 +171,8 @@ pub struct SiteCounters {
     pub finished_preexisting: u64,
     /// Longest lifetime of a finished task, in ns.
     pub max_lifetime_ns: u64,
-    /// Histogram of lifetimes of finished tasks, log2 of microseconds.
+    /// Histogram of lifetimes of finished tasks, log2 of microseconds (tokio births at bind_inner:
+    /// of the timed ones only; its sum is how many were timed).
     pub lifetime_log2_us: [u64; LIFETIME_BUCKETS],
 }
 const _: () = assert!(core::mem::size_of::<SiteCounters>() == 32 + 8 * LIFETIME_BUCKETS);

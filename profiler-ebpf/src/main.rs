@@ -110,6 +110,15 @@ pub(crate) fn close_task(rec: &TaskRec, now: u64) {
     }
 }
 
+/// Records that a task born since attach but not timed finished.
+#[inline(always)]
+pub(crate) fn close_untimed(vtable: u64) {
+    match site(vtable) {
+        Some(s) => unsafe { (*s).finished += 1 },
+        None => count(stat::FINISH_NO_SITE),
+    }
+}
+
 /// Whether this birth is sampled: the first births of each site on this CPU, then every
 /// STACK_PERIOD-th birth on this CPU.
 #[inline(always)]

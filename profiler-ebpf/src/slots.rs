@@ -2,15 +2,16 @@
 //! ids count up from 1), so a birth and a finish are array writes and reads, not hash map
 //! operations. A finish whose slot does not hold its id is a task alive before attach (id below
 //! FIRST_ID) or one whose slot a task born SLOTS births later took (counted, lifetime unmeasured).
+//! Only some births are timed (LIFETIME_MASK): the clock is a third of a birth's cost.
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe},
     maps::Array,
     programs::ProbeContext,
 };
-use profiler_common::{stat, TaskRec, TaskSlot, VTABLE_ID_OFFSET};
+use profiler_common::{stat, TaskRec, TaskSlot, TIMED_FIRST_PER_SITE, VTABLE_ID_OFFSET};
 
-use crate::{close_task, count, global, read_vtable, sample_stack, sampled, site, HEADER_VTABLE_OFFSET, VTABLE_HI, VTABLE_LO};
+use crate::{close_task, close_untimed, count, global, read_vtable, sample_stack, sampled, site, HEADER_VTABLE_OFFSET, VTABLE_HI, VTABLE_LO};
 
 /// BPF_F_MMAPABLE: user space reads the live tasks through a mapping, not a syscall per slot.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
@@ -22,6 +23,8 @@ static FIRST_ID: Array<u64> = Array::with_max_entries(1, 0);
 
 #[no_mangle]
 static ID_OFFSET: u64 = 0;
+#[no_mangle]
+static LIFETIME_MASK: u64 = 0;
 #[no_mangle]
 static SLOT_MASK: u64 = (1 << 20) - 1;
 
@@ -88,7 +91,15 @@ pub fn task_birth_bind_inner(ctx: ProbeContext) -> u32 {
     let Some(s) = site(vtable) else {
         return 0;
     };
-    let born_ns = unsafe { bpf_ktime_get_ns() };
+    let spawned = unsafe {
+        (*s).spawned += 1;
+        (*s).spawned
+    };
+    // the clock costs as much as the rest of the birth: time a site's first births on this CPU,
+    // then one in LIFETIME_MASK + 1, and every birth whose stack is sampled
+    let stack = sampled(spawned);
+    let timed = stack || spawned <= TIMED_FIRST_PER_SITE || spawned & global(&LIFETIME_MASK) == 0;
+    let born_ns = if timed { unsafe { bpf_ktime_get_ns() } } else { 0 };
     if let Some(slot) = SLOTS.get_ptr_mut((id & global(&SLOT_MASK)) as u32) {
         unsafe {
             if (*slot).id != 0 {
@@ -100,12 +111,8 @@ pub fn task_birth_bind_inner(ctx: ProbeContext) -> u32 {
             (*slot).id = id;
         }
     }
-    let spawned = unsafe {
-        (*s).spawned += 1;
-        (*s).spawned
-    };
     count(stat::BIRTHS);
-    if sampled(spawned) {
+    if stack {
         sample_stack(&ctx, header, vtable, born_ns);
     }
     0
@@ -136,7 +143,11 @@ pub fn task_finish_slot(ctx: ProbeContext) -> u32 {
             }
         };
         if let Some(rec) = rec {
-            close_task(&rec, unsafe { bpf_ktime_get_ns() });
+            if rec.born_ns != 0 {
+                close_task(&rec, unsafe { bpf_ktime_get_ns() });
+            } else {
+                close_untimed(rec.vtable);
+            }
             count(stat::FINISHES);
             return 0;
         }

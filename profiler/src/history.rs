@@ -116,7 +116,8 @@ impl<K: Ord + Clone> History<K> {
             finished_total: t.finished,
             oldest_live_age_s: self.oldest_age_s(h),
             finished_age_p99_s: lifetime_quantile_s(&t.lifetime_log2_us, 0.99),
-            max_finished_age_s: (t.finished > 0).then(|| t.max_lifetime_ns as f64 / 1e9),
+            // tokio probes time only some births: no timed finish, no longest lifetime
+            max_finished_age_s: (t.finished > 0 && t.timed() != Some(0)).then(|| t.max_lifetime_ns as f64 / 1e9),
             idle_fraction: h.idle_fraction(),
         }
     }
@@ -194,5 +195,22 @@ mod tests {
         b[20] = 1; // about 1-2 s
         assert_eq!(lifetime_quantile_s(&b, 0.99), Some(16e-6));
         assert_eq!(lifetime_quantile_s(&b, 1.0), Some((1u64 << 21) as f64 / 1e6));
+    }
+
+    #[test]
+    fn a_longest_lifetime_is_given_only_when_some_finish_was_timed() {
+        let with = |finished: u64, max_lifetime_ns: u64, lifetime_log2_us: Vec<u64>| {
+            let mut h = History::default();
+            let totals = SiteTotals { spawned: 10, finished, max_lifetime_ns, lifetime_log2_us, ..Default::default() };
+            h.push(1.0, &Sample { now_ns: 1, sites: vec![SiteObs { totals, ..obs(1, 2, None) }] });
+            h.facts(&h.sites[&1]).max_finished_age_s
+        };
+        // tokio probes with the census: 8 finished, none timed (their births were not)
+        assert_eq!(with(8, 0, vec![0; 32]), None, "not a longest lifetime of 0 s");
+        let mut b = vec![0; 32];
+        b[20] = 1;
+        assert_eq!(with(8, 1_500_000_000, b), Some(1.5));
+        // threads' waits keep only the longest, no histogram
+        assert_eq!(with(3, 2_000_000_000, Vec::new()), Some(2.0));
     }
 }

@@ -156,10 +156,14 @@ pub struct SiteReport {
     /// Age of the oldest live task: since its birth (probes; tokio census, estimated from its id),
     /// or since first seen when it was alive at attach (a lower bound).
     pub oldest_age_s: Option<f64>,
-    /// Longest lifetime of a task of this site that finished.
+    /// Longest lifetime of a task of this site that finished (of those timed).
     pub max_finished_lifetime_s: Option<f64>,
-    /// p99 lifetime of finished tasks (upper bound of its log2 bucket).
+    /// p99 lifetime of finished tasks (upper bound of its log2 bucket; of those timed).
     pub finished_lifetime_p99_s: Option<f64>,
+    /// Finished tasks whose lifetime was measured, which the two lifetimes above are of: tokio
+    /// probes with the census time each site's first 64 births per CPU and then one in 8; None
+    /// where only the longest lifetime is kept (threads' waits).
+    pub finished_timed: Option<u64>,
     /// Live count at each of `sample_times_s`.
     pub series: Vec<i64>,
     /// `leak`, `suspect` or `ok`.
@@ -331,6 +335,7 @@ pub mod tests {
             oldest_age_s: Some(4.0),
             max_finished_lifetime_s: None,
             finished_lifetime_p99_s: None,
+            finished_timed: None,
             series: vec![0, live / 2, live],
             verdict,
             confidence: if verdict == VerdictKind::Leak { 0.93 } else { 0.0 },

@@ -19,6 +19,12 @@ impl SiteTotals {
     pub fn live(&self) -> i64 {
         self.spawned as i64 - self.finished as i64
     }
+
+    /// Finished tasks whose lifetime was measured (the histogram's sum); None when lifetimes are
+    /// not kept per task (only `max_lifetime_ns`, of all of them).
+    pub fn timed(&self) -> Option<u64> {
+        (!self.lifetime_log2_us.is_empty()).then(|| self.lifetime_log2_us.iter().sum())
+    }
 }
 
 /// One site as seen at one sample.

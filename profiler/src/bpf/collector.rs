@@ -23,7 +23,7 @@ fn add(t: &mut SiteTotals, c: &SiteCounters) {
     }
 }
 
-/// One live task (born since attach).
+/// One live task (born since attach); `born_ns` 0: its birth was not timed.
 #[derive(Debug, Clone, Copy)]
 pub struct LiveTask {
     pub header: u64,
@@ -74,7 +74,7 @@ impl KernelSnapshot {
     /// count and oldest live task, and the (idle, observed) count `idle` gives for it.
     pub fn to_sample(&self, now_ns: u64, idle: impl Fn(u64) -> Option<(u64, u64)>) -> Sample<u64> {
         let mut oldest: HashMap<u64, u64> = HashMap::new();
-        for t in &self.tasks {
+        for t in self.tasks.iter().filter(|t| t.born_ns != 0) {
             let o = oldest.entry(t.vtable).or_insert(t.born_ns);
             *o = (*o).min(t.born_ns);
         }

@@ -51,6 +51,9 @@ pub struct LoadConfig {
     pub target_tgid: u32,
     /// Number of SLOTS (rounded up to a power of two) for tokio births at bind_inner; 0: none.
     pub slots: u32,
+    /// Time one tokio birth at bind_inner in `lifetime_mask + 1` beyond each site's first ones
+    /// (0: time every birth); see profiler_common::globals::LIFETIME_MASK.
+    pub lifetime_mask: u64,
     /// Offset of the task id from a tokio task header when the same for all vtables (0: read it
     /// from each task's vtable).
     pub id_offset: u64,
@@ -74,6 +77,7 @@ impl AttachedProbes {
             .override_global(globals::TARGET_TGID, &u64::from(cfg.target_tgid), true)
             .override_global(globals::ID_OFFSET, &cfg.id_offset, true)
             .override_global(globals::SLOT_MASK, &slot_mask, true)
+            .override_global(globals::LIFETIME_MASK, &cfg.lifetime_mask, true)
             .map_max_entries(maps::TASKS, cfg.max_tasks)
             .map_max_entries(maps::SLOTS, slots)
             .map_max_entries(maps::SITES, cfg.max_sites)

@@ -45,6 +45,7 @@ impl Session {
                     oldest_age_s: facts.oldest_live_age_s,
                     max_finished_lifetime_s: facts.max_finished_age_s,
                     finished_lifetime_p99_s: facts.finished_age_p99_s,
+                    finished_timed: t.timed(),
                     series: s.series.clone(),
                     verdict: v.kind,
                     confidence: v.confidence,

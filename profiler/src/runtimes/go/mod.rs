@@ -142,6 +142,7 @@ fn attach_probes(opts: &RunOptions, target: &Target, image: &ElfImage, go: &GoPl
         watch_futex: false,
         target_tgid: opts.pid,
         slots: 0,
+        lifetime_mask: 0,
         id_offset: 0,
         empty_programs: opts.empty_probes,
     };

@@ -37,6 +37,7 @@ impl Threads {
             watch_futex: true,
             target_tgid: opts.pid,
             slots: 0,
+        lifetime_mask: 0,
             id_offset: 0,
             empty_programs: false,
         };

@@ -101,7 +101,7 @@ impl Tokio {
                         .into(),
                 );
             }
-            Some(Probed::attach(opts, target, image, bias, plan, ids)?)
+            Some(Probed::attach(opts, target, image, bias, plan, ids, census.is_some())?)
         } else {
             None
         };

@@ -21,6 +21,10 @@ use crate::{
 /// Live tasks per site whose state word is read each sample (idle vs busy evidence).
 const STATES_PER_SITE: usize = 256;
 
+/// One birth in LIFETIME_MASK_WITH_CENSUS + 1 is timed (beyond each site's first ones) when the
+/// census runs alongside.
+pub const LIFETIME_MASK_WITH_CENSUS: u64 = 7;
+
 /// Where a tokio task's id is (births at bind_inner are kept by id).
 #[derive(Debug, Clone, Copy)]
 pub struct TaskIds {
@@ -41,7 +45,7 @@ pub struct Probed {
 }
 
 impl Probed {
-    pub fn attach(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64, plan: TokioPlan, ids: TaskIds) -> Result<Probed> {
+    pub fn attach(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64, plan: TokioPlan, ids: TaskIds, census: bool) -> Result<Probed> {
         let (lo, hi) = target.exe_range();
         let by_id = plan.birth_mode == BirthMode::BindInner;
         let cfg = LoadConfig {
@@ -52,6 +56,9 @@ impl Probed {
             max_tasks: if by_id { 1 } else { opts.max_tasks },
             slots: if by_id { opts.max_tasks } else { 0 },
             id_offset: ids.id_offset,
+            // with the census alongside (it has every live task's age), time one birth in 8
+            // beyond each site's first ones: the clock is a third of a birth's cost
+            lifetime_mask: if by_id && census { LIFETIME_MASK_WITH_CENSUS } else { 0 },
             max_sites: opts.max_sites,
             stack_period: if by_id { opts.stack_period } else { 0 },
             watch_futex: false,
