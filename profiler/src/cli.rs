@@ -157,7 +157,9 @@ pub struct Common {
     /// what the uprobe traps alone cost (`cargo xtask bench`). Implies --probes.
     #[arg(long, hide = true)]
     pub empty_probes: bool,
-    /// Capacity of the kernel's live-task table (tasks beyond it are counted as lost).
+    /// Capacity of the kernel's live-task table. tokio (births at bind_inner): slots by task id,
+    /// rounded up to a power of two; a task whose slot a later birth takes is still counted, its
+    /// lifetime unmeasured (`slot_reused`). Go, tokio 1.28: tasks beyond it are counted as lost.
     #[arg(long, default_value_t = RunOptions::default().max_tasks)]
     pub max_tasks: u32,
     /// The executable's symbols and DWARF from this separate debug file (`objcopy
