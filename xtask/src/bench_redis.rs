@@ -1,7 +1,9 @@
 //! `cargo xtask bench-redis`: a real tokio server's throughput under leakprof. mini-redis
 //! (tokio's example Redis server, fixtures/mini-redis) loaded by `redis-benchmark` SET and GET,
 //! bare rounds alternating with rounds under leakprof's census and under `--probes`, in one
-//! server process; medians of the rounds and their ratios to bare.
+//! server process. This VM's throughput drifts in slow and fast spells (single rounds vary by
+//! ±20%), so each round under leakprof is compared with the mean of the bare rounds just before and
+//! just after it, and the median of those paired ratios is reported with their middle half.
 use std::{
     io::BufRead as _,
     path::Path,
@@ -39,47 +41,67 @@ pub fn run(root: &Path, rounds: u32, requests: u64, clients: u32) -> Result<()> 
     benchmark(&port, 10_000, clients)?; // warm-up
 
     let modes: [(&str, &[&str]); 2] = [("census", &[]), ("probes", &["--probes"])];
-    // rps[mode][test]: bare is mode 0
-    let mut rps = vec![vec![vec![]; TESTS.len()]; modes.len() + 1];
-    for round in 1..=rounds {
-        let mut line = vec![("bare", benchmark(&port, requests, clients)?)];
-        for (label, extra) in modes {
+    // bare[round][test]; under[mode][round][test]; a last bare round closes the sequence
+    let mut bare: Vec<Vec<f64>> = Vec::new();
+    let mut under: Vec<Vec<Vec<f64>>> = vec![Vec::new(); modes.len()];
+    for round in 1..=rounds + 1 {
+        bare.push(benchmark(&port, requests, clients)?);
+        let mut log = format!("[xtask] round {round}/{rounds}: bare {}", fmt(&bare[bare.len() - 1]));
+        if round > rounds {
+            eprintln!("{log} (closing)");
+            break;
+        }
+        for (m, (label, extra)) in modes.iter().enumerate() {
             let prof = Attached::start(&leakprof, pid, extra)?;
+            // steady state: the attach-time heap scan and symbol work are over
+            sleep(SETTLE);
             let r = benchmark(&port, requests, clients);
             prof.stop()?;
-            line.push((label, r?));
+            let r = r?;
+            log += &format!(" {label} {}", fmt(&r));
+            under[m].push(r);
             sleep(Duration::from_millis(100));
-        }
-        let mut log = format!("[xtask] round {round}/{rounds}:");
-        for (m, (label, r)) in line.into_iter().enumerate() {
-            log += &format!(" {label}");
-            for (t, v) in r.into_iter().enumerate() {
-                log += &format!(" {}={v:.0}", TESTS[t]);
-                rps[m][t].push(v);
-            }
         }
         eprintln!("{log}");
     }
 
     println!(
         "\nmini-redis under redis-benchmark, {requests} requests x {clients} clients, {rounds} rounds of each \
-         (alternating), median requests/s:"
+         (alternating; leakprof attached {} s before each measured round). Median requests/s, and each round \
+         under leakprof divided by the mean of the bare rounds before and after it: median ratio [middle half]",
+        SETTLE.as_secs()
     );
     print!("{:<6} {:>10}", "test", "bare");
     for (label, _) in &modes {
-        print!(" {label:>10} {:>7}", "ratio");
+        print!(" {label:>10} {:>22}", "paired ratio");
     }
     println!();
     for (t, name) in TESTS.iter().enumerate() {
-        let bare = median(&mut rps[0][t]);
-        print!("{name:<6} {bare:>10.0}");
-        for under in &mut rps[1..] {
-            let v = median(&mut under[t]);
-            print!(" {v:>10.0} {:>6.3}x", v / bare);
+        let mut b: Vec<f64> = bare.iter().map(|r| r[t]).collect();
+        print!("{name:<6} {:>10.0}", median(&mut b));
+        for rounds_of in &under {
+            let mut v: Vec<f64> = rounds_of.iter().map(|r| r[t]).collect();
+            let mut ratios: Vec<f64> = rounds_of.iter().enumerate().map(|(i, r)| r[t] / ((bare[i][t] + bare[i + 1][t]) / 2.0)).collect();
+            let (med, lo, hi) = median_and_middle_half(&mut ratios);
+            print!(" {:>10.0} {med:>7.3}x [{lo:.3}-{hi:.3}]", median(&mut v));
         }
         println!();
     }
     Ok(())
+}
+
+/// Time leakprof runs before a measured round.
+const SETTLE: Duration = Duration::from_secs(2);
+
+fn fmt(r: &[f64]) -> String {
+    TESTS.iter().zip(r).map(|(t, v)| format!("{t}={v:.0}")).collect::<Vec<_>>().join(" ")
+}
+
+/// The median of `v` and its first and third quartiles (nearest rank).
+fn median_and_middle_half(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.25), at(0.75))
 }
 
 /// One redis-benchmark run of SET and GET; requests per second of each, in `TESTS` order.
@@ -123,6 +145,13 @@ fn parse_csv(csv: &str) -> Result<Vec<f64>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn median_and_quartiles_by_nearest_rank() {
+        let mut v = vec![5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(super::median_and_middle_half(&mut v), (3.0, 2.0, 4.0));
+        assert_eq!(super::median_and_middle_half(&mut [7.0]), (7.0, 7.0, 7.0));
+    }
+
     #[test]
     fn csv_by_header() {
         let csv = "\"test\",\"rps\",\"avg_latency_ms\"\n\"SET\",\"131578.95\",\"0.237\"\n\"GET\",\"104712.04\",\"0.266\"\n";
