@@ -48,9 +48,12 @@ fn native_thread_pool_idling_on_a_condvar_is_never_flagged() {
         return;
     }
     let bin = fixture("plain");
-    let r = run_json(&["run", "--threads", "--duration", "8", "--format", "json", "--quiet", "--", bin.to_str().unwrap(), "condvar-pool"]);
+    // --probes: the futex tracepoints time each wait as well
+    let r = run_json(&["run", "--threads", "--probes", "--duration", "8", "--format", "json", "--quiet", "--", bin.to_str().unwrap(), "condvar-pool"]);
     assert_eq!(r["target"]["runtime"], "native");
     assert_eq!(r["collection"]["method"], "tracepoints");
+    let k = &r["kernel_counters"];
+    assert!(k["futex_wait_begin"].as_u64().unwrap() > 0 && k["futex_wait_end"].as_u64().unwrap() > 0, "{k}");
     let s = blocked_site(&r, "plain_fixture::pool_worker");
     assert_eq!(s["verdict"], "ok", "{s}");
     assert!(r["blocked"].as_array().unwrap().iter().all(|b| b["verdict"] != "leak"), "{}", r["blocked"]);
@@ -65,6 +68,9 @@ fn native_threads_piling_up_on_a_lock_are_a_leak_and_older_waits_are_found() {
     let fx = Fixture::start("plain", &["mutex-leak", "4"]);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let r = run_json(&["--pid", &fx.pid.to_string(), "--threads", "--duration", "8", "--format", "json", "--quiet"]);
+    // without --probes: the /proc census alone, nothing in the kernel
+    assert_eq!(r["collection"]["method"], "census");
+    assert!(r["kernel_counters"].is_null(), "{}", r["kernel_counters"]);
     let s = blocked_site(&r, "plain_fixture::wait_for_config");
     assert_eq!(s["verdict"], "leak", "{s}");
     // whether a blocked thread is idle is not measured: the reason must not claim it

@@ -4,7 +4,7 @@
 //! kernel's traced syscall path. So:
 //! 1. a bystander: a futex ping-pong (two threads, a Mutex and a Condvar) and a getppid() loop in
 //!    a process that is NOT the target, bare rounds alternating with rounds while leakprof traces
-//!    another process's futex waits (`--threads`) and with the empty-program limit;
+//!    another process's futex waits (`--threads --probes`) and with the empty-program limit;
 //! 2. the target itself: the same ping-pong when it is the traced process (its waits are
 //!    recorded; its wakes' exits close no wait).
 use std::{path::Path, process::Stdio};
@@ -21,7 +21,7 @@ pub fn run(root: &Path, rounds: u32) -> Result<()> {
     let plain = bins.join("plain");
     // the traced target: a healthy pool of threads idling on a Condvar
     let (_target, target_pid, _out) = start_fixture(&plain, &["condvar-pool"], Stdio::null())?;
-    let configs: [(&str, &[&str]); 1] = [("futex tracing", &["--threads"])];
+    let configs: [(&str, &[&str]); 1] = [("futex tracing", &["--threads", "--probes"])];
     let mut rows = vec![];
     for (label, args, prefix, units) in [
         ("bystander futex ping-pong", ["futex-bench", "100000"], "ns_per_roundtrip=", "ns/round trip"),

@@ -130,7 +130,7 @@ impl Session {
 
     /// What the kernel side of the task probes and of the futex tracing did (None: it did not run).
     fn kernel_sides(&self) -> (Option<crate::bpf::KernelSide>, Option<crate::bpf::KernelSide>) {
-        (self.runtime.as_ref().and_then(|r| r.kernel_stats()), self.threads.as_ref().map(|t| t.kernel_stats()))
+        (self.runtime.as_ref().and_then(|r| r.kernel_stats()), self.threads.as_ref().and_then(|t| t.kernel_stats()))
     }
 
     /// The report as of the last sample, without detaching (the daemon serves it while running).
@@ -194,9 +194,14 @@ impl Session {
         if self.runtime.is_some() { &self.tasks.history.times_s } else { &self.waits.history.times_s }
     }
 
-    /// How live counts were collected: the runtime's way, or "tracepoints" for threads alone.
+    /// How live counts were collected: the runtime's way; for threads alone "census" (/proc), or
+    /// "tracepoints" with `--probes` (the /proc census and the futex tracepoints).
     pub(super) fn method(&self) -> &'static str {
-        self.runtime.as_ref().map_or("tracepoints", |r| r.info().method)
+        match (&self.runtime, &self.threads) {
+            (Some(r), _) => r.info().method,
+            (None, Some(t)) if t.traced() => "tracepoints",
+            _ => "census",
+        }
     }
 }
 
