@@ -79,6 +79,9 @@ pub(crate) fn measure(
     measure_with(leakprof, bin, &args, "ns_per_task=", configs, rounds, None)
 }
 
+/// Time leakprof runs after attaching before a measured round.
+pub(crate) const SETTLE: Duration = Duration::from_millis(1500);
+
 /// Like `measure`, for any fixture that runs a round per stdin line and prints `PREFIX<ns>`.
 /// leakprof attaches to `target` when given (the fixture measured is then a bystander: what
 /// leakprof costs the rest of the host), else to the fixture itself.
@@ -113,6 +116,8 @@ pub(crate) fn measure_with(
         bare.push(round(&mut stdin)?);
         for (i, (_, extra)) in configs.iter().enumerate() {
             let prof = Attached::start(leakprof, pid, extra)?;
+            // steady state: leakprof's first sample (heap scan, symbols, unwinding) is over
+            sleep(SETTLE);
             probed[i].push(round(&mut stdin)?);
             prof.stop()?;
             sleep(Duration::from_millis(100));
