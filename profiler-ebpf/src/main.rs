@@ -33,9 +33,9 @@ static SPAWN_SAMPLES: RingBuf = RingBuf::with_byte_size(2 << 20, 0);
 #[no_mangle]
 static STACK_PERIOD: u64 = 0;
 #[no_mangle]
-pub(crate) static VTABLE_LO: u64 = 0;
+static VTABLE_LO: u64 = 0;
 #[no_mangle]
-pub(crate) static VTABLE_HI: u64 = 0;
+static VTABLE_HI: u64 = 0;
 #[no_mangle]
 pub(crate) static HEADER_VTABLE_OFFSET: u64 = 16;
 
@@ -69,11 +69,36 @@ pub(crate) fn read_vtable(header: u64) -> Option<u64> {
             return None;
         }
     };
+    checked_vtable(vtable)
+}
+
+/// `vtable` when it points into the target binary (a task vtable is a static of the binary);
+/// None (counted) otherwise.
+#[inline(always)]
+pub(crate) fn checked_vtable(vtable: u64) -> Option<u64> {
     if vtable < global(&VTABLE_LO) || vtable >= global(&VTABLE_HI) {
         count(stat::BAD_VTABLE);
         return None;
     }
     Some(vtable)
+}
+
+/// The task header behind the `&Task` in a probe's 2nd argument (`Schedule::release`); None
+/// (counted) when it cannot be read.
+#[inline(always)]
+pub(crate) fn header_of_task_ref(ctx: &ProbeContext) -> Option<u64> {
+    let task_ref: u64 = ctx.arg(1).unwrap_or(0);
+    if task_ref == 0 {
+        count(stat::READ_ERRORS);
+        return None;
+    }
+    match unsafe { bpf_probe_read_user(task_ref as *const u64) } {
+        Ok(h) => Some(h),
+        Err(_) => {
+            count(stat::READ_ERRORS);
+            None
+        }
+    }
 }
 
 #[inline(always)]
@@ -229,19 +254,9 @@ pub fn task_birth_first_poll(ctx: ProbeContext) -> u32 {
 /// `<Arc<Handle> as Schedule>::release(&self, task: &Task<Self>)`: read the header through &Task.
 #[uprobe]
 pub fn task_finish_release(ctx: ProbeContext) -> u32 {
-    let task_ref: u64 = ctx.arg(1).unwrap_or(0);
-    if task_ref == 0 {
-        count(stat::READ_ERRORS);
-        return 0;
+    if let Some(header) = header_of_task_ref(&ctx) {
+        record_finish(header);
     }
-    let header = match unsafe { bpf_probe_read_user(task_ref as *const u64) } {
-        Ok(h) => h,
-        Err(_) => {
-            count(stat::READ_ERRORS);
-            return 0;
-        }
-    };
-    record_finish(header);
     0
 }
 

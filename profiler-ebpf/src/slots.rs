@@ -11,7 +11,10 @@ use aya_ebpf::{
 };
 use profiler_common::{stat, TaskRec, TaskSlot, TIMED_FIRST_PER_SITE, VTABLE_ID_OFFSET};
 
-use crate::{close_task, close_untimed, count, global, read_vtable, sample_stack, sampled, site, HEADER_VTABLE_OFFSET, VTABLE_HI, VTABLE_LO};
+use crate::{
+    checked_vtable, close_task, close_untimed, count, global, header_of_task_ref, read_vtable, sample_stack, sampled, site,
+    HEADER_VTABLE_OFFSET,
+};
 
 /// BPF_F_MMAPABLE: user space reads the live tasks through a mapping, not a syscall per slot.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
@@ -68,11 +71,7 @@ fn vtable_and_id(header: u64) -> Option<(u64, u64)> {
         count(stat::READ_ERRORS);
         return None;
     };
-    let vtable = words[0];
-    if vtable < global(&VTABLE_LO) || vtable >= global(&VTABLE_HI) {
-        count(stat::BAD_VTABLE);
-        return None;
-    }
+    let vtable = checked_vtable(words[0])?;
     let id = words[(k & 3) as usize];
     if id == 0 {
         count(stat::READ_ERRORS);
@@ -121,13 +120,7 @@ pub fn task_birth_bind_inner(ctx: ProbeContext) -> u32 {
 /// `<Arc<Handle> as Schedule>::release(&self, task: &Task<Self>)`: read the header through &Task.
 #[uprobe]
 pub fn task_finish_slot(ctx: ProbeContext) -> u32 {
-    let task_ref: u64 = ctx.arg(1).unwrap_or(0);
-    if task_ref == 0 {
-        count(stat::READ_ERRORS);
-        return 0;
-    }
-    let Ok(header) = (unsafe { bpf_probe_read_user(task_ref as *const u64) }) else {
-        count(stat::READ_ERRORS);
+    let Some(header) = header_of_task_ref(&ctx) else {
         return 0;
     };
     let Some(id) = task_id(header, 0) else {

@@ -114,23 +114,11 @@ pub fn read_snapshot(p: &AttachedProbes, with_tasks: bool) -> Result<KernelSnaps
     for (i, s) in stats.iter_mut().enumerate() {
         *s = stats_map.get(&(i as u32), 0)?.iter().sum();
     }
-    let mut tasks = Vec::new();
-    if let (true, Some(slots)) = (with_tasks, &p.slots) {
-        tasks = slots.live();
-    } else if with_tasks {
-        let tasks_map: BpfHashMap<&MapData, u64, TaskRec> = BpfHashMap::try_from(
-            ebpf.map(maps::TASKS).ok_or_else(|| anyhow!("map TASKS missing"))?,
-        )?;
-        // Entries vanish while the target runs; the kernel then restarts the key walk from the
-        // beginning, so dedupe and bound the walk.
-        let cap = (p.max_tasks as usize).saturating_mul(2);
-        let mut seen = std::collections::HashSet::new();
-        for (header, rec) in tasks_map.iter().take(cap).flatten() {
-            if seen.insert(header) {
-                tasks.push(LiveTask { header, vtable: rec.vtable, born_ns: rec.born_ns });
-            }
-        }
-    }
+    let tasks = match (with_tasks, &p.slots) {
+        (false, _) => Vec::new(),
+        (true, Some(slots)) => slots.live(),
+        (true, None) => hash_map_tasks(p)?,
+    };
     let mut futex_waits = Vec::new();
     if let Some(m) = ebpf.map(maps::FUTEX_WAITS) {
         let waits: BpfHashMap<&MapData, u32, FutexWait> = BpfHashMap::try_from(m)?;
@@ -142,4 +130,21 @@ pub fn read_snapshot(p: &AttachedProbes, with_tasks: bool) -> Result<KernelSnaps
         }
     }
     Ok(KernelSnapshot { sites, stats, tasks, futex_waits, programs: p.program_costs() })
+}
+
+/// The live tasks in the TASKS hash map (Go, tokio births at the first poll).
+fn hash_map_tasks(p: &AttachedProbes) -> Result<Vec<LiveTask>> {
+    let tasks_map: BpfHashMap<&MapData, u64, TaskRec> =
+        BpfHashMap::try_from(p.ebpf.map(maps::TASKS).ok_or_else(|| anyhow!("map TASKS missing"))?)?;
+    // Entries vanish while the target runs; the kernel then restarts the key walk from the
+    // beginning, so dedupe and bound the walk.
+    let cap = (p.max_tasks as usize).saturating_mul(2);
+    let mut seen = std::collections::HashSet::new();
+    let mut tasks = Vec::new();
+    for (header, rec) in tasks_map.iter().take(cap).flatten() {
+        if seen.insert(header) {
+            tasks.push(LiveTask { header, vtable: rec.vtable, born_ns: rec.born_ns });
+        }
+    }
+    Ok(tasks)
 }
