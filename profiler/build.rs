@@ -1,9 +1,15 @@
 //! Builds profiler-ebpf for the BPF target (nightly + bpf-linker, see scripts/setup.sh) and leaves the
-//! object in OUT_DIR, where src/bpf/loader.rs embeds it. AYA_BUILD_SKIP=1 skips it (unit tests only).
-use anyhow::{anyhow, Context as _};
-use aya_build::Toolchain;
-
+//! object in OUT_DIR, where src/bpf/loader.rs embeds it. Only with the `probes` feature (the
+//! default): without it leakprof is census-only and needs no eBPF toolchain.
+#[cfg(not(feature = "probes"))]
 fn main() -> anyhow::Result<()> {
+    Ok(())
+}
+
+#[cfg(feature = "probes")]
+fn main() -> anyhow::Result<()> {
+    use anyhow::{anyhow, Context as _};
+    use aya_build::Toolchain;
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

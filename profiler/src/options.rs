@@ -31,6 +31,9 @@ pub struct RunOptions {
     pub symbols: Option<std::path::PathBuf>,
     /// Samples kept per site (older ones are thinned, see `history`): bounded memory.
     pub retention: usize,
+    /// What one sample may read of the target (bytes, read calls); past it the census stops
+    /// and the report says its counts are partial.
+    pub read_limits: crate::target::memory::ReadLimits,
 }
 
 impl Default for RunOptions {
@@ -51,6 +54,7 @@ impl Default for RunOptions {
             symbols: None,
             record: None,
             retention: crate::history::DEFAULT_CAPACITY,
+            read_limits: Default::default(),
         }
     }
 }

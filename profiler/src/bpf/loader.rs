@@ -13,7 +13,16 @@ use profiler_common::{globals, maps, progs};
 use crate::model::BpfProgramCost;
 
 /// The eBPF object built by build.rs from profiler-ebpf.
+#[cfg(feature = "probes")]
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
+/// A census-only build carries no eBPF object.
+#[cfg(not(feature = "probes"))]
+static OBJECT: &[u8] = &[];
+
+/// The error of a census-only build asked for anything that runs in the kernel.
+pub const NO_PROBES_BUILD: &str = "this leakprof was built without the `probes` feature (census only): \
+     --probes, --threads' futex tracepoints and the daemon's kernel statistics need the full build \
+     (`cargo install --path profiler --locked`, after `cargo xtask setup` installs the eBPF toolchain)";
 
 /// One probe to attach: which program, at which file offset of the target executable.
 #[derive(Debug, Clone)]
@@ -69,6 +78,9 @@ impl AttachedProbes {
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
         let slots = cfg.slots.max(1).checked_next_power_of_two().ok_or_else(|| anyhow!("too many slots: {}", cfg.slots))?;
         let slot_mask = u64::from(slots - 1);
+        if OBJECT.is_empty() {
+            return Err(anyhow!(NO_PROBES_BUILD));
+        }
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::VTABLE_LO, &cfg.vtable_lo, true)
             .override_global(globals::VTABLE_HI, &cfg.vtable_hi, true)

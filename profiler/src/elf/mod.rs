@@ -49,7 +49,7 @@ impl LoadSegment {
     /// File offset of `vaddr` if it is backed by file contents in this segment.
     pub fn file_offset_of(&self, vaddr: u64) -> Option<u64> {
         let delta = vaddr.checked_sub(self.vaddr)?;
-        (delta < self.file_size).then(|| self.file_offset + delta)
+        if delta < self.file_size { self.file_offset.checked_add(delta) } else { None }
     }
 }
 
@@ -243,7 +243,7 @@ impl ElfImage {
             .iter()
             .find(|s| s.file_offset_of(vaddr).is_some())?;
         let off = seg.file_offset_of(vaddr)?;
-        let avail = seg.file_offset + seg.file_size - off;
+        let avail = seg.file_offset.saturating_add(seg.file_size).checked_sub(off)?;
         if len as u64 > avail {
             return None;
         }
@@ -355,6 +355,42 @@ fn has_dwarf(file: &object::File<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A minimal ELF64 x86-64 executable with one PT_LOAD of the given offset, address and size.
+    pub(crate) fn elf_with_segment(p_offset: u64, p_vaddr: u64, p_filesz: u64) -> Vec<u8> {
+        let mut d = vec![0u8; 64 + 56 + 64];
+        d[..8].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
+        d[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        d[18..20].copy_from_slice(&0x3eu16.to_le_bytes());
+        d[20..24].copy_from_slice(&1u32.to_le_bytes());
+        d[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        d[52..54].copy_from_slice(&64u16.to_le_bytes());
+        d[54..56].copy_from_slice(&56u16.to_le_bytes());
+        d[56..58].copy_from_slice(&1u16.to_le_bytes());
+        d[58..60].copy_from_slice(&64u16.to_le_bytes());
+        let ph = &mut d[64..120];
+        ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        ph[8..16].copy_from_slice(&p_offset.to_le_bytes());
+        ph[16..24].copy_from_slice(&p_vaddr.to_le_bytes());
+        ph[32..40].copy_from_slice(&p_filesz.to_le_bytes());
+        ph[40..48].copy_from_slice(&p_filesz.to_le_bytes());
+        d
+    }
+
+    /// A segment whose file offset plus size passes u64::MAX (a hostile program header) made
+    /// `file_offset_of` and `read_at_vaddr` overflow: a panic with overflow checks, a wrong
+    /// slice without. Nothing is read from it now.
+    #[test]
+    fn a_segment_past_the_end_of_the_offsets_reads_nothing() {
+        let img = ElfImage::parse(&elf_with_segment(u64::MAX - 8, 0x40_0000, 0x100)).unwrap();
+        assert_eq!(img.load_segments()[0].file_offset_of(0x40_0010), None);
+        assert_eq!(img.vaddr_to_file_offset(0x40_0010), None);
+        assert!(img.read_at_vaddr(0x40_0000, 4).is_none());
+        assert!(img.read_u64(0x40_0000).is_none());
+        // and a sane one still reads
+        let ok = ElfImage::parse(&elf_with_segment(0, 0x40_0000, 0x80)).unwrap();
+        assert_eq!(ok.read_at_vaddr(0x40_0000, 4), Some(&[0x7f, b'E', b'L', b'F'][..]));
+    }
 
     #[test]
     fn segment_offsets() {

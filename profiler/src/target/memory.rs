@@ -1,8 +1,152 @@
-//! Reading the target's memory from outside, without stopping it.
-use std::io;
+//! Reading the target's memory from outside, without stopping it, within a budget.
+//!
+//! [`Memory`] is what the census readers take: [`Process`] reads a live process with
+//! `process_vm_readv` and counts what each sample costs against a [`ReadBudget`]; [`FakeMemory`]
+//! is an address space made of byte regions (tests and fuzzing; a core file's segments later).
+use std::{
+    cell::Cell,
+    collections::BTreeMap,
+    io,
+};
+
+/// An address space the census reads from. Reads never stop the target.
+pub trait Memory {
+    /// Fills `buf` from `addr`; an error when any byte is unreadable (or the budget is spent).
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// Reads `len` bytes at each address; an unreadable address gives None, the others are still
+    /// read.
+    fn read_many(&self, addrs: &[u64], len: usize) -> Vec<Option<Vec<u8>>> {
+        addrs
+            .iter()
+            .map(|&a| {
+                let mut b = vec![0u8; len];
+                self.read(a, &mut b).ok().map(|()| b)
+            })
+            .collect()
+    }
+
+    fn read_u64(&self, addr: u64) -> io::Result<u64> {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b)?;
+        Ok(u64::from_ne_bytes(b))
+    }
+}
+
+/// What one target may cost leakprof per sample: bytes read and read syscalls. A census that
+/// reaches either stops reading (what it has counted stays, marked partial) and the report warns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    pub bytes: u64,
+    pub syscalls: u64,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        // a census of 1M tokio tasks reads about 450 MB; 100k goroutines with stacks about 100 MB
+        ReadLimits { bytes: 1 << 30, syscalls: 1 << 20 }
+    }
+}
+
+/// Counts one sample's reads against its limits (interior mutability: readers share `&self`).
+#[derive(Debug, Default)]
+pub struct ReadBudget {
+    pub limits: ReadLimits,
+    bytes: Cell<u64>,
+    syscalls: Cell<u64>,
+    /// Set when a read was refused because a limit was reached, since the last `new_sample`.
+    exhausted: Cell<bool>,
+}
+
+/// The error of a read refused by the budget.
+pub fn budget_error() -> io::Error {
+    io::Error::other("read budget of this sample spent")
+}
+
+impl ReadBudget {
+    pub fn new(limits: ReadLimits) -> Self {
+        ReadBudget { limits, ..Default::default() }
+    }
+
+    /// Starts a sample: counts from zero.
+    pub fn new_sample(&self) {
+        self.bytes.set(0);
+        self.syscalls.set(0);
+        self.exhausted.set(false);
+    }
+
+    /// Charges one syscall of `bytes`; false (and exhausted) when it would pass a limit.
+    pub fn charge(&self, bytes: u64) -> bool {
+        let (b, s) = (self.bytes.get().saturating_add(bytes), self.syscalls.get() + 1);
+        if b > self.limits.bytes || s > self.limits.syscalls {
+            self.exhausted.set(true);
+            return false;
+        }
+        self.bytes.set(b);
+        self.syscalls.set(s);
+        true
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.get()
+    }
+
+    pub fn syscalls(&self) -> u64 {
+        self.syscalls.get()
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.exhausted.get()
+    }
+
+    /// The report's warning when this sample ran out of budget.
+    pub fn warning(&self, pid: u32) -> Option<String> {
+        self.exhausted().then(|| {
+            format!(
+                "pid {pid}: a sample reached leakprof's read budget ({} MiB or {} read calls per sample) and \
+                 stopped reading: its counts are partial (a runtime this large, or memory that looks hostile)",
+                self.limits.bytes >> 20,
+                self.limits.syscalls
+            )
+        })
+    }
+}
+
+/// A live process, read with `process_vm_readv`, each call charged to `budget`.
+#[derive(Debug)]
+pub struct Process {
+    pub pid: u32,
+    pub budget: ReadBudget,
+}
+
+impl Process {
+    pub fn new(pid: u32, limits: ReadLimits) -> Self {
+        Process { pid, budget: ReadBudget::new(limits) }
+    }
+}
+
+/// At most this many failed calls in one `read_many` before the rest of its addresses are given
+/// up (a slice of garbage pointers costs a bounded number of syscalls, not one per pointer).
+const MAX_FAILED_CALLS: usize = 64;
+
+impl Memory for Process {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        if !self.budget.charge(buf.len() as u64) {
+            return Err(budget_error());
+        }
+        read_bytes(self.pid, addr, buf)
+    }
+
+    fn read_many(&self, addrs: &[u64], len: usize) -> Vec<Option<Vec<u8>>> {
+        read_many_with(self.pid, addrs, len, &|n| self.budget.charge(n))
+    }
+}
 
 /// Reads `buf.len()` bytes at `addr` in process `pid` (process_vm_readv).
 pub fn read_bytes(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+    if buf.is_empty() {
+        return Ok(());
+    }
     let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
     // SAFETY: the local iovec covers `buf`, which outlives the call.
@@ -35,11 +179,24 @@ pub fn read_u64_many(pid: u32, addrs: &[u64]) -> Vec<Option<u64>> {
 /// Reads `len` bytes at each address (process_vm_readv, up to 1024 per call); an unreadable
 /// address gives None, the others are still read.
 pub fn read_many(pid: u32, addrs: &[u64], len: usize) -> Vec<Option<Vec<u8>>> {
+    read_many_with(pid, addrs, len, &|_| true)
+}
+
+/// `read_many`, each call first charged (bytes asked) through `charge`: false stops reading.
+/// The kernel stops a vectored read at the first unreadable iovec: the batch goes on after it,
+/// and after [`MAX_FAILED_CALLS`] calls that stopped short the rest are given up.
+fn read_many_with(pid: u32, addrs: &[u64], len: usize, charge: &dyn Fn(u64) -> bool) -> Vec<Option<Vec<u8>>> {
     const BATCH: usize = 1024;
     let mut out: Vec<Option<Vec<u8>>> = vec![None; addrs.len()];
-    let mut start = 0;
-    while start < addrs.len() {
+    if len == 0 {
+        return out;
+    }
+    let (mut start, mut failed) = (0, 0);
+    while start < addrs.len() && failed < MAX_FAILED_CALLS {
         let end = (start + BATCH).min(addrs.len());
+        if !charge(((end - start) * len) as u64) {
+            break;
+        }
         let mut bufs: Vec<Vec<u8>> = (start..end).map(|_| vec![0u8; len]).collect();
         let local: Vec<libc::iovec> = bufs
             .iter_mut()
@@ -60,13 +217,46 @@ pub fn read_many(pid: u32, addrs: &[u64], len: usize) -> Vec<Option<Vec<u8>>> {
                 0,
             )
         };
-        let got = if n < 0 || len == 0 { 0 } else { n as usize / len };
+        let got = if n < 0 { 0 } else { n as usize / len };
         for (i, b) in bufs.into_iter().take(got).enumerate() {
             out[start + i] = Some(b);
+        }
+        if got < end - start {
+            failed += 1;
         }
         start += if got == end - start { got } else { got + 1 };
     }
     out
+}
+
+/// An address space of byte regions (start address -> bytes): reads inside one region succeed,
+/// all others fail. For tests and fuzzing of the readers.
+#[derive(Debug, Clone, Default)]
+pub struct FakeMemory {
+    regions: BTreeMap<u64, Vec<u8>>,
+}
+
+impl FakeMemory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Maps `bytes` at `addr` (replacing a region that starts there).
+    pub fn map(&mut self, addr: u64, bytes: Vec<u8>) -> &mut Self {
+        self.regions.insert(addr, bytes);
+        self
+    }
+}
+
+impl Memory for FakeMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        let unreadable = || io::Error::new(io::ErrorKind::InvalidInput, "unmapped");
+        let (&start, bytes) = self.regions.range(..=addr).next_back().ok_or_else(unreadable)?;
+        let off = usize::try_from(addr - start).map_err(|_| unreadable())?;
+        let src = off.checked_add(buf.len()).and_then(|end| bytes.get(off..end)).ok_or_else(unreadable)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -103,5 +293,45 @@ mod tests {
         let x: u64 = 0x1122_3344_5566_7788;
         let v = read_u64(std::process::id(), &x as *const u64 as u64).unwrap();
         assert_eq!(v, x);
+    }
+
+    /// A slice of garbage pointers used to cost one syscall per pointer (each failed iovec
+    /// restarted the batch one address later): now at most MAX_FAILED_CALLS calls.
+    #[test]
+    fn garbage_pointers_cost_a_bounded_number_of_syscalls() {
+        let p = Process::new(std::process::id(), ReadLimits::default());
+        let garbage: Vec<u64> = (0..100_000u64).map(|i| 0x10 + i * 4096).collect();
+        let got = p.read_many(&garbage, 64);
+        assert!(got.iter().all(Option::is_none));
+        assert!(p.budget.syscalls() <= MAX_FAILED_CALLS as u64, "{} syscalls", p.budget.syscalls());
+    }
+
+    #[test]
+    fn the_budget_stops_reads_and_says_so() {
+        let p = Process::new(std::process::id(), ReadLimits { bytes: 1 << 20, syscalls: 1000 });
+        let xs = vec![7u8; 1 << 16];
+        let mut buf = vec![0u8; 1 << 16];
+        let mut ok = 0;
+        for _ in 0..32 {
+            ok += usize::from(p.read(xs.as_ptr() as u64, &mut buf).is_ok());
+        }
+        assert_eq!(ok, 16, "1 MiB allows 16 reads of 64 KiB");
+        assert!(p.budget.exhausted());
+        assert!(p.budget.warning(1).unwrap().contains("partial"));
+        p.budget.new_sample();
+        assert!(p.read(xs.as_ptr() as u64, &mut buf).is_ok() && !p.budget.exhausted());
+    }
+
+    #[test]
+    fn fake_memory_reads_inside_regions_only() {
+        let mut m = FakeMemory::new();
+        m.map(0x1000, vec![1, 2, 3, 4]).map(0x2000, vec![9; 8]);
+        let mut b = [0u8; 2];
+        m.read(0x1001, &mut b).unwrap();
+        assert_eq!(b, [2, 3]);
+        assert!(m.read(0x1003, &mut b).is_err(), "crosses the region's end");
+        assert!(m.read(0x0fff, &mut b).is_err());
+        assert!(m.read(u64::MAX, &mut b).is_err());
+        assert_eq!(m.read_u64(0x2000).unwrap(), u64::from_ne_bytes([9; 8]));
     }
 }

@@ -22,7 +22,7 @@ fn instructions(image: &ElfImage, pcln: &Pclntab, func: &str) -> Vec<Instruction
     let Some(f) = pcln.func_named(func) else {
         return Vec::new();
     };
-    let Some(code) = image.read_at_vaddr(f.entry, (f.end - f.entry) as usize) else {
+    let Some(code) = f.end.checked_sub(f.entry).and_then(|n| image.read_at_vaddr(f.entry, usize::try_from(n).ok()?)) else {
         return Vec::new();
     };
     Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE).into_iter().collect()

@@ -73,11 +73,11 @@ pub fn go_version_image(image: &ElfImage) -> Option<String> {
     let seg = image
         .load_segments()
         .iter()
-        .find(|s| (s.file_offset..s.file_offset + s.file_size).contains(&(off as u64)))?;
-    let vaddr = seg.vaddr + (off as u64 - seg.file_offset);
-    let hdr = image.read_pointer(vaddr + 16)?;
+        .find(|s| (s.file_offset..s.file_offset.saturating_add(s.file_size)).contains(&(off as u64)))?;
+    let vaddr = seg.vaddr.checked_add(off as u64 - seg.file_offset)?;
+    let hdr = image.read_pointer(vaddr.checked_add(16)?)?;
     let ptr = image.read_pointer(hdr)?;
-    let len = image.read_u64(hdr + 8)?;
+    let len = image.read_u64(hdr.checked_add(8)?)?;
     if len == 0 || len > 64 {
         return None;
     }

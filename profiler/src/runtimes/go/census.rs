@@ -16,6 +16,7 @@ use crate::{
     runtimes::Stuck,
     runtimes::go::layout::GoLayout,
     sample::{Sample, SiteObs, SiteTotals},
+    target::memory::{Process, ReadLimits},
 };
 
 /// Waiting goroutines whose stacks are read per site and per census (bounded cost).
@@ -23,10 +24,22 @@ const STACKS_PER_SITE: u64 = 32;
 const STACKS_PER_CENSUS: u64 = 4096;
 /// Distinct whole stacks kept per site.
 const WHOLE_STACKS_PER_SITE: usize = 3;
+/// Distinct `go` statements counted apart per process; goroutines of further ones are counted
+/// together under [`OTHER_SITES`] (a hostile or torn allgs cannot grow leakprof's memory without
+/// bound: each site keeps a series).
+pub const MAX_SITES: usize = 4096;
+/// The key goroutines of sites past [`MAX_SITES`] are counted under.
+pub const OTHER_SITES: u64 = u64::MAX;
+/// The key of goroutines whose gopc is not a pc of the program's code (the main goroutine has
+/// gopc 0; anything else there is memory that is not a g).
+pub const NO_GO_STATEMENT: u64 = 0;
 
 /// Census state of one Go process.
 pub struct GoCensus {
     pid: u32,
+    mem: Process,
+    /// Goroutines counted under OTHER_SITES at the last census.
+    pub folded: u64,
     at: AllgsAddr,
     layout: GoLayout,
     /// goid -> (gopc, first seen ns)
@@ -45,13 +58,15 @@ pub struct GoCensus {
 }
 
 impl GoCensus {
-    pub fn new(pid: u32, plan: &GoPlan, bias: u64) -> Self {
+    pub fn new(pid: u32, plan: &GoPlan, bias: u64, limits: ReadLimits) -> Self {
         let at = match plan.allgs {
             AllgsAddr::Slice(a) => AllgsAddr::Slice(a + bias),
             AllgsAddr::PtrLen { ptr, len } => AllgsAddr::PtrLen { ptr: ptr + bias, len: len + bias },
         };
         GoCensus {
             pid,
+            mem: Process::new(pid, limits),
+            folded: 0,
             at,
             layout: plan.layout.clone(),
             seen: HashMap::new(),
@@ -78,16 +93,20 @@ impl GoCensus {
 
     /// One census: live goroutines per `go` statement, the oldest first-seen time, how many wait.
     pub fn census(&mut self, now_ns: u64) -> Result<Sample<u64>> {
-        let gs = read_goroutines(self.pid, self.at, &self.layout.g)?;
+        self.mem.budget.new_sample();
+        let gs = read_goroutines(&self.mem, self.at, &self.layout.g)?;
         let mut live_ids = std::collections::HashSet::new();
         let mut per_site: HashMap<u64, (i64, u64, u64, u64)> = HashMap::new(); // live, oldest, idle, seen
         self.states.clear();
+        self.folded = 0;
         for g in gs.iter().filter(|g| g.is_live()) {
             live_ids.insert(g.goid);
             let (gopc, born) = *self.seen.entry(g.goid).or_insert_with(|| {
-                self.totals.entry(g.gopc).or_default().spawned += 1;
-                (g.gopc, now_ns)
+                let key = site_key(&self.pclntab, self.bias, &self.totals, g.gopc);
+                self.totals.entry(key).or_default().spawned += 1;
+                (key, now_ns)
             });
+            self.folded += u64::from(gopc == OTHER_SITES);
             self.startpc.entry(gopc).or_insert(g.startpc);
             let e = per_site.entry(gopc).or_insert((0, born, 0, 0));
             e.0 += 1;
@@ -127,6 +146,18 @@ impl GoCensus {
         Ok(Sample { now_ns, sites })
     }
 
+    /// Why the last census was cut short or folded sites, for the report.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w: Vec<String> = self.mem.budget.warning(self.pid).into_iter().collect();
+        if self.folded > 0 {
+            w.push(format!(
+                "pid {}: more than {MAX_SITES} distinct go statements: {} goroutines of the others are counted together as one row",
+                self.pid, self.folded
+            ));
+        }
+        w
+    }
+
     /// Unwinds a bounded sample of each site's waiting goroutines and tallies where they wait.
     fn read_stacks(&mut self, gs: &[super::read::Goroutine]) {
         /// One site's goroutines whose stacks were read: where they wait, and their whole stacks.
@@ -139,11 +170,12 @@ impl GoCensus {
         let mut per_site: HashMap<u64, Tally> = HashMap::new();
         let mut total = 0;
         for g in gs.iter().filter(|g| g.status == status::WAITING) {
-            let e = per_site.entry(g.gopc).or_default();
+            let Some(&(key, _)) = self.seen.get(&g.goid) else { continue };
+            let e = per_site.entry(key).or_default();
             if e.sampled >= STACKS_PER_SITE || total >= STACKS_PER_CENSUS {
                 continue;
             }
-            let unwound = stack::unwind(self.pid, &self.pclntab, self.bias, g.sched_sp, g.sched_pc, g.stack_hi);
+            let unwound = stack::unwind(&self.mem, &self.pclntab, self.bias, g.sched_sp, g.sched_pc, g.stack_hi);
             if unwound.is_empty() {
                 continue;
             }
@@ -179,5 +211,43 @@ impl GoCensus {
                 (gopc, Stuck { sampled, at, stacks })
             })
             .collect();
+    }
+}
+
+/// The site a new goroutine is counted under: its `go` statement when gopc is a pc of the
+/// program's code; [`NO_GO_STATEMENT`] when it is not (the main goroutine, or bytes that are not
+/// a g); [`OTHER_SITES`] once [`MAX_SITES`] sites are known.
+fn site_key<V>(pcln: &Pclntab, bias: u64, known: &HashMap<u64, V>, gopc: u64) -> u64 {
+    if known.contains_key(&gopc) {
+        return gopc;
+    }
+    if gopc == 0 || pcln.func_for_pc(gopc.wrapping_sub(bias).wrapping_sub(1)).is_none() {
+        return NO_GO_STATEMENT;
+    }
+    if known.len() >= MAX_SITES {
+        return OTHER_SITES;
+    }
+    gopc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sites were keyed by g.gopc as read, unvalidated and never bounded: a torn allgs (or
+    /// hostile memory) made one site per garbage word, each with a series.
+    #[test]
+    fn sites_are_bounded_and_keyed_only_by_code_addresses() {
+        let pcln = Pclntab::parse(&crate::runtimes::go::pclntab::tests::synthetic()).unwrap();
+        let f = pcln.funcs().next().unwrap();
+        let mut known: HashMap<u64, ()> = HashMap::new();
+        assert_eq!(site_key(&pcln, 0, &known, 0xdead_beef_0000), NO_GO_STATEMENT, "not code");
+        assert_eq!(site_key(&pcln, 0, &known, 0), NO_GO_STATEMENT);
+        assert_eq!(site_key(&pcln, 0, &known, f.entry + 1), f.entry + 1);
+        for k in 1..=MAX_SITES as u64 {
+            known.insert(k << 32, ());
+        }
+        assert_eq!(site_key(&pcln, 0, &known, f.entry + 1), OTHER_SITES, "past the cap");
+        assert_eq!(site_key(&pcln, 0, &known, 5 << 32), 5 << 32, "a known site stays itself");
     }
 }

@@ -32,7 +32,8 @@ fn rest_of_segment(image: &ElfImage, vaddr: u64) -> Option<&[u8]> {
         .load_segments()
         .iter()
         .find(|s| s.file_offset_of(vaddr).is_some())?;
-    image.read_at_vaddr(vaddr, (seg.vaddr + seg.file_size - vaddr) as usize)
+    let len = seg.vaddr.saturating_add(seg.file_size).checked_sub(vaddr)?;
+    image.read_at_vaddr(vaddr, usize::try_from(len).ok()?)
 }
 
 /// (vaddr, bytes from there on) of the pclntab header.

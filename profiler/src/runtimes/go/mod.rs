@@ -23,7 +23,7 @@ pub mod tables;
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 use self::{census::GoCensus, layout::GoLayout, naming::Namer, pclntab::Pclntab, read::AllgsAddr};
 use super::{Runtime, RuntimeInfo, SiteDetail};
@@ -92,6 +92,10 @@ fn before_1_18(version: &str) -> bool {
 /// The layout (DWARF, else the table for the version), the pclntab and where allgs is.
 fn plan(image: &ElfImage, pid: u32, bias: u64) -> Result<GoPlan> {
     let (version, layout, layout_source) = runtime::layout(image)?;
+    if layout.g.span().is_none() {
+        bail!("{version}: the runtime.g field offsets in this binary's DWARF are not believable (past {} bytes); \
+               the binary's debug info is damaged or hostile", read::MAX_G_SPAN);
+    }
     let pclntab = Pclntab::from_elf(image.data()).ok_or_else(|| runtime::GoError::NoPclntab(version.clone()))?;
     let allgs = match runtime::allgs_location_with(image, &pclntab) {
         Some(a) => a,
@@ -111,7 +115,7 @@ impl Go {
         let mode = if opts.probes {
             Mode::Probes { probes: Some(attach_probes(opts, target, image, &plan)?), kernel: KernelSide::default() }
         } else {
-            Mode::Census(GoCensus::new(opts.pid, &plan, bias))
+            Mode::Census(GoCensus::new(opts.pid, &plan, bias, opts.read_limits))
         };
         let attached = match &mode {
             Mode::Probes { probes: Some(p), .. } => (p.attached, p.attach_ms),
@@ -210,11 +214,14 @@ impl Runtime for Go {
     }
 
     fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
         if self.plan.layout_source == runtime::LayoutSource::Table {
-            vec![format!("no DWARF in the binary: the runtime layout of {} comes from leakprof's table", self.plan.version)]
-        } else {
-            Vec::new()
+            w.push(format!("no DWARF in the binary: the runtime layout of {} comes from leakprof's table", self.plan.version));
         }
+        if let Mode::Census(c) = &self.mode {
+            w.extend(c.warnings());
+        }
+        w
     }
 }
 

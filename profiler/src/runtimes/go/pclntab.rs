@@ -1,6 +1,6 @@
 //! The Go 1.18+ pclntab: function table, names, and pc -> file:line (runtime/symtab.go).
 //! It survives `-s -w`; [`Pclntab::from_image`] also finds it without section headers.
-use super::pcvalue::{cstr, pcvalue, u32_at, u64_at};
+use super::pcvalue::{cstr, pcvalue, pcvalue_run, u32_at, u64_at};
 use crate::elf::ElfImage;
 
 /// A parsed pclntab (owns a copy of its bytes). Addresses are ELF virtual addresses.
@@ -37,7 +37,7 @@ impl Pclntab {
             0xffff_fff1 => true,
             _ => return None,
         };
-        if data.get(4..6)? != [0, 0] || data[7] != 8 || ![1, 2, 4].contains(&data[6]) {
+        if data.get(4..6)? != [0, 0] || *data.get(7)? != 8 || ![1, 2, 4].contains(&data[6]) {
             return None; // 64-bit only
         }
         let w = |i: usize| u64_at(data, 8 + 8 * i).and_then(|v| usize::try_from(v).ok());
@@ -73,7 +73,7 @@ impl Pclntab {
         let last = (0..=p.nfunc)
             .filter_map(|i| u32_at(data, p.functab + i * 8 + 4))
             .max()
-            .map_or(end, |o| p.functab + o as usize + 64);
+            .map_or(end, |o| p.functab.saturating_add(o as usize).saturating_add(64));
         Some(Pclntab {
             data: data[..last.min(data.len()).max(end)].to_vec(),
             ..p
@@ -116,10 +116,10 @@ impl Pclntab {
     /// (entry offset from text start, offset of its _func) of function i; i == nfunc gives
     /// the end sentinel.
     fn functab_entry(&self, i: usize) -> Option<(u64, usize)> {
-        let o = self.functab + i * 8;
+        let o = i.checked_mul(8)?.checked_add(self.functab)?;
         let entry = u64::from(u32_at(&self.data, o)?);
-        let funcoff = u32_at(&self.data, o + 4)? as usize;
-        Some((entry, self.functab + funcoff))
+        let funcoff = u32_at(&self.data, o.checked_add(4)?)? as usize;
+        Some((entry, self.functab.checked_add(funcoff)?))
     }
 
     /// Entry offset (from the text start) of function i, unrelocated.
@@ -148,8 +148,8 @@ impl Pclntab {
     }
 
     fn name_of(&self, func: usize) -> Option<&str> {
-        let nameoff = u32_at(&self.data, func + 4)? as usize;
-        cstr(&self.data, self.funcname + nameoff)
+        let nameoff = u32_at(&self.data, func.checked_add(4)?)? as usize;
+        cstr(&self.data, self.funcname.checked_add(nameoff)?)
     }
 
     fn info(&self, i: usize) -> Option<FuncInfo> {
@@ -158,8 +158,8 @@ impl Pclntab {
         let t = self.text_start;
         Some(FuncInfo {
             name: self.name_of(func)?.to_string(),
-            entry: t + entry,
-            end: t + end,
+            entry: t.checked_add(entry)?,
+            end: t.checked_add(end)?,
         })
     }
 
@@ -195,25 +195,25 @@ impl Pclntab {
     pub fn pc_to_file_line(&self, pc: u64) -> Option<(String, u32)> {
         let i = self.find(pc)?;
         let (entry, func) = self.functab_entry(i)?;
-        let entry = self.text_start + entry;
+        let entry = self.text_start.checked_add(entry)?;
         // _func: entryOff, nameOff, args, deferreturn, pcsp, pcfile (20), pcln (24), npcdata, cuOffset (32)
         let table = |field: usize| -> Option<&[u8]> {
-            let off = u32_at(&self.data, func + field)? as usize;
+            let off = u32_at(&self.data, func.checked_add(field)?)? as usize;
             (off != 0)
-                .then(|| self.data.get(self.pctab + off..))
+                .then(|| self.data.get(self.pctab.checked_add(off)?..))
                 .flatten()
         };
         let fileno = pcvalue(table(20)?, self.quantum, entry, pc)?;
         let line = pcvalue(table(24)?, self.quantum, entry, pc)?;
-        let cu = u32_at(&self.data, func + 32)? as usize;
+        let cu = u32_at(&self.data, func.checked_add(32)?)? as usize;
         let fileoff = u32_at(
             &self.data,
-            self.cutab + (cu + usize::try_from(fileno).ok()?) * 4,
+            cu.checked_add(usize::try_from(fileno).ok()?)?.checked_mul(4)?.checked_add(self.cutab)?,
         )?;
         if fileoff == u32::MAX {
             return None;
         }
-        let file = cstr(&self.data, self.filetab + fileoff as usize)?.to_string();
+        let file = cstr(&self.data, self.filetab.checked_add(fileoff as usize)?)?.to_string();
         Some((file, u32::try_from(line).unwrap_or(0)))
     }
 
@@ -222,9 +222,23 @@ impl Pclntab {
     pub fn sp_delta(&self, pc: u64) -> Option<u64> {
         let i = self.find(pc)?;
         let (entry, func) = self.functab_entry(i)?;
-        let off = u32_at(&self.data, func + 16)? as usize;
-        let table = (off != 0).then(|| self.data.get(self.pctab + off..)).flatten()?;
-        u64::try_from(pcvalue(table, self.quantum, self.text_start + entry, pc)?).ok()
+        let off = u32_at(&self.data, func.checked_add(16)?)? as usize;
+        let table = (off != 0).then(|| self.data.get(self.pctab.checked_add(off)?..)).flatten()?;
+        u64::try_from(pcvalue(table, self.quantum, self.text_start.checked_add(entry)?, pc)?).ok()
+    }
+
+    /// The first pc of the run around `pc` whose file and line are both unchanged: stepping back
+    /// from one run to the one before costs one lookup per run, not one per byte.
+    pub fn file_line_run_start(&self, pc: u64) -> Option<u64> {
+        let i = self.find(pc)?;
+        let (entry, func) = self.functab_entry(i)?;
+        let entry = self.text_start.checked_add(entry)?;
+        let run = |field: usize| -> Option<u64> {
+            let off = u32_at(&self.data, func.checked_add(field)?)? as usize;
+            let table = (off != 0).then(|| self.data.get(self.pctab.checked_add(off)?..)).flatten()?;
+            pcvalue_run(table, self.quantum, entry, pc).map(|(_, start)| start)
+        };
+        Some(run(20)?.max(run(24)?))
     }
 
     /// Same as [`Pclntab::pc_to_file_line`].
@@ -234,11 +248,11 @@ impl Pclntab {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A hand-made Go 1.20 pclntab: two functions at text+0 and text+0x20, one file, one CU.
-    fn synthetic() -> Vec<u8> {
+    pub(crate) fn synthetic() -> Vec<u8> {
         let mut d = vec![0u8; 72];
         d[..8].copy_from_slice(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8]);
         let names = b"main.a\0main.b\0";
@@ -302,5 +316,42 @@ mod tests {
         d[7] = 4; // 32-bit
         assert!(Pclntab::parse(&d).is_none());
         assert!(Pclntab::parse(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8]).is_none());
+    }
+
+    /// A 6- or 7-byte `.gopclntab` (a section header patched by hand: Go does not use section
+    /// headers) indexed data[7] after checking data[4..6] only: a panic, and under `daemon --all`
+    /// the end of the root daemon.
+    #[test]
+    fn a_table_of_six_or_seven_bytes_is_refused_not_a_panic() {
+        let d = synthetic();
+        for n in 0..=8 {
+            assert!(Pclntab::parse(&d[..n]).is_none(), "{n} bytes");
+        }
+    }
+
+    /// Offsets and a text start from the binary near u64::MAX wrapped (or, with overflow checks,
+    /// panicked) in every lookup: they give nothing now.
+    #[test]
+    fn offsets_at_the_top_of_the_address_space_give_nothing() {
+        let mut p = Pclntab::parse(&synthetic()).unwrap();
+        p.set_text_start(u64::MAX - 0x30);
+        assert_eq!(p.func_for_pc(u64::MAX - 0x28).map(|f| f.name), Some("main.a".into()));
+        assert!(p.func_for_pc(u64::MAX).is_none());
+        assert!(p.funcs().all(|f| f.entry <= f.end));
+        assert_eq!(p.funcs().count(), 1, "main.b's end is past the address space");
+        let _ = p.sp_delta(u64::MAX - 1);
+        let _ = p.file_line_run_start(u64::MAX - 1);
+        let mut q = Pclntab::parse(&synthetic()).unwrap();
+        q.functab = usize::MAX - 4;
+        q.cutab = usize::MAX - 2;
+        assert!(q.func_for_pc(0x1000).is_none() && q.funcs().count() == 0);
+    }
+
+    #[test]
+    fn stepping_back_goes_one_run_at_a_time() {
+        let p = Pclntab::parse(&synthetic()).unwrap();
+        // line 10 for [0x1000, 0x1010), 12 after
+        assert_eq!(p.file_line_run_start(0x1015), Some(0x1010));
+        assert_eq!(p.file_line_run_start(0x100f), Some(0x1000));
     }
 }

@@ -38,8 +38,15 @@ pub fn cstr(b: &[u8], o: usize) -> Option<&str> {
 /// (zigzag uvarint value delta, uvarint pc delta × quantum), the value starting at -1; a zero
 /// value delta after the first pair ends the table. The value for `pc` in a function at `entry`.
 pub fn pcvalue(table: &[u8], quantum: u64, entry: u64, pc: u64) -> Option<i32> {
+    pcvalue_run(table, quantum, entry, pc).map(|(v, _)| v)
+}
+
+/// [`pcvalue`], and the first pc of the run of pcs sharing that value (pc-value tables are walked
+/// run by run, never byte by byte).
+pub fn pcvalue_run(table: &[u8], quantum: u64, entry: u64, pc: u64) -> Option<(i32, u64)> {
     let (mut p, mut val, mut cur) = (0usize, -1i32, entry);
     loop {
+        let start = cur;
         let (uvdelta, n) = uvarint(table.get(p..)?)?;
         if uvdelta == 0 && p != 0 {
             return None;
@@ -51,7 +58,7 @@ pub fn pcvalue(table: &[u8], quantum: u64, entry: u64, pc: u64) -> Option<i32> {
         p += n;
         cur = cur.checked_add(pcdelta.checked_mul(quantum)?)?;
         if pc < cur {
-            return Some(val);
+            return (pc >= start).then_some((val, start));
         }
     }
 }

@@ -2,7 +2,7 @@
 //! runtime.allgs (every g ever created; g's are never freed) read with process_vm_readv.
 use anyhow::{bail, Result};
 
-use crate::target::memory::{read_bytes, read_many};
+use crate::target::memory::Memory;
 
 /// Where the g structs' fields are (bytes from the start of a g).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,13 +23,19 @@ pub const SCHED_OFFSET: u64 = 56;
 /// g.stack.hi: the top of the goroutine's stack (g.stack is the first field).
 const STACK_HI_OFFSET: u64 = 8;
 
+/// The most bytes of one g the census reads: a g is about 400-450 bytes in every Go release, so
+/// a field past this comes from a hostile or misread layout.
+pub const MAX_G_SPAN: u64 = 4096;
+
 impl GLayout {
-    fn span(&self) -> usize {
-        [self.atomicstatus, self.goid, self.waitsince, self.waitreason, self.gopc, self.startpc, self.sched + 8]
+    /// Bytes read per g: up to the end of its last field. None when a field lies past
+    /// [`MAX_G_SPAN`] (absurd offsets from a binary's DWARF).
+    pub fn span(&self) -> Option<usize> {
+        let last = [self.atomicstatus, self.goid, self.waitsince, self.waitreason, self.gopc, self.startpc, self.sched.checked_add(8)?]
             .into_iter()
-            .max()
-            .unwrap_or(0) as usize
-            + 8
+            .max()?;
+        let span = last.checked_add(8)?;
+        (span <= MAX_G_SPAN).then_some(span as usize)
     }
 }
 
@@ -73,51 +79,54 @@ impl Goroutine {
     }
 }
 
-/// Upper bound on goroutines read in one census (a guard against a torn slice header).
-const MAX_GS: u64 = 10_000_000;
+/// Upper bound on goroutines read in one census (a guard against a torn or hostile slice header):
+/// with what is kept per g (72 bytes) a census holds at most about 300 MB.
+pub const MAX_GS: u64 = 4_000_000;
+/// g pointers (and then gs) read per batch: only one batch of raw bytes is held at a time.
+const BATCH: usize = 1024;
 
 fn u64_at(b: &[u8], off: u64) -> u64 {
     let o = off as usize;
-    u64::from_ne_bytes(b[o..o + 8].try_into().unwrap())
+    b.get(o..o + 8).map_or(0, |w| u64::from_ne_bytes(w.try_into().unwrap()))
 }
 
 /// Reads every g of the process (including dead ones; filter with `is_live`).
-pub fn read_goroutines(pid: u32, at: AllgsAddr, layout: &GLayout) -> Result<Vec<Goroutine>> {
-    let mut hdr = [0u8; 16];
+pub fn read_goroutines(mem: &dyn Memory, at: AllgsAddr, layout: &GLayout) -> Result<Vec<Goroutine>> {
+    let Some(span) = layout.span() else {
+        bail!("the Go g layout puts a field past {MAX_G_SPAN} bytes: this binary's DWARF or version table is not believable");
+    };
     let (ptr, len) = match at {
-        AllgsAddr::Slice(a) => {
-            read_bytes(pid, a, &mut hdr)?;
-            (u64_at(&hdr, 0), u64_at(&hdr, 8))
-        }
-        AllgsAddr::PtrLen { ptr, len } => {
-            read_bytes(pid, ptr, &mut hdr[..8])?;
-            read_bytes(pid, len, &mut hdr[8..])?;
-            (u64_at(&hdr, 0), u64_at(&hdr, 8))
-        }
+        AllgsAddr::Slice(a) => (mem.read_u64(a)?, mem.read_u64(a.wrapping_add(8))?),
+        AllgsAddr::PtrLen { ptr, len } => (mem.read_u64(ptr)?, mem.read_u64(len)?),
     };
     if len == 0 {
         return Ok(Vec::new());
     }
-    if ptr == 0 || len > MAX_GS {
+    if ptr == 0 || len > MAX_GS || ptr.checked_add(len * 8).is_none() {
         bail!("runtime.allgs looks torn (ptr {ptr:#x}, len {len}); is this the right Go version table?");
     }
-    let mut gptrs = vec![0u8; len as usize * 8];
-    read_bytes(pid, ptr, &mut gptrs)?;
-    let addrs: Vec<u64> = gptrs.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
-    let span = layout.span();
-    let mut out = Vec::with_capacity(addrs.len());
-    for b in read_many(pid, &addrs, span).into_iter().flatten() {
-        out.push(Goroutine {
-            goid: u64_at(&b, layout.goid),
-            status: (u64_at(&b, layout.atomicstatus) as u32) & !0x1000,
-            waitreason: b[layout.waitreason as usize],
-            waitsince: u64_at(&b, layout.waitsince) as i64,
-            gopc: u64_at(&b, layout.gopc),
-            startpc: u64_at(&b, layout.startpc),
-            sched_sp: u64_at(&b, layout.sched),
-            sched_pc: u64_at(&b, layout.sched + 8),
-            stack_hi: u64_at(&b, STACK_HI_OFFSET),
-        });
+    let mut out = Vec::with_capacity(len.min(1 << 16) as usize);
+    let mut gptrs = vec![0u8; BATCH * 8];
+    let mut i = 0u64;
+    while i < len {
+        let n = (len - i).min(BATCH as u64) as usize;
+        let buf = &mut gptrs[..n * 8];
+        mem.read(ptr + i * 8, buf)?;
+        let addrs: Vec<u64> = buf.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
+        for b in mem.read_many(&addrs, span).into_iter().flatten() {
+            out.push(Goroutine {
+                goid: u64_at(&b, layout.goid),
+                status: (u64_at(&b, layout.atomicstatus) as u32) & !0x1000,
+                waitreason: b[layout.waitreason as usize],
+                waitsince: u64_at(&b, layout.waitsince) as i64,
+                gopc: u64_at(&b, layout.gopc),
+                startpc: u64_at(&b, layout.startpc),
+                sched_sp: u64_at(&b, layout.sched),
+                sched_pc: u64_at(&b, layout.sched + 8),
+                stack_hi: u64_at(&b, STACK_HI_OFFSET),
+            });
+        }
+        i += n as u64;
     }
     Ok(out)
 }
@@ -142,12 +151,41 @@ mod tests {
         }
         let ptrs: Vec<u64> = gs.iter().map(|g| g.as_ptr() as u64).collect();
         let slice: [u64; 3] = [ptrs.as_ptr() as u64, 3, 3];
-        let got = read_goroutines(std::process::id(), AllgsAddr::Slice(slice.as_ptr() as u64), &layout).unwrap();
+        let me = crate::target::memory::Process::new(std::process::id(), Default::default());
+        let got = read_goroutines(&me, AllgsAddr::Slice(slice.as_ptr() as u64), &layout).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].goid, 100);
         assert_eq!(got[1].status, status::WAITING, "_Gscan is masked");
         assert!(got[0].is_live() && !got[2].is_live());
         assert_eq!(got[1].gopc, 0x40_1001);
         assert_eq!(got[0].waitreason, 14);
+    }
+
+    /// Field offsets from a hostile binary's DWARF used to size the read per g (times 1024 per
+    /// batch) without bound: an abort on allocation. They are refused now.
+    #[test]
+    fn absurd_field_offsets_are_refused_not_allocated() {
+        let layout = GLayout { atomicstatus: 144, goid: 1 << 40, waitsince: 168, waitreason: 176, gopc: 296, startpc: 312, sched: SCHED_OFFSET };
+        assert_eq!(layout.span(), None);
+        let wrap = GLayout { sched: u64::MAX - 4, ..layout };
+        assert_eq!(wrap.span(), None);
+        let mut m = crate::target::memory::FakeMemory::new();
+        m.map(0x1000, [0x2000u64, 3, 3].iter().flat_map(|w| w.to_ne_bytes()).collect());
+        let err = read_goroutines(&m, AllgsAddr::Slice(0x1000), &layout).unwrap_err();
+        assert!(err.to_string().contains("not believable"), "{err}");
+    }
+
+    /// allglen read from the target was accepted up to 10 M and every g's bytes kept at once.
+    #[test]
+    fn a_huge_allglen_is_refused() {
+        let layout = GLayout { atomicstatus: 144, goid: 152, waitsince: 168, waitreason: 176, gopc: 296, startpc: 312, sched: SCHED_OFFSET };
+        let mut m = crate::target::memory::FakeMemory::new();
+        m.map(0x1000, [0x2000u64, 9_000_000, 9_000_000].iter().flat_map(|w| w.to_ne_bytes()).collect());
+        let err = read_goroutines(&m, AllgsAddr::Slice(0x1000), &layout).unwrap_err();
+        assert!(err.to_string().contains("torn"), "{err}");
+        // within the bound, over fake memory: garbage pointers give no goroutines, no panic
+        m.map(0x1000, [0x2000u64, 5000, 5000].iter().flat_map(|w| w.to_ne_bytes()).collect());
+        m.map(0x2000, (0..5000u64).flat_map(|i| ((i + 1) * 7919 << 32).to_ne_bytes()).collect());
+        assert!(read_goroutines(&m, AllgsAddr::Slice(0x1000), &layout).unwrap().is_empty());
     }
 }

@@ -2,7 +2,7 @@
 //! g.sched when it parked, through the binary's own pclntab (the frame size at each pc, no frame
 //! pointers needed), and the first frame outside the runtime's blocking machinery.
 use super::pclntab::Pclntab;
-use crate::{model::StackFrame, target::memory::read_bytes};
+use crate::{model::StackFrame, target::memory::Memory};
 
 /// Deepest stack unwound, and the most stack bytes read per goroutine.
 const MAX_FRAMES: usize = 64;
@@ -17,28 +17,28 @@ fn is_machinery(function: &str) -> bool {
 }
 
 /// The stack of a goroutine parked with saved `sp` and `pc` (runtime addresses), innermost first,
-/// read from `pid` and named through `pcln` (which takes addresses less `bias`), each frame with
+/// read from `mem` and named through `pcln` (which takes addresses less `bias`), each frame with
 /// the pc it was named at (less `bias`). Ends at runtime.goexit, at an unknown pc, or when a frame
 /// would leave [sp, stack_hi).
-pub fn unwind(pid: u32, pcln: &Pclntab, bias: u64, sp: u64, pc: u64, stack_hi: u64) -> Vec<(StackFrame, u64)> {
+pub fn unwind(mem: &dyn Memory, pcln: &Pclntab, bias: u64, sp: u64, pc: u64, stack_hi: u64) -> Vec<(StackFrame, u64)> {
     if sp == 0 || pc == 0 || stack_hi <= sp {
         return Vec::new();
     }
     let len = (stack_hi - sp).min(MAX_STACK_BYTES) as usize;
-    let mut mem = vec![0u8; len];
-    if read_bytes(pid, sp, &mut mem).is_err() {
+    let mut stack = vec![0u8; len];
+    if mem.read(sp, &mut stack).is_err() {
         return Vec::new();
     }
     let word = |addr: u64| -> Option<u64> {
         let o = usize::try_from(addr.checked_sub(sp)?).ok()?;
-        Some(u64::from_ne_bytes(mem.get(o..o + 8)?.try_into().ok()?))
+        Some(u64::from_ne_bytes(stack.get(o..o.checked_add(8)?)?.try_into().ok()?))
     };
     let (mut frames, mut sp_now, mut pc_now) = (Vec::new(), sp, pc);
     for depth in 0..MAX_FRAMES {
         let vpc = pc_now.wrapping_sub(bias);
         let Some(f) = pcln.func_for_pc(vpc) else { break };
         // a return address points after its call: name the call (pc-1); the innermost pc is exact
-        let at = if depth == 0 { vpc } else { vpc - 1 };
+        let at = if depth == 0 { vpc } else { vpc.saturating_sub(1) };
         let (file, line) = pcln.file_line(at).map_or((None, None), |(f, l)| (Some(f), Some(l)));
         let done = f.name == "runtime.goexit";
         frames.push((StackFrame { function: f.name, file, line }, at));
@@ -46,8 +46,9 @@ pub fn unwind(pid: u32, pcln: &Pclntab, bias: u64, sp: u64, pc: u64, stack_hi: u
         if done {
             break;
         }
-        let Some(ret) = word(sp_now + delta) else { break };
-        sp_now += delta + 8;
+        let Some(ret) = sp_now.checked_add(delta).and_then(word) else { break };
+        let Some(next) = sp_now.checked_add(delta).and_then(|a| a.checked_add(8)) else { break };
+        sp_now = next;
         pc_now = ret;
     }
     frames
@@ -63,25 +64,30 @@ pub fn stuck_frame(frames: &[(StackFrame, u64)]) -> Option<usize> {
 /// position: when the blocking call was inlined into the user's function (`sync.Mutex.Lock`
 /// is), that is a line of sync/mutex.go. The call itself is then the last instruction before
 /// the inlined body that belongs to the function's own file (the file of its entry), found by
-/// stepping back from the frame's pc.
+/// stepping back from the frame's pc one run of the file and line tables at a time (at most
+/// [`MAX_OWN_LINE_RUNS`] runs, within 16 KiB of the frame's pc).
 pub fn own_line(pcln: &Pclntab, frame_vpc: u64) -> Option<(String, u32)> {
     let f = pcln.func_for_pc(frame_vpc)?;
     let (own_file, _) = pcln.file_line(f.entry)?;
     let mut pc = frame_vpc;
-    // bounded: a function's own code is rarely more than a few KiB before an inlined call
-    while pc >= f.entry && frame_vpc - pc < 16 * 1024 {
+    for _ in 0..MAX_OWN_LINE_RUNS {
+        if pc < f.entry || frame_vpc - pc >= 16 * 1024 {
+            break;
+        }
         if let Some((file, line)) = pcln.file_line(pc) {
             if file == own_file {
                 return Some((file, line));
             }
         }
-        if pc == 0 {
-            break;
-        }
-        pc -= 1;
+        // the run before this one
+        let start = pcln.file_line_run_start(pc)?;
+        pc = start.checked_sub(1)?;
     }
     None
 }
+
+/// Runs of the pc-file/pc-line tables `own_line` steps back through (a lookup each).
+pub const MAX_OWN_LINE_RUNS: usize = 64;
 
 #[cfg(test)]
 mod tests {

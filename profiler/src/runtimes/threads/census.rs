@@ -132,8 +132,10 @@ pub fn thread_stack(
     };
     let ra = word(off);
     // the caller's state right after that return: ip = ra, sp past the slot
-    let sp = tw.sp + off as u64 + 8;
-    let mut pcs = unwinder.unwind(Regs { ip: ra - 1, sp, bp: 0 }, &stack[off + 8..], 64);
+    let Some(sp) = tw.sp.checked_add(off as u64 + 8) else {
+        return Vec::new();
+    };
+    let mut pcs = unwinder.unwind(Regs { ip: ra.wrapping_sub(1), sp, bp: 0 }, &stack[off + 8..], 64);
     if let Some(first) = pcs.first_mut() {
         *first = ra; // report it as the return address it is
     }

@@ -70,7 +70,7 @@ impl Vtables {
         let mut budget = MAX_DATA_BYTES;
         for seg in image.load_segments() {
             let lo = seg.vaddr.next_multiple_of(8);
-            let hi = (seg.vaddr + seg.file_size).min(lo.saturating_add(budget));
+            let hi = seg.vaddr.saturating_add(seg.file_size).min(lo.saturating_add(budget)) & !7;
             if hi <= lo || text.iter().any(|&(a, b)| lo >= a && hi <= b) {
                 continue;
             }
