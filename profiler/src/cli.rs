@@ -28,6 +28,7 @@ impl DaemonArgs {
             interval: Duration::from_secs_f64(self.common.interval),
             retention: self.retention.max(10),
             top_k: self.top_k.max(1),
+            max_rss_bytes: self.max_rss_mib.max(16) << 20,
             session: crate::options::RunOptions { retention: self.retention.max(16), ..self.common.run_options(0)? },
         })
     }
@@ -92,6 +93,10 @@ pub struct DaemonArgs {
     /// Sites reported per target; the rest are summed into one row.
     #[arg(long, default_value_t = 50)]
     pub top_k: usize,
+    /// leakprof's own memory limit, MiB: past it the target whose history holds the most sites
+    /// is detached (and not retried) with a warning, until the daemon is back under it.
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    pub max_rss_mib: u64,
     #[command(flatten)]
     pub common: Common,
 }
@@ -162,6 +167,10 @@ pub struct Common {
     /// lifetime unmeasured (`slot_reused`). Go, tokio 1.28: tasks beyond it are counted as lost.
     #[arg(long, default_value_t = RunOptions::default().max_tasks)]
     pub max_tasks: u32,
+    /// What one sample may read of the target, MiB (and at most a million read calls): past it
+    /// the census stops and the report says its counts are partial.
+    #[arg(long, value_name = "MIB", default_value_t = RunOptions::default().read_limits.bytes >> 20)]
+    pub read_budget_mib: u64,
     /// The executable's symbols and DWARF from this separate debug file (`objcopy
     /// --only-keep-debug`, a `-dbg` package); without it they are looked for by build id under
     /// /usr/lib/debug/.build-id/ and by .gnu_debuglink (next to the executable, in .debug/, under
@@ -245,6 +254,7 @@ impl Common {
             interval: Duration::from_secs_f64(self.interval),
             duration: duration.map(Duration::from_secs_f64),
             max_tasks: self.max_tasks,
+            read_limits: crate::target::memory::ReadLimits { bytes: self.read_budget_mib.max(1) << 20, ..Default::default() },
             ignore: IgnoreRules::new(&self.ignore, &self.ignore_created_by, self.config.as_deref())?,
             threads: self.threads,
             stack_period: self.stack_period,

@@ -11,6 +11,9 @@ use crate::{
 
 /// Samples kept by default: one hour at full resolution at 1 s, then thinned.
 pub const DEFAULT_CAPACITY: usize = 3600;
+/// Sites tracked per source at most: with `capacity` points each, this bounds leakprof's memory
+/// per target whatever the target (a hostile one cannot make it keep a series per garbage key).
+pub const MAX_SITES: usize = 4096;
 
 /// What is known of one site over the run.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +47,8 @@ pub struct History<K> {
     pub sites: BTreeMap<K, SiteHistory>,
     /// CLOCK_MONOTONIC ns of the last sample.
     pub last_now_ns: u64,
+    /// Sites of the last sample not tracked because [`MAX_SITES`] were already: (sites, live).
+    pub untracked: (usize, i64),
     capacity: usize,
 }
 
@@ -56,7 +61,7 @@ impl<K: Ord + Clone> Default for History<K> {
 impl<K: Ord + Clone> History<K> {
     /// A history keeping at most `capacity` samples (at least 16).
     pub fn with_capacity(capacity: usize) -> Self {
-        History { times_s: Vec::new(), sites: BTreeMap::new(), last_now_ns: 0, capacity: capacity.max(16) }
+        History { times_s: Vec::new(), sites: BTreeMap::new(), last_now_ns: 0, untracked: (0, 0), capacity: capacity.max(16) }
     }
 
     /// Appends one sample taken `t_s` seconds after attach. Sites not in the sample count 0 live.
@@ -71,7 +76,13 @@ impl<K: Ord + Clone> History<K> {
             h.oldest_born_ns = None;
             h.series.push(0);
         }
+        self.untracked = (0, 0);
         for o in &sample.sites {
+            if self.sites.len() >= MAX_SITES && !self.sites.contains_key(&o.key) {
+                self.untracked.0 += 1;
+                self.untracked.1 += o.live.max(0);
+                continue;
+            }
             let h = self.sites.entry(o.key.clone()).or_insert_with(|| SiteHistory {
                 series: vec![0; n + 1],
                 ..Default::default()
@@ -185,6 +196,20 @@ mod tests {
         assert!(t.windows(2).all(|w| w[1] > w[0]));
         // series and times stay paired
         assert!(t.iter().zip(&h.sites[&7].series).all(|(t, v)| *t as i64 == *v));
+    }
+
+    /// A source that reports a new key every sample (garbage from hostile memory) used to grow
+    /// one series per key without bound.
+    #[test]
+    fn sites_past_the_cap_are_counted_not_kept() {
+        let mut h: History<u64> = History::with_capacity(16);
+        for i in 0..(MAX_SITES as u64 + 100) {
+            h.push(i as f64, &Sample { now_ns: i, sites: vec![obs(i, 2, None), obs(u64::MAX, 1, None)] });
+        }
+        assert_eq!(h.sites.len(), MAX_SITES);
+        assert_eq!(h.untracked, (1, 2), "the last sample's new key was not tracked");
+        assert!(h.sites.contains_key(&u64::MAX), "a tracked site keeps being tracked");
+        assert_eq!(h.sites[&u64::MAX].live(), 1);
     }
 
     #[test]

@@ -146,5 +146,9 @@ fn finish(result: Result<Report>, common: &Common, launched: bool) -> i32 {
         );
         return EXIT_TARGET_EXITED;
     }
+    if report.collection.ended == EndReason::ReadFailed {
+        eprintln!("leakprof: reading pid {} failed during the run (see the report's warnings); everything was detached", report.target.pid);
+        return EXIT_ERROR;
+    }
     0
 }

@@ -70,6 +70,9 @@ pub enum EndReason {
     TargetExited,
     /// Still running (a report served by the daemon while it watches).
     Running,
+    /// Reading the target failed inside leakprof (a caught panic: hostile bytes or a bug); the
+    /// report covers the run until then and its warnings say what failed.
+    ReadFailed,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -432,3 +432,161 @@ fn the_http_face_holds_under_abuse() {
     assert!(daemon.0.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A copy of fixture `name` in a fresh directory, as `new_name`, patched by `patch`.
+fn patched_copy(name: &str, new_name: &str, patch: impl FnOnce(&mut Vec<u8>)) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("leakprof-hostile-{}-{new_name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut bytes = std::fs::read(fixture(name)).unwrap();
+    patch(&mut bytes);
+    let path = dir.join(new_name);
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The file offset of section `name`'s sh_size field in an ELF64 file.
+fn section_size_field(elf: &[u8], name: &str) -> usize {
+    use object::{Object as _, ObjectSection as _};
+    let file = object::File::parse(elf).unwrap();
+    let index = file.section_by_name(name).unwrap_or_else(|| panic!("no {name}")).index().0;
+    let shoff = u64::from_le_bytes(elf[40..48].try_into().unwrap()) as usize;
+    let shentsize = u16::from_le_bytes(elf[58..60].try_into().unwrap()) as usize;
+    shoff + index * shentsize + 32
+}
+
+/// The file range of section `name`.
+fn section_range(elf: &[u8], name: &str) -> std::ops::Range<usize> {
+    use object::{Object as _, ObjectSection as _};
+    let file = object::File::parse(elf).unwrap();
+    let (off, size) = file.section_by_name(name).unwrap().file_range().unwrap();
+    off as usize..(off + size) as usize
+}
+
+/// Hostile programs among healthy ones under `daemon --all`: a Go program whose `.gopclntab`
+/// section header says 6 bytes (it still runs: Go does not read section headers), one whose
+/// DWARF puts runtime.g's goid 16 KiB into the g, one whose reading panics inside leakprof and
+/// one whose attach stalls (both injected: LEAKPROF_INJECT_FAULT). The healthy targets are
+/// sampled every interval throughout; the panicking one is detached and counted; the daemon
+/// serves on and stops cleanly.
+#[test]
+fn hostile_targets_cannot_stall_or_crash_the_daemon() {
+    if !bpf_available("hostile_targets_cannot_stall_or_crash_the_daemon") {
+        return;
+    }
+    let truncated = patched_copy("go-latest", "go-truncated-pclntab", |b| {
+        let at = section_size_field(b, ".gopclntab");
+        b[at..at + 8].copy_from_slice(&6u64.to_le_bytes());
+    });
+    let absurd = patched_copy("go-latest-plain-dwarf", "go-absurd-dwarf", |b| {
+        // Go writes a struct member as its name (inline string) then its offset (uleb128):
+        // runtime.g's goid is at 152 (0x98 0x01); make it 16383 (0xff 0x7f)
+        let r = section_range(b, ".debug_info");
+        let info = &mut b[r];
+        let mut patched = 0;
+        for i in 0..info.len() - 7 {
+            if &info[i..i + 7] == b"goid\0\x98\x01" {
+                info[i + 5..i + 7].copy_from_slice(&[0xff, 0x7f]);
+                patched += 1;
+            }
+        }
+        assert!(patched >= 1, "runtime.g's goid member not found in the DWARF");
+    });
+    let healthy_tokio = Fixture::start("tokio-latest", &["mixed"]);
+    let healthy_go = Fixture::start("go-latest", &["healthy-pool"]);
+    let (hostile_pclntab, _) = Fixture::start_at(&truncated, &["healthy-pool"], &[], None);
+    let (hostile_dwarf, _) = Fixture::start_at(&absurd, &["healthy-pool"], &[], None);
+    let panicking = Fixture::start("go-latest", &["recv-no-sender"]);
+    let stalling = Fixture::start("tokio-latest", &["mixed"]);
+    let faults = format!("panic-sample:{},stall-attach:{}", panicking.pid, stalling.pid);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = leakprof()
+        .args(["daemon", "--all", "--listen", &listen, "--interval", "1"])
+        .env("LEAKPROF_INJECT_FAULT", &faults)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dpid = child.id();
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log2 = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for l in err.lines().map_while(Result::ok) {
+            log2.lock().unwrap().push_str(&(l + "\n"));
+        }
+    });
+    let mut daemon = Killed(child);
+    let addr = listen.as_str();
+    let samples_of = |pid: u32| -> Option<i64> {
+        let body = http_get(addr, "/api/report")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v.as_array()?.iter().find(|r| r["target"]["pid"] == pid).map(|r| int(&r["collection"]["samples"]))
+    };
+    // let the healthy ones attach (the stalling one sleeps 30 s in its attach meanwhile)
+    let t0 = Instant::now();
+    while (samples_of(healthy_tokio.pid).is_none() || samples_of(healthy_go.pid).is_none()) && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // every second for 8 s, each healthy target has a newer sample than two seconds before
+    let mut seen: Vec<(i64, i64)> = Vec::new();
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_secs(1));
+        let (a, b) = (samples_of(healthy_tokio.pid), samples_of(healthy_go.pid));
+        let log = log.lock().unwrap().clone();
+        let (a, b) = (a.unwrap_or_else(|| panic!("tokio target not served; daemon log:\n{log}")), b.unwrap_or_else(|| panic!("go target not served; daemon log:\n{log}")));
+        seen.push((a, b));
+    }
+    for w in seen.windows(3) {
+        assert!(w[2].0 > w[0].0 && w[2].1 > w[0].1, "a healthy target went 2 s without a sample: {seen:?}");
+    }
+    assert!(seen[7].0 - seen[0].0 >= 5 && seen[7].1 - seen[0].1 >= 5, "healthy targets not sampled each interval: {seen:?}");
+    let log_now = log.lock().unwrap().clone();
+    assert_eq!(metric(addr, "leakprof_target_panics"), Some(1.0), "the injected panic is counted once; log:\n{log_now}");
+    assert!(samples_of(panicking.pid).is_none(), "the panicking target is detached");
+    assert!(samples_of(stalling.pid).is_none(), "the stalling target is still attaching");
+    assert!(
+        log_now.contains(&format!("pid {}: reading it failed inside leakprof", panicking.pid)),
+        "the panic is named in the log:\n{log_now}"
+    );
+    assert!(
+        log_now.contains(&format!("not watching pid {}", hostile_dwarf.pid)) && log_now.contains("not believable"),
+        "absurd DWARF offsets are refused with a sentence:\n{log_now}"
+    );
+    // the truncated pclntab: refused with a sentence or watched, never a crash
+    let watched = samples_of(hostile_pclntab.pid).is_some();
+    assert!(watched || log_now.contains(&format!("not watching pid {}", hostile_pclntab.pid)), "{log_now}");
+    // the daemon stops cleanly, its stalled worker left behind
+    unsafe { libc::kill(dpid as i32, libc::SIGINT) };
+    let t1 = Instant::now();
+    let status = loop {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t1.elapsed() < Duration::from_secs(15), "the daemon did not stop within 15 s of SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "daemon exit: {status:?}");
+    drop((healthy_tokio, healthy_go, hostile_pclntab, hostile_dwarf, panicking, stalling));
+    let _ = std::fs::remove_dir_all(truncated.parent().unwrap());
+    let _ = std::fs::remove_dir_all(absurd.parent().unwrap());
+}
+
+/// leakprof's own memory budget: over --max-rss-mib the daemon sheds the target holding the most
+/// sites, says so, counts it, and serves on.
+#[test]
+fn over_its_memory_limit_the_daemon_sheds_a_target_and_says_which() {
+    if !bpf_available("over_its_memory_limit_the_daemon_sheds_a_target_and_says_which") {
+        return;
+    }
+    let a = Fixture::start("tokio-latest", &["mixed"]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (daemon, addr) = start_daemon(&["--listen", &listen, "--pid", &a.pid.to_string(), "--max-rss-mib", "16"]);
+    let t0 = Instant::now();
+    while metric(&addr, "leakprof_shed_targets").unwrap_or(0.0) < 1.0 && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(metric(&addr, "leakprof_shed_targets"), Some(1.0), "the target was shed once and not retried");
+    assert_eq!(metric(&addr, "leakprof_attached_targets"), Some(0.0));
+    assert!(http_get(&addr, "/api/report").is_some_and(|b| b.trim() == "[]"), "the daemon serves on");
+    drop(daemon);
+}

@@ -139,13 +139,17 @@ fn go_toolchains() -> Result<Vec<(&'static str, PathBuf)>> {
     Ok(out)
 }
 
-/// Builds fixtures/go with each toolchain, normal, stripped (-s -w) and stripped PIE, offline.
+/// Builds fixtures/go with each toolchain, normal, stripped (-s -w), stripped PIE and with
+/// uncompressed DWARF, offline.
 fn build_go(root: &Path, bin_dir: &Path) -> Result<()> {
     let src = root.join("fixtures/go");
     let cache = root.join("fixtures/go/target");
     std::fs::create_dir_all(&cache)?;
     for (name, go) in go_toolchains()? {
-        for (suffix, flags, mode) in [("", "", "exe"), ("-stripped", "-s -w", "exe"), ("-pie", "-s -w", "pie")] {
+        // -plain-dwarf: DWARF left uncompressed, so a test can patch it into a hostile binary
+        for (suffix, flags, mode) in
+            [("", "", "exe"), ("-stripped", "-s -w", "exe"), ("-pie", "-s -w", "pie"), ("-plain-dwarf", "-compressdwarf=false", "exe")]
+        {
             let out = bin_dir.join(format!("{name}{suffix}"));
             let mut c = Command::new(&go);
             c.current_dir(&src)

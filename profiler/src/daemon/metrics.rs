@@ -41,6 +41,10 @@ pub struct Health {
     pub attached_targets: usize,
     pub attach_failures: u64,
     pub detached_targets: u64,
+    /// Targets whose reading panicked inside leakprof (hostile bytes or a bug): detached alone.
+    pub target_panics: u64,
+    /// Targets detached because leakprof's own memory passed --max-rss-mib.
+    pub shed_targets: u64,
     pub cpu_seconds: f64,
     pub rss_bytes: u64,
 }
@@ -133,6 +137,16 @@ pub fn render(reports: &[Report], health: &Health) -> String {
     let detached = Gauge::<i64>::default();
     detached.set(health.detached_targets as i64);
     reg.register("detached_targets", "Targets detached after they exited", detached);
+    let panics = Gauge::<i64>::default();
+    panics.set(health.target_panics as i64);
+    reg.register(
+        "target_panics",
+        "Targets detached because reading them panicked inside leakprof (the daemon goes on)",
+        panics,
+    );
+    let shed = Gauge::<i64>::default();
+    shed.set(health.shed_targets as i64);
+    reg.register("shed_targets", "Targets detached because leakprof's own memory passed --max-rss-mib", shed);
     let cpu = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     cpu.set(health.cpu_seconds);
     reg.register("process_cpu_seconds", "leakprof's own CPU time", cpu);

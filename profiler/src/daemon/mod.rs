@@ -4,6 +4,7 @@
 mod discover;
 mod http;
 pub mod metrics;
+mod worker;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,9 +17,11 @@ use anyhow::{bail, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    model::{EndReason, OtherSites, Report},
-    session::{RunOptions, Session},
+    model::{OtherSites, Report},
+    session::RunOptions,
 };
+pub use worker::panic_message;
+use worker::{State, Worker};
 
 pub use discover::Selector;
 
@@ -33,6 +36,8 @@ pub struct DaemonConfig {
     pub retention: usize,
     /// Sites reported per target (worst first); the rest are summed into `other_sites`.
     pub top_k: usize,
+    /// leakprof's own resident memory limit: past it the target with the most sites is shed.
+    pub max_rss_bytes: u64,
     /// Template for each target's session (pid is filled in).
     pub session: RunOptions,
 }
@@ -44,7 +49,9 @@ pub struct Shared {
     pub health: metrics::Health,
 }
 
-/// Runs until SIGINT/SIGTERM; detaches everything before returning.
+/// Runs until SIGINT/SIGTERM; detaches everything before returning. Each target is attached and
+/// sampled on its own thread ([`worker`]); this loop finds targets, gathers what each last
+/// published and serves it, so no target can stall or crash the others.
 pub async fn run(cfg: DaemonConfig) -> Result<()> {
     if !cfg.listen.ip().is_loopback() && !cfg.allow_remote {
         bail!(
@@ -59,67 +66,101 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     eprintln!("leakprof daemon: serving http://{} (/metrics, /api/report, /)", server.local_addr);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sessions: HashMap<(u32, u64), Session> = HashMap::new();
+    let mut workers: HashMap<(u32, u64), Worker> = HashMap::new();
     let mut refused: HashSet<(u32, u64)> = HashSet::new();
     let mut health = metrics::Health::default();
     let mut next = Instant::now();
+    let top_k = cfg.top_k;
     loop {
         for key in cfg.select.candidates(std::process::id()) {
-            if sessions.contains_key(&key) || refused.contains(&key) {
+            if workers.contains_key(&key) || refused.contains(&key) {
                 continue;
             }
             let opts = RunOptions { pid: key.0, ..cfg.session.clone() };
-            match Session::attach(opts) {
-                Ok(s) => {
-                    eprintln!("leakprof daemon: attached to pid {}", key.0);
-                    sessions.insert(key, s);
-                }
-                Err(e) => {
-                    eprintln!("leakprof daemon: not watching pid {}: {e:#}", key.0);
-                    health.attach_failures += 1;
-                    refused.insert(key);
-                }
-            }
+            workers.insert(key, Worker::start(opts, key.1, cfg.interval, top_k));
         }
         refused.retain(|k| discover::start_time(k.0) == Some(k.1));
         let mut reports = Vec::new();
-        let gone: Vec<(u32, u64)> = sessions
-            .iter()
-            .filter(|(k, s)| {
-                !s.target_alive() || discover::start_time(k.0) != Some(k.1) || !s.target_same_exe()
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for k in gone {
-            if let Some(s) = sessions.remove(&k) {
-                drop(s.finish(EndReason::TargetExited)); // detaches its probes
-                health.detached_targets += 1;
-                eprintln!("leakprof daemon: pid {} exited or exec'd; detached", k.0);
+        let mut done = Vec::new();
+        let mut attached = 0;
+        for (key, w) in &workers {
+            match w.state() {
+                State::Attaching => {}
+                State::Sampling(None) => attached += 1,
+                State::Sampling(Some(r)) => {
+                    attached += 1;
+                    reports.push(*r);
+                }
+                State::Refused(e) => {
+                    eprintln!("leakprof daemon: not watching pid {}: {e}", w.pid);
+                    health.attach_failures += 1;
+                    refused.insert(*key);
+                    done.push(*key);
+                }
+                State::Ended => {
+                    health.detached_targets += 1;
+                    eprintln!("leakprof daemon: pid {} exited or exec'd; detached", w.pid);
+                    done.push(*key);
+                }
+                State::Panicked(msg) => {
+                    health.target_panics += 1;
+                    eprintln!(
+                        "leakprof daemon: pid {}: reading it failed inside leakprof ({msg}); detached it and \
+                         will not retry it; the other targets go on",
+                        w.pid
+                    );
+                    refused.insert(*key);
+                    done.push(*key);
+                }
             }
         }
-        for s in sessions.values_mut() {
-            if let Err(e) = s.sample() {
-                eprintln!("leakprof daemon: pid {}: {e:#}", s.pid());
-                continue;
+        for key in done {
+            if let Some(w) = workers.remove(&key) {
+                w.stop(Duration::from_millis(100));
             }
-            reports.push(bounded(s.report(EndReason::Running), cfg.top_k));
         }
-        health.attached_targets = sessions.len();
+        reports.sort_by_key(|r| r.target.pid);
+        health.attached_targets = attached;
         (health.cpu_seconds, health.rss_bytes) = metrics::own_usage();
+        if health.rss_bytes > cfg.max_rss_bytes {
+            // over its own memory limit: shed the target that holds the most sites
+            let sites = |r: &Report| r.sites.len() + r.other_sites.map_or(0, |o| o.sites) + r.blocked.len();
+            if let Some(r) = reports.iter().max_by_key(|r| sites(r)) {
+                let pid = r.target.pid;
+                eprintln!(
+                    "leakprof daemon: own memory {} MiB is over --max-rss-mib {}: detached pid {pid} ({} sites, the most); \
+                     it is not retried until it restarts",
+                    health.rss_bytes >> 20,
+                    cfg.max_rss_bytes >> 20,
+                    sites(r)
+                );
+                if let Some(key) = workers.keys().find(|k| k.0 == pid).copied() {
+                    if let Some(w) = workers.remove(&key) {
+                        w.stop(Duration::from_millis(100));
+                    }
+                    refused.insert(key);
+                    health.shed_targets += 1;
+                }
+                reports.retain(|r| r.target.pid != pid);
+            }
+        }
         {
-            let mut sh = shared.lock().unwrap();
+            let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
             sh.reports = reports;
             sh.health = health.clone();
         }
         next += cfg.interval;
+        if Instant::now() > next {
+            next = Instant::now();
+        }
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
     }
-    for (_, s) in sessions.drain() {
-        drop(s.finish(EndReason::Interrupted));
+    for (_, w) in workers.drain() {
+        w.stop(Duration::from_secs(5));
     }
     server.stop();
     eprintln!("leakprof daemon: stopped, everything detached");

@@ -112,6 +112,7 @@ pub fn render_text(r: &Report) -> String {
             EndReason::Interrupted => " (interrupted)",
             EndReason::TargetExited => " (target exited)",
             EndReason::Running => " (running)",
+            EndReason::ReadFailed => " (reading the target failed)",
         }
     );
     if let Some(c) = &r.collection.census {

@@ -23,6 +23,42 @@ use crate::{
 /// Called after every sample with the elapsed time and the judged sites, worst first.
 pub type ProgressFn<'a> = dyn FnMut(f64, &[SiteReport]) + 'a;
 
+/// Fault injection for the daemon's isolation tests: `LEAKPROF_INJECT_FAULT=KIND:PID[,..]`
+/// makes the session of PID stall 30 s in its attach (`stall-attach`) or panic in every sample
+/// (`panic-sample`), as a target that makes leakprof's reads hang or hostile bytes that pass
+/// every check would. Unset, it costs one environment lookup per sample.
+fn injected_fault(kind: &str, pid: u32) {
+    let Ok(spec) = std::env::var("LEAKPROF_INJECT_FAULT") else { return };
+    if !spec.split(',').any(|f| f == format!("{kind}:{pid}")) {
+        return;
+    }
+    match kind {
+        "stall-attach" => std::thread::sleep(std::time::Duration::from_secs(30)),
+        _ => panic!("injected fault {kind} for pid {pid}"),
+    }
+}
+
+/// A panic caught while reading a target: what leakprof read made no sense to it (hostile
+/// bytes, or a bug). The target is detached, never retried by the daemon.
+#[derive(Debug)]
+pub struct ReadPanic {
+    pub pid: u32,
+    pub message: String,
+}
+
+impl std::fmt::Display for ReadPanic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "leakprof failed inside while reading pid {} ({}): its binary or memory holds something leakprof \
+             could not make sense of, or this is a leakprof bug (please report it with the binary's version)",
+            self.pid, self.message
+        )
+    }
+}
+
+impl std::error::Error for ReadPanic {}
+
 /// An attached session, ready to sample.
 pub struct Session {
     opts: RunOptions,
@@ -44,8 +80,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// Checks everything, then attaches. Every error is one actionable sentence.
+    /// Checks everything, then attaches. Every error is one actionable sentence (a panic while
+    /// reading the binary is a [`ReadPanic`] error).
     pub fn attach(opts: RunOptions) -> Result<Session> {
+        let pid = opts.pid;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::attach_inner(opts)))
+            .unwrap_or_else(|p| Err(anyhow::Error::new(ReadPanic { pid, message: crate::daemon::panic_message(&*p) })))
+    }
+
+    fn attach_inner(opts: RunOptions) -> Result<Session> {
+        injected_fault("stall-attach", opts.pid);
         preflight::check_privileges()?;
         preflight::raise_memlock();
         let pid = opts.pid;
@@ -100,8 +144,17 @@ impl Session {
         self.target.same_exe()
     }
 
-    /// Takes one sample of every source and judges every site.
+    /// Takes one sample of every source and judges every site. A panic inside (hostile bytes
+    /// that slipped past a check, or a bug) is caught and returned as a [`ReadPanic`] error: the
+    /// run can still detach and report.
     pub fn sample(&mut self) -> Result<()> {
+        let pid = self.opts.pid;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.sample_inner()))
+            .unwrap_or_else(|p| Err(anyhow::Error::new(ReadPanic { pid, message: crate::daemon::panic_message(&*p) })))
+    }
+
+    fn sample_inner(&mut self) -> Result<()> {
+        injected_fault("panic-sample", self.opts.pid);
         let t0 = Instant::now();
         let t_s = self.started.elapsed().as_secs_f64();
         if let Some(rt) = self.runtime.as_mut() {
@@ -144,6 +197,10 @@ impl Session {
                 if self.target_gone() {
                     break EndReason::TargetExited;
                 }
+                if e.is::<ReadPanic>() {
+                    self.warnings.push(e.to_string());
+                    break EndReason::ReadFailed;
+                }
                 return Err(e);
             }
             progress(self.started.elapsed().as_secs_f64(), &self.sites());
@@ -156,8 +213,11 @@ impl Session {
             next += self.opts.interval;
         };
         if ended == EndReason::Interrupted && self.target.alive() {
-            // a last sample so the report covers the run up to the signal
-            self.sample()?;
+            // a last sample so the report covers the run up to the signal; if it fails, the
+            // report still covers the run up to the sample before
+            if let Err(e) = self.sample() {
+                self.warnings.push(format!("the last sample, taken at the signal, failed ({e:#}); the report covers the run until the sample before"));
+            }
         }
         Ok(self.finish(ended))
     }

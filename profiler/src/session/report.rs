@@ -137,6 +137,14 @@ impl Session {
     pub fn report(&mut self, ended: EndReason) -> Report {
         let mut warnings: Vec<String> = self.runtime.as_ref().map(|r| r.warnings()).unwrap_or_default();
         warnings.extend(self.warnings.iter().cloned());
+        for (what, (sites, live)) in [("task", self.tasks.history.untracked), ("wait", self.waits.history.untracked)] {
+            if sites > 0 {
+                warnings.push(format!(
+                    "{sites} {what} sites beyond leakprof's cap of {} per source are not tracked ({live} live at the last sample)",
+                    crate::history::MAX_SITES
+                ));
+            }
+        }
         let kernel_counters = self.kernel_counters();
         for &i in &profiler_common::stat::FAILURES {
             let name = profiler_common::stat::NAMES[i as usize];

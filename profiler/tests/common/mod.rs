@@ -141,7 +141,11 @@ impl Fixture {
     /// Starts a fixture with these environment variables; with `then`, also waits for the line
     /// starting with `then` that it prints after `ready` and returns the rest of that line.
     pub fn start_with(name: &str, args: &[&str], env: &[(&str, &str)], then: Option<&str>) -> (Fixture, Option<String>) {
-        let bin = fixture(name);
+        Fixture::start_at(&fixture(name), args, env, then)
+    }
+
+    /// [`Fixture::start_with`] for a program at any path (a patched copy of a fixture).
+    pub fn start_at(bin: &Path, args: &[&str], env: &[(&str, &str)], then: Option<&str>) -> (Fixture, Option<String>) {
         let mut child = Command::new(&bin)
             .args(args)
             .envs(env.iter().copied())

@@ -82,7 +82,7 @@ impl Tokio {
         let mut warnings = Vec::new();
         let (vtables, next_id) = task_vtables(target, image, bias);
         let ids = probed::TaskIds { id_offset: vtables.uniform_id_offset().unwrap_or(0), next_id };
-        let census = match open_census(opts.pid, vtables, next_id) {
+        let census = match open_census(opts.pid, vtables, next_id, opts.read_limits) {
             Ok(c) => Some(c),
             Err(why) => {
                 warnings.push(format!("tokio census unavailable: {why}; counting with probes, so tasks alive before attach are not counted"));
@@ -133,8 +133,13 @@ fn task_vtables(target: &Target, image: &ElfImage, bias: u64) -> (census::vtable
 }
 
 /// The census, or why it cannot work here.
-fn open_census(pid: u32, vtables: census::vtables::Vtables, next_id: Option<u64>) -> Result<TokioCensus, String> {
-    let c = TokioCensus::new(pid, vtables, next_id)?;
+fn open_census(
+    pid: u32,
+    vtables: census::vtables::Vtables,
+    next_id: Option<u64>,
+    limits: crate::target::memory::ReadLimits,
+) -> Result<TokioCensus, String> {
+    let c = TokioCensus::new(pid, vtables, next_id, limits)?;
     if c.runtimes.is_empty() {
         if let Some((owner, why)) = c.failures.iter().next() {
             return Err(format!("found tasks of runtime #{owner} but not its task lists ({why})"));
@@ -272,6 +277,7 @@ impl Runtime for Tokio {
                 w.push(format!("tokio census: no runtime with live tasks found ({} task vtables known)", c.vtable_count()));
             }
             w.extend(c.failures.iter().map(|(o, why)| format!("tokio census: tasks of runtime #{o} seen but not counted: {why}")));
+            w.extend(c.budget_warning());
         }
         if let Some((name, by_census, by_probes)) = self.missed_births.values().max_by_key(|m| m.1) {
             w.push(format!(

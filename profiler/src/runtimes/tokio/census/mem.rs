@@ -3,7 +3,7 @@
 //! sample: task cells allocated near each other cost one syscall per block, not one per task.
 use std::collections::HashMap;
 
-use crate::target::memory::read_bytes;
+use crate::target::memory::{Memory as _, Process, ReadLimits};
 
 /// An address space to read from.
 pub trait Mem {
@@ -35,7 +35,7 @@ const BLOCK: u64 = 16 * 1024;
 
 /// Reads a live process in cached blocks; call [`BlockReader::new_sample`] before each walk.
 pub struct BlockReader {
-    pid: u32,
+    proc: Process,
     blocks: HashMap<u64, Option<Box<[u8]>>>,
     max_blocks: usize,
     /// Bytes read from the target since the last `new_sample`.
@@ -44,8 +44,19 @@ pub struct BlockReader {
 
 impl BlockReader {
     /// `max_bytes`: the cache's bound; when full it is emptied (blocks are then read again).
-    pub fn new(pid: u32, max_bytes: u64) -> Self {
-        BlockReader { pid, blocks: HashMap::new(), max_blocks: (max_bytes / BLOCK).max(16) as usize, bytes_read: 0 }
+    /// `limits`: what one sample may read (see [`BlockReader::start_budget`]).
+    pub fn new(pid: u32, max_bytes: u64, limits: ReadLimits) -> Self {
+        BlockReader { proc: Process::new(pid, limits), blocks: HashMap::new(), max_blocks: (max_bytes / BLOCK).max(16) as usize, bytes_read: 0 }
+    }
+
+    /// Starts counting a sample's reads against the read budget.
+    pub fn start_budget(&self) {
+        self.proc.budget.new_sample();
+    }
+
+    /// The report's warning when the last sample ran out of budget.
+    pub fn budget_warning(&self) -> Option<String> {
+        self.proc.budget.warning(self.proc.pid)
     }
 
     /// Forgets what was read: the next reads see the target as it is now.
@@ -60,7 +71,7 @@ impl BlockReader {
                 self.blocks.clear();
             }
             let mut b = vec![0u8; BLOCK as usize].into_boxed_slice();
-            let ok = read_bytes(self.pid, index * BLOCK, &mut b).is_ok();
+            let ok = self.proc.read(index * BLOCK, &mut b).is_ok();
             if ok {
                 self.bytes_read += BLOCK;
             }
@@ -89,7 +100,7 @@ impl Mem for BlockReader {
                 Some(b) => dst.copy_from_slice(&b[off..off + n]),
                 // a block at a mapping's edge: read just these bytes
                 None => {
-                    if read_bytes(self.pid, at, dst).is_err() {
+                    if self.proc.read(at, dst).is_err() {
                         return false;
                     }
                     self.bytes_read += n as u64;
@@ -101,7 +112,7 @@ impl Mem for BlockReader {
     }
 
     fn read_fresh(&mut self, addr: u64, buf: &mut [u8]) -> bool {
-        let ok = read_bytes(self.pid, addr, buf).is_ok();
+        let ok = self.proc.read(addr, buf).is_ok();
         self.bytes_read += buf.len() as u64 * u64::from(ok);
         ok
     }
@@ -150,7 +161,7 @@ mod tests {
     fn block_reader_reads_across_blocks_and_counts_bytes() {
         let data: Vec<u64> = (0..20_000).collect();
         let base = data.as_ptr() as u64;
-        let mut r = BlockReader::new(std::process::id(), 1 << 20);
+        let mut r = BlockReader::new(std::process::id(), 1 << 20, ReadLimits::default());
         // a read straddling a block boundary
         let at = (base / BLOCK + 2) * BLOCK - 8; // both blocks inside `data`
         let i = (at - base) / 8;

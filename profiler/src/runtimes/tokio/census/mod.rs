@@ -95,8 +95,8 @@ pub struct TokioCensus {
 
 impl TokioCensus {
     /// Finds the vtables and scans the heap for runtimes. Err: why a census cannot work here.
-    pub fn new(pid: u32, vtables: Vtables, next_id: Option<u64>) -> Result<Self, String> {
-        let mem = BlockReader::new(pid, CACHE_BYTES);
+    pub fn new(pid: u32, vtables: Vtables, next_id: Option<u64>, limits: crate::target::memory::ReadLimits) -> Result<Self, String> {
+        let mem = BlockReader::new(pid, CACHE_BYTES, limits);
         if vtables.is_empty() {
             return Err("no tokio task vtable found in the executable's data".into());
         }
@@ -125,6 +125,8 @@ impl TokioCensus {
         // background, RESCAN_BYTES per sample), or the whole heap up to FIRST_SCAN_BYTES
         let mut scanned = 0;
         while scanned < FIRST_SCAN_BYTES {
+            // the attach scan is bounded by FIRST_SCAN_BYTES, each step by a sample's budget
+            c.mem.start_budget();
             c.find_runtimes(FIRST_SCAN_STEP, crate::sample::monotonic_ns());
             scanned += FIRST_SCAN_STEP;
             if c.scan.done() || !c.runtimes.is_empty() {
@@ -140,6 +142,11 @@ impl TokioCensus {
             c.retry_failed();
         }
         Ok(c)
+    }
+
+    /// Why the last sample's counts are partial, when it ran out of read budget.
+    pub fn budget_warning(&self) -> Option<String> {
+        self.mem.budget_warning()
     }
 
     pub fn vtable_count(&self) -> usize {
@@ -210,6 +217,7 @@ impl TokioCensus {
 
     /// One census: live tasks per site, their states, the oldest, and how complete the walk was.
     pub fn census(&mut self, now_ns: u64) -> Sample<u64> {
+        self.mem.start_budget();
         self.find_runtimes(RESCAN_BYTES, now_ns);
         let t0 = std::time::Instant::now();
         self.mem.new_sample();
