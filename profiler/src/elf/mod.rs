@@ -353,7 +353,7 @@ fn has_dwarf(file: &object::File<'_>) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A minimal ELF64 x86-64 executable with one PT_LOAD of the given offset, address and size.

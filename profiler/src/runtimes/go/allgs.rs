@@ -22,10 +22,16 @@ fn instructions(image: &ElfImage, pcln: &Pclntab, func: &str) -> Vec<Instruction
     let Some(f) = pcln.func_named(func) else {
         return Vec::new();
     };
-    let Some(code) = f.end.checked_sub(f.entry).and_then(|n| image.read_at_vaddr(f.entry, usize::try_from(n).ok()?)) else {
+    let Some(code) = code_of(image, &f) else {
         return Vec::new();
     };
     Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE).into_iter().collect()
+}
+
+/// The bytes of a function's code (None when its end is before its entry: a hostile table).
+fn code_of<'a>(image: &'a ElfImage, f: &super::pclntab::FuncInfo) -> Option<&'a [u8]> {
+    let n = f.end.checked_sub(f.entry)?;
+    image.read_at_vaddr(f.entry, usize::try_from(n).ok()?)
 }
 
 /// RIP-relative data addresses used by runtime.allgadd (candidates for allgs / allglen).
@@ -81,6 +87,15 @@ pub fn ret_addresses(image: &ElfImage, pcln: &Pclntab, func: &str) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A function table whose next entry lies before this one made `end - entry` underflow.
+    #[test]
+    fn a_function_ending_before_it_starts_has_no_code() {
+        let img = ElfImage::parse(&crate::elf::tests::elf_with_segment(0, 0x40_0000, 0xb8)).unwrap();
+        let f = |entry, end| super::super::pclntab::FuncInfo { name: "runtime.allgadd".into(), entry, end };
+        assert!(code_of(&img, &f(0x40_0010, 0x40_0008)).is_none());
+        assert_eq!(code_of(&img, &f(0x40_0000, 0x40_0004)), Some(&[0x7f, b'E', b'L', b'F'][..]));
+    }
 
     #[test]
     fn picks_the_slice_by_its_three_words() {

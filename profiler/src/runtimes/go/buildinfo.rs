@@ -106,6 +106,23 @@ mod tests {
         s
     }
 
+    /// A pre-1.18 blob whose string header pointer is at the top of the address space made
+    /// `hdr + 8` overflow (and `vaddr + 16` before it, for a segment there).
+    #[test]
+    fn a_pointer_format_blob_at_the_top_of_the_address_space_gives_no_version() {
+        let mut elf = crate::elf::tests::elf_with_segment(0, u64::MAX - 0xdf, 0xe0);
+        elf.resize(0xc0, 0);
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&[8, 0]); // pointer format
+        b.extend_from_slice(&(u64::MAX - 7).to_le_bytes()); // -> a string header in the last 8 bytes
+        b.resize(32, 0);
+        elf.extend_from_slice(&b);
+        assert_eq!(elf.len(), 0xe0);
+        let img = ElfImage::parse(&elf).unwrap();
+        assert_eq!(find(img.data()), Some(0xc0));
+        assert_eq!(go_version_image(&img), None);
+    }
+
     #[test]
     fn parses_inline_version() {
         assert_eq!(parse(&blob("go1.19.8")).as_deref(), Some("go1.19.8"));

@@ -141,3 +141,17 @@ pub fn text_from_entry_point(image: &ElfImage, p: &Pclntab) -> Option<u64> {
     (code[0] == 0xe9 && entry.wrapping_add(5).wrapping_add(rel as i64 as u64) == target)
         .then_some(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment whose end passes u64::MAX made `vaddr + file_size - vaddr` overflow.
+    #[test]
+    fn the_rest_of_a_segment_at_the_top_of_the_address_space() {
+        let img = ElfImage::parse(&crate::elf::tests::elf_with_segment(0, u64::MAX - 0x10, 0xb8)).unwrap();
+        let rest = rest_of_segment(&img, u64::MAX - 0x10).unwrap();
+        assert_eq!(&rest[..4], &[0x7f, b'E', b'L', b'F']);
+        assert!(rest_of_segment(&img, 0x1000).is_none());
+    }
+}

@@ -251,27 +251,42 @@ impl Pclntab {
 pub(crate) mod tests {
     use super::*;
 
-    /// A hand-made Go 1.20 pclntab: two functions at text+0 and text+0x20, one file, one CU.
+    /// A hand-made Go 1.20 pclntab: two functions at text+0 and text+0x20, one file, one CU;
+    /// lines (and frame sizes) 10 for the first 0x10 bytes of each, then 12.
     pub(crate) fn synthetic() -> Vec<u8> {
+        synthetic_with(&["/src/main.go"], &[2, 0x40, 0])
+    }
+
+    /// [`synthetic`] with these files and this pc-file table (shared by both functions).
+    pub(crate) fn synthetic_with(files: &[&str], pcfile: &[u8]) -> Vec<u8> {
         let mut d = vec![0u8; 72];
         d[..8].copy_from_slice(&[0xf1, 0xff, 0xff, 0xff, 0, 0, 1, 8]);
         let names = b"main.a\0main.b\0";
-        let files = b"/src/main.go\0";
+        let mut filetab_bytes = Vec::new();
+        let mut cu = Vec::new();
+        for f in files {
+            cu.extend_from_slice(&(filetab_bytes.len() as u32).to_le_bytes());
+            filetab_bytes.extend_from_slice(f.as_bytes());
+            filetab_bytes.push(0);
+        }
         let funcname = 72;
         let cutab = funcname + names.len();
-        let filetab = cutab + 4;
-        let pctab = filetab + files.len();
-        // pctab: byte 0 unused (offset 0 means "no table"); file 0 for 0x40 bytes; lines 10, 12
-        let pcs: &[u8] = &[0, 2, 0x40, 0, 22, 0x10, 4, 0x30, 0];
+        let filetab = cutab + cu.len();
+        let pctab = filetab + filetab_bytes.len();
+        // pctab: byte 0 unused (offset 0 means "no table"); the pc-file table; lines 10, 12
+        let mut pcs = vec![0u8];
+        pcs.extend_from_slice(pcfile);
+        let pcln_off = pcs.len() as u32;
+        pcs.extend_from_slice(&[22, 0x10, 4, 0x30, 0]);
         let functab = pctab + pcs.len();
         let hdr = [2, 1, 0x1000, funcname, cutab, filetab, pctab, functab];
         for (i, v) in hdr.iter().enumerate() {
             d[8 + 8 * i..16 + 8 * i].copy_from_slice(&(*v as u64).to_le_bytes());
         }
         d.extend_from_slice(names);
-        d.extend_from_slice(&0u32.to_le_bytes());
-        d.extend_from_slice(files);
-        d.extend_from_slice(pcs);
+        d.extend_from_slice(&cu);
+        d.extend_from_slice(&filetab_bytes);
+        d.extend_from_slice(&pcs);
         let f0 = 3 * 8; // _func records after the 3 functab pairs
         let f1 = f0 + 44;
         for (entry, off) in [(0u32, f0), (0x20, f1), (0x40, 0)] {
@@ -280,7 +295,8 @@ pub(crate) mod tests {
         }
         for (entry, name) in [(0u32, 0u32), (0x20, 7)] {
             let mut f = [0u32; 11];
-            (f[0], f[1], f[5], f[6]) = (entry, name, 1, 4);
+            // pcsp shares the line table: frame size 10, then 12
+            (f[0], f[1], f[4], f[5], f[6]) = (entry, name, pcln_off, 1, pcln_off);
             f.iter().for_each(|v| d.extend_from_slice(&v.to_le_bytes()));
         }
         d

@@ -67,6 +67,11 @@ pub fn stuck_frame(frames: &[(StackFrame, u64)]) -> Option<usize> {
 /// stepping back from the frame's pc one run of the file and line tables at a time (at most
 /// [`MAX_OWN_LINE_RUNS`] runs, within 16 KiB of the frame's pc).
 pub fn own_line(pcln: &Pclntab, frame_vpc: u64) -> Option<(String, u32)> {
+    own_line_with(pcln, frame_vpc, &|| {})
+}
+
+/// [`own_line`], calling `lookup` before each line lookup (tests count them).
+fn own_line_with(pcln: &Pclntab, frame_vpc: u64, lookup: &dyn Fn()) -> Option<(String, u32)> {
     let f = pcln.func_for_pc(frame_vpc)?;
     let (own_file, _) = pcln.file_line(f.entry)?;
     let mut pc = frame_vpc;
@@ -74,6 +79,7 @@ pub fn own_line(pcln: &Pclntab, frame_vpc: u64) -> Option<(String, u32)> {
         if pc < f.entry || frame_vpc - pc >= 16 * 1024 {
             break;
         }
+        lookup();
         if let Some((file, line)) = pcln.file_line(pc) {
             if file == own_file {
                 return Some((file, line));
@@ -95,6 +101,32 @@ mod tests {
 
     fn fr(f: &str) -> (StackFrame, u64) {
         (StackFrame { function: f.into(), file: None, line: None }, 0)
+    }
+
+    /// A stack at the top of the address space made `sp + frame size` overflow mid-unwind.
+    #[test]
+    fn a_stack_at_the_top_of_the_address_space_ends_the_unwind() {
+        let pcln = Pclntab::parse(&crate::runtimes::go::pclntab::tests::synthetic()).unwrap();
+        let sp = u64::MAX - 19;
+        let mut stack = vec![0u8; 20];
+        // main.a's frame is 10 bytes at its entry: its return address, back into main.a
+        stack[10..18].copy_from_slice(&0x1005u64.to_ne_bytes());
+        let mut m = crate::target::memory::FakeMemory::new();
+        m.map(sp, stack);
+        let frames = unwind(&m, &pcln, 0, sp, 0x1000, u64::MAX);
+        assert_eq!(frames.iter().map(|(f, pc)| (f.function.as_str(), *pc)).collect::<Vec<_>>(), [("main.a", 0x1000), ("main.a", 0x1004)]);
+    }
+
+    /// own_line stepped back one byte at a time: up to 16 K line lookups per new pc.
+    #[test]
+    fn own_line_steps_back_by_runs() {
+        // main.go for the first 8 bytes of each function, then sync.go (an inlined Lock) to its end
+        let table = crate::runtimes::go::pclntab::tests::synthetic_with(&["/src/main.go", "/src/sync.go"], &[2, 0x08, 2, 0x38, 0]);
+        let pcln = Pclntab::parse(&table).unwrap();
+        assert_eq!(pcln.file_line(0x101f), Some(("/src/sync.go".into(), 12)));
+        let lookups = std::cell::Cell::new(0);
+        assert_eq!(own_line_with(&pcln, 0x101f, &|| lookups.set(lookups.get() + 1)), Some(("/src/main.go".into(), 10)));
+        assert_eq!(lookups.get(), 3, "0x101f, then the runs starting at 0x1010 and 0x1008 (not 24 bytes one by one)");
     }
 
     #[test]

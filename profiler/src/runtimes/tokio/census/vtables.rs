@@ -121,6 +121,13 @@ mod tests {
         vec![poll, 0x1100, 0x1200, 0x1300, 0x1400, 0x1500, 0x1600, trailer, 32, 40]
     }
 
+    /// A load segment whose end passes u64::MAX made the vtable scan's bound overflow.
+    #[test]
+    fn a_segment_at_the_top_of_the_address_space_is_scanned_without_overflow() {
+        let img = crate::elf::ElfImage::parse(&crate::elf::tests::elf_with_segment(0, u64::MAX - 0x3f, 0xb8)).unwrap();
+        assert!(Vtables::from_image(&img, 0, &[TEXT], None).is_empty());
+    }
+
     #[test]
     fn finds_vtables_by_shape_and_poll_symbol() {
         let mut words = vec![7, 0x2000];
