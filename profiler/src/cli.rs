@@ -28,7 +28,7 @@ impl DaemonArgs {
             interval: Duration::from_secs_f64(self.common.interval),
             retention: self.retention.max(10),
             top_k: self.top_k.max(1),
-            max_rss_bytes: self.max_rss_mib.max(16) << 20,
+            max_rss_bytes: self.max_rss_mib.max(1) << 20,
             session: crate::options::RunOptions { retention: self.retention.max(16), ..self.common.run_options(0)? },
         })
     }

@@ -580,7 +580,7 @@ fn over_its_memory_limit_the_daemon_sheds_a_target_and_says_which() {
     }
     let a = Fixture::start("tokio-latest", &["mixed"]);
     let listen = format!("127.0.0.1:{}", free_port());
-    let (daemon, addr) = start_daemon(&["--listen", &listen, "--pid", &a.pid.to_string(), "--max-rss-mib", "16"]);
+    let (daemon, addr) = start_daemon(&["--listen", &listen, "--pid", &a.pid.to_string(), "--max-rss-mib", "4"]);
     let t0 = Instant::now();
     while metric(&addr, "leakprof_shed_targets").unwrap_or(0.0) < 1.0 && t0.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(250));

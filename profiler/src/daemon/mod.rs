@@ -85,8 +85,8 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         let mut attached = 0;
         for (key, w) in &workers {
             match w.state() {
-                State::Attaching => {}
-                State::Sampling(None) => attached += 1,
+                // attached once its first report is out (a worker samples right after attaching)
+                State::Attaching | State::Sampling(None) => {}
                 State::Sampling(Some(r)) => {
                     attached += 1;
                     reports.push(*r);
@@ -140,6 +140,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
                     }
                     refused.insert(key);
                     health.shed_targets += 1;
+                    health.attached_targets = health.attached_targets.saturating_sub(1);
                 }
                 reports.retain(|r| r.target.pid != pid);
             }

@@ -105,13 +105,9 @@ fn run(opts: RunOptions, start_time: u64, interval: Duration, top_k: usize, stat
     set(state, State::Sampling(None));
     let mut next = Instant::now();
     loop {
-        next += interval;
-        while Instant::now() < next {
-            if stop.load(Ordering::Relaxed) {
-                drop(session.finish(EndReason::Interrupted));
-                return;
-            }
-            std::thread::sleep((next - Instant::now()).min(Duration::from_millis(50)));
+        if stop.load(Ordering::Relaxed) {
+            drop(session.finish(EndReason::Interrupted));
+            return;
         }
         if !session.target_alive() || discover::start_time(pid) != Some(start_time) || !session.target_same_exe() {
             drop(session.finish(EndReason::TargetExited)); // detaches its probes
@@ -131,8 +127,12 @@ fn run(opts: RunOptions, start_time: u64, interval: Duration, top_k: usize, stat
                 return set(state, State::Panicked(msg));
             }
         }
-        if Instant::now() > next + interval {
+        next += interval;
+        if Instant::now() > next {
             next = Instant::now(); // a slow sample: no burst of catch-up samples
+        }
+        while Instant::now() < next && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep((next - Instant::now()).min(Duration::from_millis(50)));
         }
     }
 }
