@@ -10,10 +10,7 @@ const GO: &str = "/usr/lib/go-1.19/bin/go";
 /// `go tool pprof ARGS FILE` with a throwaway environment; None (skip) without Go outside CI.
 fn go_pprof(args: &[&str], file: &std::path::Path) -> Option<String> {
     if !std::path::Path::new(GO).exists() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{GO} is missing: scripts/setup.sh installs golang-1.19-go");
-        }
-        eprintln!("SKIPPED: {GO} is missing (run scripts/setup.sh)");
+        common::skip_or_fail("go_pprof", &format!("{GO} is missing (scripts/setup.sh installs golang-1.19-go)"));
         return None;
     }
     let tmp = std::env::temp_dir().join(format!("leakprof-go-{}", std::process::id()));

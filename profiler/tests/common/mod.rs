@@ -21,16 +21,27 @@ pub fn fixture(name: &str) -> PathBuf {
     p
 }
 
+/// A test that cannot run here: under CI (CI=true) it FAILS; elsewhere it prints why it is
+/// skipped and records it in $LEAKPROF_SKIP_LOG, which `cargo xtask test` counts and reports.
+pub fn skip_or_fail(test: &str, why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {why} (CI=true: failing instead of skipping)");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    if let Some(log) = std::env::var_os("LEAKPROF_SKIP_LOG") {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(f, "{test}\t{why}");
+        }
+    }
+}
+
 /// The fixture `name` parsed, or None when it is not built: under CI (CI=true) a missing
 /// fixture FAILS the test; elsewhere it is skipped with a reason.
 pub fn fixture_image(name: &str) -> Option<leakprof::elf::ElfImage> {
     let path = fixture_dir().join(name);
     if !path.exists() {
-        let why = format!("{} not built (cargo xtask fixtures)", path.display());
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{name}: {why} (CI=true: failing instead of skipping)");
-        }
-        eprintln!("SKIPPED {name}: {why}");
+        skip_or_fail(name, &format!("{} not built (cargo xtask fixtures)", path.display()));
         return None;
     }
     Some(leakprof::elf::ElfImage::open(&path).expect("fixture parses"))
@@ -53,10 +64,7 @@ pub fn bpf_available(test: &str) -> bool {
     match why {
         None => true,
         Some(why) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{test}: needs BPF but {why} (CI=true: failing instead of skipping)");
-            }
-            eprintln!("SKIPPED {test}: needs BPF, {why}");
+            skip_or_fail(test, &format!("needs BPF, but {why}"));
             false
         }
     }

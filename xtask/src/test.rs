@@ -1,0 +1,111 @@
+//! `cargo xtask test`: set-up, fixtures, the whole suite, and a closing count that says what did
+//! not run. Tests that cannot run here (no BPF, not root, a tool missing) record themselves in
+//! $LEAKPROF_SKIP_LOG (profiler/tests/common: `skip_or_fail`); under CI (CI=true) they fail
+//! instead, and `--require-bpf` makes any skip fail the run here too.
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{fixtures, util};
+
+/// Passed, failed and ignored tests summed over cargo's `test result:` lines.
+#[derive(Debug, Default, PartialEq)]
+pub struct Counts {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+/// Adds one `test result: ok. 12 passed; 0 failed; 1 ignored; ...` line to `c`.
+pub fn add_result_line(c: &mut Counts, line: &str) {
+    let Some(rest) = line.trim().strip_prefix("test result: ") else { return };
+    for part in rest.split(';') {
+        let mut words = part.split_whitespace().rev();
+        let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        match what {
+            "passed" => c.passed += n,
+            "failed" => c.failed += n,
+            "ignored" => c.ignored += n,
+            _ => {}
+        }
+    }
+}
+
+pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
+    util::setup(root)?;
+    let dir = fixtures::build(root)?;
+    let skip_log = root.join("target/skipped-tests.log");
+    std::fs::create_dir_all(root.join("target"))?;
+    let _ = std::fs::remove_file(&skip_log);
+    let root_user = unsafe { libc::geteuid() } == 0;
+    if !root_user {
+        eprintln!(
+            "[xtask] not running as root: the BPF, census and daemon tests (most of the suite) will be skipped; \
+             run `sudo cargo xtask test` for the whole suite"
+        );
+    }
+    // default-members: every crate but profiler-ebpf, which only builds for the BPF target
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root)
+        .args(["test", "--no-fail-fast"])
+        .env("LEAKPROF_FIXTURES", &dir)
+        .env("LEAKPROF_SKIP_LOG", &skip_log)
+        .stdout(Stdio::piped());
+    eprintln!("[xtask] {c:?}");
+    let mut child = c.spawn().context("cannot start cargo test")?;
+    let mut counts = Counts::default();
+    let out = std::io::stdout();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line?;
+        add_result_line(&mut counts, &line);
+        let mut o = out.lock();
+        let _ = writeln!(o, "{line}");
+    }
+    let status = child.wait()?;
+    let skipped: Vec<String> = std::fs::read_to_string(&skip_log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for s in &skipped {
+        let (test, why) = s.split_once('\t').unwrap_or((s, ""));
+        eprintln!("[xtask] SKIPPED {test}: {why}");
+    }
+    // the closing line: passed counts tests that returned, skipped ones included
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        counts.passed.saturating_sub(skipped.len() as u64),
+        counts.failed,
+        skipped.len()
+    );
+    if !status.success() {
+        bail!("cargo test failed: {status}");
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if !skipped.is_empty() && (ci || require_bpf) {
+        bail!("{} test(s) skipped for want of BPF, root or a tool, and {} forbids skips", skipped.len(), if ci { "CI=true" } else { "--require-bpf" });
+    }
+    if !root_user {
+        eprintln!("[xtask] not root: {} test(s) did not really run (see SKIPPED above)", skipped.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_cargo_result_lines() {
+        let mut c = Counts::default();
+        add_result_line(&mut c, "test result: ok. 186 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 5.20s");
+        add_result_line(&mut c, "test result: FAILED. 6 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; finished in 1s");
+        add_result_line(&mut c, "running 3 tests");
+        assert_eq!(c, Counts { passed: 192, failed: 1, ignored: 2 });
+    }
+}
