@@ -34,7 +34,8 @@ impl DaemonArgs {
     }
 }
 
-/// Find the spawn sites whose tasks never finish, in an unmodified tokio process.
+/// Find the spawn sites whose tasks never finish, in an unmodified running program: tokio tasks,
+/// Go goroutines, or threads blocked in any native program.
 #[derive(Debug, Parser)]
 #[command(name = "leakprof", version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -54,6 +55,10 @@ pub enum Command {
     Run {
         #[command(flatten)]
         common: Common,
+        /// Run the program as this user (name or uid). Default: under sudo, the user who ran sudo
+        /// (SUDO_UID/SUDO_GID), never root unless `--user root`; else leakprof's own user.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
         /// The program and its arguments.
         #[arg(required = true, last = true)]
         cmd: Vec<String>,
@@ -144,7 +149,8 @@ pub struct Common {
     /// Watch threads blocked in futex waits, also in a program without tokio (any native program).
     #[arg(long, conflicts_with = "no_threads")]
     pub threads: bool,
-    /// Do not trace futex waits (on by default for tokio programs).
+    /// Do not watch blocked threads (watched by default in tokio programs, through /proc; with
+    /// --probes also by futex tracepoints).
     #[arg(long)]
     pub no_threads: bool,
     /// Copy the spawning stack of the first births of each site and then of every Nth birth
@@ -289,7 +295,7 @@ mod tests {
     fn run_subcommand_takes_the_program_after_dashes() {
         let c = Cli::try_parse_from(["leakprof", "run", "--fail-on-leak", "--", "prog", "--flag", "x"]).unwrap();
         match c.command {
-            Some(Command::Run { common, cmd }) => {
+            Some(Command::Run { common, cmd, .. }) => {
                 assert!(common.fail_on_leak);
                 assert_eq!(cmd, vec!["prog", "--flag", "x"]);
             }

@@ -49,6 +49,8 @@ pub struct History<K> {
     pub last_now_ns: u64,
     /// Sites of the last sample not tracked because [`MAX_SITES`] were already: (sites, live).
     pub untracked: (usize, i64),
+    /// CLOCK_MONOTONIC ns of the first sample: a task born no later was alive at attach.
+    pub first_now_ns: Option<u64>,
     capacity: usize,
 }
 
@@ -61,7 +63,7 @@ impl<K: Ord + Clone> Default for History<K> {
 impl<K: Ord + Clone> History<K> {
     /// A history keeping at most `capacity` samples (at least 16).
     pub fn with_capacity(capacity: usize) -> Self {
-        History { times_s: Vec::new(), sites: BTreeMap::new(), last_now_ns: 0, untracked: (0, 0), capacity: capacity.max(16) }
+        History { times_s: Vec::new(), sites: BTreeMap::new(), last_now_ns: 0, untracked: (0, 0), first_now_ns: None, capacity: capacity.max(16) }
     }
 
     /// Appends one sample taken `t_s` seconds after attach. Sites not in the sample count 0 live.
@@ -72,6 +74,7 @@ impl<K: Ord + Clone> History<K> {
         let n = self.times_s.len();
         self.times_s.push(t_s);
         self.last_now_ns = sample.now_ns;
+        self.first_now_ns.get_or_insert(sample.now_ns);
         for h in self.sites.values_mut() {
             h.oldest_born_ns = None;
             h.series.push(0);
@@ -118,6 +121,11 @@ impl<K: Ord + Clone> History<K> {
     /// Age in seconds of the oldest live task of a site, as of the last sample.
     pub fn oldest_age_s(&self, h: &SiteHistory) -> Option<f64> {
         h.oldest_born_ns.map(|b| self.last_now_ns.saturating_sub(b) as f64 / 1e9)
+    }
+
+    /// Whether the site's oldest live task was alive at the first sample (its age a lower bound).
+    pub fn oldest_alive_at_attach(&self, h: &SiteHistory) -> bool {
+        matches!((h.oldest_born_ns, self.first_now_ns), (Some(b), Some(f)) if b <= f)
     }
 
     /// A site's facts as of the last sample (what the detector uses besides the series).

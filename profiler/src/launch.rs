@@ -16,10 +16,62 @@ pub struct Launched {
     resumed: bool,
 }
 
+/// Who the launched program runs as: `sudo leakprof run` runs it as the user who ran sudo, never
+/// as root unless asked (`--user root`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    /// For the supplementary groups (initgroups); None: no supplementary groups.
+    pub name: Option<std::ffi::CString>,
+}
+
+impl RunAs {
+    /// `--user NAME|UID`, else the invoking user of sudo (SUDO_UID, SUDO_GID, SUDO_USER), else
+    /// None: the program runs as leakprof does.
+    pub fn resolve(user: Option<&str>) -> Result<Option<RunAs>> {
+        if let Some(u) = user {
+            return lookup_user(u).map(Some);
+        }
+        let (Ok(uid), Ok(gid)) = (std::env::var("SUDO_UID"), std::env::var("SUDO_GID")) else {
+            return Ok(None);
+        };
+        let (uid, gid) = (uid.parse().context("SUDO_UID is not a number")?, gid.parse().context("SUDO_GID is not a number")?);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok(None);
+        }
+        let name = std::env::var("SUDO_USER").ok().and_then(|n| std::ffi::CString::new(n).ok());
+        Ok(Some(RunAs { uid, gid, name }))
+    }
+}
+
+/// A user by name or number, from the password database.
+fn lookup_user(user: &str) -> Result<RunAs> {
+    let c = std::ffi::CString::new(user).context("a user name has no NUL byte")?;
+    // SAFETY: getpwnam/getpwuid return a pointer into static storage or null; read at once.
+    let pw = unsafe {
+        match user.parse::<u32>() {
+            Ok(uid) => libc::getpwuid(uid),
+            Err(_) => libc::getpwnam(c.as_ptr()),
+        }
+    };
+    if pw.is_null() {
+        if let Ok(uid) = user.parse::<u32>() {
+            return Ok(RunAs { uid, gid: uid, name: None });
+        }
+        bail!("--user {user}: no such user");
+    }
+    // SAFETY: pw is a valid passwd entry (checked non-null above).
+    let (uid, gid, name) = unsafe { ((*pw).pw_uid, (*pw).pw_gid, std::ffi::CStr::from_ptr((*pw).pw_name).to_owned()) };
+    Ok(RunAs { uid, gid, name: Some(name) })
+}
+
 /// Starts `cmd` traced: the kernel stops it with SIGTRAP once exec has mapped the new image.
 /// With `stdout_to_stderr` the program writes its standard output to our standard error (so
-/// that our standard output stays one report document).
-pub fn spawn_stopped(cmd: &[String], stdout_to_stderr: bool) -> Result<Launched> {
+/// that our standard output stays one report document). With `run_as` it drops to that user
+/// (groups, then gid, then uid) before exec.
+pub fn spawn_stopped(cmd: &[String], stdout_to_stderr: bool, run_as: Option<RunAs>) -> Result<Launched> {
     let (prog, args) = cmd.split_first().context("no program given after --")?;
     let mut c = Command::new(prog);
     c.args(args);
@@ -27,11 +79,21 @@ pub fn spawn_stopped(cmd: &[String], stdout_to_stderr: bool) -> Result<Launched>
         let err = std::io::stderr().as_fd().try_clone_to_owned().context("cannot dup stderr")?;
         c.stdout(std::process::Stdio::from(err));
     }
-    // SAFETY: only an async-signal-safe syscall between fork and exec.
+    // SAFETY: only async-signal-safe syscalls between fork and exec (initgroups reads the group
+    // database: it is called only when a user name is known, as su and sudo themselves do).
     unsafe {
-        c.pre_exec(|| {
+        c.pre_exec(move || {
             if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(u) = &run_as {
+                let groups = match &u.name {
+                    Some(n) => libc::initgroups(n.as_ptr(), u.gid),
+                    None => libc::setgroups(0, std::ptr::null()),
+                };
+                if groups == -1 || libc::setgid(u.gid) == -1 || libc::setuid(u.uid) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -82,12 +144,14 @@ impl Launched {
 }
 
 impl Drop for Launched {
+    /// Never leaves the program behind: stopped at its exec, or running after an error.
     fn drop(&mut self) {
         if !self.resumed {
-            // never leave a stopped program behind
             let _ = self.child.kill();
             let _ = self.resume();
             let _ = self.child.wait();
+        } else {
+            let _ = self.stop(Duration::from_secs(2));
         }
     }
 }
@@ -103,7 +167,7 @@ mod tests {
 
     #[test]
     fn launches_stopped_then_runs_to_completion() {
-        let mut l = spawn_stopped(&["sh".into(), "-c".into(), "exit 7".into()], true).unwrap();
+        let mut l = spawn_stopped(&["sh".into(), "-c".into(), "exit 7".into()], true, None).unwrap();
         // stopped at exec: /proc shows the new image and a traced stop
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", l.pid)).unwrap();
         let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next().unwrap().to_string();
@@ -117,9 +181,35 @@ mod tests {
         assert_eq!(shell_code(&l.stop(Duration::from_secs(1)).unwrap()), 7);
     }
 
+    /// An error after the program was resumed used to leave it running.
+    #[test]
+    fn a_dropped_launch_never_leaves_the_program_running() {
+        let mut l = spawn_stopped(&["sleep".into(), "30".into()], true, None).unwrap();
+        l.resume().unwrap();
+        let pid = l.pid;
+        drop(l);
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} still there");
+    }
+
+    /// `sudo leakprof run` runs the program as the invoking user, not as root.
+    #[test]
+    fn the_program_runs_as_the_user_asked_for() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED the_program_runs_as_the_user_asked_for: needs root to switch users");
+            assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true: this test needs root");
+            return;
+        }
+        let nobody = lookup_user("nobody").unwrap();
+        let mut l = spawn_stopped(&["sh".into(), "-c".into(), "exit $(id -u)".into()], true, Some(nobody.clone())).unwrap();
+        l.resume().unwrap();
+        assert_eq!(shell_code(&l.child.wait().unwrap()) as u32, nobody.uid & 0xff);
+        assert!(lookup_user("no-such-user-here").unwrap_err().to_string().contains("no such user"));
+    }
+
     #[test]
     fn missing_program_is_a_clear_error() {
-        let err = spawn_stopped(&["/nonexistent/prog".into()], false).err().unwrap().to_string();
+        let err = spawn_stopped(&["/nonexistent/prog".into()], false, None).err().unwrap().to_string();
         assert!(err.contains("cannot start `/nonexistent/prog`"), "{err}");
     }
 }

@@ -55,7 +55,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 EXIT_USAGE
             }
         },
-        (Some(Command::Run { common, cmd }), _) => finish(run_program(&common, &cmd).await, &common, true),
+        (Some(Command::Run { common, cmd, user }), _) => finish(run_program(&common, &cmd, user.as_deref()).await, &common, true),
         (None, Some(pid)) => finish(watch(&cli.common, pid, None).await, &cli.common, false),
         (None, None) => {
             eprintln!("leakprof: say which process: `--pid PID`, or `leakprof run -- PROGRAM ARGS`");
@@ -88,13 +88,14 @@ async fn watch(common: &Common, pid: u32, mut launched: Option<&mut Launched>) -
     Ok(report)
 }
 
-async fn run_program(common: &Common, cmd: &[String]) -> Result<Report> {
+async fn run_program(common: &Common, cmd: &[String], user: Option<&str>) -> Result<Report> {
     if cmd.is_empty() {
         bail!("no program given after --");
     }
     leakprof::preflight::check_privileges()?;
     let report_on_stdout = common.output.is_none();
-    let mut launched = spawn_stopped(cmd, report_on_stdout)?;
+    let run_as = leakprof::launch::RunAs::resolve(user)?;
+    let mut launched = spawn_stopped(cmd, report_on_stdout, run_as)?;
     let pid = launched.pid;
     let mut report = watch(common, pid, Some(&mut launched)).await?;
     let status = launched.stop(Duration::from_secs(5))?;

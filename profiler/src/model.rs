@@ -82,7 +82,9 @@ pub struct Collection {
     pub duration_s: f64,
     pub samples: usize,
     pub ended: EndReason,
-    /// leakprof's own time per sample (reading maps or the census, naming, judging), ms.
+    /// leakprof's own time per interval, ms: the whole work of one sample (reading the census or
+    /// the probes' maps, judging, naming, where-stuck, the per-interval view or the daemon's report).
+    /// The last sample of a run is not timed: the final report's work follows it.
     pub sample_ms_mean: f64,
     pub sample_ms_max: f64,
     /// tokio census: how the last sample's walk of the runtimes' task lists went.
@@ -118,8 +120,11 @@ pub struct CensusStats {
     /// Bytes read from the target for this walk.
     pub bytes_read: u64,
     pub walk_ms: f64,
-    /// Heap bytes scanned so far looking for runtimes.
+    /// Heap bytes scanned so far looking for runtimes: at attach, and in the background since
+    /// (32 MiB per sample, a new pass every 2 s, for runtimes created later).
     pub heap_scanned_bytes: u64,
+    /// Of those, the bytes scanned at attach, before the first report.
+    pub heap_scanned_at_attach_bytes: u64,
     /// How the `.await` each task waits at is known, or why it is not.
     pub where_stuck: String,
 }
@@ -157,8 +162,18 @@ pub struct SiteReport {
     /// Tasks already alive at attach that finished since; never counted in `live`.
     pub finished_preexisting: u64,
     /// Age of the oldest live task: since its birth (probes; tokio census, estimated from its id),
-    /// or since first seen when it was alive at attach (a lower bound).
+    /// or since first seen when it was alive at attach (a lower bound: see the next field).
     pub oldest_age_s: Option<f64>,
+    /// True when `oldest_age_s` is a lower bound: the oldest live task was already alive when
+    /// leakprof's first sample saw it (the text report shows `>=`).
+    pub oldest_age_is_lower_bound: bool,
+    /// True when `spawned` and `finished` are births and finishes seen by probes (`--probes`);
+    /// false in census mode, where `spawned` counts tasks first seen by a census (those alive at
+    /// attach included) and `finished` tasks no longer seen.
+    pub births_measured: bool,
+    /// True when the two lifetimes below are estimates (census mode: from the samples that first
+    /// and last saw a task, or its id), false when probes timed them.
+    pub lifetimes_estimated: bool,
     /// Longest lifetime of a task of this site that finished (of those timed).
     pub max_finished_lifetime_s: Option<f64>,
     /// p99 lifetime of finished tasks (upper bound of its log2 bucket; of those timed).
@@ -245,7 +260,7 @@ impl Report {
         let waits = self
             .blocked
             .iter()
-            .filter(|b| b.verdict == VerdictKind::Leak)
+            .filter(|b| b.verdict == VerdictKind::Leak && b.ignored_by.is_none())
             .map(|b| format!("threads blocked in {}", b.function));
         tasks.chain(waits).collect()
     }
@@ -275,6 +290,10 @@ pub struct BlockedSiteReport {
     pub reason: String,
     /// The stack of the first thread seen waiting there, innermost first.
     pub stack: Vec<StackFrame>,
+    /// The ignore rule that matched this wait site (`--ignore` by its function, or by any
+    /// function of its stack); it is then never a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored_by: Option<String>,
 }
 
 /// One distinct spawn stack of a site, with how many samples had it.
@@ -336,6 +355,9 @@ pub mod tests {
             finished: 0,
             finished_preexisting: 0,
             oldest_age_s: Some(4.0),
+            oldest_age_is_lower_bound: false,
+            births_measured: true,
+            lifetimes_estimated: false,
             max_finished_lifetime_s: None,
             finished_lifetime_p99_s: None,
             finished_timed: None,
@@ -397,5 +419,32 @@ pub mod tests {
     pub fn report_with_sites(n: usize) -> Report {
         let kinds = |i: usize| if i == 0 { VerdictKind::Leak } else { VerdictKind::Ok };
         report((0..n).map(|i| site(&format!("app::site{i}"), kinds(i), i as i64)).collect())
+    }
+
+    /// `--fail-on-leak` respects ignore rules for wait sites of blocked threads too.
+    #[test]
+    fn an_ignored_wait_site_is_no_failure() {
+        let mut r = report_with_sites(0);
+        let blocked = |ignored_by: Option<&str>| BlockedSiteReport {
+            function: "app::lock_shared".into(),
+            file: None,
+            line: None,
+            kind: WaitKind::Wait,
+            threads: 9,
+            series: vec![1, 5, 9],
+            longest_wait_s: 3.0,
+            preexisting: false,
+            ended_waits: 0,
+            verdict: VerdictKind::Leak,
+            confidence: 0.9,
+            growth_per_s: 4.0,
+            reason: String::new(),
+            stack: vec![],
+            ignored_by: ignored_by.map(str::to_string),
+        };
+        r.blocked = vec![blocked(None)];
+        assert_eq!(r.leak_names(), ["threads blocked in app::lock_shared"]);
+        r.blocked = vec![blocked(Some("function:app::*"))];
+        assert!(r.leak_names().is_empty());
     }
 }

@@ -113,7 +113,7 @@ fn census_of(leakprof: &Path, bin: &Path, n: u64, dumps: Option<u32>) -> Result<
             walk_ms: c["walk_ms"].as_f64().unwrap_or(f64::NAN),
             sample_ms: v["collection"]["sample_ms_mean"].as_f64().unwrap_or(f64::NAN),
             bytes: c["bytes_read"].as_u64().unwrap_or(0),
-            scanned: c["heap_scanned_bytes"].as_u64().unwrap_or(0),
+            scanned: c["heap_scanned_at_attach_bytes"].as_u64().unwrap_or(0),
         };
         if walk.walked < n {
             bail!("census read {} of {n} tasks: {c}", walk.walked);

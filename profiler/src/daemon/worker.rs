@@ -113,7 +113,14 @@ fn run(opts: RunOptions, start_time: u64, interval: Duration, top_k: usize, stat
             drop(session.finish(EndReason::TargetExited)); // detaches its probes
             return set(state, State::Ended);
         }
-        match catch_unwind(AssertUnwindSafe(|| session.sample().map(|()| super::bounded(session.report(EndReason::Running), top_k)))) {
+        let t0 = Instant::now();
+        let sampled = catch_unwind(AssertUnwindSafe(|| {
+            session.sample()?;
+            let report = session.report(EndReason::Running);
+            session.note_interval(t0);
+            Ok::<_, anyhow::Error>(super::bounded(report, top_k))
+        }));
+        match sampled {
             Ok(Ok(r)) => set(state, State::Sampling(Some(Box::new(r)))),
             Ok(Err(e)) if !e.is::<ReadPanic>() => eprintln!("leakprof daemon: pid {pid}: {e:#}"),
             caught => {

@@ -48,39 +48,64 @@ fn verdict_label(s: &SiteReport) -> String {
         return "ignored".into();
     }
     match s.verdict {
-        VerdictKind::Leak => format!("LEAK {:.0}%", s.confidence * 100.0),
-        VerdictKind::Suspect => format!("suspect {:.0}%", s.confidence * 100.0),
+        VerdictKind::Leak => "LEAK".into(),
+        VerdictKind::Suspect => "suspect".into(),
         VerdictKind::Ok => "ok".into(),
     }
 }
 
-fn header() -> String {
-    format!(
-        "{:<12} {:>7} {:>8} {:>8} {:>9} {:>8}  {:<20}  site",
-        "verdict", "live", "spawned", "finished", "rate/s", "oldest", "live over time"
-    )
+/// The detector's score (0..1, not a probability; `leak` needs 0.8), blank for `ok`.
+fn score(verdict: VerdictKind, confidence: f64) -> String {
+    if verdict == VerdictKind::Ok {
+        String::new()
+    } else {
+        format!("{confidence:.2}")
+    }
 }
 
-fn row(s: &SiteReport, spark_width: usize) -> String {
+/// The oldest live task's age, `>=` when it was alive before leakprof's first sample.
+fn oldest(s: &SiteReport) -> String {
+    let a = age(s.oldest_age_s);
+    if s.oldest_age_is_lower_bound && s.oldest_age_s.is_some() {
+        format!(">={a}")
+    } else {
+        a
+    }
+}
+
+/// Births and finishes are columns only when probes counted them (in census mode `spawned`
+/// would repeat `live`).
+fn header(probes: bool) -> String {
+    let counts = if probes { format!(" {:>8} {:>8}", "spawned", "finished") } else { String::new() };
+    format!("{:<8} {:>5} {:>7}{counts} {:>9} {:>8}  {:<20}  site", "verdict", "score", "live", "rate/s", "oldest", "live over time")
+}
+
+fn row(s: &SiteReport, spark_width: usize, probes: bool) -> String {
+    let counts = if probes { format!(" {:>8} {:>8}", s.spawned, s.finished) } else { String::new() };
     format!(
-        "{:<12} {:>7} {:>8} {:>8} {:>+9.2} {:>8}  {:<20}  {}",
+        "{:<8} {:>5} {:>7}{counts} {:>+9.2} {:>8}  {:<20}  {}",
         verdict_label(s),
+        score(s.verdict, s.confidence),
         s.live,
-        s.spawned,
-        s.finished,
         s.growth_per_s,
-        age(s.oldest_age_s),
+        oldest(s),
         sparkline(&s.series, spark_width),
         s.function
     )
 }
 
+/// Whether these sites' births were counted by probes.
+fn probed(sites: &[SiteReport]) -> bool {
+    sites.iter().any(|s| s.births_measured)
+}
+
 /// The per-interval view: elapsed time and the `top` worst sites.
 pub fn interval_lines(t_s: f64, sites: &[SiteReport], top: usize) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "[{t_s:7.1}s] {}", header());
+    let probes = probed(sites);
+    let _ = writeln!(out, "[{t_s:7.1}s] {}", header(probes));
     for s in sites.iter().take(top) {
-        let _ = writeln!(out, "           {}", row(s, 20));
+        let _ = writeln!(out, "           {}", row(s, 20, probes));
     }
     if sites.len() > top {
         let _ = writeln!(out, "           ... {} more sites", sites.len() - top);
@@ -132,9 +157,10 @@ pub fn render_text(r: &Report) -> String {
                 n => format!("{n} leaking sites"),
             }
         );
-        let _ = writeln!(out, "{}", header());
+        let probes = probed(&r.sites);
+        let _ = writeln!(out, "{}", header(probes));
         for s in &r.sites {
-            let _ = writeln!(out, "{}", row(s, 20));
+            let _ = writeln!(out, "{}", row(s, 20, probes));
             let loc = location(s);
             let mut detail = vec![];
             if !loc.is_empty() {
@@ -175,9 +201,9 @@ pub fn render_text(r: &Report) -> String {
             if let Some(rule) = &s.ignored_by {
                 detail.push(format!("ignored by {rule}"));
             }
-            let _ = writeln!(out, "{:<12} {}", "", detail.join("; "));
+            let _ = writeln!(out, "{:<8} {}", "", detail.join("; "));
             if let Some(line) = stuck_line(s) {
-                let _ = writeln!(out, "{:<12} {line}", "");
+                let _ = writeln!(out, "{:<8} {line}", "");
             }
         }
     }
@@ -189,21 +215,25 @@ pub fn render_text(r: &Report) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<12} {:>7} {:>9} {:>8}  {:<20}  wait site",
-            "verdict", "threads", "rate/s", "longest", "threads over time"
+            "{:<12} {:>5} {:>7} {:>9} {:>8}  {:<20}  wait site",
+            "verdict", "score", "threads", "rate/s", "longest", "threads over time"
         );
         for b in &r.blocked {
-            let label = match (b.kind, b.verdict) {
-                (crate::runtimes::threads::tracker::WaitKind::RuntimeIdle, _) => "runtime idle".to_string(),
-                (_, VerdictKind::Leak) => format!("LEAK {:.0}%", b.confidence * 100.0),
-                (_, VerdictKind::Suspect) => format!("suspect {:.0}%", b.confidence * 100.0),
+            let idle = b.kind == crate::runtimes::threads::tracker::WaitKind::RuntimeIdle;
+            let label = match (idle, b.verdict) {
+                (true, _) => "runtime idle".to_string(),
+                _ if b.ignored_by.is_some() => "ignored".to_string(),
+                (_, VerdictKind::Leak) => "LEAK".to_string(),
+                (_, VerdictKind::Suspect) => "suspect".to_string(),
                 _ => "ok".to_string(),
             };
+            let sc = if idle { String::new() } else { score(b.verdict, b.confidence) };
             let longest = if b.preexisting { format!(">={}", age(Some(b.longest_wait_s))) } else { age(Some(b.longest_wait_s)) };
             let _ = writeln!(
                 out,
-                "{:<12} {:>7} {:>+9.2} {:>8}  {:<20}  {}",
+                "{:<12} {:>5} {:>7} {:>+9.2} {:>8}  {:<20}  {}",
                 label,
+                sc,
                 b.threads,
                 b.growth_per_s,
                 longest,
@@ -306,17 +336,23 @@ mod tests {
     fn interval_view_lists_top_sites_with_verdicts() {
         let sites = vec![site("a::leak", VerdictKind::Leak, 20), site("b::ok", VerdictKind::Ok, 0)];
         let s = interval_lines(3.0, &sites, 1);
-        assert!(s.contains("LEAK 93%"), "{s}");
+        assert!(s.contains("LEAK      0.93"), "{s}");
         assert!(s.contains("a::leak"), "{s}");
         assert!(s.contains("1 more sites"), "{s}");
     }
 
     #[test]
     fn rows_show_rate_age_sparkline_and_reason() {
-        let r = row(&site("a::leak", VerdictKind::Leak, 20), 20);
+        let r = row(&site("a::leak", VerdictKind::Leak, 20), 20, true);
         assert!(r.contains("+2.00") && r.contains("4.0s") && r.contains("▁▅█"), "{r}");
         let mut ign = site("p::pool", VerdictKind::Ok, 4);
         ign.ignored_by = Some("function:p::*".into());
-        assert!(row(&ign, 20).starts_with("ignored"));
+        assert!(row(&ign, 20, true).starts_with("ignored"));
+        // census mode: no spawned/finished columns; an age from before attach is a lower bound
+        let mut c = site("a::leak", VerdictKind::Leak, 20);
+        (c.births_measured, c.oldest_age_is_lower_bound) = (false, true);
+        assert!(!header(false).contains("spawned") && header(true).contains("spawned"));
+        let r = row(&c, 20, false);
+        assert!(r.contains(">=4.0s") && r.contains("LEAK      0.93      20"), "{r}");
     }
 }

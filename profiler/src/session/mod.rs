@@ -155,7 +155,6 @@ impl Session {
 
     fn sample_inner(&mut self) -> Result<()> {
         injected_fault("panic-sample", self.opts.pid);
-        let t0 = Instant::now();
         let t_s = self.started.elapsed().as_secs_f64();
         if let Some(rt) = self.runtime.as_mut() {
             let s = rt.sample()?;
@@ -169,9 +168,14 @@ impl Session {
             self.record()?;
         }
         self.samples += 1;
-        let dt = t0.elapsed().as_secs_f64() * 1e3;
-        self.sample_ms = (self.sample_ms.0 + dt, self.sample_ms.1.max(dt));
         Ok(())
+    }
+
+    /// Counts one interval's whole work, from `started` (before its sample) to now: reading,
+    /// judging, naming and where-stuck (`collection.sample_ms_*`).
+    pub fn note_interval(&mut self, started: Instant) {
+        let dt = started.elapsed().as_secs_f64() * 1e3;
+        self.sample_ms = (self.sample_ms.0 + dt, self.sample_ms.1.max(dt));
     }
 
     /// The target exited, or replaced its program (exec): what was attached no longer applies.
@@ -192,6 +196,7 @@ impl Session {
                 _ = sigint.recv() => break EndReason::Interrupted,
                 _ = sigterm.recv() => break EndReason::Interrupted,
             }
+            let t0 = Instant::now();
             if let Err(e) = self.sample() {
                 // a target that exits (or execs) while it is being read ends the run, with its report
                 if self.target_gone() {
@@ -203,7 +208,9 @@ impl Session {
                 }
                 return Err(e);
             }
-            progress(self.started.elapsed().as_secs_f64(), &self.sites());
+            let sites = self.sites();
+            progress(self.started.elapsed().as_secs_f64(), &sites);
+            self.note_interval(t0);
             if self.target_gone() {
                 break EndReason::TargetExited;
             }

@@ -14,6 +14,7 @@ impl Session {
             return Vec::new();
         };
         let h = &self.tasks.history;
+        let probes = rt.info().method.contains("uprobes");
         let mut sites: Vec<SiteReport> = h
             .sites
             .iter()
@@ -43,6 +44,9 @@ impl Session {
                     finished: t.finished,
                     finished_preexisting: t.finished_preexisting,
                     oldest_age_s: facts.oldest_live_age_s,
+                    oldest_age_is_lower_bound: h.oldest_alive_at_attach(s),
+                    births_measured: probes,
+                    lifetimes_estimated: !probes,
                     max_finished_lifetime_s: facts.max_finished_age_s,
                     finished_lifetime_p99_s: facts.finished_age_p99_s,
                     finished_timed: t.timed(),
@@ -87,6 +91,10 @@ impl Session {
                     growth_per_s: v.growth_per_s,
                     reason: if idle { format!("runtime worker(s) parked idle; {}", v.reason) } else { v.reason },
                     stack: w.stack.clone(),
+                    ignored_by: {
+                        let frames: Vec<String> = w.stack.iter().map(|f| f.function.clone()).collect();
+                        self.opts.ignore.matching(&w.site.function, &frames)
+                    },
                 }
             })
             .collect();
@@ -225,10 +233,7 @@ fn backlog_note(first: Option<i64>, live: i64, kind: VerdictKind, oldest: Option
     if !oldest.is_some_and(|o| o.before_attach) {
         return String::new();
     }
-    match kind {
-        VerdictKind::Leak => format!(
-            "; decided on growth since attach ({first} -> {live}), on top of {first} tasks already live at attach"
-        ),
-        _ => format!("; {first} tasks were already live at attach: a large set that does not grow is not judged a leak"),
-    }
+    // a fact about the series, not a claim about which evidence decided (the reason before it says that)
+    let _ = kind;
+    format!("; {first} tasks were already live at attach ({live} now)")
 }

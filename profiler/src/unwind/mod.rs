@@ -19,8 +19,8 @@
 //!   frame-pointer walk from `regs.bp` (useful only for code built with frame pointers).
 //! - Addresses returned are runtime addresses; subtract the load bias for ELF addresses.
 //!
-//! Measured (tokio 1.54 release build, no frame pointers, gdb dumps at the entry of
-//! `OwnedTasks::bind_inner`; see `dump_tests.rs`): the user's spawning `async fn` is the 4th
+//! Seen once with gdb (tokio 1.54 release build, no frame pointers, stacks dumped at the entry of
+//! `OwnedTasks::bind_inner`; no command in the repository repeats it): the user's spawning `async fn` is the 4th
 //! address and needs a window of 256-1024 bytes; the whole stack up to the thread root is about
 //! 7 KiB on a worker thread (17 addresses) and 4.5 KiB from `block_on` on the main thread
 //! (12 addresses), so an 8 KiB window holds complete stacks there. The kernel-side copy must not

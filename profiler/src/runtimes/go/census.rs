@@ -30,13 +30,19 @@ const WHOLE_STACKS_PER_SITE: usize = 3;
 pub const MAX_SITES: usize = 4096;
 /// The key goroutines of sites past [`MAX_SITES`] are counted under.
 pub const OTHER_SITES: u64 = u64::MAX;
-/// The key of goroutines whose gopc is not a pc of the program's code (the main goroutine has
-/// gopc 0; anything else there is memory that is not a g).
-pub const NO_GO_STATEMENT: u64 = 0;
+/// The key of the Go runtime's own goroutines (started by `runtime.*` code: the GC's workers,
+/// the finalizer goroutine, ...), counted together as one `runtime` row.
+pub const RUNTIME_SITES: u64 = u64::MAX - 1;
+/// The key of goroutines whose gopc is not a pc of the program's code (memory that is not a g).
+pub const NO_GO_STATEMENT: u64 = u64::MAX - 2;
+/// The main goroutine's gopc: no `go` statement started it.
+pub const MAIN_GOROUTINE: u64 = 0;
 
 /// Census state of one Go process.
 pub struct GoCensus {
     pid: u32,
+    /// gopc -> the site key it is counted under (see `site_key`), for the gopcs seen.
+    keys: HashMap<u64, u64>,
     mem: Process,
     /// Goroutines counted under OTHER_SITES at the last census.
     pub folded: u64,
@@ -65,6 +71,7 @@ impl GoCensus {
         };
         GoCensus {
             pid,
+            keys: HashMap::new(),
             mem: Process::new(pid, limits),
             folded: 0,
             at,
@@ -102,7 +109,16 @@ impl GoCensus {
         for g in gs.iter().filter(|g| g.is_live()) {
             live_ids.insert(g.goid);
             let (gopc, born) = *self.seen.entry(g.goid).or_insert_with(|| {
-                let key = site_key(&self.pclntab, self.bias, &self.totals, g.gopc);
+                let key = match self.keys.get(&g.gopc) {
+                    Some(&k) => k,
+                    None => {
+                        let k = site_key(&self.pclntab, self.bias, &self.totals, g.gopc);
+                        if self.keys.len() < 4 * MAX_SITES {
+                            self.keys.insert(g.gopc, k);
+                        }
+                        k
+                    }
+                };
                 self.totals.entry(key).or_default().spawned += 1;
                 (key, now_ns)
             });
@@ -215,14 +231,21 @@ impl GoCensus {
 }
 
 /// The site a new goroutine is counted under: its `go` statement when gopc is a pc of the
-/// program's code; [`NO_GO_STATEMENT`] when it is not (the main goroutine, or bytes that are not
-/// a g); [`OTHER_SITES`] once [`MAX_SITES`] sites are known.
+/// program's code; [`MAIN_GOROUTINE`] for the main goroutine; [`RUNTIME_SITES`] for a `go`
+/// statement in the runtime itself; [`NO_GO_STATEMENT`] for a gopc outside the code (bytes that
+/// are not a g); [`OTHER_SITES`] once [`MAX_SITES`] sites are known.
 fn site_key<V>(pcln: &Pclntab, bias: u64, known: &HashMap<u64, V>, gopc: u64) -> u64 {
     if known.contains_key(&gopc) {
         return gopc;
     }
-    if gopc == 0 || pcln.func_for_pc(gopc.wrapping_sub(bias).wrapping_sub(1)).is_none() {
+    if gopc == 0 {
+        return MAIN_GOROUTINE;
+    }
+    let Some(f) = pcln.func_for_pc(gopc.wrapping_sub(bias).wrapping_sub(1)) else {
         return NO_GO_STATEMENT;
+    };
+    if f.name.starts_with("runtime.") {
+        return RUNTIME_SITES;
     }
     if known.len() >= MAX_SITES {
         return OTHER_SITES;
@@ -242,7 +265,7 @@ mod tests {
         let f = pcln.funcs().next().unwrap();
         let mut known: HashMap<u64, ()> = HashMap::new();
         assert_eq!(site_key(&pcln, 0, &known, 0xdead_beef_0000), NO_GO_STATEMENT, "not code");
-        assert_eq!(site_key(&pcln, 0, &known, 0), NO_GO_STATEMENT);
+        assert_eq!(site_key(&pcln, 0, &known, 0), MAIN_GOROUTINE);
         assert_eq!(site_key(&pcln, 0, &known, f.entry + 1), f.entry + 1);
         for k in 1..=MAX_SITES as u64 {
             known.insert(k << 32, ());

@@ -53,6 +53,9 @@ pub struct Tokio {
     /// Sites whose births the probes missed (the census saw more born since attach): their name,
     /// the census's count and the probes'.
     missed_births: BTreeMap<u64, (String, u64, u64)>,
+    /// Where each site's sampled idle tasks wait, decoded during the last sample (so a report made
+    /// after the target exited still has it).
+    stuck: std::collections::HashMap<u64, crate::runtimes::Stuck>,
 }
 
 /// Births the census may see beyond the probes' before a site counts as missed by them.
@@ -115,6 +118,7 @@ impl Tokio {
             has_debug_info: image.has_debug_info(),
             warnings,
             missed_births: BTreeMap::new(),
+            stuck: Default::default(),
         })
     }
 }
@@ -176,6 +180,22 @@ fn merge(census: Sample<u64>, probes: Sample<u64>, census_born: &HashMap<u64, u6
     (Sample { now_ns: census.now_ns, sites }, missed)
 }
 
+impl Tokio {
+    /// Where the sampled idle tasks of every site wait, read from the target now (their cells
+    /// change as they run): decoded during the sample, reported from what was decoded.
+    fn decode_stuck(&mut self) {
+        self.stuck.clear();
+        let (Some(c), Some(index)) = (&self.census, self.awaits.as_mut()) else { return };
+        for (&key, hs) in &c.headers {
+            if let Ok(poll) = self.namer.poll_vaddr(key) {
+                if let Some(s) = stuck::stuck(index, self.pid, poll, hs) {
+                    self.stuck.insert(key, s);
+                }
+            }
+        }
+    }
+}
+
 impl Runtime for Tokio {
     fn info(&self) -> RuntimeInfo {
         let (birth_point, method) = match (&self.census, &self.probed) {
@@ -196,6 +216,7 @@ impl Runtime for Tokio {
 
     fn sample(&mut self) -> Result<Sample<u64>> {
         let census = self.census.as_mut().map(|c| c.census(monotonic_ns()));
+        self.decode_stuck();
         let probed = match self.probed.as_mut() {
             Some(p) => Some(p.sample(census.is_none())?),
             None => None,
@@ -228,14 +249,7 @@ impl Runtime for Tokio {
             Some(p) => p.stacks.stacks(key, live, self.namer.lines()),
             None => Vec::new(),
         };
-        let stuck = match (&self.census, self.awaits.as_mut()) {
-            (Some(c), Some(index)) => match (c.headers.get(&key), self.namer.poll_vaddr(key)) {
-                (Some(hs), Ok(poll)) => stuck::stuck(index, self.pid, poll, hs),
-                _ => None,
-            },
-            _ => None,
-        }
-        .unwrap_or_default();
+        let stuck = self.stuck.get(&key).cloned().unwrap_or_default();
         let (states, oldest_task) = match &self.census {
             Some(c) => (
                 c.states.get(&key).cloned().unwrap_or_default(),

@@ -141,6 +141,7 @@ impl TokioCensus {
             std::thread::sleep(ATTACH_RETRY_PAUSE);
             c.retry_failed();
         }
+        c.stats.heap_scanned_at_attach_bytes = c.stats.heap_scanned_bytes;
         Ok(c)
     }
 
@@ -241,6 +242,7 @@ impl TokioCensus {
             bytes_read: self.mem.bytes_read,
             walk_ms: t0.elapsed().as_secs_f64() * 1e3,
             heap_scanned_bytes: self.stats.heap_scanned_bytes,
+            heap_scanned_at_attach_bytes: self.stats.heap_scanned_at_attach_bytes,
             where_stuck: String::new(),
         };
         self.order.observe(&mut self.mem, tasks.iter().map(|t| t.id).max(), now_ns);
