@@ -101,7 +101,7 @@ pub(crate) fn layout(image: &ElfImage, bias: u64, use_hdr: bool) -> Layout {
     };
     let range_of = |name: &str| {
         file.section_by_name(name)
-            .map(|s| s.address()..s.address() + s.size())
+            .and_then(|s| Some(s.address()..s.address().checked_add(s.size())?))
     };
 
     let eh_frame = section(".eh_frame");
@@ -214,5 +214,25 @@ mod tests {
         let mut v2 = hdr(0x2000, 1, &[(0x1000, 0x1000)]);
         v2[0] = 2;
         assert!(hdr_is_sound(&v2, &bases));
+    }
+
+    /// The fuzzer's input (fuzz/regressions/unwind/) had a `.text` whose address plus size passed
+    /// u64::MAX: an overflow panic where its range was taken for framehop.
+    #[test]
+    fn a_section_past_the_end_of_the_address_space_is_not_a_range() {
+        let mut data = std::fs::read("/proc/self/exe").unwrap();
+        let u16_at = |d: &[u8], o: usize| u16::from_le_bytes(d[o..o + 2].try_into().unwrap()) as usize;
+        let u64_at = |d: &[u8], o: usize| u64::from_le_bytes(d[o..o + 8].try_into().unwrap()) as usize;
+        let (shoff, shentsize, shnum, shstrndx) =
+            (u64_at(&data, 0x28), u16_at(&data, 0x3a), u16_at(&data, 0x3c), u16_at(&data, 0x3e));
+        let strtab = u64_at(&data, shoff + shstrndx * shentsize + 0x18);
+        let text = (0..shnum)
+            .map(|i| shoff + i * shentsize)
+            .find(|&sh| data[strtab + u32::from_le_bytes(data[sh..sh + 4].try_into().unwrap()) as usize..].starts_with(b".text\0"))
+            .expect("a .text section header");
+        data[text + 0x20..text + 0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        let image = ElfImage::from_vec(data).unwrap();
+        let l = layout(&image, 0x5555_0000_0000, true);
+        assert!(l.module.is_some() && !l.code.is_empty());
     }
 }
