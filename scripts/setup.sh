@@ -61,6 +61,12 @@ if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q
   rustup component add rust-src --toolchain nightly
 fi
 
+# cargo-fuzz for `cargo xtask fuzz` (libFuzzer targets under fuzz/, built with the nightly toolchain).
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  say "cargo install cargo-fuzz (about a minute)"
+  cargo install cargo-fuzz --locked
+fi
+
 # 3. bpf-linker built against that LLVM.
 if ! command -v bpf-linker >/dev/null 2>&1; then
   say "cargo install bpf-linker (about 75 s)"

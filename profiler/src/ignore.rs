@@ -51,13 +51,28 @@ pub struct IgnoreRules {
 impl IgnoreRules {
     /// Rules from command-line patterns plus an optional TOML config file.
     pub fn new(functions: &[String], created_by: &[String], config: Option<&Path>) -> Result<Self> {
+        match config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                Self::with_config(functions, created_by, Some((&text, &format!("config file {}", path.display()))))
+            }
+            None => Self::with_config(functions, created_by, None),
+        }
+    }
+
+    /// Rules from command-line patterns plus the text of a TOML config file (what [`Self::new`]
+    /// reads from its path).
+    pub fn from_toml_str(functions: &[String], created_by: &[String], config: &str) -> Result<Self> {
+        Self::with_config(functions, created_by, Some((config, "config text")))
+    }
+
+    /// `config`: the TOML text and what to call it in an error.
+    fn with_config(functions: &[String], created_by: &[String], config: Option<(&str, &str)>) -> Result<Self> {
         let mut f: Vec<String> = functions.to_vec();
         let mut c: Vec<String> = created_by.to_vec();
-        if let Some(path) = config {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read config file {}", path.display()))?;
-            let cfg: ConfigFile = toml::from_str(&text)
-                .with_context(|| format!("config file {} is not valid", path.display()))?;
+        if let Some((text, what)) = config {
+            let cfg: ConfigFile = toml::from_str(text).with_context(|| format!("{what} is not valid"))?;
             f.extend(cfg.ignore.functions);
             c.extend(cfg.ignore.created_by);
         }
@@ -102,6 +117,15 @@ mod tests {
             r.matching("app::leaks::x::{{closure}}", &frames).as_deref(),
             Some("created_by:app::metrics::start*")
         );
+    }
+
+    #[test]
+    fn rules_from_toml_text() {
+        let r = IgnoreRules::from_toml_str(&[], &["c::*".into()], "[ignore]\nfunctions = [\"a::*\"]\n").unwrap();
+        assert!(r.matching("a::f", &[]).is_some());
+        assert!(r.matching("z", &["c::g".into()]).is_some());
+        let err = IgnoreRules::from_toml_str(&[], &[], "[x]").unwrap_err();
+        assert!(format!("{err:#}").contains("config text is not valid"), "{err:#}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod bench_futex;
 mod bench_redis;
 mod demo;
 mod fixtures;
+mod fuzz;
 mod gotables;
 mod record;
 mod test;
@@ -79,6 +80,15 @@ enum Cmd {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Fuzz every parser of untrusted bytes (cargo-fuzz, libFuzzer; docs/fuzzing.md): kept crash
+    /// inputs replayed, then SECS seconds per target.
+    Fuzz {
+        #[arg(long, default_value_t = 15)]
+        secs: u64,
+        /// Only this target (e.g. `elf`).
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Regenerate the Go runtime layout table from every Go toolchain that can be had here.
     GoTables,
     /// Benchmark: a spawn-heavy fixture bare and probed, side by side, as a ratio.
@@ -119,6 +129,7 @@ fn main() -> Result<()> {
         Cmd::BenchFutex { rounds } => bench_futex::run(&root, rounds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),
         Cmd::RecordSeries { seconds, parallel, only } => record::run(&root, seconds, parallel, only.as_deref()),
+        Cmd::Fuzz { secs, target } => fuzz::run(&root, secs, target.as_deref()),
         Cmd::GoTables => gotables::generate(&root),
         Cmd::Bench { tasks, rounds } => bench::run(&root, tasks, rounds),
         Cmd::BenchRedis { rounds, requests, clients } => bench_redis::run(&root, rounds, requests, clients),

@@ -85,6 +85,9 @@ impl LineTable {
     pub fn anon_names(&self, symbol_at: &dyn Fn(u64) -> Option<String>) -> &AnonNames {
         self.anon.get_or_init(|| {
             let row_at = |vaddr: u64| {
+                if !searchable(vaddr) {
+                    return None;
+                }
                 let loc = self.ctx.find_location(vaddr).ok()??;
                 Some((loc.file?.to_owned(), loc.line?))
             };
@@ -99,6 +102,9 @@ impl LineTable {
     /// All frames at `vaddr`, innermost (most inlined) first.
     pub fn frames(&self, vaddr: u64) -> Vec<Frame> {
         let mut out = Vec::new();
+        if !searchable(vaddr) {
+            return out;
+        }
         let Ok(mut iter) = self.ctx.find_frames(vaddr).skip_all_loads() else {
             return out;
         };
@@ -136,9 +142,18 @@ impl LineTable {
         if let Some((file, line)) = with_line().next() {
             return Some((file.to_owned(), line));
         }
+        if !searchable(vaddr) {
+            return None;
+        }
         let loc = self.ctx.find_location(vaddr).ok()??;
         Some((loc.file?.to_owned(), loc.line?))
     }
+}
+
+/// addr2line looks `vaddr` up as the range `[vaddr, vaddr + 1)`, unchecked: the last address of
+/// the address space (a garbage pc, or a function's start in a hostile binary's DWARF) overflowed.
+fn searchable(vaddr: u64) -> bool {
+    vaddr != u64::MAX
 }
 
 #[cfg(test)]
@@ -178,6 +193,17 @@ mod tests {
         let (file, line) = table.locate(sym.addr).expect("location");
         assert!(file.ends_with("lines.rs"), "{file}");
         assert!(line > 100, "{line}");
+    }
+
+    /// The elf fuzz target's input (fuzz/regressions/elf/) asked for the frames at u64::MAX: an
+    /// overflow panic inside addr2line.
+    #[test]
+    fn the_last_address_has_no_location() {
+        let Some(table) = LineTable::load(&std::fs::read("/proc/self/exe").unwrap()) else {
+            return; // built without debug info
+        };
+        assert!(table.frames(u64::MAX).is_empty());
+        assert_eq!(table.locate(u64::MAX), None);
     }
 }
 

@@ -101,7 +101,7 @@ pub(crate) fn layout(image: &ElfImage, bias: u64, use_hdr: bool) -> Layout {
     };
     let range_of = |name: &str| {
         file.section_by_name(name)
-            .map(|s| s.address()..s.address() + s.size())
+            .and_then(|s| Some(s.address()..s.address().checked_add(s.size())?))
     };
 
     let eh_frame = section(".eh_frame");
@@ -110,6 +110,17 @@ pub(crate) fn layout(image: &ElfImage, bias: u64, use_hdr: bool) -> Layout {
     } else {
         None
     };
+    // framehop uses the header's table as it is: one it cannot use safely is dropped (framehop
+    // then indexes `.eh_frame` itself)
+    let eh_frame_hdr = eh_frame_hdr.filter(|(svma, bytes)| {
+        let start = |r: Option<Range<u64>>| r.map_or(0, |r| r.start);
+        let bases = gimli::BaseAddresses::default()
+            .set_eh_frame(start(eh_frame.as_ref().map(|e| e.0.clone())))
+            .set_eh_frame_hdr(svma.start)
+            .set_text(start(range_of(".text")))
+            .set_got(start(range_of(".got")));
+        hdr_is_sound(bytes, &bases)
+    });
     let debug_frame = section(".debug_frame");
     let cfi = match (&eh_frame, &eh_frame_hdr, &debug_frame) {
         (Some(_), Some(_), _) => CfiSource::EhFrameHdr,
@@ -143,5 +154,85 @@ pub(crate) fn layout(image: &ElfImage, bias: u64, use_hdr: bool) -> Layout {
         code,
         module: Some(module),
         cfi,
+    }
+}
+
+/// Whether framehop (through gimli) can search `.eh_frame_hdr`'s table without panicking: its
+/// lookup takes an FDE's offset as `fde - eh_frame_ptr` and a row's as `count / 2 * row size`,
+/// both unchecked, so every row's FDE pointer must lie at or after the `.eh_frame` pointer and
+/// the table must hold as many rows as it counts. A header gimli cannot parse is harmless
+/// (framehop ignores it).
+fn hdr_is_sound(hdr: &[u8], bases: &gimli::BaseAddresses) -> bool {
+    let Ok(parsed) = gimli::EhFrameHdr::new(hdr, gimli::LittleEndian).parse(bases, 8) else {
+        return true;
+    };
+    let (Some(table), Ok(eh_frame)) = (parsed.table(), parsed.eh_frame_ptr().direct()) else {
+        return true;
+    };
+    let mut rows = table.iter(bases);
+    loop {
+        match rows.next() {
+            Ok(None) => return true,
+            Ok(Some((_, fde))) => {
+                if fde.direct().is_ok_and(|f| f < eh_frame) {
+                    return false;
+                }
+            }
+            // fewer rows than counted (or an encoding it cannot read)
+            Err(_) => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `.eh_frame_hdr`: version 1, absolute udata8 `.eh_frame` pointer, udata4 count and
+    /// table (initial location, FDE address) rows.
+    fn hdr(eh_frame: u64, count: u32, rows: &[(u32, u32)]) -> Vec<u8> {
+        let mut b = vec![1, 0x04, 0x03, 0x03];
+        b.extend_from_slice(&eh_frame.to_le_bytes());
+        b.extend_from_slice(&count.to_le_bytes());
+        for (at, fde) in rows {
+            b.extend_from_slice(&at.to_le_bytes());
+            b.extend_from_slice(&fde.to_le_bytes());
+        }
+        b
+    }
+
+    /// The fuzzer's input (fuzz/regressions/unwind/) had a table row pointing before
+    /// `.eh_frame`: gimli's lookup subtracted without a check, a panic with overflow checks.
+    #[test]
+    fn a_header_table_pointing_before_eh_frame_or_short_of_rows_is_not_used() {
+        let bases = gimli::BaseAddresses::default().set_eh_frame(0x2000).set_eh_frame_hdr(0x1f00);
+        assert!(hdr_is_sound(&hdr(0x2000, 2, &[(0x1000, 0x2010), (0x1100, 0x2020)]), &bases));
+        assert!(!hdr_is_sound(&hdr(0x2000, 2, &[(0x1000, 0x2010), (0x1100, 0x1ff0)]), &bases));
+        assert!(!hdr_is_sound(&hdr(0x2000, 3, &[(0x1000, 0x2010), (0x1100, 0x2020)]), &bases));
+        assert!(!hdr_is_sound(&hdr(0x2000, u32::MAX, &[(0x1000, 0x2010)]), &bases));
+        // not a header gimli reads: framehop ignores it by itself
+        let mut v2 = hdr(0x2000, 1, &[(0x1000, 0x1000)]);
+        v2[0] = 2;
+        assert!(hdr_is_sound(&v2, &bases));
+    }
+
+    /// The fuzzer's input (fuzz/regressions/unwind/) had a `.text` whose address plus size passed
+    /// u64::MAX: an overflow panic where its range was taken for framehop.
+    #[test]
+    fn a_section_past_the_end_of_the_address_space_is_not_a_range() {
+        let mut data = std::fs::read("/proc/self/exe").unwrap();
+        let u16_at = |d: &[u8], o: usize| u16::from_le_bytes(d[o..o + 2].try_into().unwrap()) as usize;
+        let u64_at = |d: &[u8], o: usize| u64::from_le_bytes(d[o..o + 8].try_into().unwrap()) as usize;
+        let (shoff, shentsize, shnum, shstrndx) =
+            (u64_at(&data, 0x28), u16_at(&data, 0x3a), u16_at(&data, 0x3c), u16_at(&data, 0x3e));
+        let strtab = u64_at(&data, shoff + shstrndx * shentsize + 0x18);
+        let text = (0..shnum)
+            .map(|i| shoff + i * shentsize)
+            .find(|&sh| data[strtab + u32::from_le_bytes(data[sh..sh + 4].try_into().unwrap()) as usize..].starts_with(b".text\0"))
+            .expect("a .text section header");
+        data[text + 0x20..text + 0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        let image = ElfImage::from_vec(data).unwrap();
+        let l = layout(&image, 0x5555_0000_0000, true);
+        assert!(l.module.is_some() && !l.code.is_empty());
     }
 }

@@ -167,6 +167,12 @@ fn entry_address<R: Reader>(
     {
         return None;
     }
+    // gimli adds a DW_AT_high_pc size to DW_AT_low_pc unchecked: a hostile pair overflowed
+    if let (Some(low), Some(AttributeValue::Udata(size))) =
+        (die.attr_value(gimli::DW_AT_low_pc), die.attr_value(gimli::DW_AT_high_pc))
+    {
+        dwarf.attr_address(unit, low).ok()??.checked_add(size)?;
+    }
     let mut ranges = dwarf.die_ranges(unit, die).ok()?;
     let mut lowest: Option<u64> = None;
     for _ in 0..1024 {
@@ -287,5 +293,41 @@ fn push(path: &mut String, p: &str) {
             path.push('/');
         }
         path.push_str(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gimli::write::{Address, AttributeValue as W, DwarfUnit, EndianVec, Sections};
+
+    /// One compile unit with one subprogram at `low` of `size` bytes, read back.
+    fn subprogram_at(low: u64, size: u64) -> Option<u64> {
+        let mut dw = DwarfUnit::new(gimli::Encoding { format: gimli::Format::Dwarf32, version: 4, address_size: 8 });
+        let root = dw.unit.root();
+        let f = dw.unit.add(root, gimli::DW_TAG_subprogram);
+        dw.unit.get_mut(f).set(gimli::DW_AT_low_pc, W::Address(Address::Constant(low)));
+        dw.unit.get_mut(f).set(gimli::DW_AT_high_pc, W::Udata(size));
+        let mut sections = Sections::new(EndianVec::new(gimli::LittleEndian));
+        dw.write(&mut sections).unwrap();
+        let dwarf = gimli::Dwarf::load(|id| -> Result<_, gimli::Error> {
+            let bytes = sections.get(id).map_or(&[][..], |s| s.slice());
+            Ok(gimli::EndianSlice::new(bytes, gimli::LittleEndian))
+        })
+        .unwrap();
+        let header = dwarf.units().next().unwrap().unwrap();
+        let unit = dwarf.unit(header).unwrap();
+        let mut entries = unit.entries();
+        entries.next_dfs().unwrap(); // the compile unit
+        let die = entries.next_dfs().unwrap().unwrap().clone();
+        entry_address(&dwarf, &unit, &die)
+    }
+
+    /// The elf fuzz target's input (fuzz/regressions/elf/): a function whose low_pc plus its
+    /// high_pc size passed u64::MAX, an overflow panic inside gimli's die_ranges.
+    #[test]
+    fn a_function_past_the_end_of_the_address_space_has_no_entry() {
+        assert_eq!(subprogram_at(0x1000, 0x20), Some(0x1000));
+        assert_eq!(subprogram_at(u64::MAX - 4, 0x20), None);
     }
 }

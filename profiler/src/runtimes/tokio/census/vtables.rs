@@ -6,7 +6,7 @@
 //! `raw::poll` symbols when the binary has them; so a stripped binary's vtables are found too.
 use std::collections::{HashMap, HashSet};
 
-use crate::elf::ElfImage;
+use crate::elf::{ElfImage, LoadSegment};
 
 /// What the census needs of one vtable (offsets from the task header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +69,9 @@ impl Vtables {
         let mut found = Vec::new();
         let mut budget = MAX_DATA_BYTES;
         for seg in image.load_segments() {
-            let lo = seg.vaddr.next_multiple_of(8);
-            let hi = seg.vaddr.saturating_add(seg.file_size).min(lo.saturating_add(budget)) & !7;
+            let Some((lo, hi)) = file_backed(seg, image.data().len() as u64, budget) else {
+                continue;
+            };
             if hi <= lo || text.iter().any(|&(a, b)| lo >= a && hi <= b) {
                 continue;
             }
@@ -80,6 +81,15 @@ impl Vtables {
         }
         Vtables::from_pairs(found)
     }
+}
+
+/// The 8-aligned vaddr range of `seg`'s data that the file (of `file_len` bytes) holds, at most
+/// `budget` bytes: a header claiming more than the file has (a truncated or hostile binary) cost
+/// up to [`MAX_DATA_BYTES`] of zeros read word by word.
+fn file_backed(seg: &LoadSegment, file_len: u64, budget: u64) -> Option<(u64, u64)> {
+    let in_file = seg.file_size.min(file_len.saturating_sub(seg.file_offset));
+    let lo = seg.vaddr.checked_next_multiple_of(8)?;
+    Some((lo, seg.vaddr.saturating_add(in_file).min(lo.saturating_add(budget)) & !7))
 }
 
 /// Vtables among `words` (read at `base`): seven pointers into `text`, then offsets of the
@@ -150,6 +160,21 @@ mod tests {
         assert!(vt.get(0x10_010).is_some());
         assert!(vt.get(0x10_018).is_none());
         assert!(vt.get(0).is_none());
+    }
+
+    /// The elf fuzz target's input (fuzz/regressions/elf/): a 10 KiB file whose data segment
+    /// claimed 256 MiB: 32 M words read (zeros past the file's end) and a 256 MB vector, for
+    /// every binary looked at. Only what the file holds is read now.
+    #[test]
+    fn only_the_bytes_the_file_holds_are_searched() {
+        let seg = |file_offset, file_size| LoadSegment { vaddr: 0x40_0004, mem_size: 1 << 30, file_offset, file_size };
+        assert_eq!(file_backed(&seg(0x100, 256 << 20), 0x2900, MAX_DATA_BYTES), Some((0x40_0008, 0x40_2800)));
+        assert_eq!(file_backed(&seg(0x100, 0x1000), 0x2900, MAX_DATA_BYTES), Some((0x40_0008, 0x40_1000)));
+        assert_eq!(file_backed(&seg(0x100, 0x1000), 0x2900, 0x10), Some((0x40_0008, 0x40_0018)));
+        let (lo, hi) = file_backed(&seg(0x3000, 0x1000), 0x2900, MAX_DATA_BYTES).unwrap();
+        assert!(hi <= lo, "past the file's end: nothing");
+        let top = LoadSegment { vaddr: u64::MAX - 3, mem_size: 8, file_offset: 0, file_size: 8 };
+        assert_eq!(file_backed(&top, 0x2900, MAX_DATA_BYTES), None);
     }
 
     #[test]
