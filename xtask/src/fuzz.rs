@@ -37,6 +37,11 @@ const TARGETS: &[Target] = &[
     Target { name: "series", max_len: 16 << 10, fixtures: &[] },
 ];
 
+/// How many fuzz targets there are (each is one check of `cargo xtask test`).
+pub fn target_count() -> usize {
+    TARGETS.len()
+}
+
 /// What libFuzzer's final statistics said of one run.
 #[derive(Debug, Default)]
 struct Stats {

@@ -67,6 +67,17 @@ pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
         let _ = writeln!(o, "{line}");
     }
     let status = child.wait()?;
+    // coverage-guided fuzzing of every parser of untrusted bytes, each target for a bounded time
+    // (LEAKPROF_FUZZ_SECS, 15 s by default): one check per target
+    let fuzz_secs = std::env::var("LEAKPROF_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let fuzz = crate::fuzz::run(root, fuzz_secs, None);
+    match &fuzz {
+        Ok(()) => counts.passed += crate::fuzz::target_count() as u64,
+        Err(e) => {
+            eprintln!("[xtask] fuzzing failed: {e:#}");
+            counts.failed += 1;
+        }
+    }
     let skipped: Vec<String> = std::fs::read_to_string(&skip_log)
         .unwrap_or_default()
         .lines()
@@ -86,6 +97,7 @@ pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
     if !status.success() {
         bail!("cargo test failed: {status}");
     }
+    fuzz?;
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     if !skipped.is_empty() && (ci || require_bpf) {
         bail!("{} test(s) skipped for want of BPF, root or a tool, and {} forbids skips", skipped.len(), if ci { "CI=true" } else { "--require-bpf" });

@@ -80,6 +80,11 @@ impl Debug {
             let Ok(unit) = dwarf.unit(header.clone()) else {
                 continue;
             };
+            // gimli adds the root's DW_AT_high_pc size to DW_AT_low_pc unchecked: a hostile
+            // pair would overflow (the same guard as elf/anon_names/scan.rs)
+            if !root_pc_range_fits(&dwarf, &unit) {
+                continue;
+            }
             let Ok(mut it) = dwarf.unit_ranges(&unit) else {
                 continue;
             };
@@ -218,4 +223,17 @@ pub(super) fn discr_bits(die: &Die) -> Option<u64> {
     let v = die.attr_value(gimli::DW_AT_discr_value)?;
     v.udata_value()
         .or_else(|| v.sdata_value().map(|s| s as u64))
+}
+
+/// False when the unit's root DIE has a low pc and a high pc given as a size whose sum passes
+/// u64::MAX.
+fn root_pc_range_fits<R: gimli::Reader>(dwarf: &gimli::Dwarf<R>, unit: &gimli::Unit<R>) -> bool {
+    let mut entries = unit.entries();
+    let Ok(Some(root)) = entries.next_dfs() else { return true };
+    match (root.attr_value(gimli::DW_AT_low_pc), root.attr_value(gimli::DW_AT_high_pc)) {
+        (Some(low), Some(gimli::AttributeValue::Udata(size))) => {
+            dwarf.attr_address(unit, low).ok().flatten().is_none_or(|a| a.checked_add(size).is_some())
+        }
+        _ => true,
+    }
 }
