@@ -1,10 +1,13 @@
-//! One folder per runtime, each owning its detection, attach plan, sampling source(s) and naming:
-//! [`tokio`] (tasks, by a census of the runtimes' task lists or by uprobes), [`go`] (goroutines, by a census of `runtime.allgs` or by
-//! uprobes), and [`threads`] (threads blocked in futex waits, in any native program, beside a
-//! task runtime or alone). What they produce is runtime-neutral: a [`Sample`] of per-site
-//! observations, names and details per site, and facts about the attachment.
+//! One folder per source of sites, each owning its detection, attach plan, sampling and naming:
+//! [`tokio`] (tasks, by a census of the runtimes' task lists or by uprobes), [`go`] (goroutines,
+//! by a census of `runtime.allgs` or by uprobes), and [`threads`] (threads blocked in futex
+//! waits, in any native program, beside a task runtime or alone). Every one is a [`Source`]: what
+//! it produces is runtime-neutral (a [`Sample`] of per-site observations keyed by a `u64`, names
+//! and details per site, facts about the attachment), and the session, the judged histories and
+//! the report handle a list of sources alike. Each source decodes what it reports during its
+//! sample, so a report made after the target exited has all of it.
 //!
-//! Adding a runtime: a folder with a type implementing [`Runtime`] and a `detect` function, and
+//! Adding a runtime: a folder with a type implementing [`Source`] and a `detect` function, and
 //! one line in [`DETECTORS`].
 pub mod go;
 pub mod threads;
@@ -58,6 +61,29 @@ pub struct SiteDetail {
     pub wait_stacks: Vec<WaitStack>,
     /// The oldest live task by spawn order (tokio census).
     pub oldest_task: Option<OldestTask>,
+    /// A wait site of blocked threads: what is known of its waits (None for task sites).
+    pub wait: Option<WaitDetail>,
+}
+
+/// What a wait site of blocked threads has beyond its counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitDetail {
+    pub kind: crate::model::WaitKind,
+    pub threads: i64,
+    pub longest_wait_ns: u64,
+    pub preexisting: bool,
+    pub ended_waits: u64,
+    /// The stack of the first thread seen waiting there, innermost first.
+    pub stack: Vec<crate::model::StackFrame>,
+}
+
+/// What a source's sites are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// Tasks or goroutines of a runtime, by spawn site.
+    Tasks,
+    /// Threads blocked in waits, by wait site.
+    Threads,
 }
 
 /// Where the tasks or goroutines of one site wait, from those sampled at the last sample.
@@ -71,16 +97,24 @@ pub struct Stuck {
     pub stacks: Vec<WaitStack>,
 }
 
-/// A task runtime attached to one process.
-pub trait Runtime {
+/// A source of sites attached to one process: a task runtime, or the process's blocked threads.
+pub trait Source {
+    /// Tasks (a runtime) or threads.
+    fn kind(&self) -> SourceKind {
+        SourceKind::Tasks
+    }
     fn info(&self) -> RuntimeInfo;
+    /// The key of a site as written by `--record` (tasks: its hex key; threads: the wait site).
+    fn record_key(&self, key: u64) -> String {
+        format!("{key:#x}")
+    }
     /// Reads the current live counts per site (keys: a task vtable, a `go` statement's pc, ...).
     fn sample(&mut self) -> Result<Sample<u64>>;
     /// Names a site (cached by the runtime).
     fn name(&mut self, key: u64) -> SiteName;
     /// What else is known of a site with `live` live tasks.
     fn detail(&mut self, key: u64, live: i64) -> SiteDetail;
-    /// Kernel-side outcome counters, when the runtime runs probes (None: nothing ran in the kernel).
+    /// Kernel-side outcome counters, when the source runs probes (None: nothing ran in the kernel).
     fn kernel_stats(&self) -> Option<crate::bpf::KernelSide>;
     /// Detaches every probe (idempotent); the runtime can still name and describe sites.
     fn detach(&mut self);
@@ -93,12 +127,12 @@ pub trait Runtime {
 }
 
 /// Recognises the runtime of a program and attaches to it: None when it is not this runtime.
-pub type Detector = fn(&RunOptions, &Target, &ElfImage, u64) -> Option<Result<Box<dyn Runtime>>>;
+pub type Detector = fn(&RunOptions, &Target, &ElfImage, u64) -> Option<Result<Box<dyn Source>>>;
 
 /// Every runtime, tried in order; the first that recognises the program wins.
 pub const DETECTORS: &[Detector] = &[go::detect, tokio::detect];
 
 /// The runtime of the program, attached; None when no runtime recognises it.
-pub fn attach(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Option<Result<Box<dyn Runtime>>> {
+pub fn attach(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Option<Result<Box<dyn Source>>> {
     DETECTORS.iter().find_map(|d| d(opts, target, image, bias))
 }

@@ -16,7 +16,7 @@ use crate::{
     judged::Judged,
     model::{EndReason, Report, SiteReport},
     preflight,
-    runtimes::{self, threads::Threads, Runtime},
+    runtimes::{self, threads::Threads, Source, SourceKind},
     target::Target,
 };
 
@@ -59,16 +59,19 @@ impl std::fmt::Display for ReadPanic {
 
 impl std::error::Error for ReadPanic {}
 
+/// One source of sites and its judged history.
+pub(crate) struct Watched {
+    pub(crate) source: Box<dyn Source>,
+    pub(crate) judged: Judged<u64>,
+}
+
 /// An attached session, ready to sample.
 pub struct Session {
     opts: RunOptions,
     target: Target,
-    /// The task runtime (None: a native program watched for blocked threads only).
-    runtime: Option<Box<dyn Runtime>>,
-    /// Threads blocked in futex waits (tokio programs by default, any program with --threads).
-    threads: Option<Threads>,
-    tasks: Judged<u64>,
-    waits: Judged<String>,
+    /// Every source, sampled alike: the task runtime first (if the program has one), then the
+    /// blocked threads (tokio programs by default, any program with --threads).
+    sources: Vec<Watched>,
     recorder: Option<crate::record::Recorder>,
     /// Samples taken, and the sum and max of the time one took, ms.
     samples: usize,
@@ -99,7 +102,7 @@ impl Session {
         let (image, symbols_file) = symbols::with_debug_file(&opts, &target, image)?;
         let segs: Vec<(u64, u64, u64)> = image.load_segments().iter().map(|s| (s.vaddr, s.file_offset, s.file_size)).collect();
         let bias = target.load_bias(&segs).ok_or_else(|| anyhow!("pid {pid}: cannot relate its memory map to its executable"))?;
-        let runtime = runtimes::attach(&opts, &target, &image, bias).transpose()?;
+        let runtime: Option<Box<dyn Source>> = runtimes::attach(&opts, &target, &image, bias).transpose()?;
         if runtime.is_none() && !opts.threads {
             bail!(
                 "pid {pid}: no tokio symbols found: the target does not look like a tokio program (nor a Go one); \
@@ -108,21 +111,19 @@ impl Session {
         }
         // futex waits: any program with --threads; a tokio program unless --no-threads
         let tokio = runtime.as_ref().is_some_and(|r| r.info().name == "tokio");
-        let threads = if opts.threads || (tokio && !opts.no_threads) {
-            Some(Threads::attach(&opts, &target, &image, bias)?)
+        let threads: Option<Box<dyn Source>> = if opts.threads || (tokio && !opts.no_threads) {
+            Some(Box::new(Threads::attach(&opts, &target, &image, bias)?))
         } else {
             None
         };
-        // the runtime's own warnings are asked for at each report (they can change as it runs)
+        let sources = runtime.into_iter().chain(threads).map(|source| Watched { source, judged: Judged::new(opts.retention) }).collect();
+        // the sources' own warnings are asked for at each report (they can change as they run)
         let warnings = Vec::new();
         Ok(Session {
             symbols_file,
-            tasks: Judged::new(opts.retention),
-            waits: Judged::new(opts.retention),
             opts,
             target,
-            runtime,
-            threads,
+            sources,
             recorder: None,
             samples: 0,
             sample_ms: (0.0, 0.0),
@@ -156,13 +157,9 @@ impl Session {
     fn sample_inner(&mut self) -> Result<()> {
         injected_fault("panic-sample", self.opts.pid);
         let t_s = self.started.elapsed().as_secs_f64();
-        if let Some(rt) = self.runtime.as_mut() {
-            let s = rt.sample()?;
-            self.tasks.push(t_s, &s, &self.opts.detect);
-        }
-        if let Some(th) = self.threads.as_mut() {
-            let s = th.sample()?;
-            self.waits.push(t_s, &s, &self.opts.detect);
+        for w in &mut self.sources {
+            let s = w.source.sample()?;
+            w.judged.push(t_s, &s, &self.opts.detect);
         }
         if self.opts.record.is_some() {
             self.record()?;
@@ -176,6 +173,16 @@ impl Session {
     pub fn note_interval(&mut self, started: Instant) {
         let dt = started.elapsed().as_secs_f64() * 1e3;
         self.sample_ms = (self.sample_ms.0 + dt, self.sample_ms.1.max(dt));
+    }
+
+    /// The sources of one kind.
+    pub(crate) fn of_kind(&mut self, kind: SourceKind) -> impl Iterator<Item = &mut Watched> {
+        self.sources.iter_mut().filter(move |w| w.source.kind() == kind)
+    }
+
+    /// The task runtime, if the program has one.
+    pub(crate) fn runtime(&self) -> Option<&dyn Source> {
+        self.sources.iter().find(|w| w.source.kind() == SourceKind::Tasks).map(|w| &*w.source)
     }
 
     /// The target exited, or replaced its program (exec): what was attached no longer applies.
@@ -231,11 +238,8 @@ impl Session {
 
     /// Detaches every probe and builds the report.
     pub fn finish(mut self, ended: EndReason) -> Report {
-        if let Some(rt) = self.runtime.as_mut() {
-            rt.detach();
-        }
-        if let Some(th) = self.threads.as_mut() {
-            th.detach();
+        for w in &mut self.sources {
+            w.source.detach();
         }
         if ended == EndReason::TargetExited {
             let what = if self.target.alive() { "replaced its program (exec)" } else { "exited" };

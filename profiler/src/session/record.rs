@@ -24,31 +24,17 @@ impl Session {
             self.recorder = Some(Recorder::create(&path, &header)?);
         }
         let mut sites = Vec::new();
-        if let Some(rt) = self.runtime.as_mut() {
-            let h = &self.tasks.history;
+        for w in &mut self.sources {
+            let kind = if w.source.kind() == crate::runtimes::SourceKind::Tasks { SiteKind::Task } else { SiteKind::Wait };
+            let h = &w.judged.history;
             for (key, s) in &h.sites {
-                let name = rt.name(*key);
+                let name = w.source.name(*key);
                 sites.push(RecordedSite {
-                    kind: SiteKind::Task,
-                    key: format!("{key:#x}"),
+                    kind,
+                    key: w.source.record_key(*key),
                     function: name.function,
                     file: name.file,
                     line: name.line,
-                    live: s.live(),
-                    facts: h.facts(s),
-                });
-            }
-        }
-        if let Some(th) = &self.threads {
-            let h = &self.waits.history;
-            for (key, w) in &th.tracker.sites {
-                let Some(s) = h.sites.get(key) else { continue };
-                sites.push(RecordedSite {
-                    kind: SiteKind::Wait,
-                    key: key.clone(),
-                    function: w.site.function.clone(),
-                    file: w.site.file.clone(),
-                    line: w.site.line,
                     live: s.live(),
                     facts: h.facts(s),
                 });

@@ -2,6 +2,7 @@
 use std::collections::BTreeMap;
 
 use super::Session;
+use crate::runtimes::SourceKind;
 use crate::model::{
     BlockedSiteReport, Collection, EndReason, Report, SiteReport, TargetInfo, VerdictKind, WaitKind, SCHEMA_NAME,
     SCHEMA_VERSION,
@@ -10,23 +11,20 @@ use crate::model::{
 impl Session {
     /// Every task site as of the last sample, judged, worst first.
     pub fn sites(&mut self) -> Vec<SiteReport> {
-        let Some(rt) = self.runtime.as_mut() else {
-            return Vec::new();
-        };
-        let h = &self.tasks.history;
-        let probes = rt.info().method.contains("uprobes");
-        let mut sites: Vec<SiteReport> = h
-            .sites
-            .iter()
-            .map(|(key, s)| {
+        let ignore = self.opts.ignore.clone();
+        let mut sites: Vec<SiteReport> = Vec::new();
+        for w in self.of_kind(SourceKind::Tasks) {
+            let probes = w.source.info().method.contains("uprobes");
+            let h = &w.judged.history;
+            for (key, s) in &h.sites {
                 let t = &s.totals;
-                let name = rt.name(*key);
-                let detail = rt.detail(*key, s.live());
+                let name = w.source.name(*key);
+                let detail = w.source.detail(*key, s.live());
                 let facts = h.facts(s);
-                let v = self.tasks.verdict(key);
-                let reason = v.reason.clone() + &backlog_note(s.series.first().copied(), s.live(), v.kind, detail.oldest_task.as_ref());
-                SiteReport {
-                    ignored_by: self.opts.ignore.matching(&name.function, &detail.spawn_frames),
+                let v = w.judged.verdict(key);
+                let reason = v.reason.clone() + &backlog_note(s.series.first().copied(), s.live(), detail.oldest_task.as_ref());
+                sites.push(SiteReport {
+                    ignored_by: ignore.matching(&name.function, &detail.spawn_frames),
                     function: name.function,
                     file: name.file,
                     line: name.line,
@@ -56,48 +54,44 @@ impl Session {
                     growth_per_s: v.growth_per_s,
                     reason,
                     idle_fraction: facts.idle_fraction,
-                }
-            })
-            .collect();
+                });
+            }
+        }
         sites.sort_by_key(|s| std::cmp::Reverse(s.badness()));
         sites
     }
 
     /// Wait sites of blocked threads, judged, worst first.
-    pub fn blocked_sites(&self) -> Vec<BlockedSiteReport> {
-        let Some(th) = &self.threads else {
-            return Vec::new();
-        };
-        let h = &self.waits.history;
-        let mut out: Vec<BlockedSiteReport> = th
-            .tracker
-            .sites
-            .iter()
-            .map(|(key, w)| {
-                let v = self.waits.verdict(key);
-                let idle = w.kind == WaitKind::RuntimeIdle;
-                BlockedSiteReport {
-                    function: w.site.function.clone(),
-                    file: w.site.file.clone(),
-                    line: w.site.line,
-                    kind: w.kind,
-                    threads: w.threads,
-                    series: h.sites.get(key).map(|s| s.series.clone()).unwrap_or_default(),
-                    longest_wait_s: w.longest_wait_ns as f64 / 1e9,
-                    preexisting: w.preexisting,
-                    ended_waits: w.ended_waits,
+    pub fn blocked_sites(&mut self) -> Vec<BlockedSiteReport> {
+        let ignore = self.opts.ignore.clone();
+        let mut out: Vec<BlockedSiteReport> = Vec::new();
+        for w in self.of_kind(SourceKind::Threads) {
+            let keys: Vec<u64> = w.judged.history.sites.keys().copied().collect();
+            for key in keys {
+                let Some(wait) = w.source.detail(key, 0).wait else { continue };
+                let name = w.source.name(key);
+                let v = w.judged.verdict(&key);
+                let idle = wait.kind == WaitKind::RuntimeIdle;
+                let frames: Vec<String> = wait.stack.iter().map(|f| f.function.clone()).collect();
+                out.push(BlockedSiteReport {
+                    ignored_by: ignore.matching(&name.function, &frames),
+                    function: name.function,
+                    file: name.file,
+                    line: name.line,
+                    kind: wait.kind,
+                    threads: wait.threads,
+                    series: w.judged.history.sites.get(&key).map(|s| s.series.clone()).unwrap_or_default(),
+                    longest_wait_s: wait.longest_wait_ns as f64 / 1e9,
+                    preexisting: wait.preexisting,
+                    ended_waits: wait.ended_waits,
                     verdict: if idle { VerdictKind::Ok } else { v.kind },
                     confidence: if idle { 0.0 } else { v.confidence },
                     growth_per_s: v.growth_per_s,
                     reason: if idle { format!("runtime worker(s) parked idle; {}", v.reason) } else { v.reason },
-                    stack: w.stack.clone(),
-                    ignored_by: {
-                        let frames: Vec<String> = w.stack.iter().map(|f| f.function.clone()).collect();
-                        self.opts.ignore.matching(&w.site.function, &frames)
-                    },
-                }
-            })
-            .collect();
+                    stack: wait.stack,
+                });
+            }
+        }
         out.sort_by(|a, b| {
             (b.kind == WaitKind::Wait, b.verdict, (b.confidence * 1e6) as i64, b.threads)
                 .cmp(&(a.kind == WaitKind::Wait, a.verdict, (a.confidence * 1e6) as i64, a.threads))
@@ -109,8 +103,8 @@ impl Session {
     /// kernel, e.g. a Go census without --threads).
     fn kernel_counters(&self) -> Option<BTreeMap<String, u64>> {
         let mut sum: Option<Vec<u64>> = None;
-        let (tasks, threads) = self.kernel_sides();
-        for s in tasks.iter().chain(&threads).map(|k| &k.counters) {
+        let sides = self.kernel_sides();
+        for s in sides.iter().map(|(_, k)| &k.counters) {
             let acc = sum.get_or_insert_with(|| vec![0; s.len()]);
             acc.resize(acc.len().max(s.len()), 0);
             for (a, b) in acc.iter_mut().zip(s) {
@@ -119,7 +113,8 @@ impl Session {
         }
         let sum = sum?;
         // only the counters of what ran: task probes' and futex tracepoints' apart
-        let (tasks_ran, threads_ran) = (tasks.is_some(), threads.is_some());
+        let tasks_ran = sides.iter().any(|(k, _)| *k == SourceKind::Tasks);
+        let threads_ran = sides.iter().any(|(k, _)| *k == SourceKind::Threads);
         Some(
             profiler_common::stat::NAMES
                 .iter()
@@ -132,20 +127,21 @@ impl Session {
 
     /// Each BPF program's runs and run time, task probes' and futex tracepoints' together.
     fn bpf_programs(&self) -> Vec<crate::model::BpfProgramCost> {
-        let (tasks, threads) = self.kernel_sides();
-        tasks.into_iter().chain(threads).flat_map(|k| k.programs).collect()
+        self.kernel_sides().into_iter().flat_map(|(_, k)| k.programs).collect()
     }
 
-    /// What the kernel side of the task probes and of the futex tracing did (None: it did not run).
-    fn kernel_sides(&self) -> (Option<crate::bpf::KernelSide>, Option<crate::bpf::KernelSide>) {
-        (self.runtime.as_ref().and_then(|r| r.kernel_stats()), self.threads.as_ref().and_then(|t| t.kernel_stats()))
+    /// What the kernel side of each source that ran probes did, with the source's kind.
+    fn kernel_sides(&self) -> Vec<(SourceKind, crate::bpf::KernelSide)> {
+        self.sources.iter().filter_map(|w| Some((w.source.kind(), w.source.kernel_stats()?))).collect()
     }
 
     /// The report as of the last sample, without detaching (the daemon serves it while running).
     pub fn report(&mut self, ended: EndReason) -> Report {
-        let mut warnings: Vec<String> = self.runtime.as_ref().map(|r| r.warnings()).unwrap_or_default();
+        let mut warnings: Vec<String> = self.sources.iter().flat_map(|w| w.source.warnings()).collect();
         warnings.extend(self.warnings.iter().cloned());
-        for (what, (sites, live)) in [("task", self.tasks.history.untracked), ("wait", self.waits.history.untracked)] {
+        for w in &self.sources {
+            let (sites, live) = w.judged.history.untracked;
+            let what = if w.source.kind() == SourceKind::Tasks { "task" } else { "wait" };
             if sites > 0 {
                 warnings.push(format!(
                     "{sites} {what} sites beyond leakprof's cap of {} per source are not tracked ({live} live at the last sample)",
@@ -160,7 +156,7 @@ impl Session {
                 warnings.push(format!("kernel side: {name}={n} (some tasks could not be recorded; counts are lower bounds)"));
             }
         }
-        let info = self.runtime.as_ref().map(|r| r.info());
+        let info = self.runtime().map(|r| r.info());
         let sample_times_s = self.times_s().to_vec();
         let sites = self.sites();
         Report {
@@ -186,7 +182,7 @@ impl Session {
                 ended,
                 sample_ms_mean: self.sample_ms.0 / self.samples.max(1) as f64,
                 sample_ms_max: self.sample_ms.1,
-                census: self.runtime.as_ref().and_then(|r| r.census_stats()),
+                census: self.runtime().and_then(|r| r.census_stats()),
                 bpf_programs: self.bpf_programs(),
             },
             program_exit_code: None,
@@ -201,39 +197,32 @@ impl Session {
 
     /// "tokio", "go", or "native" for a program watched for blocked threads only.
     pub(super) fn runtime_name(&self) -> &'static str {
-        self.runtime.as_ref().map_or("native", |r| r.info().name)
+        self.runtime().map_or("native", |r| r.info().name)
     }
 
-    /// The run's time axis: the task sites' samples, or the wait sites' for threads alone (both
-    /// are pushed at the same instants and thinned alike).
+    /// The run's time axis: every source is pushed at the same instants and thinned alike.
     pub(super) fn times_s(&self) -> &[f64] {
-        if self.runtime.is_some() { &self.tasks.history.times_s } else { &self.waits.history.times_s }
+        self.sources.first().map_or(&[], |w| &w.judged.history.times_s)
     }
 
     /// How live counts were collected: the runtime's way; for threads alone "census" (/proc), or
     /// "tracepoints" with `--probes` (the /proc census and the futex tracepoints).
     pub(super) fn method(&self) -> &'static str {
-        match (&self.runtime, &self.threads) {
-            (Some(r), _) => r.info().method,
-            (None, Some(t)) if t.traced() => "tracepoints",
-            _ => "census",
-        }
+        self.runtime().or_else(|| self.sources.first().map(|w| &*w.source)).map_or("census", |s| s.info().method)
     }
 }
 
 /// Tasks already live at the first sample from which a site counts as having a backlog.
 const BACKLOG_MIN: i64 = 100;
 
-/// When the census saw a backlog at attach, which evidence decided the verdict: growth since
-/// attach, never the size of the backlog.
-fn backlog_note(first: Option<i64>, live: i64, kind: VerdictKind, oldest: Option<&crate::model::OldestTask>) -> String {
+/// When the census saw a backlog at attach, says so (a fact about the series; the reason before
+/// it says which evidence decided the verdict).
+fn backlog_note(first: Option<i64>, live: i64, oldest: Option<&crate::model::OldestTask>) -> String {
     let Some(first) = first.filter(|&f| f >= BACKLOG_MIN) else {
         return String::new();
     };
     if !oldest.is_some_and(|o| o.before_attach) {
         return String::new();
     }
-    // a fact about the series, not a claim about which evidence decided (the reason before it says that)
-    let _ = kind;
     format!("; {first} tasks were already live at attach ({live} now)")
 }

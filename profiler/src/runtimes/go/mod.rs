@@ -26,7 +26,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 
 use self::{census::GoCensus, layout::GoLayout, naming::Namer, pclntab::Pclntab, read::AllgsAddr};
-use super::{Runtime, RuntimeInfo, SiteDetail};
+use super::{RuntimeInfo, SiteDetail, Source};
 use crate::{
     bpf::{read_snapshot, AttachedProbes, KernelSide, LoadConfig, ProbeSpec},
     elf::ElfImage,
@@ -63,7 +63,7 @@ pub struct Go {
 }
 
 /// A Go program (None when the binary has no Go build info), attached.
-pub fn detect(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Option<Result<Box<dyn Runtime>>> {
+pub fn detect(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Option<Result<Box<dyn Source>>> {
     if !buildinfo::is_go(image.data()) {
         return None;
     }
@@ -77,7 +77,7 @@ pub fn detect(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -
     let go = plan(image, opts.pid, bias)
         .map_err(|e| anyhow!("pid {}: {e}", opts.pid))
         .and_then(|plan| Go::attach(opts, target, image, bias, plan));
-    Some(go.map(|g| Box::new(g) as Box<dyn Runtime>))
+    Some(go.map(|g| Box::new(g) as Box<dyn Source>))
 }
 
 /// Whether a Go version string (`go1.16.15`, `go1.17`) is older than Go 1.18.
@@ -153,7 +153,7 @@ fn attach_probes(opts: &RunOptions, target: &Target, image: &ElfImage, go: &GoPl
     AttachedProbes::attach(opts.pid, &target.exe_proc_path, &cfg, &specs)
 }
 
-impl Runtime for Go {
+impl Source for Go {
     fn info(&self) -> RuntimeInfo {
         let probes = matches!(self.mode, Mode::Probes { .. });
         RuntimeInfo {

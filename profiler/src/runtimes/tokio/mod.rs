@@ -30,7 +30,7 @@ use self::{
     spawn_stacks::{created_by, frame_label},
     symbolize::Symbolizer,
 };
-use super::{Runtime, RuntimeInfo, SiteDetail};
+use super::{RuntimeInfo, SiteDetail, Source};
 use crate::{
     elf::ElfImage,
     model::{CensusStats, OldestTask, SiteName},
@@ -65,12 +65,12 @@ const MISSED_SLACK: u64 = 8;
 pub const NO_TYPE_INFO: &str = "unavailable: the binary has no DWARF type info (build with debug = 2 to see the .await each task waits at)";
 
 /// A tokio program (None when it has no tokio), attached.
-pub fn detect(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Option<Result<Box<dyn Runtime>>> {
+pub fn detect(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Option<Result<Box<dyn Source>>> {
     let plan = plan::plan(image, image.data());
     if plan == Err(PlanError::NotTokio) {
         return None;
     }
-    Some(Tokio::attach(opts, target, image, bias, plan).map(|t| Box::new(t) as Box<dyn Runtime>))
+    Some(Tokio::attach(opts, target, image, bias, plan).map(|t| Box::new(t) as Box<dyn Source>))
 }
 
 impl Tokio {
@@ -196,7 +196,7 @@ impl Tokio {
     }
 }
 
-impl Runtime for Tokio {
+impl Source for Tokio {
     fn info(&self) -> RuntimeInfo {
         let (birth_point, method) = match (&self.census, &self.probed) {
             (Some(_), Some(p)) => (probes::birth_point_name(&p.plan), "census+uprobes"),
@@ -271,6 +271,7 @@ impl Runtime for Tokio {
             stuck_sampled: stuck.sampled,
             stuck_at: stuck.at,
             wait_stacks: stuck.stacks,
+            wait: None,
         }
     }
 
