@@ -1,7 +1,7 @@
 //! The helpers that take demangled (or raw) symbol names and type names apart.
 #![no_main]
 use leakprof::elf::names::*;
-use leakprof::runtimes::tokio::symbolize::{future_name, type_names};
+use leakprof::runtimes::tokio::naming::{future_name, type_names};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,8 +13,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = crate_of(&s);
     let d = leakprof::elf::symbols::demangle(&s);
     let _ = split_qualified(&d);
-    let _ = leakprof::runtimes::tokio::plan::classify(&s);
-    let _ = leakprof::runtimes::tokio::plan::classify(&d);
+    let _ = leakprof::runtimes::tokio::probes::plan::classify(&s);
+    let _ = leakprof::runtimes::tokio::probes::plan::classify(&d);
     let _ = future_name::classify_callee(&s);
     let _ = type_names::v0_future_type(&s);
     let _ = type_names::unwrap_pin_box(&s);

@@ -4,9 +4,9 @@
 
 use anyhow::Context as _;
 use leakprof::elf::ElfImage;
-use leakprof::runtimes::tokio::plan::{classify, plan, Role};
-use leakprof::runtimes::tokio::symbolize::code::scan_function;
-use leakprof::runtimes::tokio::symbolize::Symbolizer;
+use leakprof::runtimes::tokio::probes::plan::{classify, plan, Role};
+use leakprof::runtimes::tokio::naming::code::scan_function;
+use leakprof::runtimes::tokio::naming::symbolize::Symbolizer;
 
 fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).context("usage: plan <binary>")?;

@@ -24,7 +24,7 @@ impl DaemonArgs {
             listen: self.listen,
             allow_remote: self.allow_remote,
             token,
-            select: crate::daemon::Selector::new(self.pids.clone(), &self.names, &self.cgroups, self.all)?,
+            select: std::sync::Arc::new(crate::daemon::Selector::new(self.pids.clone(), &self.names, &self.cgroups, self.all)?),
             interval: Duration::from_secs_f64(self.common.interval),
             retention: self.retention.max(10),
             top_k: self.top_k.max(1),

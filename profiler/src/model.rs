@@ -6,7 +6,7 @@ use serde::Serialize;
 pub use crate::detect::VerdictKind;
 
 /// Bumped on any incompatible change of the JSON document.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 pub const SCHEMA_NAME: &str = "leakprof.report";
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,8 +152,9 @@ pub struct SiteReport {
     /// ("ChanReceive", "Select", "SyncMutexLock", "running", ...); tokio census, by the task's state
     /// word ("idle", "notified", "running"); empty with tokio probes alone.
     pub states: BTreeMap<String, u64>,
-    /// The site's identity in this process: the task vtable (tokio) or g.gopc (Go), runtime address.
-    pub vtable: String,
+    /// The site's identity in this process, a runtime address: the task vtable (tokio), the
+    /// `go` statement's pc (Go: g.gopc).
+    pub key: String,
     /// Live tasks: every live task (tokio census, Go census), or those born since attach (probes
     /// alone).
     pub live: i64,
@@ -201,13 +202,15 @@ pub struct SiteReport {
     pub created_by: Option<String>,
     /// Distinct sampled spawn stacks (innermost frame first), most sampled first.
     pub spawn_stacks: Vec<SpawnStack>,
-    /// Go: where the site's waiting goroutines are blocked (the first frame outside the runtime and
+    /// Where the site's sampled waiting tasks wait: tokio, the innermost `.await` in the user's
+    /// code; Go, where its goroutines are blocked (the first frame outside the runtime and
     /// its blocking machinery), most first, out of `stuck_sampled` whose stacks were read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stuck_at: Vec<StuckAt>,
     #[serde(skip_serializing_if = "is_zero")]
     pub stuck_sampled: u64,
-    /// Go: whole stacks of sampled waiting goroutines (innermost first), most common first.
+    /// Whole stacks of sampled waiting tasks (tokio: await chains; Go: goroutine stacks),
+    /// innermost first, most common first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stacks: Vec<WaitStack>,
     /// tokio census: the oldest live task, by spawn order.
@@ -235,7 +238,8 @@ pub struct StuckAt {
 /// A whole stack of waiting tasks (innermost first), and how many of those sampled had it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct WaitStack {
-    pub goroutines: u64,
+    /// Sampled tasks or goroutines with this stack.
+    pub tasks: u64,
     pub frames: Vec<StackFrame>,
 }
 
@@ -349,7 +353,7 @@ pub mod tests {
             line: Some(3),
             poll_symbol: String::new(),
             states: Default::default(),
-            vtable: "0x1".into(),
+            key: "0x1".into(),
             live,
             spawned: live as u64,
             finished: 0,

@@ -15,6 +15,18 @@ pub struct SiteTotals {
 }
 
 impl SiteTotals {
+    /// Counts one finished task that lived `life_ns` (a census: from first seen or its
+    /// estimated birth to the sample that no longer saw it).
+    pub fn finish(&mut self, life_ns: u64) {
+        use profiler_common::{lifetime_bucket, LIFETIME_BUCKETS};
+        self.finished += 1;
+        self.max_lifetime_ns = self.max_lifetime_ns.max(life_ns);
+        if self.lifetime_log2_us.len() < LIFETIME_BUCKETS {
+            self.lifetime_log2_us.resize(LIFETIME_BUCKETS, 0);
+        }
+        self.lifetime_log2_us[lifetime_bucket(life_ns)] += 1;
+    }
+
     /// Tasks born since attach (or first seen) and still alive.
     pub fn live(&self) -> i64 {
         self.spawned as i64 - self.finished as i64

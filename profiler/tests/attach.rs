@@ -100,7 +100,7 @@ fn json_document_has_the_versioned_schema() {
     let n = r["sample_times_s"].as_array().unwrap().len();
     assert!(n >= 2);
     for s in r["sites"].as_array().unwrap() {
-        for k in ["function", "live", "spawned", "finished", "finished_preexisting", "series", "vtable"] {
+        for k in ["function", "live", "spawned", "finished", "finished_preexisting", "series", "key"] {
             assert!(!s[k].is_null(), "site lacks {k}: {s}");
         }
         assert_eq!(s["series"].as_array().unwrap().len(), n, "series not aligned: {s}");

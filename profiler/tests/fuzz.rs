@@ -117,7 +117,7 @@ fn fuzz_demangled_name_parsing() {
         let _ = turbofish_args(&s);
         let _ = crate_of(&s);
         let _ = leakprof::elf::symbols::demangle(&s);
-        let _ = leakprof::runtimes::tokio::plan::classify(&s);
+        let _ = leakprof::runtimes::tokio::probes::plan::classify(&s);
     });
 }
 
@@ -129,7 +129,7 @@ fn fuzz_elf_symbols_and_tokio_planning() {
         let _ = img.symbol_at(0x1000);
         let _ = img.read_pointer(0x2000);
         let _ = img.data_symbol(&["NEXT_ID"]);
-        let _ = leakprof::runtimes::tokio::plan::plan(&img, img.data());
+        let _ = leakprof::runtimes::tokio::probes::plan::plan(&img, img.data());
         let _ = leakprof::elf::debug_file::candidates(img.data(), Path::new("/x/app"), Path::new("/usr/lib/debug"));
     });
 }

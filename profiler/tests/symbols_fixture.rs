@@ -6,8 +6,8 @@ mod common;
 
 use std::path::Path;
 
-use leakprof::runtimes::tokio::plan::{classify, plan, BirthMode, PlanError, Role};
-use leakprof::runtimes::tokio::symbolize::Symbolizer;
+use leakprof::runtimes::tokio::probes::plan::{classify, plan, BirthMode, PlanError, Role};
+use leakprof::runtimes::tokio::naming::symbolize::Symbolizer;
 use common::fixture_image as fixture;
 
 /// Every spawned `async fn` of fixtures/tokio-src (see fixtures/README.md).

@@ -82,8 +82,7 @@ impl Selector {
         }
         let r = std::fs::read(format!("/proc/{pid}/exe"))
             .map(|d| {
-                crate::runtimes::go::buildinfo::go_version(&d).is_some()
-                    || d.windows(8).any(|w| w == b"tokio-1.")
+                crate::runtimes::go::buildinfo::go_version(&d).is_some() || memchr::memmem::find(&d, b"tokio-1.").is_some()
             })
             .unwrap_or(false);
         self.seen_exes.lock().unwrap().insert(exe.to_string(), r);
@@ -91,16 +90,7 @@ impl Selector {
     }
 }
 
-/// The process's start time (clock ticks since boot): with the pid, it names one process even
-/// when pids are reused.
-pub fn start_time(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
-    if matches!(rest.first(), Some(&"Z") | Some(&"X")) {
-        return None;
-    }
-    rest.get(19)?.parse().ok()
-}
+pub use crate::target::start_time;
 
 /// The path of a /proc/PID/cgroup line ("0::/system.slice/app.service" -> "/system.slice/app.service").
 fn cgroup_path(line: &str) -> Option<&str> {

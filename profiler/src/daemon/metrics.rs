@@ -161,13 +161,7 @@ pub fn render(reports: &[Report], health: &Health) -> String {
 /// leakprof's own CPU seconds and RSS bytes, from /proc/self.
 pub fn own_usage() -> (f64, u64) {
     let tick = 100.0; // USER_HZ
-    let cpu = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some((rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?) / tick)
-        })
-        .unwrap_or(0.0);
+    let cpu = crate::target::ProcStat::read(None).map_or(0.0, |s| (s.utime + s.stime) as f64 / tick);
     let rss = std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())

@@ -30,7 +30,7 @@ pub struct DaemonConfig {
     pub listen: SocketAddr,
     pub allow_remote: bool,
     pub token: Option<String>,
-    pub select: Selector,
+    pub select: Arc<Selector>,
     pub interval: Duration,
     /// Samples kept per target (older ones are thinned, see `history`): bounded memory.
     pub retention: usize,
@@ -66,13 +66,28 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     eprintln!("leakprof daemon: serving http://{} (/metrics, /api/report, /)", server.local_addr);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // finding targets reads executables (a large one takes a while): on a thread of its own, so
+    // the loop below never waits for it
+    let found: Arc<Mutex<Vec<(u32, u64)>>> = Arc::default();
+    let stop_discovery = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let discovery = {
+        let (found, stop, select, interval) = (Arc::clone(&found), Arc::clone(&stop_discovery), Arc::clone(&cfg.select), cfg.interval);
+        std::thread::Builder::new().name("leakprof-discover".into()).spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let c = select.candidates(std::process::id());
+                *found.lock().unwrap_or_else(|p| p.into_inner()) = c;
+                std::thread::sleep(interval.min(Duration::from_secs(1)));
+            }
+        })?
+    };
     let mut workers: HashMap<(u32, u64), Worker> = HashMap::new();
     let mut refused: HashSet<(u32, u64)> = HashSet::new();
     let mut health = metrics::Health::default();
     let mut next = Instant::now();
     let top_k = cfg.top_k;
     loop {
-        for key in cfg.select.candidates(std::process::id()) {
+        let candidates = found.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for key in candidates {
             if workers.contains_key(&key) || refused.contains(&key) {
                 continue;
             }
@@ -160,6 +175,8 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
             _ = sigterm.recv() => break,
         }
     }
+    stop_discovery.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(discovery); // detached: it ends at its next look, or with the process
     for (_, w) in workers.drain() {
         w.stop(Duration::from_secs(5));
     }

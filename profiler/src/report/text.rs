@@ -172,7 +172,7 @@ pub fn render_text(r: &Report) -> String {
             // spawn paths, when their callers differ (stacks that differ only deeper are one row)
             let mut paths: Vec<(String, i64)> = Vec::new();
             for p in &s.spawn_stacks {
-                let label = crate::runtimes::tokio::spawn_stacks::path_label(p, 2);
+                let label = crate::runtimes::tokio::probes::spawn_stacks::path_label(p, 2);
                 match paths.iter_mut().find(|(l, _)| *l == label) {
                     Some((_, n)) => *n += p.live_estimate,
                     None => paths.push((label, p.live_estimate)),

@@ -19,7 +19,7 @@ use anyhow::Result;
 
 use crate::{
     elf::ElfImage,
-    model::{CensusStats, OldestTask, SiteName, SpawnStack, StuckAt, WaitStack},
+    model::{CensusStats, OldestTask, SiteName, SpawnStack, StackFrame, StuckAt, WaitStack},
     sample::Sample,
     options::RunOptions,
     target::Target,
@@ -95,6 +95,45 @@ pub struct Stuck {
     pub at: Vec<StuckAt>,
     /// Their distinct whole stacks, most first (at most three).
     pub stacks: Vec<WaitStack>,
+}
+
+/// Where the sampled waiting tasks of one site wait, counted as they are read (tokio's await
+/// chains and Go's stacks alike): the place of each and its whole stack.
+#[derive(Debug, Default)]
+pub struct StuckTally {
+    sampled: u64,
+    at: std::collections::HashMap<(StackFrame, Option<String>), u64>,
+    stacks: std::collections::HashMap<Vec<StackFrame>, u64>,
+}
+
+impl StuckTally {
+    /// One sampled task: where it waits (a frame and what it awaits there), when known, and its
+    /// whole stack, innermost first.
+    pub fn add(&mut self, at: Option<(StackFrame, Option<String>)>, stack: Vec<StackFrame>) {
+        self.sampled += 1;
+        if let Some(a) = at {
+            *self.at.entry(a).or_default() += 1;
+        }
+        *self.stacks.entry(stack).or_default() += 1;
+    }
+
+    pub fn sampled(&self) -> u64 {
+        self.sampled
+    }
+
+    /// The places most first, and the `max_stacks` most common whole stacks.
+    pub fn into_stuck(self, max_stacks: usize) -> Stuck {
+        let mut at: Vec<StuckAt> = self
+            .at
+            .into_iter()
+            .map(|((StackFrame { function, file, line }, awaiting), tasks)| StuckAt { function, file, line, awaiting, tasks })
+            .collect();
+        at.sort_by(|a, b| (b.tasks, &a.line, &a.file, &a.function).cmp(&(a.tasks, &b.line, &b.file, &b.function)));
+        let mut stacks: Vec<WaitStack> = self.stacks.into_iter().map(|(frames, tasks)| WaitStack { tasks, frames }).collect();
+        stacks.sort_by(|a, b| b.tasks.cmp(&a.tasks).then_with(|| a.frames.len().cmp(&b.frames.len())));
+        stacks.truncate(max_stacks);
+        Stuck { sampled: self.sampled, at, stacks }
+    }
 }
 
 /// A source of sites attached to one process: a task runtime, or the process's blocked threads.

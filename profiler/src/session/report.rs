@@ -36,7 +36,7 @@ impl Session {
                     stuck_sampled: detail.stuck_sampled,
                     stacks: detail.wait_stacks,
                     oldest_task: detail.oldest_task,
-                    vtable: format!("{key:#x}"),
+                    key: format!("{key:#x}"),
                     live: s.live(),
                     spawned: t.spawned,
                     finished: t.finished,

@@ -24,13 +24,44 @@ pub struct Target {
     pub start_time: Option<u64>,
 }
 
-/// (state, start time) from /proc/PID/stat.
-fn stat_of(pid: u32) -> Option<(String, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = s.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // after the comm: state is field 3, starttime field 22
-    Some((fields.first()?.to_string(), fields.get(19)?.parse().ok()?))
+/// What leakprof reads of `/proc/PID/stat` (or `/proc/self/stat`): the one parser of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    /// R, S, D, Z, X, t, ...
+    pub state: String,
+    /// User and system CPU time, clock ticks.
+    pub utime: u64,
+    pub stime: u64,
+    /// Clock ticks since boot at which the process started: with the pid, it names one process
+    /// even when pids are reused.
+    pub start_time: u64,
+}
+
+impl ProcStat {
+    /// Parses the text of a stat file (the command name may hold spaces and parentheses: the
+    /// fields are counted from the last `)`).
+    pub fn parse(text: &str) -> Option<ProcStat> {
+        let (_, rest) = text.rsplit_once(')')?;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // after the comm: state is field 3, utime 14, stime 15, starttime 22
+        Some(ProcStat { state: f.first()?.to_string(), utime: f.get(11)?.parse().ok()?, stime: f.get(12)?.parse().ok()?, start_time: f.get(19)?.parse().ok()? })
+    }
+
+    /// `/proc/PID/stat`, or `/proc/self/stat` for None.
+    pub fn read(pid: Option<u32>) -> Option<ProcStat> {
+        let path = pid.map_or_else(|| "/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
+        Self::parse(&std::fs::read_to_string(path).ok()?)
+    }
+
+    /// A zombie or a dead process.
+    pub fn is_gone(&self) -> bool {
+        self.state == "Z" || self.state == "X"
+    }
+}
+
+/// The start time of a live (not zombie) process.
+pub fn start_time(pid: u32) -> Option<u64> {
+    ProcStat::read(Some(pid)).filter(|s| !s.is_gone()).map(|s| s.start_time)
 }
 
 impl Target {
@@ -54,14 +85,14 @@ impl Target {
         if exe_maps.is_empty() {
             bail!("pid {pid}: its executable {exe_str} is not mapped (a process in exec, or a zombie?)");
         }
-        Ok(Target { pid, exe, exe_proc_path, exe_maps, start_time: stat_of(pid).map(|s| s.1) })
+        Ok(Target { pid, exe, exe_proc_path, exe_maps, start_time: ProcStat::read(Some(pid)).map(|s| s.start_time) })
     }
 
     /// Whether the process still exists (and is not a zombie), and is the same process: a pid
     /// reused by a new process is not.
     pub fn alive(&self) -> bool {
-        match stat_of(self.pid) {
-            Some((state, start)) => state != "Z" && state != "X" && self.start_time.is_none_or(|t| t == start),
+        match ProcStat::read(Some(self.pid)) {
+            Some(s) => !s.is_gone() && self.start_time.is_none_or(|t| t == s.start_time),
             None => false,
         }
     }

@@ -40,7 +40,7 @@ pub fn to_pprof(r: &Report) -> Vec<u8> {
         let labels = [("kind", "task"), ("verdict", verdict_str(s.verdict))];
         if !s.stacks.is_empty() {
             // Go: live goroutines by the whole stack they wait in (sampled), innermost first
-            let w: Vec<u64> = s.stacks.iter().map(|st| st.goroutines).collect();
+            let w: Vec<u64> = s.stacks.iter().map(|st| st.tasks).collect();
             let live = apportion(s.live, &w);
             let spawned = apportion(s.spawned as i64, &w);
             for (i, st) in s.stacks.iter().enumerate() {

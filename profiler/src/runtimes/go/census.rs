@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
-use profiler_common::{lifetime_bucket, LIFETIME_BUCKETS};
 
 use super::{
     pclntab::Pclntab,
@@ -12,8 +11,8 @@ use super::{
     stack, GoPlan,
 };
 use crate::{
-    model::{StackFrame, StuckAt, WaitStack},
-    runtimes::Stuck,
+    model::StackFrame,
+    runtimes::{Stuck, StuckTally},
     runtimes::go::layout::GoLayout,
     sample::{Sample, SiteObs, SiteTotals},
     target::memory::{Process, ReadLimits},
@@ -136,14 +135,7 @@ impl GoCensus {
         let gone: Vec<u64> = self.seen.keys().filter(|id| !live_ids.contains(id)).copied().collect();
         for id in gone {
             let (gopc, born) = self.seen.remove(&id).unwrap();
-            let t = self.totals.entry(gopc).or_default();
-            let life = now_ns.saturating_sub(born);
-            t.finished += 1;
-            t.max_lifetime_ns = t.max_lifetime_ns.max(life);
-            if t.lifetime_log2_us.len() < LIFETIME_BUCKETS {
-                t.lifetime_log2_us.resize(LIFETIME_BUCKETS, 0);
-            }
-            t.lifetime_log2_us[lifetime_bucket(life)] += 1;
+            self.totals.entry(gopc).or_default().finish(now_ns.saturating_sub(born));
         }
         let sites = self
             .totals
@@ -176,19 +168,12 @@ impl GoCensus {
 
     /// Unwinds a bounded sample of each site's waiting goroutines and tallies where they wait.
     fn read_stacks(&mut self, gs: &[super::read::Goroutine]) {
-        /// One site's goroutines whose stacks were read: where they wait, and their whole stacks.
-        #[derive(Default)]
-        struct Tally {
-            sampled: u64,
-            at: HashMap<StackFrame, u64>,
-            stacks: HashMap<Vec<StackFrame>, u64>,
-        }
-        let mut per_site: HashMap<u64, Tally> = HashMap::new();
+        let mut per_site: HashMap<u64, StuckTally> = HashMap::new();
         let mut total = 0;
         for g in gs.iter().filter(|g| g.status == status::WAITING) {
             let Some(&(key, _)) = self.seen.get(&g.goid) else { continue };
             let e = per_site.entry(key).or_default();
-            if e.sampled >= STACKS_PER_SITE || total >= STACKS_PER_CENSUS {
+            if e.sampled() >= STACKS_PER_SITE || total >= STACKS_PER_CENSUS {
                 continue;
             }
             let unwound = stack::unwind(&self.mem, &self.pclntab, self.bias, g.sched_sp, g.sched_pc, g.stack_hi);
@@ -196,9 +181,8 @@ impl GoCensus {
                 continue;
             }
             total += 1;
-            e.sampled += 1;
             let mut frames: Vec<StackFrame> = unwound.iter().map(|(f, _)| f.clone()).collect();
-            if let Some(i) = stack::stuck_frame(&unwound) {
+            let at = stack::stuck_frame(&unwound).map(|i| {
                 // the user's own line, when the blocking call was inlined into the user's function
                 let pcln = &self.pclntab;
                 let own = self.own_lines.entry(unwound[i].1).or_insert_with(|| stack::own_line(pcln, unwound[i].1));
@@ -206,27 +190,11 @@ impl GoCensus {
                     frames[i].file = Some(file);
                     frames[i].line = Some(line);
                 }
-                *e.at.entry(frames[i].clone()).or_default() += 1;
-            }
-            *e.stacks.entry(frames).or_default() += 1;
+                (frames[i].clone(), None)
+            });
+            e.add(at, frames);
         }
-        self.stuck = per_site
-            .into_iter()
-            .map(|(gopc, Tally { sampled, at, stacks })| {
-                let mut at: Vec<StuckAt> = at
-                    .into_iter()
-                    .map(|(StackFrame { function, file, line }, goroutines)| StuckAt { function, file, line, awaiting: None, tasks: goroutines })
-                    .collect();
-                at.sort_by(|a, b| {
-                    (b.tasks, &a.line, &a.file, &a.function).cmp(&(a.tasks, &b.line, &b.file, &b.function))
-                });
-                let mut stacks: Vec<WaitStack> =
-                    stacks.into_iter().map(|(frames, goroutines)| WaitStack { goroutines, frames }).collect();
-                stacks.sort_by(|a, b| b.goroutines.cmp(&a.goroutines).then_with(|| a.frames.len().cmp(&b.frames.len())));
-                stacks.truncate(WHOLE_STACKS_PER_SITE);
-                (gopc, Stuck { sampled, at, stacks })
-            })
-            .collect();
+        self.stuck = per_site.into_iter().map(|(gopc, t)| (gopc, t.into_stuck(WHOLE_STACKS_PER_SITE))).collect();
     }
 }
 

@@ -1,34 +1,29 @@
-//! tokio tasks. By default a [`census`]: every live task of every runtime read from the runtimes'
-//! own task lists from outside each sample (no probe; tasks spawned before attach included). With
-//! `--probes`, uprobes on task birth and finish ([`plan`], [`probes`], [`probed`]) add exact
-//! births, finishes and lifetimes, and sampled spawn stacks ([`spawn_stacks`]); the census still
-//! gives the live counts when it works. Sites are task vtables, named by future type ([`naming`],
-//! [`symbolize`]).
-pub mod attach_points;
+//! tokio tasks, in four folders: by default a [`census`], every live task of every runtime read
+//! from the runtimes' own task lists from outside each sample (no probe; tasks spawned before
+//! attach included); with `--probes`, uprobes on task birth and finish ([`probes`]: the attach
+//! plan, attach points, the probed counts and sampled spawn stacks) add exact births, finishes and
+//! lifetimes, while the census still gives the live counts when it works; where tasks wait
+//! ([`awaits`]: the DWARF decoder and the tally); sites are task vtables, named by future type
+//! ([`naming`]). The task state word is [`state`].
 pub mod awaits;
 pub mod census;
 pub mod naming;
-pub mod plan;
-pub mod probed;
 pub mod probes;
-pub mod spawn_stacks;
 pub mod state;
-pub mod stuck;
-pub mod symbolize;
-pub mod task_states;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{anyhow, Result};
 
 use self::{
-    awaits::AwaitIndex,
+    awaits::{stuck, AwaitIndex},
     census::TokioCensus,
-    naming::Namer,
-    plan::{BirthMode, PlanError, TokioPlan},
-    probed::Probed,
-    spawn_stacks::{created_by, frame_label},
-    symbolize::Symbolizer,
+    naming::{symbolize::Symbolizer, Namer},
+    probes::{
+        plan::{self, BirthMode, PlanError, TokioPlan},
+        probed::{self, Probed},
+        spawn_stacks::{created_by, frame_label},
+    },
 };
 use super::{RuntimeInfo, SiteDetail, Source};
 use crate::{

@@ -1,4 +1,8 @@
-//! tokio's task state word (`Header::state`, offset 0 of the header, same layout 1.28..newest).
+//! tokio's task state word (`Header::state`, offset 0 of the header, same layout 1.28..newest),
+//! and reading it from the target for a sample of live tasks.
+use std::collections::HashMap;
+
+use crate::{bpf::LiveTask, target::read_u64_many};
 
 /// The task is being polled.
 pub const RUNNING: u64 = 0b0001;
@@ -24,6 +28,28 @@ pub fn name(state: u64) -> &'static str {
     } else {
         "idle"
     }
+}
+
+/// Reads the state of up to `per_site` live tasks of each site (one syscall per 1024 tasks);
+/// returns (vtable, idle) for each task read (probe mode). Unreadable tasks (finished
+/// meanwhile) are skipped.
+pub fn sample_idle(pid: u32, tasks: &[LiveTask], per_site: usize) -> Vec<(u64, bool)> {
+    let mut taken: HashMap<u64, usize> = HashMap::new();
+    let chosen: Vec<&LiveTask> = tasks
+        .iter()
+        .filter(|t| {
+            let n = taken.entry(t.vtable).or_default();
+            *n += 1;
+            *n <= per_site
+        })
+        .collect();
+    let addrs: Vec<u64> = chosen.iter().map(|t| t.header).collect();
+    let states = read_u64_many(pid, &addrs);
+    chosen
+        .iter()
+        .zip(states)
+        .filter_map(|(t, s)| s.map(|s| (t.vtable, is_idle(s))))
+        .collect()
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod layout;
 mod names;
 mod plan;
 mod scan;
+pub mod stuck;
 
 use std::collections::HashMap;
 use std::sync::Arc;

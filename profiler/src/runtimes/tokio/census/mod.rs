@@ -15,7 +15,6 @@ pub mod walk;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use profiler_common::{lifetime_bucket, LIFETIME_BUCKETS};
 
 use self::{
     lists::TaskLists,
@@ -299,12 +298,7 @@ impl TokioCensus {
             if unsure.contains(&(s.owner, shard)) {
                 return true;
             }
-            let t = totals.entry(s.vtable).or_default();
-            let life = now_ns.saturating_sub(s.born_ns);
-            t.finished += 1;
-            t.max_lifetime_ns = t.max_lifetime_ns.max(life);
-            t.lifetime_log2_us.resize(LIFETIME_BUCKETS, 0);
-            t.lifetime_log2_us[lifetime_bucket(life)] += 1;
+            totals.entry(s.vtable).or_default().finish(now_ns.saturating_sub(s.born_ns));
             false
         });
         // tasks of lists whose walk was cut short, not seen this time but not retired: still live

@@ -1,7 +1,12 @@
 //! Names a tokio site (a task vtable in the target) by its future type and source location.
 use std::collections::HashMap;
 
-use super::symbolize::Symbolizer;
+pub mod code;
+pub mod future_name;
+pub mod symbolize;
+pub mod type_names;
+
+use self::symbolize::Symbolizer;
 use crate::{elf::lines::normalize_path, model::SiteName, target::read_u64};
 
 /// Names sites of one process, caching by vtable.

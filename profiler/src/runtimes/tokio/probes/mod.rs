@@ -1,8 +1,13 @@
 //! From a runtime's attach plan to the probes the kernel side runs.
+pub mod attach_points;
+pub mod plan;
+pub mod probed;
+pub mod spawn_stacks;
+
 use profiler_common::progs;
 
 use crate::bpf::ProbeSpec;
-use crate::runtimes::tokio::plan::{BirthMode, TokioPlan};
+use self::plan::{BirthMode, TokioPlan};
 
 /// The probes for a tokio plan: one per attach point, birth program chosen by the birth mode.
 pub fn probe_specs(plan: &TokioPlan) -> Vec<ProbeSpec> {
@@ -38,7 +43,7 @@ pub fn birth_point_name(plan: &TokioPlan) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtimes::tokio::attach_points::AttachPoint;
+    use super::attach_points::AttachPoint;
 
     fn pt(name: &str, off: u64) -> AttachPoint {
         AttachPoint { symbol: name.into(), vaddr: off, file_offset: off }

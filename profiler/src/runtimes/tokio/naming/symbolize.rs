@@ -1,18 +1,14 @@
 //! Turning task vtable addresses into future names and source locations.
 
-pub mod code;
-pub mod future_name;
-pub mod type_names;
-
 use std::collections::{HashMap, HashSet};
 
-pub use code::SourceLocation;
-pub use future_name::{future_name, FutureName};
+pub use super::code::SourceLocation;
+pub use super::future_name::{future_name, FutureName};
 pub use crate::elf::lines::LineTable;
 
 use crate::elf::ElfImage;
-use super::plan::{classify, Role};
-use future_name::walk_calls;
+use crate::runtimes::tokio::probes::plan::{classify, Role};
+use super::{code, future_name::walk_calls};
 
 /// Instructions looked up in DWARF when searching for an inlined body.
 const MAX_INLINE_LOOKUPS: usize = 4_000;

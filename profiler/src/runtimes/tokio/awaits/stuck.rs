@@ -1,12 +1,10 @@
 //! Where a site's live tasks are suspended: sampled task headers from the census, decoded with
-//! the binary's DWARF types ([`super::awaits`]); tallied by the innermost `.await` reached.
-use std::collections::HashMap;
-
-use super::awaits::{AwaitFrame, AwaitIndex};
+//! the binary's DWARF types ([`super`]); tallied by the innermost `.await` reached.
+use super::{AwaitFrame, AwaitIndex};
 use crate::{
     elf::lines::is_library_path,
-    model::{StackFrame, StuckAt, WaitStack},
-    runtimes::Stuck,
+    model::StackFrame,
+    runtimes::{Stuck, StuckTally},
     target::memory::read_bytes,
 };
 
@@ -24,34 +22,20 @@ fn stuck_frame(frames: &[AwaitFrame]) -> Option<&AwaitFrame> {
 pub fn stuck(index: &mut AwaitIndex, pid: u32, poll_vaddr: u64, headers: &[u64]) -> Option<Stuck> {
     let fut = index.future_of(poll_vaddr)?;
     let mut read = |addr: u64, buf: &mut [u8]| read_bytes(pid, addr, buf).is_ok();
-    let (mut sampled, mut at, mut chains) = (0u64, HashMap::<AwaitFrame, u64>::new(), HashMap::<Vec<AwaitFrame>, u64>::new());
+    let mut tally = StuckTally::default();
     for &h in headers {
         let Some(frames) = index.suspended_at(&fut, h, &mut read) else { continue };
         let Some(inner) = stuck_frame(&frames) else { continue };
-        sampled += 1;
-        *at.entry(inner.clone()).or_default() += 1;
-        *chains.entry(frames).or_default() += 1;
+        let at = (StackFrame { function: inner.function.clone(), file: Some(inner.file.clone()), line: Some(inner.line) }, Some(inner.awaiting.clone()));
+        // innermost first, as every stack in the report
+        let chain = frames
+            .iter()
+            .rev()
+            .map(|f| StackFrame { function: format!("{} awaiting {}", f.function, f.awaiting), file: Some(f.file.clone()), line: Some(f.line) })
+            .collect();
+        tally.add(Some(at), chain);
     }
-    let mut at: Vec<StuckAt> = at
-        .into_iter()
-        .map(|(f, n)| StuckAt { function: f.function, file: Some(f.file), line: Some(f.line), awaiting: Some(f.awaiting), tasks: n })
-        .collect();
-    at.sort_by(|a, b| (b.tasks, &a.file, a.line).cmp(&(a.tasks, &b.file, b.line)));
-    let mut stacks: Vec<WaitStack> = chains
-        .into_iter()
-        .map(|(frames, n)| WaitStack {
-            goroutines: n,
-            // innermost first, as every stack in the report
-            frames: frames
-                .iter()
-                .rev()
-                .map(|f| StackFrame { function: format!("{} awaiting {}", f.function, f.awaiting), file: Some(f.file.clone()), line: Some(f.line) })
-                .collect(),
-        })
-        .collect();
-    stacks.sort_by(|a, b| b.goroutines.cmp(&a.goroutines).then_with(|| a.frames.len().cmp(&b.frames.len())));
-    stacks.truncate(CHAINS_PER_SITE);
-    Some(Stuck { sampled, at, stacks })
+    Some(tally.into_stuck(CHAINS_PER_SITE))
 }
 
 #[cfg(test)]

@@ -6,10 +6,9 @@ use anyhow::Result;
 
 use super::{
     plan::{BirthMode, TokioPlan},
-    probes,
     spawn_stacks::SpawnStacks,
-    task_states,
 };
+use crate::runtimes::tokio::{probes, state as task_states};
 use crate::{
     bpf::{drain_spawn_samples, read_snapshot, AttachedProbes, KernelSide, LoadConfig},
     elf::ElfImage,
