@@ -222,7 +222,7 @@ mod tests {
         let locs = panic_locations(&image, &scan);
         assert!(
             locs.iter()
-                .any(|l| l.location.file.ends_with("symbolize/code.rs") && !l.async_fn),
+                .any(|l| l.location.file.ends_with("naming/code.rs") && !l.async_fn),
             "{locs:?}"
         );
     }
