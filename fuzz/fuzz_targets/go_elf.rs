@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(img) = ElfImage::parse(data) else { return };
     let _ = buildinfo::go_version_image(&img);
     let _ = allgs::by_symbols(&img);
-    let _ = locate::symbol_address(&img, "runtime.allgs");
+    let _ = img.symbol_address("runtime.allgs");
     let _ = runtime::offsets_from_dwarf(&img);
     let _ = runtime::layout(&img);
     let _ = runtime::allgs_location(&img);

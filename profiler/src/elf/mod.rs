@@ -95,10 +95,21 @@ impl ElfImage {
     /// ELF address of the first data object whose mangled name contains every one of `needles`
     /// (None in a binary without symbols).
     pub fn data_symbol(&self, needles: &[&str]) -> Option<u64> {
-        let file = object::File::parse(self.data()).ok()?;
-        let found = file.symbols().find(|s| {
+        self.find_symbol(|s| {
             s.kind() == SymbolKind::Data && s.is_definition() && s.name().is_ok_and(|n| needles.iter().all(|k| n.contains(k)))
-        });
+        })
+    }
+
+    /// ELF address of the symbol named exactly `name`, of any kind (data symbols too, which the
+    /// function list leaves out).
+    pub fn symbol_address(&self, name: &str) -> Option<u64> {
+        self.find_symbol(|s| s.name() == Ok(name))
+    }
+
+    /// The one walk over the ELF symbol table for symbols not in the function list.
+    fn find_symbol(&self, pred: impl Fn(&object::Symbol<'_, '_>) -> bool) -> Option<u64> {
+        let file = object::File::parse(self.data()).ok()?;
+        let found = file.symbols().find(|s| pred(s));
         found.map(|s| s.address())
     }
 

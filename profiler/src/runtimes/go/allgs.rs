@@ -7,10 +7,8 @@ use crate::elf::ElfImage;
 
 /// ELF virtual address(es) of allgs: the slice symbol, or allgptr/allglen.
 pub fn by_symbols(image: &ElfImage) -> Option<AllgsAddr> {
-    // data symbols are not in ElfImage's function list: look them up in the ELF directly
-    use object::{Object as _, ObjectSymbol as _};
-    let file = object::File::parse(image.data()).ok()?;
-    let find = |n: &str| file.symbols().find(|s| s.name() == Ok(n)).map(|s| s.address());
+    // data symbols are not in ElfImage's function list
+    let find = |n: &str| image.symbol_address(n);
     if let Some(a) = find("runtime.allgs") {
         return Some(AllgsAddr::Slice(a));
     }

@@ -6,7 +6,7 @@
 //! External linking (cgo, some PIE builds) puts the table inside `.data.rel.ro`, marked by the
 //! `runtime.pclntab` symbol. Go 1.26+ (and PIE builds, through a relocation) leave the header's
 //! textStart 0: the runtime's moduledata holds runtime.text.
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+use object::{Object as _, ObjectSection as _};
 
 use super::pclntab::Pclntab;
 use crate::elf::ElfImage;
@@ -16,15 +16,6 @@ const MD_FUNCNAMETAB: u64 = 8;
 const MD_MINPC: u64 = 160;
 const MD_TEXT: u64 = 176;
 
-/// Address of a symbol in the image's symbol table (data symbols too).
-pub fn symbol_address(image: &ElfImage, name: &str) -> Option<u64> {
-    let file = object::File::parse(image.data()).ok()?;
-    let a = file
-        .symbols()
-        .find(|s| s.name() == Ok(name))
-        .map(|s| s.address());
-    a
-}
 
 /// File bytes from `vaddr` to the end of its load segment's file contents.
 fn rest_of_segment(image: &ElfImage, vaddr: u64) -> Option<&[u8]> {
@@ -44,7 +35,7 @@ pub fn pclntab_bytes(image: &ElfImage) -> Option<(u64, &[u8])> {
             return Some((addr, image.read_at_vaddr(addr, sec.size() as usize)?));
         }
     }
-    if let Some(a) = symbol_address(image, "runtime.pclntab") {
+    if let Some(a) = image.symbol_address("runtime.pclntab") {
         return Some((a, rest_of_segment(image, a)?));
     }
     // magic scan: 8-aligned 0xfffffff0/1 that parses as a plausible table
@@ -81,7 +72,7 @@ pub fn text_start(image: &ElfImage, p: &Pclntab, pclntab_vaddr: u64) -> Option<u
     if p.text_start() != 0 {
         return Some(p.text_start());
     }
-    if let Some(t) = symbol_address(image, "runtime.text") {
+    if let Some(t) = image.symbol_address("runtime.text") {
         return Some(t);
     }
     if let Some(t) = text_from_moduledata(image, p, pclntab_vaddr) {
