@@ -175,9 +175,12 @@ pub struct SiteReport {
     /// True when the two lifetimes below are estimates (census mode: from the samples that first
     /// and last saw a task, or its id), false when probes timed them.
     pub lifetimes_estimated: bool,
-    /// Longest lifetime of a task of this site that finished (of those timed).
+    /// Longest lifetime of a task of this site that finished (of those timed). An estimate in
+    /// census mode (`lifetimes_estimated`): from the sample that first saw the task (or its id's
+    /// place in spawn order) to the first that no longer did, so within an interval either way.
     pub max_finished_lifetime_s: Option<f64>,
-    /// p99 lifetime of finished tasks (upper bound of its log2 bucket; of those timed).
+    /// p99 lifetime of finished tasks (upper bound of its log2 bucket; of those timed). An
+    /// estimate in census mode, as above.
     pub finished_lifetime_p99_s: Option<f64>,
     /// Finished tasks whose lifetime was measured, which the two lifetimes above are of: tokio
     /// probes with the census time each site's first 64 births per CPU and then one in 8; None
