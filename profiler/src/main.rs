@@ -92,7 +92,7 @@ async fn run_program(common: &Common, cmd: &[String], user: Option<&str>) -> Res
     if cmd.is_empty() {
         bail!("no program given after --");
     }
-    leakprof::preflight::check_privileges()?;
+    leakprof::preflight::check_privileges(common.probes || common.empty_probes)?;
     let report_on_stdout = common.output.is_none();
     let run_as = leakprof::launch::RunAs::resolve(user)?;
     let mut launched = spawn_stopped(cmd, report_on_stdout, run_as)?;

@@ -25,20 +25,73 @@ fn has(caps: u64, bit: u32) -> bool {
     caps & (1u64 << bit) != 0
 }
 
-/// Whether this process may load BPF programs and attach uprobes to another process.
-pub fn privileges_ok(caps: u64) -> bool {
-    let bpf = has(caps, CAP_SYS_ADMIN) || (has(caps, CAP_BPF) && has(caps, CAP_PERFMON));
-    bpf && has(caps, CAP_SYS_PTRACE)
+/// Whether this process may load BPF programs and attach uprobes (what `--probes` needs beyond
+/// reading the target's memory).
+pub fn bpf_ok(caps: u64) -> bool {
+    has(caps, CAP_SYS_ADMIN) || (has(caps, CAP_BPF) && has(caps, CAP_PERFMON))
 }
 
-/// Fails unless we can load BPF and read the target's memory.
-pub fn check_privileges() -> Result<()> {
-    if privileges_ok(effective_caps()) {
+/// Whether this process may load BPF programs and attach uprobes to another process.
+pub fn privileges_ok(caps: u64) -> bool {
+    bpf_ok(caps) && has(caps, CAP_SYS_PTRACE)
+}
+
+/// The privileges a mode needs beyond reading the target's memory: BPF for `--probes` (and the
+/// futex tracepoints and kernel statistics that come with it); nothing for the census.
+pub fn check_privileges(probes: bool) -> Result<()> {
+    if !probes || bpf_ok(effective_caps()) {
         return Ok(());
     }
     bail!(
-        "this needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE) to attach probes: \
-         run it with sudo"
+        "--probes loads eBPF programs, which needs root or CAP_BPF + CAP_PERFMON: run it with sudo \
+         (in a container: --cap-add BPF --cap-add PERFMON, plus SYS_PTRACE); without --probes the census \
+         needs only the right to read the target's memory"
+    )
+}
+
+/// Fails with the missing right unless this process may read `pid`'s memory (what every mode
+/// needs): the same user under the kernel's ptrace rules, or CAP_SYS_PTRACE.
+pub fn check_read_access(pid: u32) -> Result<()> {
+    let denied = || read_denied(pid);
+    let maps = match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(denied()),
+        Err(_) => bail!("no process with pid {pid}: check the pid (e.g. with `pgrep -a NAME`)"),
+    };
+    let Some(addr) = maps.lines().find_map(|l| {
+        let (range, rest) = l.split_once(' ')?;
+        rest.starts_with('r').then(|| u64::from_str_radix(range.split('-').next()?, 16).ok()).flatten()
+    }) else {
+        return Ok(()); // nothing mapped (a zombie): the attach says so
+    };
+    let mut b = [0u8; 1];
+    match crate::target::memory::read_bytes(pid, addr, &mut b) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EACCES) => Err(denied()),
+        _ => Ok(()),
+    }
+}
+
+/// The sentence for a target whose memory this process may not read.
+fn read_denied(pid: u32) -> anyhow::Error {
+    use std::os::unix::fs::MetadataExt as _;
+    let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| m.uid()).ok();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let yama = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok().and_then(|s| s.trim().parse::<u32>().ok());
+    let whose = match owner {
+        Some(u) if u != me => format!("it runs as uid {u} and leakprof as uid {me}, without CAP_SYS_PTRACE"),
+        _ => "leakprof lacks the right to read it".to_string(),
+    };
+    let scope = match yama {
+        Some(s) if s >= 1 => format!(
+            "; kernel.yama.ptrace_scope is {s}, so even a process of your own needs CAP_SYS_PTRACE (or \
+             `sysctl kernel.yama.ptrace_scope=0`, or start it under `leakprof run`)"
+        ),
+        _ => String::new(),
+    };
+    anyhow::anyhow!(
+        "cannot read the memory of pid {pid}: {whose}{scope}. The census needs only that right: run leakprof as \
+         the target's user, or with sudo, or give it CAP_SYS_PTRACE (in a container: --cap-add SYS_PTRACE)"
     )
 }
 

@@ -35,7 +35,89 @@ fn not_root() {
         .expect("setpriv (util-linux) is needed for this test");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("needs root") && err.contains("sudo"), "{err}");
+    // another user's process: the missing right, and what to do
+    assert!(err.contains("cannot read the memory of pid 1") && err.contains("CAP_SYS_PTRACE") && err.contains("sudo"), "{err}");
+}
+
+/// `setpriv` as `nobody` with every capability dropped, running `args`.
+fn as_nobody(prog: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]).arg(prog).args(args);
+    c
+}
+
+/// The census needs only the right to read the target's memory: an unprivileged user profiles
+/// its own tokio, Go and native programs; `--probes` is refused with the capability it needs.
+#[test]
+fn an_unprivileged_user_profiles_its_own_processes_by_census() {
+    if unsafe { libc::geteuid() } != 0 {
+        skip_or_fail("an_unprivileged_user_profiles_its_own_processes_by_census", "the test switches to user nobody, which needs root");
+        return;
+    }
+    let leakprof = std::path::Path::new(env!("CARGO_BIN_EXE_leakprof"));
+    for (fixture, args, extra, needle) in [
+        ("tokio-latest", &["mixed"][..], &[][..], "never_answered"),
+        ("go-latest", &["recv-no-sender"][..], &[][..], "recvNoSender"),
+        ("plain", &["mutex-leak", "4"][..], &["--threads"][..], "wait_for_config"),
+    ] {
+        let mut child = as_nobody(&fixture_dir().join(fixture), args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+        let pid = line.strip_prefix("ready pid=").and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("{fixture}: {line:?}")).to_string();
+        let out = as_nobody(leakprof, &[&["--pid", &pid, "--duration", "8", "--format", "json"][..], extra].concat()).output().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{fixture}: {err}");
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{fixture}: {e}: {err}"));
+        let leaking: Vec<&str> = r["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(r["blocked"].as_array().unwrap())
+            .filter(|s| s["verdict"] == "leak")
+            .map(|s| s["function"].as_str().unwrap())
+            .collect();
+        assert!(leaking.iter().any(|f| f.contains(needle)), "{fixture}: no leak at {needle}: {leaking:?}\n{err}");
+    }
+    // --probes needs BPF: refused with the capability to add
+    let fx = Fixture::start("tokio-latest", &["mixed"]);
+    let out = as_nobody(leakprof, &["--pid", &fx.pid.to_string(), "--probes", "--duration", "2"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--probes loads eBPF programs") && err.contains("CAP_BPF"), "{err}");
+}
+
+/// Root with every capability but CAP_SYS_PTRACE dropped: the census of another user's process
+/// works; --probes is refused.
+#[test]
+fn the_census_needs_only_cap_sys_ptrace() {
+    if unsafe { libc::geteuid() } != 0 {
+        skip_or_fail("the_census_needs_only_cap_sys_ptrace", "the test drops capabilities, which needs root");
+        return;
+    }
+    let fx = Fixture::start("tokio-latest", &["mixed"]);
+    let ptrace_only = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--inh-caps=-all,+sys_ptrace", "--ambient-caps=-all,+sys_ptrace", "--bounding-set=-all,+sys_ptrace", "--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_leakprof"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = ptrace_only(&["--pid", &fx.pid.to_string(), "--duration", "6", "--format", "json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(site(&r, "never_answered")["verdict"], "leak", "{err}");
+    let out = ptrace_only(&["--pid", &fx.pid.to_string(), "--probes", "--duration", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--probes loads eBPF programs"), "{err}");
 }
 
 #[test]

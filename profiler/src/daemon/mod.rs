@@ -60,7 +60,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
             cfg.listen
         );
     }
-    crate::preflight::check_privileges()?;
+    crate::preflight::check_privileges(cfg.session.probes)?;
     let shared = Arc::new(Mutex::new(Shared::default()));
     let server = http::start(cfg.listen, cfg.token.clone(), Arc::clone(&shared))?;
     eprintln!("leakprof daemon: serving http://{} (/metrics, /api/report, /)", server.local_addr);

@@ -93,9 +93,10 @@ impl Session {
 
     fn attach_inner(opts: RunOptions) -> Result<Session> {
         injected_fault("stall-attach", opts.pid);
-        preflight::check_privileges()?;
+        preflight::check_privileges(opts.probes)?;
         preflight::raise_memlock();
         let pid = opts.pid;
+        preflight::check_read_access(pid)?;
         let target = Target::open(pid)?;
         let image = ElfImage::open(&target.exe_proc_path).with_context(|| format!("cannot read the executable of pid {pid}"))?;
         preflight::check_machine(&image).map_err(|e| anyhow!("pid {pid}: {}: {e}", target.exe.display()))?;
