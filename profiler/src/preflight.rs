@@ -39,6 +39,9 @@ pub fn privileges_ok(caps: u64) -> bool {
 /// The privileges a mode needs beyond reading the target's memory: BPF for `--probes` (and the
 /// futex tracepoints and kernel statistics that come with it); nothing for the census.
 pub fn check_privileges(probes: bool) -> Result<()> {
+    if probes && !crate::bpf::probes_built() {
+        bail!(crate::bpf::NO_PROBES_BUILD);
+    }
     if !probes || bpf_ok(effective_caps()) {
         return Ok(());
     }

@@ -67,6 +67,14 @@ pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
         let _ = writeln!(o, "{line}");
     }
     let status = child.wait()?;
+    // the census-only build (no eBPF toolchain): built and run on a leaking fixture
+    match census_only_smoke(root, &dir) {
+        Ok(()) => counts.passed += 1,
+        Err(e) => {
+            eprintln!("[xtask] the census-only build failed its smoke test: {e:#}");
+            counts.failed += 1;
+        }
+    }
     // coverage-guided fuzzing of every parser of untrusted bytes, each target for a bounded time
     // (LEAKPROF_FUZZ_SECS, 15 s by default): one check per target
     let fuzz_secs = std::env::var("LEAKPROF_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
@@ -105,6 +113,36 @@ pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
     if !root_user {
         eprintln!("[xtask] not root: {} test(s) did not really run (see SKIPPED above)", skipped.len());
     }
+    Ok(())
+}
+
+/// Builds leakprof without the `probes` feature (what `cargo install --path profiler
+/// --no-default-features` builds: stable toolchain, no LLVM, no bpf-linker), finds a leak in a
+/// fixture by census with it, and checks that `--probes` says how to get a full build.
+fn census_only_smoke(root: &Path, fixtures: &Path) -> Result<()> {
+    let target_dir = root.join("target/census-only");
+    util::cargo(
+        root,
+        &["build", "--quiet", "--locked", "-p", "profiler", "--no-default-features", "--target-dir", target_dir.to_str().unwrap()],
+        &[],
+    )?;
+    let bin = target_dir.join("debug/leakprof");
+    let (_guard, pid, _out) = crate::demo::start_fixture(&fixtures.join("tokio-latest"), &["mixed"], Stdio::null())?;
+    let out = Command::new(&bin).args(["--pid", &pid.to_string(), "--duration", "8", "--format", "json"]).output()?;
+    if !out.status.success() {
+        bail!("census-only leakprof exited {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).context("census-only leakprof's JSON")?;
+    let leak = r["sites"].as_array().into_iter().flatten().any(|s| s["verdict"] == "leak" && s["function"].as_str().is_some_and(|f| f.contains("never_answered")));
+    if !leak {
+        bail!("census-only leakprof did not find the fixture's leak: {}", r["sites"]);
+    }
+    let probes = Command::new(&bin).args(["--pid", &pid.to_string(), "--probes", "--duration", "1"]).output()?;
+    let err = String::from_utf8_lossy(&probes.stderr);
+    if probes.status.code() != Some(1) || !err.contains("built without the `probes` feature") {
+        bail!("census-only leakprof given --probes: exit {}, {err}", probes.status);
+    }
+    println!("census-only build: leak found by census, --probes refused with how to get a full build");
     Ok(())
 }
 

@@ -19,6 +19,11 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pr
 #[cfg(not(feature = "probes"))]
 static OBJECT: &[u8] = &[];
 
+/// Whether this build carries the eBPF programs (the `probes` feature).
+pub fn probes_built() -> bool {
+    !OBJECT.is_empty()
+}
+
 /// The error of a census-only build asked for anything that runs in the kernel.
 pub const NO_PROBES_BUILD: &str = "this leakprof was built without the `probes` feature (census only): \
      --probes, --threads' futex tracepoints and the daemon's kernel statistics need the full build \

@@ -4,4 +4,4 @@ mod loader;
 mod slots;
 
 pub use collector::{read_snapshot, drain_spawn_samples, KernelSide, KernelSnapshot, LiveTask, SiteTotals};
-pub use loader::{AttachedProbes, LoadConfig, ProbeSpec};
+pub use loader::{probes_built, AttachedProbes, LoadConfig, ProbeSpec, NO_PROBES_BUILD};
