@@ -42,13 +42,13 @@ pub fn start_fixture(
     Ok((Guard(child), pid, out))
 }
 
+/// The demo needs only the stable toolchain: the census-only leakprof (no eBPF toolchain, no
+/// apt package) and the one fixture it watches.
 pub fn run(root: &Path, seconds: u32) -> Result<()> {
-    util::setup(root)?;
-    let bins = fixtures::build(root)?;
-    util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     // full debug info: where each leaked task waits; the leak runs 3 s before leakprof attaches,
     // so the census counts a backlog from its first sample
-    let fixture = bins.join("tokio-latest-debug2");
+    let fixture = fixtures::build_one(root, "tokio-latest-debug2")?;
+    util::cargo(root, &["build", "--release", "--quiet", "--locked", "-p", "profiler", "--no-default-features"], &[])?;
     let (_guard, pid, _out) = start_fixture(&fixture, &["mixed"], Stdio::null())?;
     std::thread::sleep(std::time::Duration::from_secs(3));
     eprintln!("[xtask] demo target: {} mixed (pid {pid}, leaking for 3 s); watching it for {seconds} s", fixture.display());

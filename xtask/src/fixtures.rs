@@ -70,6 +70,22 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     let bin_dir = root.join("fixtures/bin");
     std::fs::create_dir_all(&bin_dir)?;
     for v in VARIANTS {
+        build_variant(root, &bin_dir, v)?;
+    }
+    build_rest(root, &bin_dir)
+}
+
+/// Builds the one fixture variant named `out` (what `cargo xtask demo` needs); returns its path.
+pub fn build_one(root: &Path, out: &str) -> Result<PathBuf> {
+    let bin_dir = root.join("fixtures/bin");
+    std::fs::create_dir_all(&bin_dir)?;
+    let v = VARIANTS.iter().find(|v| v.out == out).with_context(|| format!("no fixture variant {out}"))?;
+    build_variant(root, &bin_dir, v)?;
+    Ok(bin_dir.join(out))
+}
+
+fn build_variant(root: &Path, bin_dir: &Path, v: &Variant) -> Result<()> {
+    {
         let dir = root.join("fixtures").join(v.dir);
         let target = dir.join(v.target_dir);
         let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -87,6 +103,12 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         let dest = bin_dir.join(v.out);
         copy_if_changed(&built, &dest)?;
     }
+    Ok(())
+}
+
+/// The Go fixtures and the stripped and split copies.
+fn build_rest(root: &Path, bin_dir: &Path) -> Result<PathBuf> {
+    let bin_dir = bin_dir.to_path_buf();
     build_go(root, &bin_dir)?;
     let stripped = bin_dir.join("tokio-latest-stripped");
     std::fs::copy(bin_dir.join("tokio-latest"), &stripped)?;

@@ -27,7 +27,8 @@ enum Cmd {
     Setup,
     /// Build the test target programs into fixtures/bin.
     Fixtures,
-    /// Set up, then run leakprof on a bundled leaking tokio program for 10 seconds.
+    /// Build the census-only leakprof and one leaking tokio fixture (stable toolchain only), then
+    /// watch it for 10 seconds.
     Demo {
         /// Seconds to watch.
         #[arg(long, default_value_t = 10)]
