@@ -36,7 +36,8 @@ fn location(s: &SiteReport) -> String {
 fn age(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
-        Some(s) if s < 1.0 => format!("{:.0}ms", s * 1e3),
+        // below 999.5 ms, which would round to "1000ms"
+        Some(s) if s < 0.9995 => format!("{:.0}ms", s * 1e3),
         Some(s) if s < 120.0 => format!("{s:.1}s"),
         Some(s) if s < 7200.0 => format!("{:.1}m", s / 60.0),
         Some(s) => format!("{:.1}h", s / 3600.0),
