@@ -68,7 +68,7 @@ fn an_unprivileged_user_profiles_its_own_processes_by_census() {
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
         let pid = line.strip_prefix("ready pid=").and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("{fixture}: {line:?}")).to_string();
-        let out = as_nobody(leakprof, &[&["--pid", &pid, "--duration", "8", "--format", "json"][..], extra].concat()).output().unwrap();
+        let out = as_nobody(leakprof, &[&["--pid", &pid, "--duration", "10", "--format", "json"][..], extra].concat()).output().unwrap();
         let _ = child.kill();
         let _ = child.wait();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -109,7 +109,7 @@ fn the_census_needs_only_cap_sys_ptrace() {
             .output()
             .unwrap()
     };
-    let out = ptrace_only(&["--pid", &fx.pid.to_string(), "--duration", "6", "--format", "json"]);
+    let out = ptrace_only(&["--pid", &fx.pid.to_string(), "--duration", "10", "--format", "json"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -128,7 +128,7 @@ fn census_only_smoke(root: &Path, fixtures: &Path) -> Result<()> {
     )?;
     let bin = target_dir.join("debug/leakprof");
     let (_guard, pid, _out) = crate::demo::start_fixture(&fixtures.join("tokio-latest"), &["mixed"], Stdio::null())?;
-    let out = Command::new(&bin).args(["--pid", &pid.to_string(), "--duration", "8", "--format", "json"]).output()?;
+    let out = Command::new(&bin).args(["--pid", &pid.to_string(), "--duration", "10", "--format", "json"]).output()?;
     if !out.status.success() {
         bail!("census-only leakprof exited {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     }
