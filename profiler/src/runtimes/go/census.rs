@@ -170,7 +170,10 @@ impl GoCensus {
     fn read_stacks(&mut self, gs: &[super::read::Goroutine]) {
         let mut per_site: HashMap<u64, StuckTally> = HashMap::new();
         let mut total = 0;
-        for g in gs.iter().filter(|g| g.status == status::WAITING) {
+        // a goroutine the GC suspended to scan its stack is _Gwaiting with waitReasonPreempted for
+        // a moment, parked wherever it ran (often its entry's stack check): not where it waits
+        let preempted = (0..=u8::MAX).find(|&n| self.layout.wait_reason(n) == "Preempted");
+        for g in gs.iter().filter(|g| g.status == status::WAITING && Some(g.waitreason) != preempted) {
             let Some(&(key, _)) = self.seen.get(&g.goid) else { continue };
             let e = per_site.entry(key).or_default();
             if e.sampled() >= STACKS_PER_SITE || total >= STACKS_PER_CENSUS {
