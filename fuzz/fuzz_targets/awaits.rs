@@ -6,7 +6,7 @@
 use leakprof::elf::ElfImage;
 use leakprof::runtimes::tokio::{
     awaits::AwaitIndex,
-    symbolize::{code, future_name},
+    naming::{code, future_name},
 };
 use libfuzzer_sys::fuzz_target;
 

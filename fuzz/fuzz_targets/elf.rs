@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use leakprof::elf::{debug_file, lines::LineTable, ElfImage};
-use leakprof::runtimes::tokio::{census::vtables::Vtables, plan};
+use leakprof::runtimes::tokio::{census::vtables::Vtables, probes::plan};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
