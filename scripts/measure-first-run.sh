@@ -3,9 +3,10 @@
 # first report line of `cargo xtask demo`, and the time of `cargo install` of the census-only build.
 # time from git clone to the demo's first report line; time to cargo install the census-only build
 set -u
+REPO=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 rm -rf /tmp/m1 /tmp/m2 /tmp/inst
 t0=$(date +%s.%N)
-git clone -q "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)" /tmp/m1
+git clone -q "$REPO" /tmp/m1
 cd /tmp/m1
 cargo xtask demo --seconds 3 2>/dev/null | while IFS= read -r line; do
   case "$line" in
@@ -13,7 +14,7 @@ cargo xtask demo --seconds 3 2>/dev/null | while IFS= read -r line; do
   esac
 done
 t1=$(date +%s.%N)
-git clone -q "$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel 2>/dev/null || git -C "$(dirname "$0")" rev-parse --show-toplevel)" /tmp/m2
+git clone -q "$REPO" /tmp/m2
 cd /tmp/m2
 cargo install --path profiler --locked --no-default-features --root /tmp/inst --quiet 2>&1 | tail -2
 t2=$(date +%s.%N)
