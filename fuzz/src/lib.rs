@@ -226,12 +226,15 @@ mod tests {
 
 #[cfg(test)]
 mod seed_files {
-    /// `LEAKPROF_FUZZ_WRITE_PCLNTAB=PATH cargo test -- --ignored`: writes the hand-made pclntab
-    /// (the seed `fuzz/corpus/go_pclntab/synthetic` and the `.gopclntab` of the go_elf seed).
+    /// The committed seed `fuzz/corpus/go_pclntab/synthetic` is the hand-made pclntab; with
+    /// `LEAKPROF_FUZZ_WRITE_PCLNTAB=1 cargo test` (in `fuzz/`) it is written anew first.
     #[test]
-    #[ignore]
-    fn write_pclntab() {
-        let path = std::env::var("LEAKPROF_FUZZ_WRITE_PCLNTAB").expect("a path");
-        std::fs::write(path, super::pclntab(super::GO_FUNCS)).unwrap();
+    fn the_pclntab_seed_is_the_hand_made_table() {
+        let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/go_pclntab/synthetic");
+        let table = super::pclntab(super::GO_FUNCS);
+        if std::env::var_os("LEAKPROF_FUZZ_WRITE_PCLNTAB").is_some() {
+            std::fs::write(&seed, &table).unwrap();
+        }
+        assert_eq!(std::fs::read(&seed).unwrap(), table, "{} is stale: rewrite it with LEAKPROF_FUZZ_WRITE_PCLNTAB=1", seed.display());
     }
 }
