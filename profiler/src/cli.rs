@@ -177,6 +177,10 @@ pub struct Common {
     /// the census stops and the report says its counts are partial.
     #[arg(long, value_name = "MIB", default_value_t = RunOptions::default().read_limits.bytes >> 20)]
     pub read_budget_mib: u64,
+    /// How where each tokio task waits is read: `auto` uses the binary's DWARF types when it has
+    /// them (debug = 2), else its machine code; `dwarf` or `code` force one (to compare them).
+    #[arg(long, value_enum, default_value_t = crate::runtimes::tokio::AwaitDecoder::Auto)]
+    pub await_decoder: crate::runtimes::tokio::AwaitDecoder,
     /// The executable's symbols and DWARF from this separate debug file (`objcopy
     /// --only-keep-debug`, a `-dbg` package); without it they are looked for by build id under
     /// /usr/lib/debug/.build-id/ and by .gnu_debuglink (next to the executable, in .debug/, under
@@ -261,6 +265,7 @@ impl Common {
             duration: duration.map(Duration::from_secs_f64),
             max_tasks: self.max_tasks,
             read_limits: crate::target::memory::ReadLimits { bytes: self.read_budget_mib.max(1) << 20, ..Default::default() },
+            await_decoder: self.await_decoder,
             ignore: IgnoreRules::new(&self.ignore, &self.ignore_created_by, self.config.as_deref())?,
             threads: self.threads,
             stack_period: self.stack_period,

@@ -6,7 +6,7 @@ use serde::Serialize;
 pub use crate::detect::VerdictKind;
 
 /// Bumped on any incompatible change of the JSON document.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 pub const SCHEMA_NAME: &str = "leakprof.report";
 
 #[derive(Debug, Clone, Serialize)]
@@ -212,6 +212,14 @@ pub struct SiteReport {
     pub stuck_at: Vec<StuckAt>,
     #[serde(skip_serializing_if = "is_zero")]
     pub stuck_sampled: u64,
+    /// Of the `stuck_sampled` tasks, those whose wait could not be decoded (a discriminant the
+    /// code has no await for, an offset past the task): counted, never guessed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stuck_undecoded: u64,
+    /// How `stuck_at` was read: `dwarf` (the binary's DWARF types), `code` (its machine code:
+    /// builds without type info), `stack` (Go: goroutine stacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stuck_decoded_by: Option<String>,
     /// Whole stacks of sampled waiting tasks (tokio: await chains; Go: goroutine stacks),
     /// innermost first, most common first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -231,9 +239,13 @@ pub struct StuckAt {
     pub function: String,
     pub file: Option<String>,
     pub line: Option<u32>,
-    /// tokio: the type of the future awaited there.
+    /// tokio: the future awaited there (its type, or its poll function when read from the code).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub awaiting: Option<String>,
+    /// tokio, read from the machine code: which `.await` of `function` it is (1 = the first);
+    /// `line` is then the await's line when the binary has line tables, else None.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub await_ordinal: Option<u64>,
     /// Sampled goroutines (Go) or tasks (tokio) waiting there.
     pub tasks: u64,
 }
@@ -379,6 +391,8 @@ pub mod tests {
             spawn_stacks: vec![],
             stuck_at: vec![],
             stuck_sampled: 0,
+            stuck_undecoded: 0,
+            stuck_decoded_by: None,
             stacks: vec![],
             oldest_task: None,
         }

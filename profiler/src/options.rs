@@ -34,6 +34,8 @@ pub struct RunOptions {
     /// What one sample may read of the target (bytes, read calls); past it the census stops
     /// and the report says its counts are partial.
     pub read_limits: crate::target::memory::ReadLimits,
+    /// How where tokio tasks wait is read (DWARF types, machine code, or the first that works).
+    pub await_decoder: crate::runtimes::tokio::AwaitDecoder,
 }
 
 impl Default for RunOptions {
@@ -55,6 +57,7 @@ impl Default for RunOptions {
             record: None,
             retention: crate::history::DEFAULT_CAPACITY,
             read_limits: Default::default(),
+            await_decoder: Default::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod anon_names;
 pub mod debug_file;
+pub mod extents;
 pub mod lines;
 pub mod names;
 pub mod symbols;

@@ -299,9 +299,10 @@ fn census_line(c: &crate::model::CensusStats) -> String {
 fn stuck_line(s: &SiteReport) -> Option<String> {
     let place = |a: &crate::model::StuckAt| {
         let file = a.file.as_deref().map(|f| f.rsplit('/').next().unwrap_or(f));
+        let nth = a.await_ordinal.map(|n| format!(" at its {} .await", ordinal(n))).unwrap_or_default();
         let at = match (file, a.line) {
-            (Some(f), Some(l)) => format!("{f}:{l} in {}", a.function),
-            _ => a.function.clone(),
+            (Some(f), Some(l)) => format!("{f}:{l} in {}{nth}", a.function),
+            _ => format!("{}{nth}", a.function),
         };
         match &a.awaiting {
             Some(w) => format!("{at} awaiting {w}"),
@@ -313,7 +314,22 @@ fn stuck_line(s: &SiteReport) -> Option<String> {
     for a in s.stuck_at.iter().skip(1).take(2) {
         line += &format!("; also at {} ({})", place(a), a.tasks);
     }
+    if s.stuck_undecoded > 0 {
+        line += &format!("; {} sampled not decoded", s.stuck_undecoded);
+    }
     Some(line)
+}
+
+/// 1st, 2nd, 3rd, 4th, .. 11th, 12th, 13th, .. 21st.
+fn ordinal(n: u64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 #[cfg(test)]
@@ -321,6 +337,12 @@ mod tests {
     use super::*;
 
     use crate::model::tests::site;
+
+    #[test]
+    fn ordinals() {
+        let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111].into_iter().map(ordinal).collect();
+        assert_eq!(got, ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]);
+    }
 
     #[test]
     fn sparkline_shapes() {

@@ -57,6 +57,9 @@ pub struct SiteDetail {
     /// machinery), most first, out of `stuck_sampled` whose stacks were read.
     pub stuck_at: Vec<StuckAt>,
     pub stuck_sampled: u64,
+    /// Of those, the ones whose wait could not be decoded, and how the others were read.
+    pub stuck_undecoded: u64,
+    pub stuck_decoded_by: Option<&'static str>,
     /// Whole stacks of sampled waiting tasks, most common first.
     pub wait_stacks: Vec<WaitStack>,
     /// The oldest live task by spawn order (tokio census).
@@ -95,6 +98,10 @@ pub struct Stuck {
     pub at: Vec<StuckAt>,
     /// Their distinct whole stacks, most first (at most three).
     pub stacks: Vec<WaitStack>,
+    /// Sampled tasks whose wait could not be decoded (counted in `sampled`, in no `at`).
+    pub undecoded: u64,
+    /// How the waits were read: "dwarf" or "code" (tokio), "stack" (Go).
+    pub decoder: Option<&'static str>,
 }
 
 /// Where the sampled waiting tasks of one site wait, counted as they are read (tokio's await
@@ -102,7 +109,8 @@ pub struct Stuck {
 #[derive(Debug, Default)]
 pub struct StuckTally {
     sampled: u64,
-    at: std::collections::HashMap<(StackFrame, Option<String>), u64>,
+    undecoded: u64,
+    at: std::collections::HashMap<(StackFrame, Option<String>, Option<u64>), u64>,
     stacks: std::collections::HashMap<Vec<StackFrame>, u64>,
 }
 
@@ -110,11 +118,22 @@ impl StuckTally {
     /// One sampled task: where it waits (a frame and what it awaits there), when known, and its
     /// whole stack, innermost first.
     pub fn add(&mut self, at: Option<(StackFrame, Option<String>)>, stack: Vec<StackFrame>) {
+        self.add_await(at.map(|(f, w)| (f, w, None)), stack);
+    }
+
+    /// As [`StuckTally::add`], with the `.await`'s ordinal in its function when known.
+    pub fn add_await(&mut self, at: Option<(StackFrame, Option<String>, Option<u64>)>, stack: Vec<StackFrame>) {
         self.sampled += 1;
         if let Some(a) = at {
             *self.at.entry(a).or_default() += 1;
         }
         *self.stacks.entry(stack).or_default() += 1;
+    }
+
+    /// One sampled task whose wait could not be decoded.
+    pub fn add_undecoded(&mut self) {
+        self.sampled += 1;
+        self.undecoded += 1;
     }
 
     pub fn sampled(&self) -> u64 {
@@ -126,13 +145,13 @@ impl StuckTally {
         let mut at: Vec<StuckAt> = self
             .at
             .into_iter()
-            .map(|((StackFrame { function, file, line }, awaiting), tasks)| StuckAt { function, file, line, awaiting, tasks })
+            .map(|((StackFrame { function, file, line }, awaiting, await_ordinal), tasks)| StuckAt { function, file, line, awaiting, await_ordinal, tasks })
             .collect();
         at.sort_by(|a, b| (b.tasks, &a.line, &a.file, &a.function).cmp(&(a.tasks, &b.line, &b.file, &b.function)));
         let mut stacks: Vec<WaitStack> = self.stacks.into_iter().map(|(frames, tasks)| WaitStack { tasks, frames }).collect();
         stacks.sort_by(|a, b| b.tasks.cmp(&a.tasks).then_with(|| a.frames.len().cmp(&b.frames.len())));
         stacks.truncate(max_stacks);
-        Stuck { sampled: self.sampled, at, stacks }
+        Stuck { sampled: self.sampled, at, stacks, undecoded: self.undecoded, decoder: None }
     }
 }
 

@@ -34,6 +34,8 @@ impl Session {
                     spawn_stacks: detail.spawn_stacks,
                     stuck_at: detail.stuck_at,
                     stuck_sampled: detail.stuck_sampled,
+                    stuck_undecoded: detail.stuck_undecoded,
+                    stuck_decoded_by: detail.stuck_decoded_by.map(str::to_owned),
                     stacks: detail.wait_stacks,
                     oldest_task: detail.oldest_task,
                     key: format!("{key:#x}"),

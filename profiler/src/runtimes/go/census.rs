@@ -197,7 +197,7 @@ impl GoCensus {
             });
             e.add(at, frames);
         }
-        self.stuck = per_site.into_iter().map(|(gopc, t)| (gopc, t.into_stuck(WHOLE_STACKS_PER_SITE))).collect();
+        self.stuck = per_site.into_iter().map(|(gopc, t)| (gopc, crate::runtimes::Stuck { decoder: Some("stack"), ..t.into_stuck(WHOLE_STACKS_PER_SITE) })).collect();
     }
 }
 

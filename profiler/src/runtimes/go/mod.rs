@@ -194,6 +194,8 @@ impl Source for Go {
             symbol: c.startpc.get(&key).and_then(|&pc| self.namer.function(pc)).unwrap_or_default(),
             states: c.states.get(&key).cloned().unwrap_or_default(),
             stuck_sampled: stuck.sampled,
+            stuck_undecoded: stuck.undecoded,
+            stuck_decoded_by: stuck.decoder,
             stuck_at: stuck.at,
             wait_stacks: stuck.stacks,
             ..SiteDetail::default()

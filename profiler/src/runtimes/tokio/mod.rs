@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::{anyhow, Result};
 
 use self::{
-    awaits::{stuck, AwaitIndex},
+    awaits::{code::CodeIndex, stuck, AwaitIndex},
     census::TokioCensus,
     naming::{symbolize::Symbolizer, Namer},
     probes::{
@@ -42,6 +42,10 @@ pub struct Tokio {
     namer: Namer,
     /// DWARF types of the task futures (None: the binary has none).
     awaits: Option<AwaitIndex>,
+    /// The task futures' state machines read from the machine code (always; DWARF comes first).
+    code: CodeIndex,
+    /// Which decoders `--await-decoder` allows.
+    decoder: AwaitDecoder,
     pid: u32,
     has_debug_info: bool,
     warnings: Vec<String>,
@@ -56,8 +60,24 @@ pub struct Tokio {
 /// Births the census may see beyond the probes' before a site counts as missed by them.
 const MISSED_SLACK: u64 = 8;
 
-/// Why where-stuck is not read, when it is not.
-pub const NO_TYPE_INFO: &str = "unavailable: the binary has no DWARF type info (build with debug = 2 to see the .await each task waits at)";
+/// How where-stuck was read, for the report.
+pub const FROM_DWARF: &str = "read from the binary's DWARF types";
+pub const FROM_CODE: &str = "read from the machine code (the binary has no DWARF types)";
+pub const FROM_CODE_CHOSEN: &str = "read from the machine code (--await-decoder code)";
+pub const DWARF_MISSING: &str = "unavailable: --await-decoder dwarf and the binary has no DWARF types";
+
+/// Which decoder reads where tasks wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AwaitDecoder {
+    /// DWARF types where the binary has them, else the machine code.
+    #[default]
+    Auto,
+    /// DWARF types only.
+    Dwarf,
+    /// The machine code only (to compare with DWARF, or when DWARF is wrong).
+    Code,
+}
 
 /// A tokio program (None when it has no tokio), attached.
 pub fn detect(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Option<Result<Box<dyn Source>>> {
@@ -108,7 +128,9 @@ impl Tokio {
             census,
             probed,
             namer: Namer::new(opts.pid, bias, Symbolizer::new(image.clone())),
-            awaits: AwaitIndex::new(image),
+            awaits: if opts.await_decoder == AwaitDecoder::Code { None } else { AwaitIndex::new(image) },
+            code: CodeIndex::new(image),
+            decoder: opts.await_decoder,
             pid: opts.pid,
             has_debug_info: image.has_debug_info(),
             warnings,
@@ -180,12 +202,19 @@ impl Tokio {
     /// change as they run): decoded during the sample, reported from what was decoded.
     fn decode_stuck(&mut self) {
         self.stuck.clear();
-        let (Some(c), Some(index)) = (&self.census, self.awaits.as_mut()) else { return };
+        let Some(c) = &self.census else { return };
         for (&key, hs) in &c.headers {
-            if let Ok(poll) = self.namer.poll_vaddr(key) {
-                if let Some(s) = stuck::stuck(index, self.pid, poll, hs) {
-                    self.stuck.insert(key, s);
+            let Ok(poll) = self.namer.poll_vaddr(key) else { continue };
+            let from_dwarf = self.awaits.as_mut().and_then(|index| stuck::stuck(index, self.pid, poll, hs));
+            let s = match from_dwarf {
+                Some(s) => Some(s),
+                None if self.decoder != AwaitDecoder::Dwarf => {
+                    stuck::stuck_from_code(&mut self.code, self.namer.lines(), self.pid, poll, c.trailer_offset(key), hs)
                 }
+                None => None,
+            };
+            if let Some(s) = s {
+                self.stuck.insert(key, s);
             }
         }
     }
@@ -264,6 +293,8 @@ impl Source for Tokio {
             states,
             oldest_task,
             stuck_sampled: stuck.sampled,
+            stuck_undecoded: stuck.undecoded,
+            stuck_decoded_by: stuck.decoder,
             stuck_at: stuck.at,
             wait_stacks: stuck.stacks,
             wait: None,
@@ -302,7 +333,12 @@ impl Source for Tokio {
     }
 
     fn census_stats(&self) -> Option<CensusStats> {
-        let where_stuck = if self.awaits.is_some() { "read from the binary's DWARF types" } else { NO_TYPE_INFO };
+        let where_stuck = match (self.decoder, self.awaits.is_some()) {
+            (AwaitDecoder::Code, _) => FROM_CODE_CHOSEN,
+            (_, true) => FROM_DWARF,
+            (AwaitDecoder::Auto, false) => FROM_CODE,
+            (AwaitDecoder::Dwarf, false) => DWARF_MISSING,
+        };
         self.census.as_ref().map(|c| CensusStats { where_stuck: where_stuck.into(), ..c.stats.clone() })
     }
 }

@@ -17,6 +17,7 @@
 //! reads a structure, [`plan`] turns layouts into offsets, [`decode`] reads target memory with
 //! them, [`names`] makes type names readable.
 
+pub mod code;
 mod decode;
 mod dwarf;
 mod layout;

@@ -1,6 +1,10 @@
 //! Where a site's live tasks are suspended: sampled task headers from the census, decoded with
-//! the binary's DWARF types ([`super`]); tallied by the innermost `.await` reached.
+//! the binary's DWARF types ([`super`]) or, without them, from its machine code
+//! ([`super::code`]); tallied by the innermost `.await` in the user's code.
+use super::code::{AwaitPoint, CodeIndex, Decoded};
 use super::{AwaitFrame, AwaitIndex};
+use crate::elf::lines::LineTable;
+use crate::runtimes::tokio::state::COMPLETE;
 use crate::{
     elf::lines::is_library_path,
     model::StackFrame,
@@ -35,7 +39,71 @@ pub fn stuck(index: &mut AwaitIndex, pid: u32, poll_vaddr: u64, headers: &[u64])
             .collect();
         tally.add(Some(at), chain);
     }
-    Some(tally.into_stuck(CHAINS_PER_SITE))
+    Some(Stuck { decoder: Some("dwarf"), ..tally.into_stuck(CHAINS_PER_SITE) })
+}
+
+/// The await to report among decoded levels (outermost first): the innermost in the user's own
+/// code, else the innermost.
+fn stuck_point(points: &[AwaitPoint]) -> Option<&AwaitPoint> {
+    points.iter().rev().find(|p| !p.library).or(points.last())
+}
+
+/// As [`stuck`], from the machine code: None when the `raw::poll` at `poll_vaddr` leads to no
+/// recognised state machine. `cell_size` bounds the offsets read (the vtable's trailer offset).
+pub fn stuck_from_code(
+    code: &mut CodeIndex,
+    lines: Option<&LineTable>,
+    pid: u32,
+    poll_vaddr: u64,
+    cell_size: Option<u64>,
+    headers: &[u64],
+) -> Option<Stuck> {
+    let root = code.root(poll_vaddr)?;
+    let mut read = |addr: u64, buf: &mut [u8]| read_bytes(pid, addr, buf).is_ok();
+    let mut tally = StuckTally::default();
+    for &h in headers {
+        let mut word = [0u8; 8];
+        if !read(h, &mut word) {
+            tally.add_undecoded();
+            continue;
+        }
+        if u64::from_le_bytes(word) & COMPLETE != 0 {
+            continue; // its future is gone
+        }
+        let levels = match code.decode(root, h, cell_size, &mut read) {
+            Decoded::NotSuspended => continue,
+            Decoded::Undecoded => {
+                tally.add_undecoded();
+                continue;
+            }
+            Decoded::Levels(l) if l.is_empty() => continue,
+            Decoded::Levels(l) => l,
+        };
+        let points: Vec<AwaitPoint> =
+            (0..levels.len()).filter_map(|i| code.point(levels[i], levels.get(i + 1).copied(), lines)).collect();
+        let Some(p) = stuck_point(&points) else {
+            tally.add_undecoded();
+            continue;
+        };
+        let frame = |p: &AwaitPoint| StackFrame { function: p.function.clone(), file: p.file.clone(), line: p.line };
+        // what it awaits, and what the innermost level polls when that is deeper
+        let innermost = points.last().and_then(|q| q.callee.as_ref()).filter(|_| points.len() > 1);
+        let awaiting = match (&p.callee, innermost) {
+            (Some(c), Some(i)) if c != i && !std::ptr::eq(p, points.last().expect("a point")) => Some(format!("{c}, polling {i}")),
+            (c, _) => c.clone(),
+        };
+        let at = (frame(p), awaiting, Some(p.ordinal));
+        let chain = points
+            .iter()
+            .rev()
+            .map(|p| {
+                let awaiting = p.callee.as_deref().map(|c| format!(" awaiting {c}")).unwrap_or_default();
+                StackFrame { function: format!("{} at .await #{}{awaiting}", p.function, p.ordinal), ..frame(p) }
+            })
+            .collect();
+        tally.add_await(Some(at), chain);
+    }
+    Some(Stuck { decoder: Some("code"), ..tally.into_stuck(CHAINS_PER_SITE) })
 }
 
 #[cfg(test)]

@@ -149,6 +149,11 @@ impl TokioCensus {
         self.mem.budget_warning()
     }
 
+    /// Bytes of a task of this vtable from its header to its trailer (the cell's known extent).
+    pub fn trailer_offset(&self, vtable: u64) -> Option<u64> {
+        self.vtables.get(vtable).map(|v| v.trailer_offset)
+    }
+
     pub fn vtable_count(&self) -> usize {
         self.vtables.len()
     }
