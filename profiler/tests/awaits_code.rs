@@ -6,7 +6,7 @@ use common::fixture_image as fixture;
 
 #[test]
 fn explore() {
-    let Some(image) = fixture("tokio-latest") else { return };
+    let Some(image) = fixture(&std::env::var("FX").unwrap_or("tokio-latest".into())) else { return };
     let mut index = CodeIndex::new(&image);
     let polls: Vec<_> = image.symbols_named(|n| n == "tokio::runtime::task::raw::poll" || n.starts_with("tokio::runtime::task::raw::poll::<")).map(|s| s.addr).collect();
     let mut found = 0;
@@ -35,4 +35,18 @@ fn explore_one() {
     let flow = leakprof::runtimes::tokio::awaits::code::flow::Flow::analyse(&image, s, e).unwrap();
     eprintln!("insns {} tables {:?} calls {:?}", flow.insns.len(), flow.tables, &flow.calls[..flow.calls.len().min(8)]);
     eprintln!("{:?}", index.machines(0x80a80));
+}
+
+#[test]
+fn explore_flow() {
+    let Some(image) = fixture(&std::env::var("FX").unwrap_or("tokio-latest".into())) else { return };
+    let addr = u64::from_str_radix(&std::env::var("ADDR").unwrap_or("5c300".into()), 16).unwrap();
+    let ex = leakprof::elf::extents::Extents::from_image(&image);
+    let (s, e) = ex.function_at(&image, addr).unwrap();
+    let flow = leakprof::runtimes::tokio::awaits::code::flow::Flow::analyse(&image, s, e).unwrap();
+    for c in &flow.calls { eprintln!("call {:#x} -> {:?} rdi {:?}", c.ip, c.callee.map(|c| format!("{c:#x}")), c.rdi); }
+    for ip in std::env::var("IPS").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+        let ip = u64::from_str_radix(ip, 16).unwrap();
+        eprintln!("{ip:#x}: {:?}", flow.regs_at(ip));
+    }
 }

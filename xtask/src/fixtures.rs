@@ -51,6 +51,15 @@ const VARIANTS: &[Variant] = &[
         env: &[("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only")],
         cargo_args: &[],
     },
+    // what services ship: fat LTO, one codegen unit, panic = "abort" (symbols, no DWARF)
+    Variant {
+        out: "tokio-latest-lto",
+        dir: "tokio-latest",
+        bin: "tokio-fixture",
+        target_dir: "target-lto",
+        env: &[("CARGO_PROFILE_RELEASE_LTO", "fat"), ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"), ("CARGO_PROFILE_RELEASE_PANIC", "abort")],
+        cargo_args: &[],
+    },
     // v0 symbol mangling (names generic arguments)
     Variant {
         out: "tokio-latest-v0",

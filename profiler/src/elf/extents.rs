@@ -44,7 +44,12 @@ impl Extents {
     /// The function containing `vaddr`: its symbol's extent when `image` has a sized symbol
     /// starting there, else the innermost FDE range containing it.
     pub fn function_at(&self, image: &ElfImage, vaddr: u64) -> Option<(u64, u64)> {
-        if let Some(s) = image.symbols_at_addr(vaddr).iter().filter(|s| s.size > 0).max_by_key(|s| s.size) {
+        if let Some(s) = image
+            .symbols_at_addr(vaddr)
+            .iter()
+            .filter(|s| s.size > 0)
+            .max_by_key(|s| s.size)
+        {
             return Some((s.addr, s.addr.checked_add(s.size)?));
         }
         self.fde_at(vaddr)
@@ -53,7 +58,12 @@ impl Extents {
     /// The innermost FDE range containing `vaddr`.
     pub fn fde_at(&self, vaddr: u64) -> Option<(u64, u64)> {
         let i = self.ranges.partition_point(|&(start, _)| start <= vaddr);
-        self.ranges[..i].iter().rev().take(8).find(|&&(_, end)| vaddr < end).copied()
+        self.ranges[..i]
+            .iter()
+            .rev()
+            .take(8)
+            .find(|&&(_, end)| vaddr < end)
+            .copied()
     }
 }
 
@@ -72,8 +82,12 @@ fn eh_frame_ranges(data: &[u8]) -> Option<Vec<(u64, u64)>> {
         if out.len() >= MAX_FDES {
             break;
         }
-        let CieOrFde::Fde(partial) = entry else { continue };
-        let Ok(fde) = partial.parse(|s, b, o| s.cie_from_offset(b, o)) else { continue };
+        let CieOrFde::Fde(partial) = entry else {
+            continue;
+        };
+        let Ok(fde) = partial.parse(|s, b, o| s.cie_from_offset(b, o)) else {
+            continue;
+        };
         let (start, len) = (fde.initial_address(), fde.len());
         if len == 0 || len > MAX_FUNCTION {
             continue;
@@ -97,7 +111,9 @@ mod tests {
         let ex = Extents::from_image(&image);
         assert!(ex.len() > 100, "{} FDEs", ex.len());
         let sym = image
-            .symbols_named(|n| n.ends_with("extents::tests::own_functions_are_found_without_symbols"))
+            .symbols_named(|n| {
+                n.ends_with("extents::tests::own_functions_are_found_without_symbols")
+            })
             .next()
             .expect("own symbol")
             .clone();

@@ -264,7 +264,19 @@ impl Source for Tokio {
     }
 
     fn name(&mut self, key: u64) -> SiteName {
-        self.namer.name(key).0.clone()
+        let name = self.namer.name(key).0.clone();
+        if !name.function.starts_with("<unknown future") {
+            return name;
+        }
+        // no symbol names it: the async fn's own location, from its code
+        match self.namer.poll_vaddr(key).ok().and_then(|poll| self.code.future_location(poll)) {
+            Some(l) => SiteName {
+                function: format!("async fn at {}", awaits::code::short_path(&l)),
+                file: Some(crate::elf::lines::normalize_path(&l.file)),
+                line: Some(l.line),
+            },
+            None => name,
+        }
     }
 
     fn detail(&mut self, key: u64, live: i64) -> SiteDetail {

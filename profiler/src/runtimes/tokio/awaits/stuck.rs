@@ -58,9 +58,17 @@ pub fn stuck_from_code(
     cell_size: Option<u64>,
     headers: &[u64],
 ) -> Option<Stuck> {
-    let root = code.root(poll_vaddr)?;
+    let root = code.root(poll_vaddr);
     let mut read = |addr: u64, buf: &mut [u8]| read_bytes(pid, addr, buf).is_ok();
     let mut tally = StuckTally::default();
+    let Some(root) = root else {
+        // no state machine recognised below this raw::poll (a future that is not an async fn
+        // or block, or one whose dispatch is not recognised): every sampled task is undecoded
+        for _ in headers {
+            tally.add_undecoded();
+        }
+        return (!headers.is_empty()).then(|| Stuck { decoder: Some("code"), ..tally.into_stuck(CHAINS_PER_SITE) });
+    };
     for &h in headers {
         let mut word = [0u8; 8];
         if !read(h, &mut word) {

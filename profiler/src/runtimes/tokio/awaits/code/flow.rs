@@ -9,16 +9,69 @@
 use std::collections::HashMap;
 
 use iced_x86::{
-    ConditionCode, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, MemorySize, Mnemonic,
-    OpAccess, OpKind, Register,
+    ConditionCode, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory,
+    MemorySize, Mnemonic, OpAccess, OpKind, Register,
 };
 
 use crate::elf::ElfImage;
 
 /// Instructions decoded per function at most.
 pub const MAX_INSTRUCTIONS: usize = 60_000;
+/// Passes over a function (each adds what its loops' back edges bring).
+const ROUNDS: usize = 3;
 /// Jump-table entries read at most.
 const MAX_TABLE: u64 = 1024;
+
+/// What the code refers to: the executable's data, and which calls never return.
+pub trait Env {
+    /// The relocated pointer at `vaddr` (a GOT slot).
+    fn pointer(&self, vaddr: u64) -> Option<u64>;
+    /// A jump-table entry.
+    fn read_i32(&self, vaddr: u64) -> Option<i32>;
+    /// True when a call to `callee` with these first three arguments never returns (a panic:
+    /// by the callee's name, or a `core::panic::Location` passed to it).
+    fn noreturn(&self, callee: Option<u64>, args: &[Val]) -> bool;
+}
+
+/// Functions that never return, by name (with symbols).
+const NORETURN: &[&str] = &[
+    "core::panicking::",
+    "core::option::unwrap_failed",
+    "core::option::expect_failed",
+    "core::result::unwrap_failed",
+    "core::slice::index::",
+    "alloc::alloc::handle_alloc_error",
+    "alloc::raw_vec::handle_error",
+    "alloc::raw_vec::capacity_overflow",
+    "std::panicking::begin_panic",
+    "std::process::abort",
+    "_Unwind_Resume",
+    "abort",
+];
+
+/// The executable itself.
+pub struct ImageEnv<'a>(pub &'a ElfImage);
+
+impl Env for ImageEnv<'_> {
+    fn pointer(&self, vaddr: u64) -> Option<u64> {
+        self.0.read_pointer(vaddr)
+    }
+
+    fn read_i32(&self, vaddr: u64) -> Option<i32> {
+        Some(i32::from_le_bytes(self.0.read_at_vaddr(vaddr, 4)?.try_into().ok()?))
+    }
+
+    fn noreturn(&self, callee: Option<u64>, args: &[Val]) -> bool {
+        let named = callee.is_some_and(|c| {
+            self.0.symbols_at_addr(c).iter().any(|s| NORETURN.iter().any(|n| s.name.starts_with(n) || s.name == n.trim_end_matches(':')))
+        });
+        named
+            || args.iter().any(|a| match a {
+                Val::Const(x) => crate::runtimes::tokio::naming::code::read_panic_location(self.0, *x).is_some(),
+                _ => false,
+            })
+    }
+}
 
 /// Where a discriminant lies: bytes at `off` from the function's entry `rdi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,6 +102,8 @@ const UNKNOWN: Regs = [Val::Unknown; 16];
 /// The index of a jump table that is not a discriminant.
 const UNKNOWN_INDEX: StateLoc = StateLoc { off: -1, width: 0 };
 const RDI: usize = 7;
+const RSI: usize = 6;
+const RDX: usize = 2;
 /// Registers a call may change (System V): rax, rcx, rdx, rsi, rdi, r8-r11.
 const CALLER_SAVED: [usize; 9] = [0, 1, 2, 6, 7, 8, 9, 10, 11];
 
@@ -137,21 +192,17 @@ impl Flow {
     pub fn analyse(image: &ElfImage, start: u64, end: u64) -> Option<Flow> {
         let len = usize::try_from(end.checked_sub(start)?).ok()?;
         let code = image.read_at_vaddr(start, len)?;
-        Some(Flow::from_code(code, start, &|a| image.read_pointer(a), &|a| {
-            Some(i32::from_le_bytes(image.read_at_vaddr(a, 4)?.try_into().ok()?))
-        }))
+        Some(Flow::from_code(code, start, &ImageEnv(image)))
     }
 
-    /// The pass over `code` (at `start`); `pointer` reads a relocated pointer (GOT slot), `i32`
-    /// a jump-table entry.
-    pub fn from_code(
-        code: &[u8],
-        start: u64,
-        pointer: &dyn Fn(u64) -> Option<u64>,
-        read_i32: &dyn Fn(u64) -> Option<i32>,
-    ) -> Flow {
+    /// The pass over `code` (at `start`), reading what the code refers to through `env`.
+    pub fn from_code(code: &[u8], start: u64, env: &dyn Env) -> Flow {
         let end = start + code.len() as u64;
-        let mut f = Flow { start, end, ..Flow::default() };
+        let mut f = Flow {
+            start,
+            end,
+            ..Flow::default()
+        };
         let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
         let mut ins = Instruction::default();
         while decoder.can_decode() && f.insns.len() < MAX_INSTRUCTIONS {
@@ -173,134 +224,200 @@ impl Flow {
         rip_refs.dedup();
 
         let n = f.insns.len();
-        f.states = vec![None; n];
-        let mut pending: Vec<Option<Regs>> = vec![None; n];
         let mut factory = InstructionInfoFactory::new();
-        let mut cur: Option<Regs> = None;
-        let mut flags: Option<Flags> = None;
-        let mut bounds: HashMap<StateLoc, u64> = HashMap::new();
-        for i in 0..n {
-            let mut here = pending[i].take();
-            if let Some(c) = &cur {
-                merge(&mut here, c);
-            }
-            if i == 0 {
-                let mut entry = UNKNOWN;
-                entry[RDI] = Val::Ptr(0);
-                here = Some(entry);
-            }
-            if here.is_none() {
-                flags = None;
-            }
-            let mut regs = here.unwrap_or(UNKNOWN);
-            f.states[i] = here;
-            let ins = f.insns[i];
-            let next_ip = ins.next_ip();
-            let branch_to = |target: u64, regs: &Regs, f: &Flow, pending: &mut Vec<Option<Regs>>| {
-                if let Some(j) = f.index_of(target) {
-                    if j > i {
-                        merge(&mut pending[j], regs);
-                    }
+        // states at the targets of backward branches, from the previous round
+        let mut back: Vec<Option<Regs>> = vec![None; n];
+        for _round in 0..ROUNDS {
+            f.states = vec![None; n];
+            f.tables.clear();
+            f.compares.clear();
+            f.calls.clear();
+            let mut pending: Vec<Option<Regs>> = back.clone();
+            let mut next_back: Vec<Option<Regs>> = vec![None; n];
+            let mut cur: Option<Regs> = None;
+            let mut flags: Option<Flags> = None;
+            let mut bounds: HashMap<StateLoc, u64> = HashMap::new();
+            for i in 0..n {
+                let mut here = pending[i].take();
+                if let Some(c) = &cur {
+                    merge(&mut here, c);
                 }
-            };
-            match ins.flow_control() {
-                FlowControl::Return | FlowControl::Interrupt | FlowControl::Exception => {
-                    cur = None;
-                    continue;
+                if i == 0 {
+                    let mut entry = UNKNOWN;
+                    entry[RDI] = Val::Ptr(0);
+                    here = Some(entry);
                 }
-                FlowControl::UnconditionalBranch if ins.op0_kind() == OpKind::NearBranch64 => {
-                    let t = ins.near_branch_target();
-                    if f.contains(t) {
-                        branch_to(t, &regs, &f, &mut pending);
-                    } else {
-                        f.calls.push(Call { ip: ins.ip(), callee: Some(t), rdi: regs[RDI] });
-                    }
-                    cur = None;
-                    continue;
-                }
-                FlowControl::ConditionalBranch if ins.op0_kind() == OpKind::NearBranch64 => {
-                    let t = ins.near_branch_target();
-                    if let Some(fl) = flags {
-                        let value = fl.imm.wrapping_sub(fl.add as u64);
-                        match ins.condition_code() {
-                            ConditionCode::e => f.compares.push(CompareEdge { ip: ins.ip(), at: fl.at, value, target: t, other: next_ip }),
-                            ConditionCode::ne => f.compares.push(CompareEdge { ip: ins.ip(), at: fl.at, value, target: next_ip, other: t }),
-                            // `cmp idx, N; ja default`: the table below has N + 1 entries
-                            ConditionCode::a if fl.add == 0 => {
-                                bounds.insert(fl.at, fl.imm);
-                            }
-                            _ => {}
-                        }
-                    }
-                    branch_to(t, &regs, &f, &mut pending);
-                    cur = Some(regs);
-                    continue;
-                }
-                FlowControl::IndirectBranch => {
-                    if ins.op0_kind() == OpKind::Register {
-                        if let Some(Val::Target(table, at, add)) = gpr(ins.op0_register()).map(|r| regs[r]) {
-                            let limit = bounds.get(&at).map_or(MAX_TABLE, |b| (b + 1).min(MAX_TABLE));
-                            let mut targets = Vec::new();
-                            for k in 0..limit {
-                                let slot = table + 4 * k;
-                                if k > 0 && rip_refs.binary_search(&slot).is_ok() {
-                                    break; // the next table
-                                }
-                                let Some(e) = read_i32(slot) else { break };
-                                let t = table.wrapping_add(e as i64 as u64);
-                                if f.index_of(t).is_none() {
-                                    break;
-                                }
-                                if let Some(v) = (k as i64).checked_sub(add).filter(|v| *v >= 0) {
-                                    targets.push((v as u64, t));
-                                }
-                                branch_to(t, &regs, &f, &mut pending);
-                            }
-                            if at != UNKNOWN_INDEX {
-                                f.tables.push(TableDispatch { ip: ins.ip(), at, targets });
-                            }
-                        }
-                    } else if ins.is_ip_rel_memory_operand() {
-                        f.calls.push(Call { ip: ins.ip(), callee: pointer(ins.ip_rel_memory_address()), rdi: regs[RDI] });
-                    }
-                    cur = None;
-                    continue;
-                }
-                FlowControl::Call | FlowControl::IndirectCall => {
-                    let callee = if ins.op0_kind() == OpKind::NearBranch64 {
-                        Some(ins.near_branch_target())
-                    } else if ins.is_ip_rel_memory_operand() {
-                        pointer(ins.ip_rel_memory_address())
-                    } else {
-                        None
-                    };
-                    f.calls.push(Call { ip: ins.ip(), callee, rdi: regs[RDI] });
-                    for r in CALLER_SAVED {
-                        regs[r] = Val::Unknown;
-                    }
+                if here.is_none() {
                     flags = None;
-                    cur = Some(regs);
-                    continue;
                 }
-                _ => {}
-            }
-            // flags set by comparing a discriminant
-            let new_flags = compare_of(&ins, &regs);
-            let value = transfer(&ins, &regs);
-            for u in factory.info(&ins).used_registers() {
-                if matches!(u.access(), OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite) {
-                    if let Some(r) = gpr(u.register()) {
-                        regs[r] = Val::Unknown;
+                let reached = here.is_some();
+                let mut regs = here.unwrap_or(UNKNOWN);
+                let (here_rsi, here_rdx) = (regs[RSI], regs[RDX]);
+                f.states[i] = here;
+                let ins = f.insns[i];
+                let next_ip = ins.next_ip();
+                // code no path reached yet gives its branch targets nothing (not "unknown")
+                let mut branch_to =
+                    |target: u64, regs: &Regs, f: &Flow, pending: &mut Vec<Option<Regs>>| {
+                        if let (Some(j), true) = (f.index_of(target), reached) {
+                            if j > i {
+                                merge(&mut pending[j], regs);
+                            } else {
+                                merge(&mut next_back[j], regs);
+                            }
+                        }
+                    };
+                match ins.flow_control() {
+                    FlowControl::Return | FlowControl::Interrupt | FlowControl::Exception => {
+                        cur = None;
+                        continue;
+                    }
+                    FlowControl::UnconditionalBranch if ins.op0_kind() == OpKind::NearBranch64 => {
+                        let t = ins.near_branch_target();
+                        if f.contains(t) {
+                            branch_to(t, &regs, &f, &mut pending);
+                        } else {
+                            f.calls.push(Call {
+                                ip: ins.ip(),
+                                callee: Some(t),
+                                rdi: regs[RDI],
+                            });
+                        }
+                        cur = None;
+                        continue;
+                    }
+                    FlowControl::ConditionalBranch if ins.op0_kind() == OpKind::NearBranch64 => {
+                        let t = ins.near_branch_target();
+                        if let Some(fl) = flags {
+                            let value = fl.imm.wrapping_sub(fl.add as u64);
+                            match ins.condition_code() {
+                                ConditionCode::e => f.compares.push(CompareEdge {
+                                    ip: ins.ip(),
+                                    at: fl.at,
+                                    value,
+                                    target: t,
+                                    other: next_ip,
+                                }),
+                                ConditionCode::ne => f.compares.push(CompareEdge {
+                                    ip: ins.ip(),
+                                    at: fl.at,
+                                    value,
+                                    target: next_ip,
+                                    other: t,
+                                }),
+                                // `cmp idx, N; ja default`: the table below has N + 1 entries
+                                ConditionCode::a if fl.add == 0 => {
+                                    bounds.insert(fl.at, fl.imm);
+                                }
+                                _ => {}
+                            }
+                        }
+                        branch_to(t, &regs, &f, &mut pending);
+                        cur = reached.then_some(regs);
+                        continue;
+                    }
+                    FlowControl::IndirectBranch => {
+                        if ins.op0_kind() == OpKind::Register {
+                            if let Some(Val::Target(table, at, add)) =
+                                gpr(ins.op0_register()).map(|r| regs[r])
+                            {
+                                let limit = bounds
+                                    .get(&at)
+                                    .map_or(MAX_TABLE, |b| (b + 1).min(MAX_TABLE));
+                                let mut targets = Vec::new();
+                                for k in 0..limit {
+                                    let slot = table + 4 * k;
+                                    if k > 0 && rip_refs.binary_search(&slot).is_ok() {
+                                        break; // the next table
+                                    }
+                                    let Some(e) = env.read_i32(slot) else { break };
+                                    let t = table.wrapping_add(e as i64 as u64);
+                                    if f.index_of(t).is_none() {
+                                        break;
+                                    }
+                                    if let Some(v) = (k as i64).checked_sub(add).filter(|v| *v >= 0)
+                                    {
+                                        targets.push((v as u64, t));
+                                    }
+                                    branch_to(t, &regs, &f, &mut pending);
+                                }
+                                if at != UNKNOWN_INDEX {
+                                    f.tables.push(TableDispatch {
+                                        ip: ins.ip(),
+                                        at,
+                                        targets,
+                                    });
+                                }
+                            }
+                        } else if ins.is_ip_rel_memory_operand() {
+                            f.calls.push(Call {
+                                ip: ins.ip(),
+                                callee: env.pointer(ins.ip_rel_memory_address()),
+                                rdi: regs[RDI],
+                            });
+                        }
+                        cur = None;
+                        continue;
+                    }
+                    FlowControl::Call | FlowControl::IndirectCall => {
+                        let callee = if ins.op0_kind() == OpKind::NearBranch64 {
+                            Some(ins.near_branch_target())
+                        } else if ins.is_ip_rel_memory_operand() {
+                            env.pointer(ins.ip_rel_memory_address())
+                        } else {
+                            None
+                        };
+                        f.calls.push(Call {
+                            ip: ins.ip(),
+                            callee,
+                            rdi: regs[RDI],
+                        });
+                        for r in CALLER_SAVED {
+                            regs[r] = Val::Unknown;
+                        }
+                        flags = None;
+                        // a panic does not return: what follows is another block
+                        let args = [f.calls.last().map_or(Val::Unknown, |c| c.rdi), here_rsi, here_rdx];
+                        cur = (reached && !env.noreturn(callee, &args)).then_some(regs);
+                        continue;
+                    }
+                    _ => {}
+                }
+                // flags set by comparing a discriminant
+                let new_flags = compare_of(&ins, &regs);
+                let value = transfer(&ins, &regs);
+                for u in factory.info(&ins).used_registers() {
+                    if matches!(
+                        u.access(),
+                        OpAccess::Write
+                            | OpAccess::ReadWrite
+                            | OpAccess::CondWrite
+                            | OpAccess::ReadCondWrite
+                    ) {
+                        if let Some(r) = gpr(u.register()) {
+                            regs[r] = Val::Unknown;
+                        }
                     }
                 }
+                if let Some((r, v)) = value {
+                    regs[r] = v;
+                }
+                if new_flags.is_some() || ins.rflags_modified() != 0 {
+                    flags = new_flags;
+                }
+                cur = reached.then_some(regs);
             }
-            if let Some((r, v)) = value {
-                regs[r] = v;
+            let mut changed = false;
+            for (b, nb) in back.iter_mut().zip(&next_back) {
+                if let Some(r) = nb {
+                    let before = *b;
+                    merge(b, r);
+                    changed |= *b != before;
+                }
             }
-            if new_flags.is_some() || ins.rflags_modified() != 0 {
-                flags = new_flags;
+            if !changed {
+                break;
             }
-            cur = Some(regs);
         }
         f
     }
@@ -338,17 +455,32 @@ fn compare_of(ins: &Instruction, regs: &Regs) -> Option<Flags> {
             let imm = ins.immediate(1);
             match ins.op0_kind() {
                 OpKind::Register => match gpr(ins.op0_register()).map(|r| regs[r]) {
-                    Some(Val::State(at, add)) => Some(Flags { at, add, imm: imm & mask(reg_width(ins.op0_register())) }),
+                    Some(Val::State(at, add)) => Some(Flags {
+                        at,
+                        add,
+                        imm: imm & mask(reg_width(ins.op0_register())),
+                    }),
                     _ => None,
                 },
                 OpKind::Memory => {
                     let width = load_width(ins.memory_size())?;
-                    Some(Flags { at: StateLoc { off: mem_ptr(ins, regs)?, width }, add: 0, imm: imm & mask(width) })
+                    Some(Flags {
+                        at: StateLoc {
+                            off: mem_ptr(ins, regs)?,
+                            width,
+                        },
+                        add: 0,
+                        imm: imm & mask(width),
+                    })
                 }
                 _ => None,
             }
         }
-        Mnemonic::Test if ins.op0_kind() == OpKind::Register && ins.op1_kind() == OpKind::Register && ins.op0_register() == ins.op1_register() => {
+        Mnemonic::Test
+            if ins.op0_kind() == OpKind::Register
+                && ins.op1_kind() == OpKind::Register
+                && ins.op0_register() == ins.op1_register() =>
+        {
             match gpr(ins.op0_register()).map(|r| regs[r]) {
                 Some(Val::State(at, add)) => Some(Flags { at, add, imm: 0 }),
                 _ => None,
@@ -359,7 +491,16 @@ fn compare_of(ins: &Instruction, regs: &Regs) -> Option<Flags> {
 }
 
 fn is_imm(k: OpKind) -> bool {
-    matches!(k, OpKind::Immediate8 | OpKind::Immediate16 | OpKind::Immediate32 | OpKind::Immediate8to16 | OpKind::Immediate8to32 | OpKind::Immediate8to64 | OpKind::Immediate32to64)
+    matches!(
+        k,
+        OpKind::Immediate8
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
 }
 
 fn reg_width(r: Register) -> u8 {
@@ -383,7 +524,12 @@ fn transfer(ins: &Instruction, regs: &Regs) -> Option<(usize, Val)> {
     let dst_reg = ins.op0_register();
     let dst = gpr(dst_reg)?;
     let wide = dst_reg.is_gpr64();
-    let src_reg = || (ins.op1_kind() == OpKind::Register).then(|| gpr(ins.op1_register())).flatten().map(|r| regs[r]);
+    let src_reg = || {
+        (ins.op1_kind() == OpKind::Register)
+            .then(|| gpr(ins.op1_register()))
+            .flatten()
+            .map(|r| regs[r])
+    };
     let v = match ins.mnemonic() {
         Mnemonic::Mov if ins.op1_kind() == OpKind::Register => match src_reg()? {
             v @ (Val::Ptr(_) | Val::Const(_) | Val::Entry(..) | Val::Target(..)) if wide => v,
@@ -394,11 +540,23 @@ fn transfer(ins: &Instruction, regs: &Regs) -> Option<(usize, Val)> {
         Mnemonic::Mov if ins.op1_kind() == OpKind::Memory && !wide => {
             let width = load_width(ins.memory_size())?;
             (width == 4).then_some(())?;
-            Val::State(StateLoc { off: mem_ptr(ins, regs)?, width }, 0)
+            Val::State(
+                StateLoc {
+                    off: mem_ptr(ins, regs)?,
+                    width,
+                },
+                0,
+            )
         }
         Mnemonic::Movzx if ins.op1_kind() == OpKind::Memory => {
             let width = load_width(ins.memory_size())?;
-            Val::State(StateLoc { off: mem_ptr(ins, regs)?, width }, 0)
+            Val::State(
+                StateLoc {
+                    off: mem_ptr(ins, regs)?,
+                    width,
+                },
+                0,
+            )
         }
         Mnemonic::Movzx if ins.op1_kind() == OpKind::Register => match src_reg()? {
             v @ Val::State(at, _) if ins.op1_register().size() as u8 >= at.width => v,
@@ -409,15 +567,23 @@ fn transfer(ins: &Instruction, regs: &Regs) -> Option<(usize, Val)> {
                 Val::Const(ins.ip_rel_memory_address())
             } else if ins.memory_index() == Register::None {
                 match gpr(ins.memory_base()).map(|r| regs[r])? {
-                    Val::Ptr(c) if wide => Val::Ptr(c.checked_add(ins.memory_displacement64() as i64)?),
-                    Val::State(at, add) => Val::State(at, add.checked_add(ins.memory_displacement64() as i64)?),
+                    Val::Ptr(c) if wide => {
+                        Val::Ptr(c.checked_add(ins.memory_displacement64() as i64)?)
+                    }
+                    Val::State(at, add) => {
+                        Val::State(at, add.checked_add(ins.memory_displacement64() as i64)?)
+                    }
                     _ => return None,
                 }
             } else {
                 return None;
             }
         }
-        Mnemonic::Movsxd if ins.op1_kind() == OpKind::Memory && ins.memory_index_scale() == 4 && ins.memory_displacement64() == 0 => {
+        Mnemonic::Movsxd
+            if ins.op1_kind() == OpKind::Memory
+                && ins.memory_index_scale() == 4
+                && ins.memory_displacement64() == 0 =>
+        {
             let base = gpr(ins.memory_base()).map(|r| regs[r])?;
             let index = gpr(ins.memory_index()).map(|r| regs[r])?;
             match (base, index) {
@@ -430,22 +596,44 @@ fn transfer(ins: &Instruction, regs: &Regs) -> Option<(usize, Val)> {
         }
         Mnemonic::Add | Mnemonic::Sub if is_imm(ins.op1_kind()) => {
             let imm = ins.immediate(1) as i64;
-            let imm = if ins.mnemonic() == Mnemonic::Sub { imm.checked_neg()? } else { imm };
+            let imm = if ins.mnemonic() == Mnemonic::Sub {
+                imm.checked_neg()?
+            } else {
+                imm
+            };
             match regs[dst] {
                 Val::Ptr(c) if wide => Val::Ptr(c.checked_add(imm)?),
-                Val::State(at, add) => Val::State(at, add.checked_add(sign_extend(imm, dst_reg.size() as u8))?),
+                Val::State(at, add) => {
+                    Val::State(at, add.checked_add(sign_extend(imm, dst_reg.size() as u8))?)
+                }
                 _ => return None,
             }
         }
-        Mnemonic::Add if ins.op1_kind() == OpKind::Register && wide => match (regs[dst], src_reg()?) {
-            (Val::Entry(t, at, add), Val::Const(c)) | (Val::Const(c), Val::Entry(t, at, add)) if t == c => Val::Target(t, at, add),
-            _ => return None,
-        },
+        Mnemonic::Add if ins.op1_kind() == OpKind::Register && wide => {
+            match (regs[dst], src_reg()?) {
+                (Val::Entry(t, at, add), Val::Const(c))
+                | (Val::Const(c), Val::Entry(t, at, add))
+                    if t == c =>
+                {
+                    Val::Target(t, at, add)
+                }
+                _ => return None,
+            }
+        }
         Mnemonic::Inc | Mnemonic::Dec => match regs[dst] {
-            Val::State(at, add) => Val::State(at, add + if ins.mnemonic() == Mnemonic::Inc { 1 } else { -1 }),
+            Val::State(at, add) => Val::State(
+                at,
+                add + if ins.mnemonic() == Mnemonic::Inc {
+                    1
+                } else {
+                    -1
+                },
+            ),
             _ => return None,
         },
-        Mnemonic::Xor if ins.op1_kind() == OpKind::Register && ins.op1_register() == dst_reg => Val::Const(0),
+        Mnemonic::Xor if ins.op1_kind() == OpKind::Register && ins.op1_register() == dst_reg => {
+            Val::Const(0)
+        }
         _ => return None,
     };
     Some((dst, v))
@@ -466,9 +654,27 @@ pub(crate) mod tests {
     use super::*;
 
     /// A tiny assembler for the tests: bytes of each instruction, concatenated.
+    /// Jump-table entries by address; calls return unless their callee is in `noreturn`.
+    pub struct TestEnv {
+        pub table: HashMap<u64, i32>,
+        pub noreturn: Vec<u64>,
+    }
+
+    impl Env for TestEnv {
+        fn pointer(&self, _: u64) -> Option<u64> {
+            None
+        }
+        fn read_i32(&self, vaddr: u64) -> Option<i32> {
+            self.table.get(&vaddr).copied()
+        }
+        fn noreturn(&self, callee: Option<u64>, _: &[Val]) -> bool {
+            callee.is_some_and(|c| self.noreturn.contains(&c))
+        }
+    }
+
     pub fn flow(code: &[u8], start: u64, table: &[(u64, i32)]) -> Flow {
-        let entries: HashMap<u64, i32> = table.iter().copied().collect();
-        Flow::from_code(code, start, &|_| None, &|a| entries.get(&a).copied())
+        let env = TestEnv { table: table.iter().copied().collect(), noreturn: Vec::new() };
+        Flow::from_code(code, start, &env)
     }
 
     #[test]
@@ -484,7 +690,15 @@ pub(crate) mod tests {
         ];
         let f = flow(&code, 0x1000, &[]);
         assert_eq!(f.calls.len(), 2);
-        assert_eq!(f.calls[0].rdi, Val::Ptr(0), "rdi is still self at the first call");
-        assert_eq!(f.calls[1].rdi, Val::Ptr(0x20), "r14 survives the call (callee-saved)");
+        assert_eq!(
+            f.calls[0].rdi,
+            Val::Ptr(0),
+            "rdi is still self at the first call"
+        );
+        assert_eq!(
+            f.calls[1].rdi,
+            Val::Ptr(0x20),
+            "r14 survives the call (callee-saved)"
+        );
     }
 }

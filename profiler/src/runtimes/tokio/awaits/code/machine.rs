@@ -53,7 +53,11 @@ pub enum Next {
     Inner(usize),
     /// A call: the call instruction, the callee, and the awaitee's offset from this function's
     /// entry `rdi` when the first argument is a pointer into it.
-    Call { ip: u64, callee: u64, arg: Option<i64> },
+    Call {
+        ip: u64,
+        callee: u64,
+        arg: Option<i64>,
+    },
     /// No call found (the awaited future's poll was inlined without a state machine).
     Inline,
 }
@@ -70,21 +74,40 @@ pub struct Machines {
 /// binary has symbols).
 fn skipped_callee(image: &ElfImage, callee: u64) -> bool {
     image.symbols_at_addr(callee).iter().any(|s| {
-        s.name.starts_with("core::ptr::drop_in_place")
-            || s.name.contains("::drop_slow")
-            || s.name.starts_with("<tokio::runtime::coop::")
-            || s.name.starts_with("tokio::runtime::coop::")
-            || s.name.starts_with("tokio::runtime::context::")
-            || s.name.starts_with("<tokio::runtime::context::")
+        let n = s.name.trim_start_matches('<');
+        PLUMBING.iter().any(|p| n.starts_with(p)) || n.contains("::drop_slow")
     })
 }
+
+/// Callees a resume block may call before polling its awaitee: drop glue, the runtime's
+/// thread-local context and budget, task-id guards.
+const PLUMBING: &[&str] = &[
+    "core::ptr::drop_in_place",
+    "std::sys::thread_local::",
+    "std::thread::local::",
+    "std::sys::pal::",
+    "tokio::runtime::coop::",
+    "tokio::runtime::context::",
+    "tokio::runtime::task::core::TaskIdGuard",
+    "tokio::util::trace::",
+    "alloc::alloc::",
+    "__rust_alloc",
+    "__rust_dealloc",
+    "malloc",
+    "free",
+];
 
 /// False when the callee has a symbol that is not an async fn's resumed-after-completion panic
 /// (without symbols the shape alone decides).
 fn resumed_panic(image: &ElfImage, callee: Option<u64>) -> bool {
     let Some(c) = callee else { return true };
     let names = image.symbols_at_addr(c);
-    names.is_empty() || names.iter().any(|s| s.name.contains("async_fn_resumed") || s.name.contains("async_gen_resumed") || s.name.contains("async_block_resumed"))
+    names.is_empty()
+        || names.iter().any(|s| {
+            s.name.contains("async_fn_resumed")
+                || s.name.contains("async_gen_resumed")
+                || s.name.contains("async_block_resumed")
+        })
 }
 
 /// The panic location passed in `rdi` to a call, if the call is a panic with one.
@@ -106,8 +129,13 @@ fn first_call(flow: &Flow, mut ip: u64, steps: usize) -> Option<&Call> {
         }
         use iced_x86::{FlowControl, OpKind};
         match ins.flow_control() {
-            FlowControl::UnconditionalBranch if ins.op0_kind() == OpKind::NearBranch64 => ip = ins.near_branch_target(),
-            FlowControl::Return | FlowControl::Interrupt | FlowControl::Exception | FlowControl::IndirectBranch => return None,
+            FlowControl::UnconditionalBranch if ins.op0_kind() == OpKind::NearBranch64 => {
+                ip = ins.near_branch_target()
+            }
+            FlowControl::Return
+            | FlowControl::Interrupt
+            | FlowControl::Exception
+            | FlowControl::IndirectBranch => return None,
             _ => ip = ins.next_ip(),
         }
     }
@@ -119,8 +147,11 @@ const CHAIN_SPAN: u64 = 256;
 
 /// The dispatches of a flow: (dispatch ip, where, value -> target, where other values go).
 fn dispatches(flow: &Flow) -> Vec<(u64, StateLoc, BTreeMap<u64, u64>, Option<u64>)> {
-    let mut out: Vec<(u64, StateLoc, BTreeMap<u64, u64>, Option<u64>)> =
-        flow.tables.iter().map(|t| (t.ip, t.at, t.targets.iter().copied().collect(), None)).collect();
+    let mut out: Vec<(u64, StateLoc, BTreeMap<u64, u64>, Option<u64>)> = flow
+        .tables
+        .iter()
+        .map(|t| (t.ip, t.at, t.targets.iter().copied().collect(), None))
+        .collect();
     // compare chains: the equality branches on one discriminant (one byte of `self` is one
     // discriminant), the first branch to a value winning; the chain's last branch near its start
     // sends the values it did not test elsewhere
@@ -136,7 +167,11 @@ fn dispatches(flow: &Flow) -> Vec<(u64, StateLoc, BTreeMap<u64, u64>, Option<u64
         for e in &edges {
             map.entry(e.value).or_insert(e.target);
         }
-        let other = edges.iter().take_while(|e| e.ip - first < CHAIN_SPAN).last().map(|e| e.other);
+        let other = edges
+            .iter()
+            .take_while(|e| e.ip - first < CHAIN_SPAN)
+            .last()
+            .map(|e| e.other);
         out.push((first, at, map, other));
     }
     out
@@ -153,21 +188,39 @@ pub fn machines(image: &ElfImage, flow: &Flow) -> Machines {
             let call = first_call(flow, targets.get(&state).copied().or(other)?, PANIC_STEPS)?;
             Some((panic_call(image, call)?, call.callee))
         };
-        // a state whose block traps at once: LLVM proved it unreachable (an async fn that never
-        // returns has no `Returned` block)
-        let traps = |state: u64| targets.get(&state).copied().or(other).and_then(|t| flow.index_of(t)).is_some_and(|i| flow.insns[i].mnemonic() == iced_x86::Mnemonic::Ud2);
         let l1 = match (loc(1), loc(2)) {
-            (Some((l1, c1)), Some((l2, c2))) if l1 == l2 && resumed_panic(image, c1) && resumed_panic(image, c2) => l1,
-            (Some((l, c)), None) if traps(2) && resumed_panic(image, c) => l,
-            (None, Some((l, c))) if traps(1) && resumed_panic(image, c) => l,
+            (Some((l1, c1)), Some((l2, c2)))
+                if l1 == l2 && resumed_panic(image, c1) && resumed_panic(image, c2) =>
+            {
+                l1
+            }
+            // one block only: with panic = "abort" there is no `Panicked` state, and an async fn
+            // that never returns has no reachable `Returned` one
+            (Some((l, c)), None) | (None, Some((l, c))) if resumed_panic(image, c) => l,
             _ => continue,
         };
-        let Some(location) = read_panic_location(image, l1) else { continue };
+        let Some(location) = read_panic_location(image, l1) else {
+            continue;
+        };
         let awaits = targets
             .range(3..)
-            .map(|(&state, &resume)| (state, Await { resume, next: Next::Inline, path: Vec::new() }))
+            .map(|(&state, &resume)| {
+                (
+                    state,
+                    Await {
+                        resume,
+                        next: Next::Inline,
+                        path: Vec::new(),
+                    },
+                )
+            })
             .collect();
-        list.push(Machine { dispatch: ip, at, location, awaits });
+        list.push(Machine {
+            dispatch: ip,
+            at,
+            location,
+            awaits,
+        });
     }
     // what each await polls, now that every machine's dispatch is known
     let dispatch_ips: Vec<u64> = list.iter().map(|m| m.dispatch).collect();
@@ -177,7 +230,14 @@ pub fn machines(image: &ElfImage, flow: &Flow) -> Machines {
         for s in states {
             let resume = list[m].awaits[&s].resume;
             let mut path = Vec::new();
-            let next = resume_next(image, flow, resume, &dispatch_ips, list[m].dispatch, &mut path);
+            let next = resume_next(
+                image,
+                flow,
+                resume,
+                &dispatch_ips,
+                list[m].dispatch,
+                &mut path,
+            );
             if let Next::Inner(j) = next {
                 inner[j] = true;
             }
@@ -186,25 +246,42 @@ pub fn machines(image: &ElfImage, flow: &Flow) -> Machines {
             a.path = path;
         }
     }
-    let entry = (0..list.len()).filter(|&i| !inner[i]).min_by_key(|&i| list[i].dispatch);
+    let entry = (0..list.len())
+        .filter(|&i| !inner[i])
+        .min_by_key(|&i| list[i].dispatch);
     Machines { list, entry }
 }
 
 /// What the block resuming at `ip` polls.
-fn resume_next(image: &ElfImage, flow: &Flow, mut ip: u64, dispatch_ips: &[u64], own: u64, path: &mut Vec<u64>) -> Next {
+fn resume_next(
+    image: &ElfImage,
+    flow: &Flow,
+    mut ip: u64,
+    dispatch_ips: &[u64],
+    own: u64,
+    path: &mut Vec<u64>,
+) -> Next {
     use iced_x86::{FlowControl, OpKind};
     for _ in 0..RESUME_STEPS {
         if path.len() < PATH_KEPT {
             path.push(ip);
         }
-        if let Some(j) = dispatch_ips.iter().position(|&d| d == ip).filter(|_| ip != own) {
+        if let Some(j) = dispatch_ips
+            .iter()
+            .position(|&d| d == ip)
+            .filter(|_| ip != own)
+        {
             return Next::Inner(j);
         }
-        let Some(i) = flow.index_of(ip) else { return Next::Inline };
+        let Some(i) = flow.index_of(ip) else {
+            return Next::Inline;
+        };
         let ins = &flow.insns[i];
         if let Some(c) = flow.calls.iter().find(|c| c.ip == ip) {
             match c.callee {
-                Some(callee) if panic_call(image, c).is_none() && !skipped_callee(image, callee) => {
+                Some(callee)
+                    if panic_call(image, c).is_none() && !skipped_callee(image, callee) =>
+                {
                     let arg = match c.rdi {
                         Val::Ptr(off) => Some(off),
                         _ => None,
@@ -225,7 +302,9 @@ fn resume_next(image: &ElfImage, flow: &Flow, mut ip: u64, dispatch_ips: &[u64],
                 }
                 ip = t;
             }
-            FlowControl::Return | FlowControl::Interrupt | FlowControl::Exception => return Next::Inline,
+            FlowControl::Return | FlowControl::Interrupt | FlowControl::Exception => {
+                return Next::Inline
+            }
             FlowControl::IndirectBranch => {
                 // an inlined machine's dispatch is the jump itself
                 return match dispatch_ips.iter().position(|&d| d == ip) {

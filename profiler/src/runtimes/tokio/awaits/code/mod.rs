@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use self::flow::{Flow, Val};
 use self::machine::{Machines, Next};
-use crate::elf::extents::Extents;
 use crate::elf::anon_names::is_anonymous;
+use crate::elf::extents::Extents;
 use crate::elf::lines::{is_library_path, LineTable};
 use crate::elf::ElfImage;
 use crate::runtimes::tokio::naming::code::SourceLocation;
@@ -121,11 +121,15 @@ impl CodeIndex {
 
     /// The calls of the function at `start` whose first argument points into `self`.
     fn pointer_calls(&self, start: u64) -> Vec<(u64, i64)> {
-        let Some((s, end)) = self.extents.function_at(&self.image, start) else { return Vec::new() };
+        let Some((s, end)) = self.extents.function_at(&self.image, start) else {
+            return Vec::new();
+        };
         if s != start || end - start > MAX_FUNCTION {
             return Vec::new();
         }
-        let Some(flow) = Flow::analyse(&self.image, start, end) else { return Vec::new() };
+        let Some(flow) = Flow::analyse(&self.image, start, end) else {
+            return Vec::new();
+        };
         flow.calls
             .iter()
             .filter_map(|c| match (c.callee, c.rdi) {
@@ -145,6 +149,14 @@ impl CodeIndex {
         r
     }
 
+    /// Where the async fn (or block) that tasks of `raw::poll` at `poll_vaddr` run is defined,
+    /// from its code alone (no symbol needed).
+    pub fn future_location(&mut self, poll_vaddr: u64) -> Option<SourceLocation> {
+        let root = self.root(poll_vaddr)?;
+        let (_, ms) = self.machines(root.func)?;
+        Some(ms.list.get(root.machine)?.location.clone())
+    }
+
     fn find_root(&mut self, poll_vaddr: u64) -> Option<Root> {
         let mut stack = vec![(poll_vaddr, 0i64, 0usize)];
         let mut seen = std::collections::HashSet::new();
@@ -155,7 +167,11 @@ impl CodeIndex {
             if let Some((start, m)) = self.machines(func) {
                 if start == func {
                     if let Some(machine) = m.entry {
-                        return Some(Root { func, machine, base });
+                        return Some(Root {
+                            func,
+                            machine,
+                            base,
+                        });
                     }
                 }
             }
@@ -174,19 +190,31 @@ impl CodeIndex {
 
     /// Decodes the task whose header is at `header` (`cell_size`: bytes readable from the
     /// header, from the vtable's trailer offset).
-    pub fn decode(&mut self, root: Root, header: u64, cell_size: Option<u64>, read: &mut dyn FnMut(u64, &mut [u8]) -> bool) -> Decoded {
+    pub fn decode(
+        &mut self,
+        root: Root,
+        header: u64,
+        cell_size: Option<u64>,
+        read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+    ) -> Decoded {
         let mut levels = Vec::new();
         let (mut func, mut machine, mut base) = (root.func, root.machine, root.base);
         while levels.len() < MAX_LEVELS {
-            let Some((_, ms)) = self.machines(func) else { break };
+            let Some((_, ms)) = self.machines(func) else {
+                break;
+            };
             let Some(m) = ms.list.get(machine) else { break };
-            let Some(off) = base.checked_add(m.at.off).filter(|o| *o >= 0) else { return Decoded::Undecoded };
+            let Some(off) = base.checked_add(m.at.off).filter(|o| *o >= 0) else {
+                return Decoded::Undecoded;
+            };
             let width = u64::from(m.at.width);
             if cell_size.is_some_and(|size| off as u64 + width > size) {
                 return Decoded::Undecoded;
             }
             let mut buf = [0u8; 4];
-            let Some(addr) = header.checked_add(off as u64) else { return Decoded::Undecoded };
+            let Some(addr) = header.checked_add(off as u64) else {
+                return Decoded::Undecoded;
+            };
             if !read(addr, &mut buf[..m.at.width as usize]) {
                 return Decoded::Undecoded;
             }
@@ -199,14 +227,24 @@ impl CodeIndex {
                     (false, _) => break,
                 };
             };
-            levels.push(Level { func, machine, state });
+            levels.push(Level {
+                func,
+                machine,
+                state,
+            });
             match a.next {
                 Next::Inner(j) => machine = j,
-                Next::Call { callee, arg: Some(arg), .. } => match self.machines(callee) {
-                    Some((start, callee_ms)) if start == callee => match (callee_ms.entry, base.checked_add(arg)) {
-                        (Some(e), Some(b)) => (func, machine, base) = (callee, e, b),
-                        _ => break,
-                    },
+                Next::Call {
+                    callee,
+                    arg: Some(arg),
+                    ..
+                } => match self.machines(callee) {
+                    Some((start, callee_ms)) if start == callee => {
+                        match (callee_ms.entry, base.checked_add(arg)) {
+                            (Some(e), Some(b)) => (func, machine, base) = (callee, e, b),
+                            _ => break,
+                        }
+                    }
                     _ => break,
                 },
                 _ => break,
@@ -216,7 +254,12 @@ impl CodeIndex {
     }
 
     /// The report's description of one level (cached).
-    pub fn point(&mut self, level: Level, next: Option<Level>, lines: Option<&LineTable>) -> Option<AwaitPoint> {
+    pub fn point(
+        &mut self,
+        level: Level,
+        next: Option<Level>,
+        lines: Option<&LineTable>,
+    ) -> Option<AwaitPoint> {
         if let Some(p) = self.points.get(&(level.func, level.machine, level.state)) {
             return Some(p.clone());
         }
@@ -230,38 +273,72 @@ impl CodeIndex {
             _ => Vec::new(),
         };
         let (file, line) = lines
-            .and_then(|t| ips.iter().chain(&a.path).find_map(|&ip| await_line(t, ip, library)))
-            .map_or((Some(m.location.file.clone()), None), |(f, l)| (Some(f), Some(l)));
+            .and_then(|t| {
+                ips.iter()
+                    .chain(&a.path)
+                    .find_map(|&ip| await_line(t, ip, library))
+            })
+            .map_or((Some(m.location.file.clone()), None), |(f, l)| {
+                (Some(f), Some(l))
+            });
         let callee = match (next, a.next) {
-            (Some(n), _) => self.machines(n.func).map(|(_, nms)| self.machine_name(n.func, &nms, n.machine, lines)),
+            (Some(n), _) => self
+                .machines(n.func)
+                .map(|(_, nms)| self.machine_name(n.func, &nms, n.machine, lines)),
             (None, Next::Call { callee, .. }) => Some(self.callee_name(callee)),
             (None, Next::Inner(j)) => Some(self.machine_name(level.func, &ms, j, lines)),
             (None, Next::Inline) => None,
         };
-        let p = AwaitPoint { function, defined_at: m.location.clone(), file, line, ordinal: level.state - 2, callee, library };
-        self.points.insert((level.func, level.machine, level.state), p.clone());
+        let p = AwaitPoint {
+            function,
+            defined_at: m.location.clone(),
+            file,
+            line,
+            ordinal: level.state - 2,
+            callee,
+            library,
+        };
+        self.points
+            .insert((level.func, level.machine, level.state), p.clone());
         Some(p)
     }
 
     /// An async fn's name: the symbol of the function it is the poll of; for one inlined into
     /// another, the inlined frame's name from the line tables; else where it is defined.
-    fn machine_name(&self, func: u64, ms: &Machines, machine: usize, lines: Option<&LineTable>) -> String {
-        let Some(m) = ms.list.get(machine) else { return format!("code at {func:#x}") };
+    fn machine_name(
+        &self,
+        func: u64,
+        ms: &Machines,
+        machine: usize,
+        lines: Option<&LineTable>,
+    ) -> String {
+        let Some(m) = ms.list.get(machine) else {
+            return format!("code at {func:#x}");
+        };
         if ms.entry == Some(machine) {
-            if let Some(s) = self.image.symbols_at_addr(func).first() {
+            // the function's own name when it is the async body (not a runtime function the
+            // body was inlined into)
+            if let Some(s) = self.image.symbols_at_addr(func).iter().find(|s| is_async_body(&s.name)) {
                 return trim_closure(&s.name);
             }
         } else if let Some(t) = lines {
             // the inlined frame at the dispatch; line-tables-only names it `{async_fn#0}`: its
             // path is read from the out-of-line functions of its file
-            if let Some(f) = t.frames(m.dispatch).into_iter().find(|f| f.function.is_some()) {
+            if let Some(f) = t
+                .frames(m.dispatch)
+                .into_iter()
+                .find(|f| f.function.is_some())
+            {
                 let name = f.function.clone().unwrap_or_default();
                 if !is_anonymous(&name) {
                     return trim_closure(&name);
                 }
                 let image = &self.image;
                 let symbol_at = |a: u64| image.symbols_at_addr(a).first().map(|s| s.name.clone());
-                if let Some(q) = t.anon_names(&symbol_at).qualify(&name, f.file.as_deref().unwrap_or(""), f.line) {
+                if let Some(q) =
+                    t.anon_names(&symbol_at)
+                        .qualify(&name, f.file.as_deref().unwrap_or(""), f.line)
+                {
                     return trim_closure(&q);
                 }
             }
@@ -290,6 +367,12 @@ fn await_line(t: &LineTable, ip: u64, library: bool) -> Option<(String, u32)> {
         let (file, line) = (f.file?, f.line.filter(|l| *l > 0)?);
         (library || !is_library_path(&file)).then_some((file, line))
     })
+}
+
+/// True for the symbol of an async fn's or block's poll (`..::{{closure}}`, `..::{closure#0}`,
+/// `..::{async_fn#0}`, `..::{async_block#0}`).
+fn is_async_body(name: &str) -> bool {
+    name.ends_with('}') && (name.contains("{{closure}}") || name.contains("{closure#") || name.contains("{async_"))
 }
 
 /// An async fn's poll is `path::f::{{closure}}` (legacy) or `path::f::{closure#0}` (v0): `path::f`.
@@ -322,12 +405,29 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_paths_shortened() {
-        assert_eq!(trim_closure("app::conn::handle::{{closure}}"), "app::conn::handle");
-        assert_eq!(trim_closure("app::conn::handle::{closure#0}"), "app::conn::handle");
-        assert_eq!(trim_closure("app::main::{{closure}}::{{closure}}"), "app::main::{{closure}}");
-        let l = SourceLocation { file: "/root/.cargo/registry/src/somewhere-0123/tokio-1.48.0/src/sync/mutex.rs".into(), line: 7, column: Some(1) };
+        assert_eq!(
+            trim_closure("app::conn::handle::{{closure}}"),
+            "app::conn::handle"
+        );
+        assert_eq!(
+            trim_closure("app::conn::handle::{closure#0}"),
+            "app::conn::handle"
+        );
+        assert_eq!(
+            trim_closure("app::main::{{closure}}::{{closure}}"),
+            "app::main::{{closure}}"
+        );
+        let l = SourceLocation {
+            file: "/root/.cargo/registry/src/somewhere-0123/tokio-1.48.0/src/sync/mutex.rs".into(),
+            line: 7,
+            column: Some(1),
+        };
         assert_eq!(short_path(&l), "tokio-1.48.0/src/sync/mutex.rs:7");
-        let l = SourceLocation { file: "src/main.rs".into(), line: 3, column: None };
+        let l = SourceLocation {
+            file: "src/main.rs".into(),
+            line: 3,
+            column: None,
+        };
         assert_eq!(short_path(&l), "src/main.rs:3");
     }
 }
