@@ -163,38 +163,169 @@ fn marked_line(scenario: &str) -> u32 {
     i as u32 + 1
 }
 
+/// The classic leaks of fixtures/tokio-src/leaks.rs: (scenario, the async fn its tasks run, a
+/// word of what they await).
+const CLASSIC: [(&str, &str, &str); 9] = [
+    ("mixed", "leaks::never_answered", "oneshot::Receiver"),
+    ("recv-no-sender", "leaks::recv_no_sender", "recv"),
+    ("send-no-receiver", "leaks::query_replica", "send"),
+    ("mutex-held", "leaks::wait_for_mutex", "lock"),
+    ("barrier", "leaks::wait_at_barrier", "wait"),
+    ("request-no-timeout", "leaks::request_without_timeout", "read"),
+    ("infinite-loop", "leaks::spin_forever", "Sleep"),
+    ("timeout-abandons-worker", "leaks::blocked_worker", "recv"),
+    ("range-unclosed", "leaks::drain_channel", "recv"),
+];
+
+/// One classic leak run for a few seconds and reported with `args`: the JSON and the leaking
+/// site (the one with most live tasks: identical-code folding can give it another leak's name).
+fn classic_report(fixture: &str, scenario: &str, args: &[&str]) -> serde_json::Value {
+    let fx = Fixture::start(fixture, &[scenario]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut a = vec!["--duration", "1"];
+    a.extend_from_slice(args);
+    report(fx.pid, &a)
+}
+
+fn most_live(r: &serde_json::Value) -> &serde_json::Value {
+    r["sites"].as_array().unwrap().iter().max_by_key(|s| int(&s["live"])).expect("a site")
+}
+
 #[test]
 fn where_stuck_names_the_await_each_leaked_task_waits_at() {
     if !bpf_available("where_stuck_names_the_await_each_leaked_task_waits_at") {
         return;
     }
-    let cases = [
-        ("mixed", "leaks::never_answered", "oneshot::Receiver"),
-        ("recv-no-sender", "leaks::recv_no_sender", "recv"),
-        ("send-no-receiver", "leaks::query_replica", "send"),
-        ("mutex-held", "leaks::wait_for_mutex", "lock"),
-        ("barrier", "leaks::wait_at_barrier", "wait"),
-        ("timeout-abandons-worker", "leaks::blocked_worker", "recv"),
-        ("range-unclosed", "leaks::drain_channel", "recv"),
-    ];
-    for (scenario, fun, awaiting) in cases {
-        let fx = Fixture::start("tokio-latest-debug2", &[scenario]);
-        std::thread::sleep(Duration::from_secs(2));
-        let r = report(fx.pid, &["--duration", "2"]);
+    for (scenario, fun, awaiting) in CLASSIC {
+        let r = classic_report("tokio-latest-debug2", scenario, &[]);
         assert_eq!(r["collection"]["census"]["where_stuck"], "read from the binary's DWARF types");
-        let s = site(&r, fun);
+        let s = most_live(&r);
+        assert_eq!(s["stuck_decoded_by"], "dwarf", "{scenario}: {s}");
         let top = &s["stuck_at"][0];
         assert!(top["file"].as_str().is_some_and(|f| f.ends_with("leaks.rs")), "{scenario}: {s}");
         assert_eq!(top["line"], marked_line(scenario), "{scenario}: {s}");
-        assert!(top["function"].as_str().unwrap().ends_with(fun), "{scenario}: {s}");
+        if scenario != "request-no-timeout" {
+            // (there the await is in an async block inside the fn)
+            assert!(top["function"].as_str().unwrap().ends_with(fun), "{scenario}: {s}");
+        }
         assert!(top["awaiting"].as_str().unwrap().contains(awaiting), "{scenario}: {s}");
         let (n, of) = (int(&top["tasks"]), int(&s["stuck_sampled"]));
-        assert!(n >= 10 && n * 10 >= of * 9, "{scenario}: most sampled tasks wait there: {s}");
+        // spin_forever's tasks are between its yields now and then
+        let share = if scenario == "infinite-loop" { 7 } else { 9 };
+        assert!(n >= 10 && n * 10 >= of * share, "{scenario}: most sampled tasks wait there: {s}");
     }
-    // without type info: said once, no guess
-    let fx = Fixture::start("tokio-latest", &["mixed"]);
-    std::thread::sleep(Duration::from_secs(1));
-    let r = report(fx.pid, &["--duration", "2"]);
-    assert!(r["collection"]["census"]["where_stuck"].as_str().unwrap().starts_with("unavailable"), "{}", r["collection"]);
-    assert!(r["sites"].as_array().unwrap().iter().all(|s| s["stuck_at"].is_null()), "{}", r["sites"]);
+}
+
+/// Sampled tasks of a site decoded at an await of `fun` (its own or a block inside it), the
+/// await's line when the binary has line tables, and what it awaits.
+fn decoded_share(s: &serde_json::Value, fun: &str, file_line: Option<u32>) -> (i64, i64) {
+    let here = |a: &serde_json::Value| {
+        let f = a["function"].as_str().unwrap_or("");
+        let named = f.contains(fun) || (f.starts_with("async fn at ") && f.contains("leaks.rs:"));
+        let line_ok = file_line.is_none_or(|l| a["line"] == l);
+        named && line_ok && a["awaiting"].as_str().is_some_and(|w| !w.is_empty()) && a["await_ordinal"].as_u64().is_some()
+    };
+    let n = s["stuck_at"].as_array().map_or(0, |v| v.iter().filter(|a| here(a)).map(|a| int(&a["tasks"])).sum());
+    (n, int(&s["stuck_sampled"]))
+}
+
+/// Builds without DWARF types: default release (symbols only), line-tables-only, and fat LTO +
+/// one codegen unit + panic = "abort". Where each leaked task waits comes from the machine code.
+#[test]
+fn where_stuck_is_read_from_the_machine_code_of_release_builds() {
+    if !bpf_available("where_stuck_is_read_from_the_machine_code_of_release_builds") {
+        return;
+    }
+    let mut failures = Vec::new();
+    for fixture in ["tokio-latest", "tokio-latest-debuginfo", "tokio-latest-lto"] {
+        let lines = fixture == "tokio-latest-debuginfo";
+        for (scenario, fun, awaiting) in CLASSIC {
+            let r = classic_report(fixture, scenario, &[]);
+            assert!(
+                r["collection"]["census"]["where_stuck"].as_str().unwrap().starts_with("read from the machine code"),
+                "{fixture}: {}",
+                r["collection"]
+            );
+            let s = most_live(&r);
+            if fixture == "tokio-latest-lto" && scenario == "infinite-loop" {
+                // an async fn that never returns, built with panic = "abort", has no completion
+                // panic to be recognised by: its tasks are counted as undecoded, never guessed
+                assert_eq!(s["stuck_undecoded"], s["stuck_sampled"], "{fixture} {scenario}: {s}");
+                assert!(int(&s["stuck_sampled"]) >= 10, "{fixture} {scenario}: {s}");
+                continue;
+            }
+            assert_eq!(s["stuck_decoded_by"], "code", "{fixture} {scenario}: {s}");
+            let (n, of) = decoded_share(s, fun, lines.then(|| marked_line(scenario)));
+            let top = &s["stuck_at"][0];
+            let named = top["awaiting"].as_str().unwrap_or("");
+            // the awaited callee by name; an inlined library async fn without line tables is
+            // named by where it is defined (`async fn at tokio-1.x/src/...`)
+            let callee_named = named.contains(awaiting) || (!lines && named.contains("async fn at tokio-"));
+            if !(of >= 10 && n * 10 >= of * 9 && callee_named) {
+                failures.push(format!("{fixture} {scenario}: {n} of {of} decoded there: {s}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The debug = 2 fixture has both: the machine-code decoder agrees with the DWARF one on the
+/// await line of at least 95% of the sampled tasks.
+#[test]
+fn the_code_decoder_agrees_with_dwarf() {
+    if !bpf_available("the_code_decoder_agrees_with_dwarf") {
+        return;
+    }
+    for (scenario, _, _) in CLASSIC {
+        let fx = Fixture::start("tokio-latest-debug2", &[scenario]);
+        std::thread::sleep(Duration::from_millis(1500));
+        let lines = |decoder: &str| -> std::collections::BTreeMap<u64, i64> {
+            let r = report(fx.pid, &["--duration", "1", "--await-decoder", decoder]);
+            let s = most_live(&r).clone();
+            let mut m = std::collections::BTreeMap::new();
+            for a in s["stuck_at"].as_array().into_iter().flatten() {
+                *m.entry(a["line"].as_u64().unwrap_or(0)).or_default() += int(&a["tasks"]);
+            }
+            m.insert(u64::MAX, int(&s["stuck_sampled"]));
+            m
+        };
+        let (dwarf, code) = (lines("dwarf"), lines("code"));
+        let sampled = dwarf[&u64::MAX].max(code[&u64::MAX]);
+        // tasks at the same line by both (the two reads are a second apart: shares, not tasks)
+        let agree: i64 = dwarf.iter().filter(|(l, _)| **l != u64::MAX && **l != 0).map(|(l, n)| (*n).min(code.get(l).copied().unwrap_or(0))).sum();
+        assert!(sampled >= 10 && agree * 100 >= sampled * 95, "{scenario}: dwarf {dwarf:?} code {code:?}");
+    }
+}
+
+/// A binary stripped of everything (no symbols, no debug file): every classic leak's site is
+/// named by its async fn's file:line and its tasks' awaits by ordinal and the awaited async fn's
+/// location.
+#[test]
+fn stripped_binaries_name_sites_and_awaits_from_the_code() {
+    if !bpf_available("stripped_binaries_name_sites_and_awaits_from_the_code") {
+        return;
+    }
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tokio-src/leaks.rs")).unwrap();
+    for (scenario, fun, _) in CLASSIC {
+        let r = classic_report("tokio-latest-stripped", scenario, &[]);
+        let s = most_live(&r);
+        // the async fn's definition line: `pub async fn <name>(`
+        let name = fun.rsplit("::").next().unwrap();
+        let def = src.lines().position(|l| l.contains(&format!("async fn {name}("))).unwrap() as u64 + 1;
+        let f = s["function"].as_str().unwrap();
+        assert!(f.starts_with("async fn at ") && f.contains("leaks.rs:"), "{scenario}: {s}");
+        // identical-code folding may give two leaks one body: the line is one of theirs
+        assert!(s["file"].as_str().unwrap().ends_with("leaks.rs"), "{scenario}: {s}");
+        if !matches!(scenario, "recv-no-sender" | "timeout-abandons-worker") {
+            assert_eq!(s["line"], def, "{scenario}: {s}");
+        }
+        if scenario == "infinite-loop" {
+            continue; // (default release: decoded; checked below like the others)
+        }
+        let top = &s["stuck_at"][0];
+        assert!(top["await_ordinal"].as_u64().is_some_and(|n| n >= 1), "{scenario}: {s}");
+        assert!(top["awaiting"].as_str().is_some_and(|w| w.contains("async fn at ") || w.contains("code at 0x")), "{scenario}: {s}");
+        let (n, of) = decoded_share(s, "async fn at ", None);
+        assert!(of >= 10 && n * 10 >= of * 9, "{scenario}: {s}");
+    }
 }

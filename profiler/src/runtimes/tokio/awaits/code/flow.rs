@@ -14,6 +14,7 @@ use iced_x86::{
 };
 
 use crate::elf::ElfImage;
+use crate::runtimes::tokio::naming::code::{read_panic_location, SourceLocation};
 
 /// Instructions decoded per function at most.
 pub const MAX_INSTRUCTIONS: usize = 60_000;
@@ -28,9 +29,18 @@ pub trait Env {
     fn pointer(&self, vaddr: u64) -> Option<u64>;
     /// A jump-table entry.
     fn read_i32(&self, vaddr: u64) -> Option<i32>;
+    /// The `core::panic::Location` at `vaddr`, if the bytes there are one.
+    fn panic_location(&self, vaddr: u64) -> Option<SourceLocation>;
+    /// The (demangled) names of the symbols at `vaddr` (none in a stripped binary).
+    fn symbol_names(&self, vaddr: u64) -> Vec<String>;
     /// True when a call to `callee` with these first three arguments never returns (a panic:
     /// by the callee's name, or a `core::panic::Location` passed to it).
-    fn noreturn(&self, callee: Option<u64>, args: &[Val]) -> bool;
+    fn noreturn(&self, callee: Option<u64>, args: &[Val]) -> bool {
+        let named = callee.is_some_and(|c| {
+            self.symbol_names(c).iter().any(|s| NORETURN.iter().any(|n| s.starts_with(n) || s == n.trim_end_matches(':')))
+        });
+        named || args.iter().any(|a| matches!(a, Val::Const(x) if self.panic_location(*x).is_some()))
+    }
 }
 
 /// Functions that never return, by name (with symbols).
@@ -61,15 +71,12 @@ impl Env for ImageEnv<'_> {
         Some(i32::from_le_bytes(self.0.read_at_vaddr(vaddr, 4)?.try_into().ok()?))
     }
 
-    fn noreturn(&self, callee: Option<u64>, args: &[Val]) -> bool {
-        let named = callee.is_some_and(|c| {
-            self.0.symbols_at_addr(c).iter().any(|s| NORETURN.iter().any(|n| s.name.starts_with(n) || s.name == n.trim_end_matches(':')))
-        });
-        named
-            || args.iter().any(|a| match a {
-                Val::Const(x) => crate::runtimes::tokio::naming::code::read_panic_location(self.0, *x).is_some(),
-                _ => false,
-            })
+    fn panic_location(&self, vaddr: u64) -> Option<SourceLocation> {
+        read_panic_location(self.0, vaddr)
+    }
+
+    fn symbol_names(&self, vaddr: u64) -> Vec<String> {
+        self.0.symbols_at_addr(vaddr).iter().map(|s| s.name.clone()).collect()
     }
 }
 
@@ -654,10 +661,12 @@ pub(crate) mod tests {
     use super::*;
 
     /// A tiny assembler for the tests: bytes of each instruction, concatenated.
-    /// Jump-table entries by address; calls return unless their callee is in `noreturn`.
+    /// Jump-table entries, panic locations and symbol names by address.
+    #[derive(Default)]
     pub struct TestEnv {
         pub table: HashMap<u64, i32>,
-        pub noreturn: Vec<u64>,
+        pub locations: HashMap<u64, SourceLocation>,
+        pub names: HashMap<u64, String>,
     }
 
     impl Env for TestEnv {
@@ -667,13 +676,16 @@ pub(crate) mod tests {
         fn read_i32(&self, vaddr: u64) -> Option<i32> {
             self.table.get(&vaddr).copied()
         }
-        fn noreturn(&self, callee: Option<u64>, _: &[Val]) -> bool {
-            callee.is_some_and(|c| self.noreturn.contains(&c))
+        fn panic_location(&self, vaddr: u64) -> Option<SourceLocation> {
+            self.locations.get(&vaddr).cloned()
+        }
+        fn symbol_names(&self, vaddr: u64) -> Vec<String> {
+            self.names.get(&vaddr).cloned().into_iter().collect()
         }
     }
 
     pub fn flow(code: &[u8], start: u64, table: &[(u64, i32)]) -> Flow {
-        let env = TestEnv { table: table.iter().copied().collect(), noreturn: Vec::new() };
+        let env = TestEnv { table: table.iter().copied().collect(), ..TestEnv::default() };
         Flow::from_code(code, start, &env)
     }
 

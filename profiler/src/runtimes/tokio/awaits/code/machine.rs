@@ -12,9 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use super::flow::{Call, Flow, StateLoc, Val};
-use crate::elf::ElfImage;
-use crate::runtimes::tokio::naming::code::{read_panic_location, SourceLocation};
+use super::flow::{Call, Env, Flow, StateLoc, Val};
+use crate::runtimes::tokio::naming::code::SourceLocation;
 
 /// Instructions followed from a resume target to its awaitee.
 const RESUME_STEPS: usize = 96;
@@ -72,9 +71,9 @@ pub struct Machines {
 
 /// What the callee at an address is, for skipping calls that do not poll (by symbol, when the
 /// binary has symbols).
-fn skipped_callee(image: &ElfImage, callee: u64) -> bool {
-    image.symbols_at_addr(callee).iter().any(|s| {
-        let n = s.name.trim_start_matches('<');
+fn skipped_callee(env: &dyn Env, callee: u64) -> bool {
+    env.symbol_names(callee).iter().any(|s| {
+        let n = s.trim_start_matches('<');
         PLUMBING.iter().any(|p| n.starts_with(p)) || n.contains("::drop_slow")
     })
 }
@@ -99,21 +98,17 @@ const PLUMBING: &[&str] = &[
 
 /// False when the callee has a symbol that is not an async fn's resumed-after-completion panic
 /// (without symbols the shape alone decides).
-fn resumed_panic(image: &ElfImage, callee: Option<u64>) -> bool {
+fn resumed_panic(env: &dyn Env, callee: Option<u64>) -> bool {
     let Some(c) = callee else { return true };
-    let names = image.symbols_at_addr(c);
+    let names = env.symbol_names(c);
     names.is_empty()
-        || names.iter().any(|s| {
-            s.name.contains("async_fn_resumed")
-                || s.name.contains("async_gen_resumed")
-                || s.name.contains("async_block_resumed")
-        })
+        || names.iter().any(|s| s.contains("async_fn_resumed") || s.contains("async_gen_resumed") || s.contains("async_block_resumed"))
 }
 
 /// The panic location passed in `rdi` to a call, if the call is a panic with one.
-fn panic_call(image: &ElfImage, call: &Call) -> Option<u64> {
+fn panic_call(env: &dyn Env, call: &Call) -> Option<u64> {
     match call.rdi {
-        Val::Const(a) => read_panic_location(image, a).map(|_| a),
+        Val::Const(a) => env.panic_location(a).map(|_| a),
         _ => None,
     }
 }
@@ -147,10 +142,18 @@ const CHAIN_SPAN: u64 = 256;
 
 /// The dispatches of a flow: (dispatch ip, where, value -> target, where other values go).
 fn dispatches(flow: &Flow) -> Vec<(u64, StateLoc, BTreeMap<u64, u64>, Option<u64>)> {
+    // a table indexed by the discriminant minus a bias (the values below it, e.g. the
+    // unresumed/returned/panicked states, tested by compares before it)
     let mut out: Vec<(u64, StateLoc, BTreeMap<u64, u64>, Option<u64>)> = flow
         .tables
         .iter()
-        .map(|t| (t.ip, t.at, t.targets.iter().copied().collect(), None))
+        .map(|t| {
+            let mut map: BTreeMap<u64, u64> = t.targets.iter().copied().collect();
+            for e in flow.compares.iter().filter(|e| e.at == t.at && e.ip < t.ip) {
+                map.entry(e.value).or_insert(e.target);
+            }
+            (t.ip, t.at, map, None)
+        })
         .collect();
     // compare chains: the equality branches on one discriminant (one byte of `self` is one
     // discriminant), the first branch to a value winning; the chain's last branch near its start
@@ -178,7 +181,7 @@ fn dispatches(flow: &Flow) -> Vec<(u64, StateLoc, BTreeMap<u64, u64>, Option<u64
 }
 
 /// Recognises the state machines of `flow`.
-pub fn machines(image: &ElfImage, flow: &Flow) -> Machines {
+pub fn machines(env: &dyn Env, flow: &Flow) -> Machines {
     let mut list = Vec::new();
     for (ip, at, targets, other) in dispatches(flow) {
         if !(1..=4).contains(&at.width) || at.off < 0 {
@@ -186,20 +189,20 @@ pub fn machines(image: &ElfImage, flow: &Flow) -> Machines {
         }
         let loc = |state: u64| {
             let call = first_call(flow, targets.get(&state).copied().or(other)?, PANIC_STEPS)?;
-            Some((panic_call(image, call)?, call.callee))
+            Some((panic_call(env, call)?, call.callee))
         };
         let l1 = match (loc(1), loc(2)) {
             (Some((l1, c1)), Some((l2, c2)))
-                if l1 == l2 && resumed_panic(image, c1) && resumed_panic(image, c2) =>
+                if l1 == l2 && resumed_panic(env, c1) && resumed_panic(env, c2) =>
             {
                 l1
             }
             // one block only: with panic = "abort" there is no `Panicked` state, and an async fn
             // that never returns has no reachable `Returned` one
-            (Some((l, c)), None) | (None, Some((l, c))) if resumed_panic(image, c) => l,
+            (Some((l, c)), None) | (None, Some((l, c))) if resumed_panic(env, c) => l,
             _ => continue,
         };
-        let Some(location) = read_panic_location(image, l1) else {
+        let Some(location) = env.panic_location(l1) else {
             continue;
         };
         let awaits = targets
@@ -231,7 +234,7 @@ pub fn machines(image: &ElfImage, flow: &Flow) -> Machines {
             let resume = list[m].awaits[&s].resume;
             let mut path = Vec::new();
             let next = resume_next(
-                image,
+                env,
                 flow,
                 resume,
                 &dispatch_ips,
@@ -254,7 +257,7 @@ pub fn machines(image: &ElfImage, flow: &Flow) -> Machines {
 
 /// What the block resuming at `ip` polls.
 fn resume_next(
-    image: &ElfImage,
+    env: &dyn Env,
     flow: &Flow,
     mut ip: u64,
     dispatch_ips: &[u64],
@@ -280,7 +283,7 @@ fn resume_next(
         if let Some(c) = flow.calls.iter().find(|c| c.ip == ip) {
             match c.callee {
                 Some(callee)
-                    if panic_call(image, c).is_none() && !skipped_callee(image, callee) =>
+                    if panic_call(env, c).is_none() && !skipped_callee(env, callee) =>
                 {
                     let arg = match c.rdi {
                         Val::Ptr(off) => Some(off),
@@ -290,7 +293,7 @@ fn resume_next(
                 }
                 // a panic path, or a call through a register (a `dyn Future`): nothing to name
                 None => return Next::Inline,
-                _ if panic_call(image, c).is_some() => return Next::Inline,
+                _ if panic_call(env, c).is_some() => return Next::Inline,
                 _ => {} // drop glue and the like: keep going
             }
         }
@@ -316,4 +319,220 @@ fn resume_next(
         }
     }
     Next::Inline
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::flow::tests::TestEnv;
+    use super::*;
+
+    const BASE: u64 = 0x1000;
+    const TABLE: u64 = 0x9000;
+    const LOCATION: u64 = 0x8000;
+    const RESUMED: u64 = 0x7000;
+    const RESUMED_PANIC: u64 = 0x7010;
+    const CHILD: u64 = 0x6000;
+
+    /// A tiny assembler: the bytes of a function at BASE, with rip-relative operands and
+    /// branches given by target.
+    #[derive(Default)]
+    struct Asm {
+        code: Vec<u8>,
+        /// (position of a rel32, its instruction's end, label)
+        fixups: Vec<(usize, u64, &'static str)>,
+        labels: BTreeMap<&'static str, u64>,
+    }
+
+    impl Asm {
+        fn ip(&self) -> u64 {
+            BASE + self.code.len() as u64
+        }
+        fn raw(&mut self, b: &[u8]) -> &mut Self {
+            self.code.extend_from_slice(b);
+            self
+        }
+        fn label(&mut self, l: &'static str) -> &mut Self {
+            self.labels.insert(l, self.ip());
+            self
+        }
+        /// `opcode rel32` to an absolute address.
+        fn rel(&mut self, opcode: &[u8], target: u64) -> &mut Self {
+            let end = self.ip() + opcode.len() as u64 + 4;
+            self.raw(opcode).raw(&((target as i64 - end as i64) as i32).to_le_bytes())
+        }
+        /// `opcode rel32` to a label.
+        fn to(&mut self, opcode: &[u8], l: &'static str) -> &mut Self {
+            let end = self.ip() + opcode.len() as u64 + 4;
+            self.raw(opcode);
+            self.fixups.push((self.code.len(), end, l));
+            self.raw(&[0; 4])
+        }
+        fn done(&mut self) -> Vec<u8> {
+            for &(at, end, l) in &self.fixups {
+                let rel = (self.labels[l] as i64 - end as i64) as i32;
+                self.code[at..at + 4].copy_from_slice(&rel.to_le_bytes());
+            }
+            self.code.clone()
+        }
+        // the instructions the tests use
+        fn prologue(&mut self) -> &mut Self {
+            self.raw(&[0x48, 0x89, 0xfb]) // mov rbx, rdi
+        }
+        fn load_state(&mut self) -> &mut Self {
+            self.raw(&[0x0f, 0xb6, 0x47, 0x30]) // movzx eax, byte [rdi+0x30]
+        }
+        fn table_jump(&mut self) -> &mut Self {
+            self.rel(&[0x48, 0x8d, 0x0d], TABLE) // lea rcx, [rip+TABLE]
+                .raw(&[0x48, 0x63, 0x04, 0x81]) // movsxd rax, dword [rcx+rax*4]
+                .raw(&[0x48, 0x01, 0xc8]) // add rax, rcx
+                .raw(&[0xff, 0xe0]) // jmp rax
+        }
+        fn panic_block(&mut self, callee: u64) -> &mut Self {
+            self.rel(&[0x48, 0x8d, 0x3d], LOCATION).rel(&[0xe8], callee).raw(&[0x0f, 0x0b]) // lea rdi,[rip+L]; call; ud2
+        }
+        fn await_block(&mut self) -> &mut Self {
+            self.raw(&[0x48, 0x8d, 0x7b, 0x28]).rel(&[0xe8], CHILD).raw(&[0xc3]) // lea rdi,[rbx+0x28]; call CHILD; ret
+        }
+    }
+
+    fn env(table: &[(u64, u64)]) -> TestEnv {
+        let mut env = TestEnv::default();
+        for &(i, target) in table {
+            env.table.insert(TABLE + 4 * i, (target as i64 - TABLE as i64) as i32);
+        }
+        env.locations.insert(LOCATION, SourceLocation { file: "src/app.rs".into(), line: 7, column: Some(40) });
+        env.names.insert(RESUMED, "core::panicking::panic_const::panic_const_async_fn_resumed".into());
+        env.names.insert(RESUMED_PANIC, "core::panicking::panic_const::panic_const_async_fn_resumed_panic".into());
+        env
+    }
+
+    fn recognise(code: &[u8], env: &TestEnv) -> Machines {
+        let flow = Flow::from_code(code, BASE, env);
+        machines(env, &flow)
+    }
+
+    fn one_await(m: &Machines) -> (StateLoc, Vec<(u64, Next)>) {
+        let e = m.entry.expect("an entry machine");
+        let m = &m.list[e];
+        (m.at, m.awaits.iter().map(|(s, a)| (*s, a.next)).collect())
+    }
+
+    /// `match state` through a relative jump table: 0 starts, 1 and 2 panic with the async fn's
+    /// location, 3 polls the awaitee at self+0x28.
+    #[test]
+    fn jump_table_dispatch() {
+        let mut a = Asm::default();
+        a.prologue().load_state().table_jump();
+        let s0 = a.ip();
+        a.raw(&[0xc3]);
+        let s1 = a.ip();
+        a.panic_block(RESUMED);
+        let s2 = a.ip();
+        a.panic_block(RESUMED_PANIC);
+        let s3 = a.ip();
+        a.await_block();
+        let code = a.done();
+        let env = env(&[(0, s0), (1, s1), (2, s2), (3, s3)]);
+        let m = recognise(&code, &env);
+        let (at, awaits) = one_await(&m);
+        assert_eq!(at, StateLoc { off: 0x30, width: 1 });
+        assert_eq!(m.list[0].location.line, 7);
+        assert!(matches!(awaits[..], [(3, Next::Call { callee: CHILD, arg: Some(0x28), .. })]), "{awaits:?}");
+    }
+
+    /// The same with compares: `test eax,eax; je s0; cmp eax,3; je s3; cmp eax,1; je s1; jmp s2`.
+    #[test]
+    fn compare_chain_dispatch() {
+        let mut a = Asm::default();
+        a.prologue().load_state();
+        a.raw(&[0x85, 0xc0]).to(&[0x0f, 0x84], "s0"); // test eax,eax; je s0
+        a.raw(&[0x83, 0xf8, 0x03]).to(&[0x0f, 0x84], "s3"); // cmp eax,3; je s3
+        a.raw(&[0x83, 0xf8, 0x01]).to(&[0x0f, 0x84], "s1"); // cmp eax,1; je s1
+        a.to(&[0xe9], "s2"); // jmp s2
+        a.label("s0").raw(&[0xc3]);
+        a.label("s1").panic_block(RESUMED);
+        a.label("s2").panic_block(RESUMED_PANIC);
+        a.label("s3").await_block();
+        let code = a.done();
+        let m = recognise(&code, &env(&[]));
+        let (at, awaits) = one_await(&m);
+        assert_eq!(at, StateLoc { off: 0x30, width: 1 });
+        assert!(matches!(awaits[..], [(3, Next::Call { callee: CHILD, arg: Some(0x28), .. })]), "{awaits:?}");
+    }
+
+    /// A table indexed by the discriminant minus 3 (`add eax, -3` after the low states were
+    /// tested), as when the discriminant's low values are spoken for: state 3 + i is entry i.
+    #[test]
+    fn biased_table_dispatch() {
+        let mut a = Asm::default();
+        a.prologue().load_state();
+        a.raw(&[0x85, 0xc0]).to(&[0x0f, 0x84], "s0"); // test eax,eax; je s0
+        a.raw(&[0x83, 0xf8, 0x01]).to(&[0x0f, 0x84], "s1"); // cmp eax,1; je s1
+        a.raw(&[0x83, 0xf8, 0x02]).to(&[0x0f, 0x84], "s2"); // cmp eax,2; je s2
+        a.raw(&[0x83, 0xc0, 0xfd]); // add eax, -3
+        a.table_jump();
+        a.label("s0").raw(&[0xc3]);
+        a.label("s1").panic_block(RESUMED);
+        a.label("s2").panic_block(RESUMED_PANIC);
+        let s3 = a.ip();
+        a.await_block();
+        let s4 = a.ip();
+        a.await_block();
+        let code = a.done();
+        let m = recognise(&code, &env(&[(0, s3), (1, s4)]));
+        let (_, awaits) = one_await(&m);
+        let states: Vec<u64> = awaits.iter().map(|(s, _)| *s).collect();
+        assert_eq!(states, [3, 4], "{awaits:?}");
+    }
+
+    /// A `match` on a byte whose arms do not raise an async fn's completion panic is not a state
+    /// machine (drop glue, an enum's match); a panic with a location through another function
+    /// (named, not the async-fn one) neither.
+    #[test]
+    fn other_dispatches_are_refused() {
+        let mut a = Asm::default();
+        a.prologue().load_state().table_jump();
+        let s0 = a.ip();
+        a.raw(&[0xc3]);
+        let s1 = a.ip();
+        a.raw(&[0xc3]);
+        let s2 = a.ip();
+        a.raw(&[0xc3]);
+        let s3 = a.ip();
+        a.await_block();
+        let code = a.done();
+        let env_ = env(&[(0, s0), (1, s1), (2, s2), (3, s3)]);
+        assert!(recognise(&code, &env_).list.is_empty());
+
+        let mut a = Asm::default();
+        a.prologue().load_state().table_jump();
+        let s1 = a.ip();
+        a.panic_block(0x7100);
+        let s3 = a.ip();
+        a.await_block();
+        let code = a.done();
+        let mut env_ = env(&[(0, s1), (1, s1), (2, s1), (3, s3)]);
+        env_.names.insert(0x7100, "core::panicking::panic_bounds_check".into());
+        assert!(recognise(&code, &env_).list.is_empty());
+    }
+
+    /// Table entries are read while they land on an instruction of the function: one pointing
+    /// elsewhere ends the table (no state is invented from the bytes after it).
+    #[test]
+    fn table_ends_at_the_first_entry_outside_the_function() {
+        let mut a = Asm::default();
+        a.prologue().load_state().table_jump();
+        let s0 = a.ip();
+        a.raw(&[0xc3]);
+        let s1 = a.ip();
+        a.panic_block(RESUMED);
+        let s2 = a.ip();
+        a.panic_block(RESUMED_PANIC);
+        let s3 = a.ip();
+        a.await_block();
+        let code = a.done();
+        let env_ = env(&[(0, s0), (1, s1), (2, s2), (3, s3), (4, 0x5_0000), (5, s3)]);
+        let (_, awaits) = one_await(&recognise(&code, &env_));
+        assert_eq!(awaits.len(), 1, "{awaits:?}");
+    }
 }

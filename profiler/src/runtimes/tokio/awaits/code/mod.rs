@@ -21,7 +21,7 @@ use self::flow::{Flow, Val};
 use self::machine::{Machines, Next};
 use crate::elf::anon_names::is_anonymous;
 use crate::elf::extents::Extents;
-use crate::elf::lines::{is_library_path, LineTable};
+use crate::elf::lines::{is_library_path, normalize_path, LineTable};
 use crate::elf::ElfImage;
 use crate::runtimes::tokio::naming::code::SourceLocation;
 
@@ -112,7 +112,7 @@ impl CodeIndex {
             return None;
         }
         let m = Flow::analyse(&self.image, start, end)
-            .map(|flow| machine::machines(&self.image, &flow))
+            .map(|flow| machine::machines(&flow::ImageEnv(&self.image), &flow))
             .filter(|m| !m.list.is_empty())
             .map(Arc::new);
         self.functions.insert(start, m.clone());
@@ -197,60 +197,7 @@ impl CodeIndex {
         cell_size: Option<u64>,
         read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
     ) -> Decoded {
-        let mut levels = Vec::new();
-        let (mut func, mut machine, mut base) = (root.func, root.machine, root.base);
-        while levels.len() < MAX_LEVELS {
-            let Some((_, ms)) = self.machines(func) else {
-                break;
-            };
-            let Some(m) = ms.list.get(machine) else { break };
-            let Some(off) = base.checked_add(m.at.off).filter(|o| *o >= 0) else {
-                return Decoded::Undecoded;
-            };
-            let width = u64::from(m.at.width);
-            if cell_size.is_some_and(|size| off as u64 + width > size) {
-                return Decoded::Undecoded;
-            }
-            let mut buf = [0u8; 4];
-            let Some(addr) = header.checked_add(off as u64) else {
-                return Decoded::Undecoded;
-            };
-            if !read(addr, &mut buf[..m.at.width as usize]) {
-                return Decoded::Undecoded;
-            }
-            let state = u64::from(u32::from_le_bytes(buf));
-            let Some(a) = m.awaits.get(&state) else {
-                return match (levels.is_empty(), state) {
-                    (true, 0) => Decoded::NotSuspended,
-                    (true, _) => Decoded::Undecoded,
-                    // an awaitee not (yet) at an await of its own: the levels above stand
-                    (false, _) => break,
-                };
-            };
-            levels.push(Level {
-                func,
-                machine,
-                state,
-            });
-            match a.next {
-                Next::Inner(j) => machine = j,
-                Next::Call {
-                    callee,
-                    arg: Some(arg),
-                    ..
-                } => match self.machines(callee) {
-                    Some((start, callee_ms)) if start == callee => {
-                        match (callee_ms.entry, base.checked_add(arg)) {
-                            (Some(e), Some(b)) => (func, machine, base) = (callee, e, b),
-                            _ => break,
-                        }
-                    }
-                    _ => break,
-                },
-                _ => break,
-            }
-        }
-        Decoded::Levels(levels)
+        decode_levels(&mut |addr| self.machines(addr), root, header, cell_size, read)
     }
 
     /// The report's description of one level (cached).
@@ -279,7 +226,7 @@ impl CodeIndex {
                     .find_map(|&ip| await_line(t, ip, library))
             })
             .map_or((Some(m.location.file.clone()), None), |(f, l)| {
-                (Some(f), Some(l))
+                (Some(normalize_path(&f)), Some(l))
             });
         let callee = match (next, a.next) {
             (Some(n), _) => self
@@ -360,6 +307,71 @@ impl CodeIndex {
     }
 }
 
+/// One task's levels: the root machine's discriminant read from the task, then each awaitee's,
+/// while the code says where it lies; `machines` gives the machines of the function at an address.
+pub fn decode_levels(
+machines: &mut dyn FnMut(u64) -> Option<(u64, Arc<Machines>)>,
+    root: Root,
+    header: u64,
+    cell_size: Option<u64>,
+    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+) -> Decoded {
+    let mut levels = Vec::new();
+    let (mut func, mut machine, mut base) = (root.func, root.machine, root.base);
+    while levels.len() < MAX_LEVELS {
+        let Some((_, ms)) = machines(func) else {
+            break;
+        };
+        let Some(m) = ms.list.get(machine) else { break };
+        let Some(off) = base.checked_add(m.at.off).filter(|o| *o >= 0) else {
+            return Decoded::Undecoded;
+        };
+        let width = u64::from(m.at.width);
+        if cell_size.is_some_and(|size| off as u64 + width > size) {
+            return Decoded::Undecoded;
+        }
+        let mut buf = [0u8; 4];
+        let Some(addr) = header.checked_add(off as u64) else {
+            return Decoded::Undecoded;
+        };
+        if !read(addr, &mut buf[..m.at.width as usize]) {
+            return Decoded::Undecoded;
+        }
+        let state = u64::from(u32::from_le_bytes(buf));
+        let Some(a) = m.awaits.get(&state) else {
+            return match (levels.is_empty(), state) {
+                (true, 0) => Decoded::NotSuspended,
+                (true, _) => Decoded::Undecoded,
+                // an awaitee not (yet) at an await of its own: the levels above stand
+                (false, _) => break,
+            };
+        };
+        levels.push(Level {
+            func,
+            machine,
+            state,
+        });
+        match a.next {
+            Next::Inner(j) => machine = j,
+            Next::Call {
+                callee,
+                arg: Some(arg),
+                ..
+            } => match machines(callee) {
+                Some((start, callee_ms)) if start == callee => {
+                    match (callee_ms.entry, base.checked_add(arg)) {
+                        (Some(e), Some(b)) => (func, machine, base) = (callee, e, b),
+                        _ => break,
+                    }
+                }
+                _ => break,
+            },
+            _ => break,
+        }
+    }
+    Decoded::Levels(levels)
+}
+
 /// The line of an await at `ip`: among the inlined frames there, the innermost in the user's code
 /// (for a library's own async fn, the innermost).
 fn await_line(t: &LineTable, ip: u64, library: bool) -> Option<(String, u32)> {
@@ -377,7 +389,7 @@ fn is_async_body(name: &str) -> bool {
 
 /// An async fn's poll is `path::f::{{closure}}` (legacy) or `path::f::{closure#0}` (v0): `path::f`.
 fn trim_closure(name: &str) -> String {
-    for suffix in ["::{{closure}}", "::{closure#0}"] {
+    for suffix in ["::{{closure}}", "::{closure#0}", "::{async_fn#0}"] {
         if let Some(s) = name.strip_suffix(suffix) {
             return s.to_owned();
         }
@@ -401,7 +413,68 @@ pub fn short_path(l: &SourceLocation) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::flow::StateLoc;
+    use super::machine::{Await, Machine};
     use super::*;
+    use std::collections::BTreeMap;
+
+    fn machine(off: i64, awaits: &[(u64, Next)]) -> Machine {
+        Machine {
+            dispatch: 0,
+            at: StateLoc { off, width: 1 },
+            location: SourceLocation { file: "src/a.rs".into(), line: 1, column: None },
+            awaits: awaits.iter().map(|&(s, next)| (s, Await { resume: 0, next, path: Vec::new() })).collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    /// Two functions: the root at 0x100 (state at +0x30, its first await calls 0x200 with
+    /// self+0x40), the awaitee at 0x200 (state at +0x8, one await polling a leaf).
+    fn decode_task(task: &[u8], cell: Option<u64>) -> Decoded {
+        let fns: HashMap<u64, Arc<Machines>> = HashMap::from([
+            (0x100, Arc::new(Machines { list: vec![machine(0x30, &[(3, Next::Call { ip: 1, callee: 0x200, arg: Some(0x40) }), (4, Next::Inline)])], entry: Some(0) })),
+            (0x200, Arc::new(Machines { list: vec![machine(0x8, &[(3, Next::Call { ip: 2, callee: 0x300, arg: None })])], entry: Some(0) })),
+        ]);
+        let header = 0x10_000u64;
+        let mut read = |addr: u64, buf: &mut [u8]| {
+            let Some(i) = addr.checked_sub(header).map(|i| i as usize) else { return false };
+            match task.get(i..i + buf.len()) {
+                Some(b) => {
+                    buf.copy_from_slice(b);
+                    true
+                }
+                None => false,
+            }
+        };
+        let root = Root { func: 0x100, machine: 0, base: 0x10 };
+        decode_levels(&mut |a| fns.get(&a).map(|m| (a, m.clone())), root, header, cell, &mut read)
+    }
+
+    #[test]
+    fn levels_follow_awaitees_and_refuse_what_the_code_does_not_have() {
+        let mut task = vec![0u8; 0x80];
+        // never polled
+        assert_eq!(decode_task(&task, None), Decoded::NotSuspended);
+        // at the root's 1st await, its awaitee (at 0x10 + 0x40) at its 1st
+        task[0x40] = 3;
+        task[0x58] = 3;
+        let Decoded::Levels(l) = decode_task(&task, None) else { panic!() };
+        assert_eq!(l.iter().map(|l| (l.func, l.state)).collect::<Vec<_>>(), [(0x100, 3), (0x200, 3)]);
+        // the awaitee not at an await of its own: the root's level stands
+        task[0x58] = 0;
+        let Decoded::Levels(l) = decode_task(&task, None) else { panic!() };
+        assert_eq!(l.len(), 1);
+        // a discriminant the code has no await for: undecoded, not guessed
+        task[0x40] = 9;
+        assert_eq!(decode_task(&task, None), Decoded::Undecoded);
+        task[0x40] = 1; // returned
+        assert_eq!(decode_task(&task, None), Decoded::Undecoded);
+        // the discriminant past the cell's end (the trailer offset): undecoded
+        task[0x40] = 4;
+        assert!(matches!(decode_task(&task, None), Decoded::Levels(_)));
+        assert_eq!(decode_task(&task, Some(0x40)), Decoded::Undecoded);
+        // unreadable memory
+        assert_eq!(decode_task(&task[..0x20], None), Decoded::Undecoded);
+    }
 
     #[test]
     fn names_are_trimmed_and_paths_shortened() {
