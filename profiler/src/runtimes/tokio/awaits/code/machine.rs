@@ -183,7 +183,12 @@ fn dispatches(flow: &Flow) -> Vec<(u64, StateLoc, BTreeMap<u64, u64>, Option<u64
 /// Recognises the state machines of `flow`.
 pub fn machines(env: &dyn Env, flow: &Flow) -> Machines {
     let mut list = Vec::new();
-    for (ip, at, targets, other) in dispatches(flow) {
+    let all = dispatches(flow);
+    // the first dispatch on a byte of self with a target for 0 (unresumed): the function's own
+    // state machine when it is one; when it is not recognised, no other machine of the function
+    // (an awaitee inlined into it) may stand for the function's
+    let first = all.iter().filter(|(_, at, map, _)| at.width == 1 && at.off >= 0 && map.contains_key(&0)).map(|d| d.0).min();
+    for (ip, at, targets, other) in all {
         if !(1..=4).contains(&at.width) || at.off < 0 {
             continue;
         }
@@ -251,7 +256,8 @@ pub fn machines(env: &dyn Env, flow: &Flow) -> Machines {
     }
     let entry = (0..list.len())
         .filter(|&i| !inner[i])
-        .min_by_key(|&i| list[i].dispatch);
+        .min_by_key(|&i| list[i].dispatch)
+        .filter(|&i| first.is_none_or(|f| list[i].dispatch <= f));
     Machines { list, entry }
 }
 
