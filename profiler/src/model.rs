@@ -127,6 +127,11 @@ pub struct CensusStats {
     pub heap_scanned_at_attach_bytes: u64,
     /// How the `.await` each task waits at is known, or why it is not.
     pub where_stuck: String,
+    /// Tasks whose await was read at the last sample (at most 32 per site), those decoded, and
+    /// the time it took, ms (with the one-time reading of new sites' code, at their first sample).
+    pub where_stuck_sampled: u64,
+    pub where_stuck_decoded: u64,
+    pub where_stuck_ms: f64,
 }
 
 /// A site's oldest live task (tokio census: task ids are handed out in spawn order).

@@ -284,14 +284,22 @@ fn oldest_note(o: &crate::model::OldestTask) -> String {
 fn census_line(c: &crate::model::CensusStats) -> String {
     let of = c.tasks_expected.map(|e| format!(" of {e}")).unwrap_or_default();
     let complete = if c.complete { "complete" } else { "incomplete: a list changed under the walk" };
-    format!(
+    let mut line = format!(
         "census: {} runtime{}, {}{of} live tasks read ({complete}), {:.1} MB in {:.1} ms",
         c.runtimes,
         if c.runtimes == 1 { "" } else { "s" },
         c.tasks_walked,
         c.bytes_read as f64 / 1e6,
         c.walk_ms
-    )
+    );
+    if c.where_stuck_sampled > 0 {
+        let how = if c.where_stuck.contains("machine code") { "from the machine code" } else { "from DWARF types" };
+        line += &format!(
+            "; where tasks wait: {} of {} sampled decoded {how} in {:.1} ms",
+            c.where_stuck_decoded, c.where_stuck_sampled, c.where_stuck_ms
+        );
+    }
+    line
 }
 
 /// "stuck at FILE:LINE in FUNCTION (N of M sampled); also at ..." for a site whose waiting tasks'

@@ -55,6 +55,8 @@ pub struct Tokio {
     /// Where each site's sampled idle tasks wait, decoded during the last sample (so a report made
     /// after the target exited still has it).
     stuck: std::collections::HashMap<u64, crate::runtimes::Stuck>,
+    /// Tasks read for where-stuck at the last sample, those decoded, and the ms it took.
+    stuck_cost: (u64, u64, f64),
 }
 
 /// Births the census may see beyond the probes' before a site counts as missed by them.
@@ -136,6 +138,7 @@ impl Tokio {
             warnings,
             missed_births: BTreeMap::new(),
             stuck: Default::default(),
+            stuck_cost: (0, 0, 0.0),
         })
     }
 }
@@ -201,6 +204,14 @@ impl Tokio {
     /// Where the sampled idle tasks of every site wait, read from the target now (their cells
     /// change as they run): decoded during the sample, reported from what was decoded.
     fn decode_stuck(&mut self) {
+        let t0 = std::time::Instant::now();
+        self.decode_stuck_sites();
+        let sampled: u64 = self.stuck.values().map(|s| s.sampled).sum();
+        let undecoded: u64 = self.stuck.values().map(|s| s.undecoded).sum();
+        self.stuck_cost = (sampled, sampled - undecoded.min(sampled), t0.elapsed().as_secs_f64() * 1e3);
+    }
+
+    fn decode_stuck_sites(&mut self) {
         self.stuck.clear();
         let Some(c) = &self.census else { return };
         for (&key, hs) in &c.headers {
@@ -351,7 +362,14 @@ impl Source for Tokio {
             (AwaitDecoder::Auto, false) => FROM_CODE,
             (AwaitDecoder::Dwarf, false) => DWARF_MISSING,
         };
-        self.census.as_ref().map(|c| CensusStats { where_stuck: where_stuck.into(), ..c.stats.clone() })
+        let (where_stuck_sampled, where_stuck_decoded, where_stuck_ms) = self.stuck_cost;
+        self.census.as_ref().map(|c| CensusStats {
+            where_stuck: where_stuck.into(),
+            where_stuck_sampled,
+            where_stuck_decoded,
+            where_stuck_ms,
+            ..c.stats.clone()
+        })
     }
 }
 

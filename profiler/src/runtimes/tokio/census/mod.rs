@@ -247,7 +247,7 @@ impl TokioCensus {
             walk_ms: t0.elapsed().as_secs_f64() * 1e3,
             heap_scanned_bytes: self.stats.heap_scanned_bytes,
             heap_scanned_at_attach_bytes: self.stats.heap_scanned_at_attach_bytes,
-            where_stuck: String::new(),
+            ..CensusStats::default()
         };
         self.order.observe(&mut self.mem, tasks.iter().map(|t| t.id).max(), now_ns);
         self.tally(&tasks, now_ns, &unsure)
