@@ -93,7 +93,59 @@ def vtable(poll, trailer, sched=32):
     return [poll, 0x1100, 0x1200, 0x1300, 0x1400, 0x1500, 0x1600, trailer, sched, sched + 8]
 
 
+def async_poll(chain=False):
+    """An async fn's poll as rustc compiles it, at 0x1000 (the code target's base): a dispatch on
+    the byte at self+0x30 (jump table, or a compare chain), states 1 and 2 raising the completion
+    panic with the Location at 0x1300, state 3 polling the awaitee at self+0x28."""
+    base, table, loc, name = 0x1000, 0x1200, 0x1300, 0x1340
+    code = bytearray()
+
+    def ip():
+        return base + len(code)
+
+    def rel(op, target):
+        end = ip() + len(op) + 4
+        code.extend(op + struct.pack("<i", target - end))
+
+    code += bytes([0x48, 0x89, 0xFB, 0x0F, 0xB6, 0x47, 0x30])  # mov rbx, rdi; movzx eax, byte [rdi+0x30]
+    targets = {}
+    if chain:
+        fix = []
+        for value, op in [(0, [0x85, 0xC0]), (3, [0x83, 0xF8, 0x03]), (1, [0x83, 0xF8, 0x01])]:
+            code += bytes(op) + bytes([0x0F, 0x84])
+            fix.append((len(code), value))
+            code += b"\0" * 4
+        code += bytes([0xE9])
+        fix.append((len(code), 2))
+        code += b"\0" * 4
+    else:
+        rel(bytes([0x48, 0x8D, 0x0D]), table)  # lea rcx, [rip+table]
+        code += bytes([0x48, 0x63, 0x04, 0x81, 0x48, 0x01, 0xC8, 0xFF, 0xE0])  # movsxd; add; jmp rax
+    targets[0] = ip()
+    code += bytes([0xC3])
+    for state, callee in [(1, 0x2000), (2, 0x2010)]:
+        targets[state] = ip()
+        rel(bytes([0x48, 0x8D, 0x3D]), loc)  # lea rdi, [rip+loc]
+        rel(bytes([0xE8]), callee)
+        code += bytes([0x0F, 0x0B])
+    targets[3] = ip()
+    code += bytes([0x48, 0x8D, 0x7B, 0x28])  # lea rdi, [rbx+0x28]
+    rel(bytes([0xE8]), 0x3000)
+    code += bytes([0xC3])
+    if chain:
+        for at, value in fix:
+            code[at:at + 4] = struct.pack("<i", targets[value] - (base + at + 4))
+    out = bytearray(code) + b"\xcc" * (0x400 - len(code))
+    for i in range(4):
+        out[table - base + 4 * i:table - base + 4 * i + 4] = struct.pack("<i", targets[i] - table)
+    out[loc - base:loc - base + 24] = u64(name) + u64(10) + u32(7) + u32(40)
+    out[name - base:name - base + 10] = b"src/app.rs"
+    return bytes(out)
+
+
 def main():
+    write("code", "jump-table", async_poll())
+    write("code", "compare-chain", async_poll(chain=True))
     text_seeds("names", "names")
     text_seeds("config", "config")
     text_seeds("record", "series", whole=True)

@@ -33,6 +33,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = img.symbols_named(|n| n.starts_with("main")).count();
     let _ = (img.machine(), img.is_pie(), img.has_symtab(), img.has_debug_info());
     let _ = plan::plan(&img, img.data());
+    // the machine-code await decoder: function bounds from .eh_frame, futures below "polls"
+    let mut code = leakprof::runtimes::tokio::awaits::code::CodeIndex::new(&img);
+    for &a in addrs.iter().take(8) {
+        let _ = code.future_location(a);
+    }
     let _ = debug_file::candidates(img.data(), Path::new("/x/app"), Path::new("/usr/lib/debug"));
     // the executable segments as text, the vtable search over the rest (polls from the symbols)
     let text: Vec<(u64, u64)> = img

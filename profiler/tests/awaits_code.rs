@@ -71,3 +71,20 @@ fn stripped_binaries_have_the_same_futures() {
     }
     assert!(same * 4 >= polls.len() * 3, "{same} of {}", polls.len());
 }
+
+/// The seeds of the `code` fuzz target (fuzz/corpus/make_seeds.py) are async polls the analysis
+/// recognises, so the fuzzer starts from inputs that reach every stage.
+#[test]
+fn code_fuzz_seeds_are_recognised() {
+    use leakprof::runtimes::tokio::awaits::code::{flow, machine};
+    for seed in ["jump-table", "compare-chain"] {
+        let path = format!("{}/../fuzz/corpus/code/{seed}", env!("CARGO_MANIFEST_DIR"));
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let env = flow::SliceEnv { base: 0x1000, bytes: &data };
+        let f = flow::Flow::from_code(&data, 0x1000, &env);
+        let ms = machine::machines(&env, &f);
+        let m = &ms.list[ms.entry.expect("an entry machine")];
+        assert_eq!((m.at.off, m.location.file.as_str(), m.location.line), (0x30, "src/app.rs", 7), "{seed}");
+        assert!(matches!(m.awaits[&3].next, machine::Next::Call { callee: 0x3000, arg: Some(0x28), .. }), "{seed}: {m:?}");
+    }
+}

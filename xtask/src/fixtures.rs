@@ -60,6 +60,15 @@ const VARIANTS: &[Variant] = &[
         env: &[("CARGO_PROFILE_RELEASE_LTO", "fat"), ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"), ("CARGO_PROFILE_RELEASE_PANIC", "abort")],
         cargo_args: &[],
     },
+    // optimised for size (opt-level = "s"), as some services ship
+    Variant {
+        out: "tokio-latest-os",
+        dir: "tokio-latest",
+        bin: "tokio-fixture",
+        target_dir: "target-os",
+        env: &[("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s")],
+        cargo_args: &[],
+    },
     // v0 symbol mangling (names generic arguments)
     Variant {
         out: "tokio-latest-v0",

@@ -32,6 +32,7 @@ const TARGETS: &[Target] = &[
     Target { name: "tokio_vtables", max_len: 16 << 10, fixtures: &[] },
     Target { name: "tokio_lists", max_len: 4 << 10, fixtures: &[] },
     Target { name: "awaits", max_len: 64 << 10, fixtures: &["tokio-latest", "tokio-1.28"] },
+    Target { name: "code", max_len: 16 << 10, fixtures: &[] },
     Target { name: "unwind", max_len: 32 << 10, fixtures: &[] },
     Target { name: "config", max_len: 4 << 10, fixtures: &[] },
     Target { name: "series", max_len: 16 << 10, fixtures: &[] },

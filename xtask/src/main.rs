@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask setup | fixtures | demo | test | bench`.
 mod bench;
+mod bench_awaits;
 mod bench_census;
 mod bench_futex;
 mod bench_redis;
@@ -48,6 +49,9 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// tokio where-stuck from the machine code: one-time analysis and decoding cost per binary,
+    /// and the share of sampled tasks decoded per build profile.
+    BenchAwaits,
     /// tokio census: target cost vs bare, census time and bytes for 10k/100k/1M tasks, vs Handle::dump.
     BenchCensus {
         #[arg(long, default_value_t = 5)]
@@ -126,6 +130,7 @@ fn main() -> Result<()> {
         Cmd::Test { require_bpf } => test::run(&root, require_bpf),
         Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
         Cmd::BenchGo { rounds } => bench::go_stacks(&root, rounds),
+        Cmd::BenchAwaits => bench_awaits::run(&root),
         Cmd::BenchCensus { rounds } => bench_census::run(&root, rounds),
         Cmd::BenchFutex { rounds } => bench_futex::run(&root, rounds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),

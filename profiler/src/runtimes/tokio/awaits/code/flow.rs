@@ -80,6 +80,43 @@ impl Env for ImageEnv<'_> {
     }
 }
 
+/// Code and data from one byte slice mapped at `base` (no symbols, no relocations): for
+/// fuzzing the analysis with arbitrary bytes.
+pub struct SliceEnv<'a> {
+    pub base: u64,
+    pub bytes: &'a [u8],
+}
+
+impl Env for SliceEnv<'_> {
+    fn pointer(&self, vaddr: u64) -> Option<u64> {
+        Some(u64::from_le_bytes(self.slice(vaddr, 8)?.try_into().ok()?))
+    }
+
+    fn read_i32(&self, vaddr: u64) -> Option<i32> {
+        Some(i32::from_le_bytes(self.slice(vaddr, 4)?.try_into().ok()?))
+    }
+
+    fn panic_location(&self, vaddr: u64) -> Option<SourceLocation> {
+        // (file pointer, length, line, column) as in `core::panic::Location`
+        let ptr = self.pointer(vaddr)?;
+        let len = usize::try_from(self.pointer(vaddr.checked_add(8)?)?).ok()?.min(4096);
+        let line = self.read_i32(vaddr.checked_add(16)?)? as u32;
+        let file = std::str::from_utf8(self.slice(ptr, len)?).ok()?;
+        (line > 0 && file.ends_with(".rs")).then(|| SourceLocation { file: file.to_owned(), line, column: None })
+    }
+
+    fn symbol_names(&self, _: u64) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+impl SliceEnv<'_> {
+    fn slice(&self, vaddr: u64, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(vaddr.checked_sub(self.base)?).ok()?;
+        self.bytes.get(start..start.checked_add(len)?)
+    }
+}
+
 /// Where a discriminant lies: bytes at `off` from the function's entry `rdi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StateLoc {
