@@ -268,6 +268,21 @@ fn where_stuck_is_read_from_the_machine_code_of_release_builds() {
             }
         }
     }
+    // an older tokio, and the current-thread scheduler
+    for (fixture, extra) in [("tokio-1.38", None), ("tokio-latest", Some("--current-thread"))] {
+        for (scenario, fun, awaiting) in [CLASSIC[1], CLASSIC[3]] {
+            let args: Vec<&str> = [Some(scenario), extra].into_iter().flatten().collect();
+            let fx = Fixture::start(fixture, &args);
+            std::thread::sleep(Duration::from_millis(1500));
+            let r = report(fx.pid, &["--duration", "1"]);
+            let s = most_live(&r);
+            let (n, of) = decoded_share(s, fun, None);
+            let named = s["stuck_at"][0]["awaiting"].as_str().unwrap_or("");
+            if !(of >= 10 && n * 10 >= of * 9 && (named.contains(awaiting) || named.contains("tokio"))) {
+                failures.push(format!("{fixture} {extra:?} {scenario}: {n} of {of} decoded there: {s}"));
+            }
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

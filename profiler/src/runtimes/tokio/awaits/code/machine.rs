@@ -141,10 +141,13 @@ fn first_call(flow: &Flow, mut ip: u64, steps: usize) -> Option<&Call> {
 const CHAIN_SPAN: u64 = 256;
 
 /// The dispatches of a flow: (dispatch ip, where, value -> target, where other values go).
-fn dispatches(flow: &Flow) -> Vec<(u64, StateLoc, BTreeMap<u64, u64>, Option<u64>)> {
+/// A dispatch: its ip, where its discriminant lies, value -> target, and where other values go.
+type Dispatch = (u64, StateLoc, BTreeMap<u64, u64>, Option<u64>);
+
+fn dispatches(flow: &Flow) -> Vec<Dispatch> {
     // a table indexed by the discriminant minus a bias (the values below it, e.g. the
     // unresumed/returned/panicked states, tested by compares before it)
-    let mut out: Vec<(u64, StateLoc, BTreeMap<u64, u64>, Option<u64>)> = flow
+    let mut out: Vec<Dispatch> = flow
         .tables
         .iter()
         .map(|t| {
