@@ -38,15 +38,19 @@ pub fn to_pprof(r: &Report) -> Vec<u8> {
     for s in &r.sites {
         let leaf = Frame { function: &s.function, file: s.file.as_deref(), line: s.line };
         let labels = [("kind", "task"), ("verdict", verdict_str(s.verdict))];
-        if !s.stacks.is_empty() {
-            // Go: live goroutines by the whole stack they wait in (sampled), innermost first
+        // Go: live goroutines by the whole stack they wait in (sampled), innermost first; tokio:
+        // by their await chains, unless the probes gave spawn stacks (who spawned them is then the
+        // stack, as `go tool pprof -traces` readers of a spawn-path profile expect)
+        let go = s.stuck_decoded_by.as_deref() == Some("stack");
+        if !s.stacks.is_empty() && (go || s.spawn_stacks.is_empty()) {
             let w: Vec<u64> = s.stacks.iter().map(|st| st.tasks).collect();
             let live = apportion(s.live, &w);
             let spawned = apportion(s.spawned as i64, &w);
+            let kind = if go { "goroutine" } else { "task" };
             for (i, st) in s.stacks.iter().enumerate() {
                 let stack: Vec<Frame> =
                     st.frames.iter().map(|f| Frame { function: &f.function, file: f.file.as_deref(), line: f.line }).collect();
-                b.add_sample(&[live[i], spawned[i], 0], &stack, &[("kind", "goroutine"), ("verdict", verdict_str(s.verdict))]);
+                b.add_sample(&[live[i], spawned[i], 0], &stack, &[("kind", kind), ("verdict", verdict_str(s.verdict))]);
             }
             continue;
         }

@@ -72,3 +72,31 @@ fn round_trip_with_stacks_dedups_and_sums() {
     assert_eq!(p.string_table[label.key as usize], "verdict");
     assert_eq!(p.string_table[label.str as usize], "leak");
 }
+
+/// A tokio site with await chains and spawn stacks (where-stuck from the code, `--probes`): its
+/// samples follow the spawn stacks; without spawn stacks, the await chains, labelled as tasks; a
+/// Go site always by the stacks its goroutines wait in.
+#[test]
+fn tokio_await_chains_give_way_to_spawn_stacks_go_stacks_do_not() {
+    use crate::model::WaitStack;
+    let spawn = vec![SpawnStack { samples: 2, live_samples: 2, live_estimate: 0, frames: vec![frame("tokio::bind_inner"), frame("app::caller")] }];
+    let wait = vec![WaitStack { tasks: 4, frames: vec![frame("app::job at .await #1 awaiting Rx::recv")] }];
+    let with = |decoder: &str, spawn: Vec<SpawnStack>| {
+        let mut s = site("app::job::{{closure}}", 4, spawn);
+        s.stacks = wait.clone();
+        s.stuck_decoded_by = Some(decoder.into());
+        let p = decode(&to_pprof(&report(vec![s])));
+        let names: Vec<String> = p.function.iter().map(|f| p.string_table[f.name as usize].clone()).collect();
+        let kind = p.string_table[p.sample[0].label[0].str as usize].clone();
+        (names, kind)
+    };
+    let (names, kind) = with("code", spawn.clone());
+    assert!(names.iter().any(|n| n == "app::caller"), "{names:?}");
+    assert_eq!(kind, "task");
+    let (names, kind) = with("code", vec![]);
+    assert!(names.iter().any(|n| n.contains(".await #1")), "{names:?}");
+    assert_eq!(kind, "task");
+    let (names, kind) = with("stack", spawn);
+    assert!(names.iter().any(|n| n.contains(".await #1")) && !names.iter().any(|n| n == "app::caller"), "{names:?}");
+    assert_eq!(kind, "goroutine");
+}
