@@ -1,4 +1,4 @@
-//! Where a tokio task's future is suspended, from DWARF type info (`debug = 2` builds).
+//! Where a tokio task's future is suspended, from DWARF type info (`debug = 2` builds) or, without it, from the machine code.
 //!
 //! A task is a `tokio::runtime::task::core::Cell<T, S>` whose header is its first field. The
 //! `raw::poll<T, S>` subprogram at a vtable's poll address has a `harness: Harness<T, S>`
@@ -15,7 +15,8 @@
 //!
 //! Modules: [`dwarf`] loads sections and units, [`scan`] indexes a unit in one pass, [`layout`]
 //! reads a structure, [`plan`] turns layouts into offsets, [`decode`] reads target memory with
-//! them, [`names`] makes type names readable.
+//! them, [`names`] makes type names readable. Without DWARF types, [`code`] reads the same from
+//! the machine code; [`stuck`] tallies what either decoded.
 
 pub mod code;
 mod decode;
