@@ -15,7 +15,7 @@ pub mod flow;
 pub mod machine;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use self::flow::{Flow, Val};
 use self::machine::{Machines, Next};
@@ -84,59 +84,62 @@ pub struct AwaitPoint {
 /// Machine-code layouts of task futures of one binary, built lazily.
 pub struct CodeIndex {
     image: ElfImage,
-    extents: Extents,
-    functions: HashMap<u64, Option<Arc<Machines>>>,
+    /// Function bounds, read from `.eh_frame` on first need (not at attach: a binary with DWARF
+    /// types may never need them).
+    extents: OnceLock<Extents>,
+    functions: HashMap<u64, Analysed>,
     roots: HashMap<u64, Option<Root>>,
     points: HashMap<(u64, usize, u64), AwaitPoint>,
+}
+
+/// What one function's code says, from one pass over it: its state machines, and its calls
+/// whose first argument points into its own `self` (callee, offset).
+#[derive(Default)]
+struct Analysed {
+    machines: Option<Arc<Machines>>,
+    pointer_calls: Vec<(u64, i64)>,
 }
 
 impl CodeIndex {
     pub fn new(image: &ElfImage) -> CodeIndex {
         CodeIndex {
             image: image.clone(),
-            extents: Extents::from_image(image),
+            extents: OnceLock::new(),
             functions: HashMap::new(),
             roots: HashMap::new(),
             points: HashMap::new(),
         }
     }
 
-    /// The machines of the function containing `addr` (cached; None: not a function or no
-    /// machine). Keyed by the function's start.
-    pub fn machines(&mut self, addr: u64) -> Option<(u64, Arc<Machines>)> {
-        let (start, end) = self.extents.function_at(&self.image, addr)?;
-        if let Some(m) = self.functions.get(&start) {
-            return m.clone().map(|m| (start, m));
+    /// The function containing `addr`, analysed once (cached by its start; None: not in a
+    /// function, or past the analysis bounds).
+    fn analysed(&mut self, addr: u64) -> Option<(u64, &Analysed)> {
+        let (start, end) = self.extents.get_or_init(|| Extents::from_image(&self.image)).function_at(&self.image, addr)?;
+        if !self.functions.contains_key(&start) {
+            if self.functions.len() >= MAX_ANALYSED || end - start > MAX_FUNCTION {
+                return None;
+            }
+            let a = Flow::analyse(&self.image, start, end).map_or_else(Analysed::default, |flow| Analysed {
+                machines: Some(machine::machines(&flow::ImageEnv(&self.image), &flow)).filter(|m| !m.list.is_empty()).map(Arc::new),
+                pointer_calls: flow
+                    .calls
+                    .iter()
+                    .filter_map(|c| match (c.callee, c.rdi) {
+                        (Some(callee), Val::Ptr(off)) => Some((callee, off)),
+                        _ => None,
+                    })
+                    .collect(),
+            });
+            self.functions.insert(start, a);
         }
-        if self.functions.len() >= MAX_ANALYSED || end - start > MAX_FUNCTION {
-            return None;
-        }
-        let m = Flow::analyse(&self.image, start, end)
-            .map(|flow| machine::machines(&flow::ImageEnv(&self.image), &flow))
-            .filter(|m| !m.list.is_empty())
-            .map(Arc::new);
-        self.functions.insert(start, m.clone());
-        m.map(|m| (start, m))
+        Some((start, &self.functions[&start]))
     }
 
-    /// The calls of the function at `start` whose first argument points into `self`.
-    fn pointer_calls(&self, start: u64) -> Vec<(u64, i64)> {
-        let Some((s, end)) = self.extents.function_at(&self.image, start) else {
-            return Vec::new();
-        };
-        if s != start || end - start > MAX_FUNCTION {
-            return Vec::new();
-        }
-        let Some(flow) = Flow::analyse(&self.image, start, end) else {
-            return Vec::new();
-        };
-        flow.calls
-            .iter()
-            .filter_map(|c| match (c.callee, c.rdi) {
-                (Some(callee), Val::Ptr(off)) => Some((callee, off)),
-                _ => None,
-            })
-            .collect()
+    /// The machines of the function containing `addr` (cached; None: not a function or no
+    /// machine), with the function's start.
+    pub fn machines(&mut self, addr: u64) -> Option<(u64, Arc<Machines>)> {
+        let (start, a) = self.analysed(addr)?;
+        Some((start, a.machines.clone()?))
     }
 
     /// The future polled by the `raw::poll<T, S>` at `poll_vaddr` (cached).
@@ -164,20 +167,16 @@ impl CodeIndex {
             if !seen.insert((func, base)) || seen.len() > ROOT_FUNCTIONS {
                 continue;
             }
-            if let Some((start, m)) = self.machines(func) {
-                if start == func {
-                    if let Some(machine) = m.entry {
-                        return Some(Root {
-                            func,
-                            machine,
-                            base,
-                        });
-                    }
-                }
+            let Some((start, a)) = self.analysed(func) else { continue };
+            if start != func {
+                continue; // (calls go to function starts)
+            }
+            if let Some(machine) = a.machines.as_ref().and_then(|m| m.entry) {
+                return Some(Root { func, machine, base });
             }
             if depth < ROOT_DEPTH {
                 // depth first, in call order
-                let calls = self.pointer_calls(func);
+                let calls = a.pointer_calls.clone();
                 for (callee, off) in calls.into_iter().rev() {
                     if let Some(b) = base.checked_add(off) {
                         stack.push((callee, b, depth + 1));
