@@ -2,9 +2,11 @@
 //! state machine's dispatch needs: a pointer at a known offset from the function's first
 //! argument (`rdi` at entry: `self` of a `poll`), a byte or word loaded from there (a state
 //! discriminant), constants (`lea reg, [rip+X]`) and the jump-table arithmetic built from them.
-//! One forward pass in address order; at a branch target the states of its forward branches and
-//! of the fall-through are merged (what they disagree on is unknown). Loops are not iterated: a
-//! register a back edge changes is not followed, which only loses facts, never invents one.
+//! Passes in address order; at a branch target the states of its branches and of the
+//! fall-through are merged (what they disagree on is unknown); a back edge's state joins in the
+//! next pass (at most [`ROUNDS`]). Code no path reaches gives nothing, and a panic does not
+//! return. What the code refers to (tables, GOT slots, panic locations, names) is read through
+//! [`Env`].
 
 use std::collections::HashMap;
 
@@ -13,8 +15,8 @@ use iced_x86::{
     MemorySize, Mnemonic, OpAccess, OpKind, Register,
 };
 
+pub use super::env::{Env, ImageEnv, SliceEnv};
 use crate::elf::ElfImage;
-use crate::runtimes::tokio::naming::code::{read_panic_location, SourceLocation};
 
 /// Instructions decoded per function at most.
 pub const MAX_INSTRUCTIONS: usize = 60_000;
@@ -22,100 +24,6 @@ pub const MAX_INSTRUCTIONS: usize = 60_000;
 const ROUNDS: usize = 3;
 /// Jump-table entries read at most.
 const MAX_TABLE: u64 = 1024;
-
-/// What the code refers to: the executable's data, and which calls never return.
-pub trait Env {
-    /// The relocated pointer at `vaddr` (a GOT slot).
-    fn pointer(&self, vaddr: u64) -> Option<u64>;
-    /// A jump-table entry.
-    fn read_i32(&self, vaddr: u64) -> Option<i32>;
-    /// The `core::panic::Location` at `vaddr`, if the bytes there are one.
-    fn panic_location(&self, vaddr: u64) -> Option<SourceLocation>;
-    /// The (demangled) names of the symbols at `vaddr` (none in a stripped binary).
-    fn symbol_names(&self, vaddr: u64) -> Vec<String>;
-    /// True when a call to `callee` with these first three arguments never returns (a panic:
-    /// by the callee's name, or a `core::panic::Location` passed to it).
-    fn noreturn(&self, callee: Option<u64>, args: &[Val]) -> bool {
-        let named = callee.is_some_and(|c| {
-            self.symbol_names(c).iter().any(|s| NORETURN.iter().any(|n| s.starts_with(n) || s == n.trim_end_matches(':')))
-        });
-        named || args.iter().any(|a| matches!(a, Val::Const(x) if self.panic_location(*x).is_some()))
-    }
-}
-
-/// Functions that never return, by name (with symbols).
-const NORETURN: &[&str] = &[
-    "core::panicking::",
-    "core::option::unwrap_failed",
-    "core::option::expect_failed",
-    "core::result::unwrap_failed",
-    "core::slice::index::",
-    "alloc::alloc::handle_alloc_error",
-    "alloc::raw_vec::handle_error",
-    "alloc::raw_vec::capacity_overflow",
-    "std::panicking::begin_panic",
-    "std::process::abort",
-    "_Unwind_Resume",
-    "abort",
-];
-
-/// The executable itself.
-pub struct ImageEnv<'a>(pub &'a ElfImage);
-
-impl Env for ImageEnv<'_> {
-    fn pointer(&self, vaddr: u64) -> Option<u64> {
-        self.0.read_pointer(vaddr)
-    }
-
-    fn read_i32(&self, vaddr: u64) -> Option<i32> {
-        Some(i32::from_le_bytes(self.0.read_at_vaddr(vaddr, 4)?.try_into().ok()?))
-    }
-
-    fn panic_location(&self, vaddr: u64) -> Option<SourceLocation> {
-        read_panic_location(self.0, vaddr)
-    }
-
-    fn symbol_names(&self, vaddr: u64) -> Vec<String> {
-        self.0.symbols_at_addr(vaddr).iter().map(|s| s.name.clone()).collect()
-    }
-}
-
-/// Code and data from one byte slice mapped at `base` (no symbols, no relocations): for
-/// fuzzing the analysis with arbitrary bytes.
-pub struct SliceEnv<'a> {
-    pub base: u64,
-    pub bytes: &'a [u8],
-}
-
-impl Env for SliceEnv<'_> {
-    fn pointer(&self, vaddr: u64) -> Option<u64> {
-        Some(u64::from_le_bytes(self.slice(vaddr, 8)?.try_into().ok()?))
-    }
-
-    fn read_i32(&self, vaddr: u64) -> Option<i32> {
-        Some(i32::from_le_bytes(self.slice(vaddr, 4)?.try_into().ok()?))
-    }
-
-    fn panic_location(&self, vaddr: u64) -> Option<SourceLocation> {
-        // (file pointer, length, line, column) as in `core::panic::Location`
-        let ptr = self.pointer(vaddr)?;
-        let len = usize::try_from(self.pointer(vaddr.checked_add(8)?)?).ok()?.min(4096);
-        let line = self.read_i32(vaddr.checked_add(16)?)? as u32;
-        let file = std::str::from_utf8(self.slice(ptr, len)?).ok()?;
-        (line > 0 && file.ends_with(".rs")).then(|| SourceLocation { file: file.to_owned(), line, column: None })
-    }
-
-    fn symbol_names(&self, _: u64) -> Vec<String> {
-        Vec::new()
-    }
-}
-
-impl SliceEnv<'_> {
-    fn slice(&self, vaddr: u64, len: usize) -> Option<&[u8]> {
-        let start = usize::try_from(vaddr.checked_sub(self.base)?).ok()?;
-        self.bytes.get(start..start.checked_add(len)?)
-    }
-}
 
 /// Where a discriminant lies: bytes at `off` from the function's entry `rdi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -466,6 +374,29 @@ impl Flow {
         f
     }
 
+    /// The call (or tail jump) at `ip` (`calls` are in address order).
+    pub fn call_at(&self, ip: u64) -> Option<&Call> {
+        self.calls.binary_search_by_key(&ip, |c| c.ip).ok().map(|i| &self.calls[i])
+    }
+
+    /// The instructions run from `ip` along one path: conditional branches fall through, direct
+    /// jumps within the function are followed; it ends after a return, a trap, an indirect jump
+    /// or a jump out of the function (unbounded on a loop: the caller takes what it needs).
+    pub fn straight_line(&self, ip: u64) -> impl Iterator<Item = &Instruction> + '_ {
+        let mut next = self.index_of(ip);
+        std::iter::from_fn(move || {
+            let ins = &self.insns[next?];
+            next = match ins.flow_control() {
+                FlowControl::UnconditionalBranch if ins.op0_kind() == OpKind::NearBranch64 => {
+                    self.index_of(ins.near_branch_target())
+                }
+                FlowControl::Return | FlowControl::Interrupt | FlowControl::Exception | FlowControl::IndirectBranch => None,
+                _ => self.index_of(ins.next_ip()),
+            };
+            Some(ins)
+        })
+    }
+
     /// The register state before the instruction at `ip`.
     pub fn regs_at(&self, ip: u64) -> Option<&Regs> {
         self.states.get(self.index_of(ip)?)?.as_ref()
@@ -694,32 +625,9 @@ fn sign_extend(v: i64, width: u8) -> i64 {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
+    use super::super::env::tests::TestEnv;
     use super::*;
-
-    /// A tiny assembler for the tests: bytes of each instruction, concatenated.
-    /// Jump-table entries, panic locations and symbol names by address.
-    #[derive(Default)]
-    pub struct TestEnv {
-        pub table: HashMap<u64, i32>,
-        pub locations: HashMap<u64, SourceLocation>,
-        pub names: HashMap<u64, String>,
-    }
-
-    impl Env for TestEnv {
-        fn pointer(&self, _: u64) -> Option<u64> {
-            None
-        }
-        fn read_i32(&self, vaddr: u64) -> Option<i32> {
-            self.table.get(&vaddr).copied()
-        }
-        fn panic_location(&self, vaddr: u64) -> Option<SourceLocation> {
-            self.locations.get(&vaddr).cloned()
-        }
-        fn symbol_names(&self, vaddr: u64) -> Vec<String> {
-            self.names.get(&vaddr).cloned().into_iter().collect()
-        }
-    }
 
     pub fn flow(code: &[u8], start: u64, table: &[(u64, i32)]) -> Flow {
         let env = TestEnv { table: table.iter().copied().collect(), ..TestEnv::default() };

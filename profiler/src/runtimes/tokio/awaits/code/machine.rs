@@ -115,35 +115,17 @@ fn panic_call(env: &dyn Env, call: &Call) -> Option<u64> {
 
 /// From `ip`, straight-line (following in-function jumps), the first call within `steps`
 /// instructions.
-fn first_call(flow: &Flow, mut ip: u64, steps: usize) -> Option<&Call> {
-    for _ in 0..steps {
-        let i = flow.index_of(ip)?;
-        let ins = &flow.insns[i];
-        if let Some(c) = flow.calls.iter().find(|c| c.ip == ip) {
-            return Some(c);
-        }
-        use iced_x86::{FlowControl, OpKind};
-        match ins.flow_control() {
-            FlowControl::UnconditionalBranch if ins.op0_kind() == OpKind::NearBranch64 => {
-                ip = ins.near_branch_target()
-            }
-            FlowControl::Return
-            | FlowControl::Interrupt
-            | FlowControl::Exception
-            | FlowControl::IndirectBranch => return None,
-            _ => ip = ins.next_ip(),
-        }
-    }
-    None
+fn first_call(flow: &Flow, ip: u64, steps: usize) -> Option<&Call> {
+    flow.straight_line(ip).take(steps).find_map(|ins| flow.call_at(ins.ip()))
 }
 
 /// Bytes from a compare chain's first branch within which its last one gives the default target.
 const CHAIN_SPAN: u64 = 256;
 
-/// The dispatches of a flow: (dispatch ip, where, value -> target, where other values go).
 /// A dispatch: its ip, where its discriminant lies, value -> target, and where other values go.
 type Dispatch = (u64, StateLoc, BTreeMap<u64, u64>, Option<u64>);
 
+/// The dispatches of a flow.
 fn dispatches(flow: &Flow) -> Vec<Dispatch> {
     // a table indexed by the discriminant minus a bias (the values below it, e.g. the
     // unresumed/returned/panicked states, tested by compares before it)
@@ -268,63 +250,33 @@ pub fn machines(env: &dyn Env, flow: &Flow) -> Machines {
 fn resume_next(
     env: &dyn Env,
     flow: &Flow,
-    mut ip: u64,
+    ip: u64,
     dispatch_ips: &[u64],
     own: u64,
     path: &mut Vec<u64>,
 ) -> Next {
-    use iced_x86::{FlowControl, OpKind};
-    for _ in 0..RESUME_STEPS {
+    for ins in flow.straight_line(ip).take(RESUME_STEPS) {
+        let ip = ins.ip();
         if path.len() < PATH_KEPT {
             path.push(ip);
         }
-        if let Some(j) = dispatch_ips
-            .iter()
-            .position(|&d| d == ip)
-            .filter(|_| ip != own)
-        {
+        // an inlined machine: its dispatch (the jump itself, or its first compare branch)
+        if let Some(j) = dispatch_ips.iter().position(|&d| d == ip).filter(|_| ip != own) {
             return Next::Inner(j);
         }
-        let Some(i) = flow.index_of(ip) else {
-            return Next::Inline;
-        };
-        let ins = &flow.insns[i];
-        if let Some(c) = flow.calls.iter().find(|c| c.ip == ip) {
-            match c.callee {
-                Some(callee)
-                    if panic_call(env, c).is_none() && !skipped_callee(env, callee) =>
-                {
-                    let arg = match c.rdi {
-                        Val::Ptr(off) => Some(off),
-                        _ => None,
-                    };
-                    return Next::Call { ip, callee, arg };
-                }
-                // a panic path, or a call through a register (a `dyn Future`): nothing to name
-                None => return Next::Inline,
-                _ if panic_call(env, c).is_some() => return Next::Inline,
-                _ => {} // drop glue and the like: keep going
-            }
-        }
-        match ins.flow_control() {
-            FlowControl::UnconditionalBranch if ins.op0_kind() == OpKind::NearBranch64 => {
-                let t = ins.near_branch_target();
-                if !flow.contains(t) {
-                    return Next::Inline;
-                }
-                ip = t;
-            }
-            FlowControl::Return | FlowControl::Interrupt | FlowControl::Exception => {
-                return Next::Inline
-            }
-            FlowControl::IndirectBranch => {
-                // an inlined machine's dispatch is the jump itself
-                return match dispatch_ips.iter().position(|&d| d == ip) {
-                    Some(j) if ip != own => Next::Inner(j),
-                    _ => Next::Inline,
+        let Some(c) = flow.call_at(ip) else { continue };
+        match c.callee {
+            Some(callee) if panic_call(env, c).is_none() && !skipped_callee(env, callee) => {
+                let arg = match c.rdi {
+                    Val::Ptr(off) => Some(off),
+                    _ => None,
                 };
+                return Next::Call { ip, callee, arg };
             }
-            _ => ip = ins.next_ip(),
+            // a panic path, or a call through a register (a `dyn Future`): nothing to name
+            None => return Next::Inline,
+            _ if panic_call(env, c).is_some() => return Next::Inline,
+            _ => {} // drop glue and the like: keep going
         }
     }
     Next::Inline
@@ -332,7 +284,7 @@ fn resume_next(
 
 #[cfg(test)]
 mod tests {
-    use super::super::flow::tests::TestEnv;
+    use super::super::env::tests::TestEnv;
     use super::*;
 
     const BASE: u64 = 0x1000;
@@ -426,10 +378,9 @@ mod tests {
         (m.at, m.awaits.iter().map(|(s, a)| (*s, a.next)).collect())
     }
 
-    /// `match state` through a relative jump table: 0 starts, 1 and 2 panic with the async fn's
-    /// location, 3 polls the awaitee at self+0x28.
-    #[test]
-    fn jump_table_dispatch() {
+    /// An async poll dispatching through a relative jump table: its code and the targets of
+    /// states 0 (return), 1 and 2 (the completion panics) and 3 (poll the awaitee at self+0x28).
+    fn table_poll() -> (Vec<u8>, [u64; 4]) {
         let mut a = Asm::default();
         a.prologue().load_state().table_jump();
         let s0 = a.ip();
@@ -441,6 +392,14 @@ mod tests {
         let s3 = a.ip();
         a.await_block();
         let code = a.done();
+        (code, [s0, s1, s2, s3])
+    }
+
+    /// `match state` through a relative jump table: 0 starts, 1 and 2 panic with the async fn's
+    /// location, 3 polls the awaitee at self+0x28.
+    #[test]
+    fn jump_table_dispatch() {
+        let (code, [s0, s1, s2, s3]) = table_poll();
         let env = env(&[(0, s0), (1, s1), (2, s2), (3, s3)]);
         let m = recognise(&code, &env);
         let (at, awaits) = one_await(&m);
@@ -529,17 +488,7 @@ mod tests {
     /// elsewhere ends the table (no state is invented from the bytes after it).
     #[test]
     fn table_ends_at_the_first_entry_outside_the_function() {
-        let mut a = Asm::default();
-        a.prologue().load_state().table_jump();
-        let s0 = a.ip();
-        a.raw(&[0xc3]);
-        let s1 = a.ip();
-        a.panic_block(RESUMED);
-        let s2 = a.ip();
-        a.panic_block(RESUMED_PANIC);
-        let s3 = a.ip();
-        a.await_block();
-        let code = a.done();
+        let (code, [s0, s1, s2, s3]) = table_poll();
         let env_ = env(&[(0, s0), (1, s1), (2, s2), (3, s3), (4, 0x5_0000), (5, s3)]);
         let (_, awaits) = one_await(&recognise(&code, &env_));
         assert_eq!(awaits.len(), 1, "{awaits:?}");

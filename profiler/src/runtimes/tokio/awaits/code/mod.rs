@@ -11,6 +11,7 @@
 //! A discriminant with no decoded await, an offset past the cell, a dispatch not recognised:
 //! the task is counted as undecoded, never guessed.
 
+pub mod env;
 pub mod flow;
 pub mod machine;
 
