@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use leakprof::elf::ElfImage;
+use leakprof::runtimes::tokio::probes::plan;
 use leakprof::runtimes::tokio::awaits::code::{CodeIndex, Decoded, Root};
 
 fn rss_kib() -> u64 {
@@ -17,15 +18,6 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn raw_polls(image: &ElfImage) -> Vec<u64> {
-    let mut v: Vec<u64> = image
-        .symbols_named(|n| n == "tokio::runtime::task::raw::poll" || n.starts_with("tokio::runtime::task::raw::poll::<"))
-        .map(|s| s.addr)
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
 
 /// A task's bytes with every level of its root at its first await (as far as the code says
 /// where each lies), for decoding from memory.
@@ -73,8 +65,8 @@ fn main() {
         let (bin, symbols_from) = arg.split_once('=').map_or((arg.as_str(), None), |(a, b)| (a, Some(b)));
         let image = ElfImage::open(bin).unwrap_or_else(|e| panic!("{bin}: {e}"));
         let polls = match symbols_from {
-            Some(s) => raw_polls(&ElfImage::open(s).unwrap_or_else(|e| panic!("{s}: {e}"))),
-            None => raw_polls(&image),
+            Some(s) => plan::raw_polls(&ElfImage::open(s).unwrap_or_else(|e| panic!("{s}: {e}"))),
+            None => plan::raw_polls(&image),
         };
         let rss0 = rss_kib();
         let t0 = Instant::now();

@@ -6,19 +6,9 @@
 mod common;
 
 use common::fixture_image as fixture;
-use leakprof::elf::ElfImage;
+use leakprof::runtimes::tokio::probes::plan;
 use leakprof::runtimes::tokio::awaits::code::CodeIndex;
 
-/// The `raw::poll<T, S>` functions of a binary with symbols.
-fn raw_polls(image: &ElfImage) -> Vec<u64> {
-    let mut v: Vec<u64> = image
-        .symbols_named(|n| n == "tokio::runtime::task::raw::poll" || n.starts_with("tokio::runtime::task::raw::poll::<"))
-        .map(|s| s.addr)
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
 
 #[test]
 fn task_futures_are_found_in_the_code_of_every_build() {
@@ -34,7 +24,7 @@ fn task_futures_are_found_in_the_code_of_every_build() {
     ] {
         let Some(image) = fixture(name) else { continue };
         let mut index = CodeIndex::new(&image);
-        let polls = raw_polls(&image);
+        let polls = plan::raw_polls(&image);
         assert!(polls.len() >= 20, "{name}: {} raw::poll", polls.len());
         let mut locations = Vec::new();
         for &p in &polls {
@@ -62,7 +52,7 @@ fn stripped_binaries_have_the_same_futures() {
     let (Some(full), Some(stripped)) = (fixture("tokio-latest"), fixture("tokio-latest-stripped")) else { return };
     assert!(!stripped.has_symtab());
     let (mut a, mut b) = (CodeIndex::new(&full), CodeIndex::new(&stripped));
-    let polls = raw_polls(&full);
+    let polls = plan::raw_polls(&full);
     let mut same = 0;
     for &p in &polls {
         let (x, y) = (a.future_location(p), b.future_location(p));

@@ -145,12 +145,7 @@ impl Tokio {
 
 /// The target's task vtables and the address of tokio's task id counter (`NEXT_ID`), if named.
 fn task_vtables(target: &Target, image: &ElfImage, bias: u64) -> (census::vtables::Vtables, Option<u64>) {
-    let polls: HashSet<u64> = image
-        .symbols()
-        .iter()
-        .filter(|s| plan::classify(&s.name) == Some(plan::Role::RawPoll))
-        .map(|s| s.addr.wrapping_add(bias))
-        .collect();
+    let polls: HashSet<u64> = plan::raw_polls(image).into_iter().map(|a| a.wrapping_add(bias)).collect();
     let next_id = image.data_symbol(&["5tokio", "4next7NEXT_ID"]).map(|a| a.wrapping_add(bias));
     let text: Vec<(u64, u64)> = target.exe_maps.iter().filter(|m| m.executable()).map(|m| (m.start, m.end)).collect();
     (census::vtables::Vtables::from_image(image, bias, &text, (!polls.is_empty()).then_some(&polls)), next_id)

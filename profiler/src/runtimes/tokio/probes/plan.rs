@@ -74,6 +74,15 @@ pub fn classify(name: &str) -> Option<Role> {
     }
 }
 
+/// ELF addresses of the binary's `raw::poll<T, S>` functions (one per task type), by symbol,
+/// sorted.
+pub fn raw_polls(image: &ElfImage) -> Vec<u64> {
+    let mut v: Vec<u64> = image.symbols().iter().filter(|s| classify(&s.name) == Some(Role::RawPoll)).map(|s| s.addr).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// `<alloc::sync::Arc<tokio::runtime::scheduler::{multi_thread,current_thread,..}::..Handle[, A]>
 /// as tokio::runtime::task::Schedule>::release` (legacy: `..::worker::<impl tokio::runtime::task::Schedule
 /// for alloc::sync::Arc<..Handle>>::release`), but not BlockingSchedule or LocalSet's Shared.
