@@ -179,8 +179,8 @@ const CLASSIC: [(&str, &str, &str); 9] = [
 
 /// One classic leak run for a few seconds and reported with `args`: the JSON and the leaking
 /// site (the one with most live tasks: identical-code folding can give it another leak's name).
-fn classic_report(fixture: &str, scenario: &str, args: &[&str]) -> serde_json::Value {
-    let fx = Fixture::start(fixture, &[scenario]);
+fn classic_report(fixture: &str, fixture_args: &[&str], args: &[&str]) -> serde_json::Value {
+    let fx = Fixture::start(fixture, fixture_args);
     std::thread::sleep(Duration::from_millis(1500));
     let mut a = vec!["--duration", "1"];
     a.extend_from_slice(args);
@@ -197,7 +197,7 @@ fn where_stuck_names_the_await_each_leaked_task_waits_at() {
         return;
     }
     for (scenario, fun, awaiting) in CLASSIC {
-        let r = classic_report("tokio-latest-debug2", scenario, &[]);
+        let r = classic_report("tokio-latest-debug2", &[scenario], &[]);
         assert_eq!(r["collection"]["census"]["where_stuck"], "read from the binary's DWARF types");
         let s = most_live(&r);
         assert_eq!(s["stuck_decoded_by"], "dwarf", "{scenario}: {s}");
@@ -237,50 +237,37 @@ fn where_stuck_is_read_from_the_machine_code_of_release_builds() {
         return;
     }
     let mut failures = Vec::new();
-    for fixture in ["tokio-latest", "tokio-latest-debuginfo", "tokio-latest-lto"] {
+    // three builds; then an older tokio, and the current-thread scheduler
+    let runs = ["tokio-latest", "tokio-latest-debuginfo", "tokio-latest-lto"]
+        .into_iter()
+        .flat_map(|fixture| CLASSIC.iter().map(move |c| (fixture, None, *c)))
+        .chain([("tokio-1.38", None), ("tokio-latest", Some("--current-thread"))].into_iter().flat_map(|(fixture, extra)| [CLASSIC[1], CLASSIC[3]].map(|c| (fixture, extra, c))));
+    for (fixture, extra, (scenario, fun, awaiting)) in runs {
         let lines = fixture == "tokio-latest-debuginfo";
-        for (scenario, fun, awaiting) in CLASSIC {
-            let r = classic_report(fixture, scenario, &[]);
-            assert!(
-                r["collection"]["census"]["where_stuck"].as_str().unwrap().starts_with("read from the machine code"),
-                "{fixture}: {}",
-                r["collection"]
-            );
-            let s = most_live(&r);
-            if fixture == "tokio-latest-lto" && scenario == "infinite-loop" {
-                // an async fn that never returns, built with panic = "abort", has no completion
-                // panic to be recognised by: its tasks are counted as undecoded, never guessed
-                assert_eq!(s["stuck_undecoded"], s["stuck_sampled"], "{fixture} {scenario}: {s}");
-                assert!(s["stuck_sampled"].as_i64().unwrap_or(0) >= 10, "{fixture} {scenario}: {s}");
-                continue;
-            }
-            assert_eq!(s["stuck_decoded_by"], "code", "{fixture} {scenario}: {s}");
-            let (n, of) = decoded_share(s, fun, lines.then(|| marked_line(scenario)));
-            let top = &s["stuck_at"][0];
-            let named = top["awaiting"].as_str().unwrap_or("");
-            // the awaited callee by name; an inlined library async fn without line tables is
-            // named by where it is defined (`async fn at tokio-1.x/src/...`)
-            // (line tables name an inlined library async fn by the out-of-line functions of its
-            // file, which may be its type's only)
-            let callee_named = named.contains(awaiting) || named.contains("tokio");
-            if !(of >= 10 && n * 10 >= of * 9 && callee_named) {
-                failures.push(format!("{fixture} {scenario}: {n} of {of} decoded there: {s}"));
-            }
+        let fixture_args: Vec<&str> = [Some(scenario), extra].into_iter().flatten().collect();
+        let r = classic_report(fixture, &fixture_args, &[]);
+        assert!(
+            r["collection"]["census"]["where_stuck"].as_str().unwrap().starts_with("read from the machine code"),
+            "{fixture}: {}",
+            r["collection"]
+        );
+        let s = most_live(&r);
+        if fixture == "tokio-latest-lto" && scenario == "infinite-loop" {
+            // an async fn that never returns, built with panic = "abort", has no completion
+            // panic to be recognised by: its tasks are counted as undecoded, never guessed
+            assert_eq!(s["stuck_undecoded"], s["stuck_sampled"], "{fixture} {scenario}: {s}");
+            assert!(s["stuck_sampled"].as_i64().unwrap_or(0) >= 10, "{fixture} {scenario}: {s}");
+            continue;
         }
-    }
-    // an older tokio, and the current-thread scheduler
-    for (fixture, extra) in [("tokio-1.38", None), ("tokio-latest", Some("--current-thread"))] {
-        for (scenario, fun, awaiting) in [CLASSIC[1], CLASSIC[3]] {
-            let args: Vec<&str> = [Some(scenario), extra].into_iter().flatten().collect();
-            let fx = Fixture::start(fixture, &args);
-            std::thread::sleep(Duration::from_millis(1500));
-            let r = report(fx.pid, &["--duration", "1"]);
-            let s = most_live(&r);
-            let (n, of) = decoded_share(s, fun, None);
-            let named = s["stuck_at"][0]["awaiting"].as_str().unwrap_or("");
-            if !(of >= 10 && n * 10 >= of * 9 && (named.contains(awaiting) || named.contains("tokio"))) {
-                failures.push(format!("{fixture} {extra:?} {scenario}: {n} of {of} decoded there: {s}"));
-            }
+        assert_eq!(s["stuck_decoded_by"], "code", "{fixture} {scenario}: {s}");
+        let (n, of) = decoded_share(s, fun, lines.then(|| marked_line(scenario)));
+        let named = s["stuck_at"][0]["awaiting"].as_str().unwrap_or("");
+        // the awaited callee by name; an inlined library async fn is named by where it is
+        // defined without line tables (`async fn at tokio-1.x/src/...`), and with them by the
+        // out-of-line functions of its file, which may be its type's only
+        let callee_named = named.contains(awaiting) || named.contains("tokio");
+        if !(of >= 10 && n * 10 >= of * 9 && callee_named) {
+            failures.push(format!("{fixture} {extra:?} {scenario}: {n} of {of} decoded there: {s}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -324,7 +311,7 @@ fn stripped_binaries_name_sites_and_awaits_from_the_code() {
     }
     let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tokio-src/leaks.rs")).unwrap();
     for (scenario, fun, _) in CLASSIC {
-        let r = classic_report("tokio-latest-stripped", scenario, &[]);
+        let r = classic_report("tokio-latest-stripped", &[scenario], &[]);
         let s = most_live(&r);
         // the async fn's definition line: `pub async fn <name>(`
         let name = fun.rsplit("::").next().unwrap();
