@@ -146,7 +146,11 @@ pub struct Common {
     /// TOML config file with an `[ignore]` table (`functions = [..]`, `created_by = [..]`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Watch threads blocked in futex waits, also in a program without tokio (any native program).
+    /// Watch threads blocked in syscalls, also in a program without tokio (any native program):
+    /// grouped by syscall family (futex: locks and condvars; read: read/recv*; write:
+    /// write/send*; accept; connect; poll: poll/select/epoll_wait; sleep: nanosleep,
+    /// clock_nanosleep, pause; wait: wait4/waitid; lock: flock, fcntl F_SETLKW; other) and wait
+    /// site. A runtime's own idle threads are shown as `runtime idle`.
     #[arg(long, conflicts_with = "no_threads")]
     pub threads: bool,
     /// Do not watch blocked threads (watched by default in tokio programs, through /proc; with

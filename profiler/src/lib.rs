@@ -1,5 +1,5 @@
 //! leakprof: an out-of-process, eBPF-based leak profiler for tokio tasks, Go goroutines and
-//! threads blocked in futex waits.
+//! threads blocked in syscalls (futex waits, reads, accepts, sleeps, ...).
 //!
 //! Data flows one way, top to bottom (each module imports only those below it):
 //!

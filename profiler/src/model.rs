@@ -22,8 +22,8 @@ pub struct Report {
     pub sample_times_s: Vec<f64>,
     /// Sites, worst first.
     pub sites: Vec<SiteReport>,
-    /// Threads blocked in futex waits, by wait site, worst first (empty unless futex waits are
-    /// traced: tokio programs by default, any program with --threads).
+    /// Threads blocked in syscalls (futex waits, reads, accepts, sleeps, ...), by wait site, worst
+    /// first (empty unless threads are watched: tokio programs by default, any with --threads).
     pub blocked: Vec<BlockedSiteReport>,
     /// The daemon's `--top-k`: sites beyond the reported ones, folded (absent when none were).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,8 +109,10 @@ pub struct BpfProgramCost {
 /// How a tokio census read the runtimes' owned-task lists at the last sample.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CensusStats {
-    /// Runtimes whose task lists were found.
+    /// Task lists found: one per runtime, and one per `LocalSet` (its `spawn_local` tasks).
     pub runtimes: usize,
+    /// Runtimes and `LocalSet`s found, then dropped while attached (their tasks ended with them).
+    pub runtimes_dropped: u64,
     /// Live tasks read.
     pub tasks_walked: u64,
     /// The runtimes' own count of their live tasks (None when a runtime keeps none: tokio < 1.35).
@@ -297,8 +299,15 @@ pub struct BlockedSiteReport {
     pub function: String,
     pub file: Option<String>,
     pub line: Option<u32>,
-    /// `wait`, or `runtime_idle` for a runtime's parked idle workers (never a leak).
+    /// `wait`, or `runtime_idle` for a runtime's parked idle workers (judged too: a group of
+    /// them that keeps growing is a finding).
     pub kind: WaitKind,
+    /// What its threads are blocked in: the syscall's family (`futex`, `read` (read, recv*),
+    /// `write` (write, send*), `accept`, `connect`, `poll` (poll, select, epoll_wait),
+    /// `sleep` (nanosleep, clock_nanosleep, pause), `wait` (wait4, waitid), `lock` (flock,
+    /// fcntl F_SETLKW), `other`), and the call first seen there (`recvfrom`).
+    pub syscall: String,
+    pub syscall_name: String,
     /// Threads waiting there at the last sample.
     pub threads: i64,
     /// Threads waiting there at each of `sample_times_s`.
@@ -347,7 +356,7 @@ pub enum WaitKind {
     /// A lock, condition variable or other user-level wait: judged for growth.
     Wait,
     /// A runtime's idle worker parking (tokio workers, blocking-pool keep-alive, Go's scheduler):
-    /// shown apart, never a leak.
+    /// shown apart; a leak only when their number keeps growing.
     RuntimeIdle,
 }
 
@@ -456,6 +465,8 @@ pub mod tests {
             file: None,
             line: None,
             kind: WaitKind::Wait,
+            syscall: "futex".into(),
+            syscall_name: "futex".into(),
             threads: 9,
             series: vec![1, 5, 9],
             longest_wait_s: 3.0,

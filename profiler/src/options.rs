@@ -21,9 +21,9 @@ pub struct RunOptions {
     /// Benchmarks only: the probes' attach points with programs that do nothing (nothing is
     /// counted by them; the cost of the traps alone).
     pub empty_probes: bool,
-    /// Watch threads blocked in futex waits even in a program without tokio.
+    /// Watch threads blocked in syscalls even in a program without tokio.
     pub threads: bool,
-    /// Do not trace futex waits.
+    /// Do not watch blocked threads.
     pub no_threads: bool,
     /// Write the detector's inputs at every sample to this file (JSON lines, see `record`).
     pub record: Option<std::path::PathBuf>,

@@ -99,7 +99,8 @@ pub fn render(reports: &[Report], health: &Health) -> String {
                 exe: t.exe.clone(),
                 runtime: t.runtime.clone(),
                 site: b.function.clone(),
-                location: format!("{:?}", b.kind),
+                // the wait kind and the syscall family: `Wait:read`, `RuntimeIdle:futex`
+                location: format!("{:?}:{}", b.kind, b.syscall),
             };
             blocked.get_or_create(&l).set(b.threads);
         }
@@ -118,7 +119,7 @@ pub fn render(reports: &[Report], health: &Health) -> String {
     reg.register("site_growth_per_second", "Robust growth rate of the site's live count", growth);
     reg.register("site_verdict", "0 ok, 1 suspect, 2 leak (ignored sites are 0)", leak);
     reg.register("site_confidence", "Leak confidence 0..1", confidence);
-    reg.register("blocked_threads", "Threads blocked in futex waits per wait site", blocked);
+    reg.register("blocked_threads", "Threads blocked in a syscall per wait site (location: kind:syscall family)", blocked);
     reg.register("target_up", "1 while the target is attached and running", up);
     reg.register("other_sites", "Sites beyond --top-k, not reported one by one", other);
     reg.register("other_sites_live", "Live tasks/goroutines of the sites beyond --top-k, together", other_live);

@@ -211,7 +211,7 @@ pub fn render_text(r: &Report) -> String {
     if !r.blocked.is_empty() {
         let _ = writeln!(
             out,
-            "threads blocked in futex waits{}:",
+            "threads blocked in syscalls{}:",
             if blocked_leaks > 0 { format!(" ({blocked_leaks} leaking wait site(s))") } else { String::new() }
         );
         let _ = writeln!(
@@ -222,13 +222,14 @@ pub fn render_text(r: &Report) -> String {
         for b in &r.blocked {
             let idle = b.kind == crate::runtimes::threads::tracker::WaitKind::RuntimeIdle;
             let label = match (idle, b.verdict) {
+                (true, VerdictKind::Leak) => "LEAK (idle)".to_string(),
                 (true, _) => "runtime idle".to_string(),
                 _ if b.ignored_by.is_some() => "ignored".to_string(),
                 (_, VerdictKind::Leak) => "LEAK".to_string(),
                 (_, VerdictKind::Suspect) => "suspect".to_string(),
                 _ => "ok".to_string(),
             };
-            let sc = if idle { String::new() } else { score(b.verdict, b.confidence) };
+            let sc = if idle && b.verdict != VerdictKind::Leak { String::new() } else { score(b.verdict, b.confidence) };
             let longest = if b.preexisting { format!(">={}", age(Some(b.longest_wait_s))) } else { age(Some(b.longest_wait_s)) };
             let _ = writeln!(
                 out,
@@ -245,7 +246,7 @@ pub fn render_text(r: &Report) -> String {
                 (Some(f), Some(l)) => format!("{f}:{l}; "),
                 _ => String::new(),
             };
-            let _ = writeln!(out, "{:<12} {loc}{}", "", b.reason);
+            let _ = writeln!(out, "{:<12} {loc}{}; {}", "", blocked_in(b), b.reason);
         }
     }
     if let Some(k) = &r.kernel_counters {
@@ -280,13 +281,24 @@ fn oldest_note(o: &crate::model::OldestTask) -> String {
     format!("oldest live task #{} {when}~{} tasks ago", o.task_id, o.tasks_spawned_since)
 }
 
-/// "census: 2 runtimes, 5026 of 5026 live tasks read (complete), 2.2 MB in 2.1 ms".
+/// "in futex wait", "blocked in read", "blocked in read (recvfrom)".
+fn blocked_in(b: &crate::model::BlockedSiteReport) -> String {
+    match (b.syscall.as_str(), b.syscall_name.as_str()) {
+        ("futex", _) => "in futex wait".to_string(),
+        (f, n) if f == n || f == "other" => format!("blocked in {n}"),
+        (f, n) => format!("blocked in {f} ({n})"),
+    }
+}
+
+/// "census: 2 runtimes/LocalSets, 5026 of 5026 live tasks read (complete), 2.2 MB in 2.1 ms" (a
+/// `LocalSet`'s tasks are in a list of their own, found like a runtime's).
 fn census_line(c: &crate::model::CensusStats) -> String {
     let of = c.tasks_expected.map(|e| format!(" of {e}")).unwrap_or_default();
     let complete = if c.complete { "complete" } else { "incomplete: a list changed under the walk" };
     let mut line = format!(
-        "census: {} runtime{}, {}{of} live tasks read ({complete}), {:.1} MB in {:.1} ms",
+        "census: {} runtime{}/LocalSet{}, {}{of} live tasks read ({complete}), {:.1} MB in {:.1} ms",
         c.runtimes,
+        if c.runtimes == 1 { "" } else { "s" },
         if c.runtimes == 1 { "" } else { "s" },
         c.tasks_walked,
         c.bytes_read as f64 / 1e6,

@@ -72,6 +72,9 @@ pub struct SiteDetail {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WaitDetail {
     pub kind: crate::model::WaitKind,
+    /// The syscall's family (`futex`, `read`, ...) and the call first seen there.
+    pub syscall: &'static str,
+    pub syscall_name: String,
     pub threads: i64,
     pub longest_wait_ns: u64,
     pub preexisting: bool,

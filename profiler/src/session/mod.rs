@@ -107,10 +107,10 @@ impl Session {
         if runtime.is_none() && !opts.threads {
             bail!(
                 "pid {pid}: no tokio symbols found: the target does not look like a tokio program (nor a Go one); \
-                 to watch its threads blocked in futex waits instead, add --threads"
+                 to watch its threads blocked in syscalls (locks, reads, accepts, sleeps) instead, add --threads"
             );
         }
-        // futex waits: any program with --threads; a tokio program unless --no-threads
+        // blocked threads: any program with --threads; a tokio program unless --no-threads
         let tokio = runtime.as_ref().is_some_and(|r| r.info().name == "tokio");
         let threads: Option<Box<dyn Source>> = if opts.threads || (tokio && !opts.no_threads) {
             Some(Box::new(Threads::attach(&opts, &target, &image, bias)?))

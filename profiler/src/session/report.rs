@@ -81,15 +81,25 @@ impl Session {
                     file: name.file,
                     line: name.line,
                     kind: wait.kind,
+                    syscall: wait.syscall.to_string(),
+                    syscall_name: wait.syscall_name,
                     threads: wait.threads,
                     series: w.judged.history.sites.get(&key).map(|s| s.series.clone()).unwrap_or_default(),
                     longest_wait_s: wait.longest_wait_ns as f64 / 1e9,
                     preexisting: wait.preexisting,
                     ended_waits: wait.ended_waits,
-                    verdict: if idle { VerdictKind::Ok } else { v.kind },
-                    confidence: if idle { 0.0 } else { v.confidence },
+                    verdict: if idle && v.kind != VerdictKind::Leak { VerdictKind::Ok } else { v.kind },
+                    confidence: if idle && v.kind != VerdictKind::Leak { 0.0 } else { v.confidence },
                     growth_per_s: v.growth_per_s,
-                    reason: if idle { format!("runtime worker(s) parked idle; {}", v.reason) } else { v.reason },
+                    reason: match (idle, v.kind) {
+                        (true, VerdictKind::Leak) => format!(
+                            "runtime worker(s) parked idle, but more of them at every look: threads started and \
+                             never reused or ended; {}",
+                            v.reason
+                        ),
+                        (true, _) => format!("runtime worker(s) parked idle; {}", v.reason),
+                        _ => v.reason,
+                    },
                     stack: wait.stack,
                 });
             }

@@ -1,6 +1,7 @@
-//! Census of the target's threads now blocked in a futex wait, read from /proc without stopping
-//! them, and their user stacks: read from the thread's stack pointer and unwound from the first
-//! return address into the executable (the libc syscall wrapper on top has no unwind data here).
+//! Census of the target's threads now blocked in a system call (a futex wait, a read, an accept,
+//! a sleep, ...), read from /proc without stopping them, and their user stacks: read from the
+//! thread's stack pointer and unwound from the first return address into the executable (the
+//! libc syscall wrapper on top has no unwind data here).
 use crate::{
     elf::ElfImage,
     target::memory::read_bytes,
@@ -35,15 +36,56 @@ pub fn parse_syscall_line(s: &str) -> Option<Syscall> {
     Some(Syscall { nr, args, sp: hex(f[7])?, pc: hex(f[8])? })
 }
 
-/// A thread in a futex wait.
+/// The blocking system calls by family (x86_64 numbers): what `blocked in ...` names.
+const FAMILIES: &[(&str, &[(i64, &str)])] = &[
+    ("futex", &[(SYS_FUTEX, "futex"), (SYS_FUTEX_WAITV, "futex_waitv")]),
+    (
+        "read",
+        &[(0, "read"), (17, "pread64"), (19, "readv"), (295, "preadv"), (327, "preadv2"), (45, "recvfrom"), (47, "recvmsg"), (299, "recvmmsg")],
+    ),
+    (
+        "write",
+        &[(1, "write"), (18, "pwrite64"), (20, "writev"), (296, "pwritev"), (328, "pwritev2"), (44, "sendto"), (46, "sendmsg"), (307, "sendmmsg"), (40, "sendfile"), (275, "splice")],
+    ),
+    ("accept", &[(43, "accept"), (288, "accept4")]),
+    ("connect", &[(42, "connect")]),
+    (
+        "poll",
+        &[(7, "poll"), (23, "select"), (270, "pselect6"), (271, "ppoll"), (232, "epoll_wait"), (281, "epoll_pwait"), (441, "epoll_pwait2"), (426, "io_uring_enter")],
+    ),
+    ("sleep", &[(35, "nanosleep"), (230, "clock_nanosleep"), (34, "pause"), (130, "rt_sigsuspend"), (128, "rt_sigtimedwait")]),
+    ("wait", &[(61, "wait4"), (247, "waitid")]),
+    ("lock", &[(73, "flock"), (72, "fcntl")]),
+];
+
+/// The family and name of syscall `nr` ("other", "syscall_N" for one not in the table).
+pub fn syscall_family(nr: i64) -> (&'static str, String) {
+    for (family, calls) in FAMILIES {
+        if let Some((_, name)) = calls.iter().find(|(n, _)| *n == nr) {
+            return (family, (*name).to_string());
+        }
+    }
+    ("other", format!("syscall_{nr}"))
+}
+
+/// A thread blocked in a system call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadWait {
     pub tid: u32,
     pub comm: String,
-    pub uaddr: u64,
-    pub op: u32,
+    pub nr: i64,
+    /// The call's first argument (a futex's address, a file descriptor, ...): with the tid and
+    /// the call, what tells one wait from the next.
+    pub arg0: u64,
     pub sp: u64,
     pub pc: u64,
+}
+
+impl ThreadWait {
+    /// The syscall's family (`futex`, `read`, `accept`, `poll`, `sleep`, ...) and name.
+    pub fn family(&self) -> (&'static str, String) {
+        syscall_family(self.nr)
+    }
 }
 
 /// Whether a syscall is a blocking futex wait.
@@ -55,7 +97,19 @@ pub fn is_futex_wait(sc: &Syscall) -> bool {
     }
 }
 
-/// Threads of `pid` now blocked in a futex wait.
+/// Whether a thread sitting in this syscall is waiting (a futex wake or a thread caught in a
+/// fcntl that takes no lock is not).
+fn is_waiting(sc: &Syscall) -> bool {
+    const F_SETLKW: u64 = 7;
+    const F_OFD_SETLKW: u64 = 38;
+    match sc.nr {
+        SYS_FUTEX | SYS_FUTEX_WAITV => is_futex_wait(sc),
+        72 => matches!(sc.args[1], F_SETLKW | F_OFD_SETLKW),
+        _ => true,
+    }
+}
+
+/// Threads of `pid` now blocked in a system call (/proc says "running" for a thread that is not).
 pub fn blocked_threads(pid: u32) -> Vec<ThreadWait> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
@@ -71,11 +125,11 @@ pub fn blocked_threads(pid: u32) -> Vec<ThreadWait> {
         let Some(sc) = parse_syscall_line(&line) else {
             continue;
         };
-        if !is_futex_wait(&sc) {
+        if !is_waiting(&sc) {
             continue;
         }
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim().to_string();
-        out.push(ThreadWait { tid, comm, uaddr: sc.args[0], op: (sc.args[1] & 127) as u32, sp: sc.sp, pc: sc.pc });
+        out.push(ThreadWait { tid, comm, nr: sc.nr, arg0: sc.args[0], sp: sc.sp, pc: sc.pc });
     }
     out.sort_by_key(|t| t.tid);
     out
@@ -166,6 +220,44 @@ mod tests {
         assert!(!is_futex_wait(&wake), "FUTEX_WAKE is not a wait");
         assert_eq!(parse_syscall_line("running"), None);
         assert_eq!(parse_syscall_line("-1 0x7ffd 0x7f5a"), None);
+    }
+
+    #[test]
+    fn syscalls_are_named_by_family() {
+        assert_eq!(syscall_family(45), ("read", "recvfrom".to_string()));
+        assert_eq!(syscall_family(288), ("accept", "accept4".to_string()));
+        assert_eq!(syscall_family(230), ("sleep", "clock_nanosleep".to_string()));
+        assert_eq!(syscall_family(232), ("poll", "epoll_wait".to_string()));
+        assert_eq!(syscall_family(61), ("wait", "wait4".to_string()));
+        assert_eq!(syscall_family(9999), ("other", "syscall_9999".to_string()));
+        let fcntl = |cmd: u64| Syscall { nr: 72, args: [3, cmd, 0, 0, 0, 0], sp: 0, pc: 0 };
+        assert!(is_waiting(&fcntl(7)), "F_SETLKW waits for a lock");
+        assert!(!is_waiting(&fcntl(1)), "F_GETFD does not");
+    }
+
+    #[test]
+    fn finds_own_thread_blocked_in_read() {
+        use std::io::Read;
+        let (mut r, w) = std::io::pipe().unwrap();
+        let t = std::thread::Builder::new()
+            .name("census-reader".into())
+            .spawn(move || {
+                let mut b = [0u8; 1];
+                r.read(&mut b).unwrap()
+            })
+            .unwrap();
+        let mut found = None;
+        for _ in 0..200 {
+            found = blocked_threads(std::process::id()).into_iter().find(|w| w.comm == "census-reader");
+            if found.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let w_ = found.expect("the thread blocked in read is in the census");
+        assert_eq!(w_.family().0, "read", "{w_:?}");
+        drop(w);
+        t.join().unwrap();
     }
 
     #[inline(never)]

@@ -1,10 +1,11 @@
-//! Threads blocked in futex waits, in any native program (Rust std threads, `spawn_blocking`
-//! pools, C/C++), beside a task runtime or alone: a /proc census finds the waiting threads, older
-//! waits included ([`census`]), and their stacks group them by wait site ([`tracker`]); a wait
-//! is timed from the census that first saw it. With `--probes` the `sys_enter/exit_futex`
-//! tracepoints time each wait exactly ([`crate::bpf`]); they put every syscall of every process
-//! on the kernel's traced path, so they are not on by default. A runtime's own idle parking is
-//! told apart.
+//! Threads blocked in system calls (futex waits, reads, accepts, sleeps, ...), in any native
+//! program (Rust std threads, `spawn_blocking` pools, C/C++), beside a task runtime or alone: a
+//! /proc census finds the waiting threads and the call they wait in, older waits included
+//! ([`census`]), and their stacks group them by syscall family and wait site ([`tracker`]); a
+//! wait is timed from the census that first saw it. With `--probes` the `sys_enter/exit_futex`
+//! tracepoints time each futex wait exactly ([`crate::bpf`]); they put every syscall of every
+//! process on the kernel's traced path, so they are not on by default. A runtime's own idle
+//! parking is told apart.
 pub mod census;
 pub mod tracker;
 
@@ -146,6 +147,8 @@ impl Source for Threads {
     fn detail(&mut self, key: u64, _live: i64) -> SiteDetail {
         let wait = self.site(key).map(|w| WaitDetail {
             kind: w.kind,
+            syscall: w.syscall,
+            syscall_name: w.syscall_name.clone(),
             threads: w.threads,
             longest_wait_ns: w.longest_wait_ns,
             preexisting: w.preexisting,

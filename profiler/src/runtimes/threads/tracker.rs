@@ -1,9 +1,15 @@
-//! Threads blocked in futex waits, grouped by where they wait (their user stack), over time.
+//! Threads blocked in system calls, grouped by what they wait in (the syscall's family) and where
+//! (their user stack), over time.
 //!
-//! Each sample takes a census of the target's threads now in a futex wait (/proc: this also finds
-//! waits that began before attach), reads and unwinds each waiting thread's stack once per wait,
-//! and counts threads per wait site. The kernel's futex tracepoints give the start time of waits
-//! that began since attach; older ones count from when they were first seen.
+//! Each sample takes a census of the target's threads now blocked in a syscall (/proc: this also
+//! finds waits that began before attach), reads and unwinds each waiting thread's stack once per
+//! wait, and counts threads per wait site. The kernel's futex tracepoints give the start time of
+//! futex waits that began since attach; other waits count from when they were first seen.
+//!
+//! A runtime's own parking (a tokio worker or blocking-pool thread waiting for work, tokio's I/O
+//! driver in `epoll_wait`, Go's idle Ms and netpoller) is recognised by the function that parks,
+//! not by "a runtime frame is on top": a thread inside a blocking task (a `spawn_blocking`
+//! closure inlined into tokio's `BlockingTask::poll`) is running the user's code and waits there.
 use std::collections::{BTreeMap, HashMap};
 
 use super::census::{blocked_threads, thread_stack, ThreadWait};
@@ -19,11 +25,43 @@ const STACK_WINDOW: usize = 16 * 1024;
 
 pub use crate::model::WaitKind;
 
-/// Wait sites that are a runtime's idle workers parking: tokio's scheduler, I/O driver and
-/// blocking-pool keep-alive, Go's scheduler.
+/// Where tokio parks a thread that has no work: its schedulers' park, the drivers (I/O, time,
+/// signal), `block_on`'s park, and the blocking pool's wait for a job (`Inner::run` waiting on
+/// its condvar itself, not a task it runs).
+const TOKIO_PARKING: &[&str] = &[
+    "tokio::runtime::park::",
+    "tokio::runtime::scheduler::multi_thread::park::",
+    "tokio::runtime::scheduler::multi_thread::worker::Context::park",
+    "tokio::runtime::scheduler::multi_thread::worker::Context::run",
+    "tokio::runtime::scheduler::multi_thread::worker::run",
+    "tokio::runtime::scheduler::multi_thread_alt::",
+    "tokio::runtime::scheduler::current_thread::",
+    "tokio::runtime::scheduler::inject::",
+    "tokio::runtime::driver::",
+    "tokio::runtime::io::driver::",
+    "tokio::runtime::time::",
+    "tokio::runtime::signal::",
+    "tokio::runtime::process::",
+    "tokio::runtime::blocking::pool::Inner::run",
+    "tokio::runtime::blocking::pool::Spawner::spawn_thread",
+    "tokio::runtime::runtime::Runtime::block_on",
+    "tokio::runtime::context::",
+];
+
+/// Wait sites that are a runtime's idle workers parking: tokio's (above), and Go's runtime (its
+/// idle Ms in futexsleep, the netpoller in epoll_wait, sysmon in usleep).
 fn is_runtime_idle_site(f: &str) -> bool {
     let f = f.trim_start_matches('<');
-    f.starts_with("tokio::runtime::") || f.starts_with("runtime.")
+    TOKIO_PARKING.iter().any(|p| f.starts_with(p)) || f.starts_with("runtime.")
+}
+
+/// Frames of tokio that run a task (a blocking task's closure is inlined into them): a thread
+/// waiting here waits in the user's code.
+fn is_task_runner(f: &str) -> bool {
+    let f = f.trim_start_matches('<');
+    f.starts_with("tokio::runtime::blocking::task::")
+        || f.starts_with("tokio::runtime::task::")
+        || f.starts_with("tokio::runtime::blocking::pool::Task::run")
 }
 
 /// Frames that are the waiting machinery, not the place that waits.
@@ -34,6 +72,8 @@ fn is_wait_machinery(f: &str) -> bool {
         || f.starts_with("alloc::")
         || f.starts_with("core::")
         || f.starts_with("parking_lot")
+        || f.starts_with("mio::")
+        || f.starts_with("libc::")
         || f.starts_with("0x")
         || f.starts_with("__")
         || f.starts_with("pthread_")
@@ -51,8 +91,19 @@ pub fn wait_site(frames: &[StackFrame]) -> (WaitKind, usize) {
         f.file.as_deref().is_some_and(|p| p.starts_with("/rustc/") || p.contains("/rustlib/src/rust/library/"))
     };
     let at = frames.iter().position(|f| !is_wait_machinery(&f.function) && !in_std(f)).unwrap_or(0);
-    let idle = frames.get(at).is_some_and(|f| is_runtime_idle_site(&f.function));
+    let idle = frames.get(at).is_some_and(|f| is_runtime_idle_site(&f.function) && !is_task_runner(&f.function));
     (if idle { WaitKind::RuntimeIdle } else { WaitKind::Wait }, at)
+}
+
+/// The name of a wait site whose first frame past the machinery is tokio running a task: the
+/// user's closure was inlined into it and no DWARF inline info names it (a release build without
+/// line tables, or LTO). Each closure has its own copy of tokio's function, so its address tells
+/// closures apart. None when the frame is not one of those.
+fn blocking_task_name(f: &StackFrame, vaddr: u64) -> Option<String> {
+    if !is_task_runner(&f.function) || f.file.as_deref().is_some_and(|p| !crate::elf::lines::is_library_path(p)) {
+        return None;
+    }
+    Some(format!("spawn_blocking closure in {} at {vaddr:#x}", f.function))
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +117,10 @@ struct Waiter {
 #[derive(Debug, Clone)]
 pub struct WaitSite {
     pub kind: WaitKind,
+    /// The family of the syscall its threads wait in (`futex`, `read`, `accept`, `sleep`, ...),
+    /// and the call first seen (`recvfrom`).
+    pub syscall: &'static str,
+    pub syscall_name: String,
     /// The frame that names the site, and the whole stack (innermost first).
     pub site: StackFrame,
     pub stack: Vec<StackFrame>,
@@ -84,8 +139,8 @@ pub struct BlockedTracker {
     bias: u64,
     unwinder: Unwinder,
     lines: Option<crate::elf::lines::LineTable>,
-    /// (tid, uaddr) -> waiter, while the wait lasts.
-    waiting: HashMap<(u32, u64), Waiter>,
+    /// (tid, syscall, first argument) -> waiter, while the wait lasts.
+    waiting: HashMap<(u32, i64, u64), Waiter>,
     pub sites: BTreeMap<String, WaitSite>,
     samples: usize,
 }
@@ -103,14 +158,15 @@ impl BlockedTracker {
     pub fn sample(&mut self, now_ns: u64, started: &HashMap<u32, u64>) -> Sample<String> {
         let first_sample = self.samples == 0;
         let census: Vec<ThreadWait> = blocked_threads(self.pid);
-        let mut still: HashMap<(u32, u64), Waiter> = HashMap::new();
+        let mut still: HashMap<(u32, i64, u64), Waiter> = HashMap::new();
         for tw in &census {
-            let id = (tw.tid, tw.uaddr);
+            let id = (tw.tid, tw.nr, tw.arg0);
             let w = match self.waiting.remove(&id) {
                 Some(w) => w,
                 None => match self.classify(tw) {
                     Some(key) => {
-                        let (since_ns, preexisting) = match started.get(&tw.tid) {
+                        let traced = (tw.family().0 == "futex").then(|| started.get(&tw.tid)).flatten();
+                        let (since_ns, preexisting) = match traced {
                             Some(&s) => (s, false),
                             None => (now_ns, first_sample),
                         };
@@ -164,15 +220,20 @@ impl BlockedTracker {
         if pcs.is_empty() {
             return None;
         }
-        let frames: Vec<StackFrame> = symbolize_frames(&self.image, self.lines.as_ref(), self.bias, &pcs)
-            .into_iter()
-            .map(|f| StackFrame { function: f.function, file: f.file, line: f.line })
-            .collect();
+        let symbolized = symbolize_frames(&self.image, self.lines.as_ref(), self.bias, &pcs);
+        let frames: Vec<StackFrame> =
+            symbolized.iter().map(|f| StackFrame { function: f.function.clone(), file: f.file.clone(), line: f.line }).collect();
         let (kind, at) = wait_site(&frames);
-        let site = frames.get(at).cloned()?;
-        let key = format!("{:?}:{}", kind, site.function);
+        let mut site = frames.get(at).cloned()?;
+        if let Some(name) = blocking_task_name(&site, symbolized[at].pc.wrapping_sub(self.bias)) {
+            site.function = name;
+        }
+        let (syscall, syscall_name) = tw.family();
+        let key = format!("{kind:?}:{syscall}:{}", site.function);
         self.sites.entry(key.clone()).or_insert_with(|| WaitSite {
             kind,
+            syscall,
+            syscall_name,
             site,
             stack: frames,
             threads: 0,
@@ -229,6 +290,32 @@ mod tests {
         ];
         let (kind, at) = wait_site(&frames);
         assert_eq!((kind, frames[at].function.as_str()), (WaitKind::Wait, "app::lock_shared_state"));
+    }
+
+    #[test]
+    fn a_closure_inlined_into_tokio_s_blocking_task_is_a_wait_not_idle() {
+        // LTO, or no line tables: the first frame past the lock is tokio running the closure
+        let frames = vec![
+            fr("syscall"),
+            fr("std::sys::sync::mutex::futex::Mutex::lock_contended"),
+            fr("<tokio::runtime::blocking::task::BlockingTask<T> as core::future::future::Future>::poll"),
+            fr("tokio::runtime::task::raw::poll"),
+            fr("tokio::runtime::blocking::pool::Inner::run"),
+        ];
+        let (kind, at) = wait_site(&frames);
+        assert_eq!(kind, WaitKind::Wait);
+        let name = blocking_task_name(&frames[at], 0x1234).unwrap();
+        assert!(name.starts_with("spawn_blocking closure in <tokio::runtime::blocking::task::BlockingTask") && name.ends_with("at 0x1234"), "{name}");
+        // the blocking pool's idle thread waiting for a job is the runtime's own parking
+        let idle = vec![fr("syscall"), fr("std::sys::sync::condvar::futex::Condvar::wait_timeout"), fr("tokio::runtime::blocking::pool::Inner::run")];
+        assert_eq!(wait_site(&idle).0, WaitKind::RuntimeIdle);
+        // tokio's I/O driver in epoll_wait, under mio
+        let io = vec![fr("mio::poll::Poll::poll"), fr("tokio::runtime::io::driver::Driver::turn"), fr("tokio::runtime::scheduler::multi_thread::park::Inner::park_driver")];
+        assert_eq!(wait_site(&io).0, WaitKind::RuntimeIdle);
+        // a tokio sync primitive called from user code in a blocking thread: the user's frame
+        let user = vec![fr("std::thread::park"), fr("tokio::sync::mpsc::bounded::Receiver<T>::blocking_recv"), fr("app::consume")];
+        let (kind, at) = wait_site(&user);
+        assert_eq!((kind, at), (WaitKind::Wait, 1));
     }
 
     #[test]

@@ -341,8 +341,8 @@ impl Source for Tokio {
         if let Some((name, by_census, by_probes)) = self.missed_births.values().max_by_key(|m| m.1) {
             w.push(format!(
                 "--probes missed task births at {} site(s) (e.g. {name}: the census saw {by_census} tasks born since attach, \
-                 the probes {by_probes}): tokio's bind_inner is inlined into some spawn paths of this binary; those \
-                 sites' spawned, finished and lifetimes come from the census (tasks living less than an interval are not \
+                 the probes {by_probes}): those tasks pass no bind_inner (LocalSet tasks from spawn_local never do, \
+                 and tokio inlines bind_inner into some spawn paths); those sites' spawned, finished and lifetimes come from the census (tasks living less than an interval are not \
                  counted there)",
                 self.missed_births.len()
             ));

@@ -9,6 +9,9 @@
 //!   id a few words on, every shard's head and tail empty or a header of this owner;
 //! - one list (older): `Mutex<{ LinkedList { head, tail }, closed }>` inline, followed by the
 //!   owner id: two headers of this owner side by side.
+//! - a `LocalSet`'s tasks (`spawn_local`): their scheduler is the set's `Arc<Shared>`, which holds
+//!   one `LocalOwnedTasks { inner: { list, closed }, id }`: one list inline as above, the id
+//!   laid out just before it. Each set has its own owner id, so each is found as one more runtime.
 //!
 //! Which trailer word is `prev` and which is `next`, and which list word is the head, are read
 //! from the lists themselves (a head has no `prev`, a head's next points back at it).
@@ -34,6 +37,9 @@ pub struct TaskLists {
     /// Addresses of the words that may be the list's live-task count (resolved by the census).
     pub count_candidates: Vec<u64>,
     pub link: LinkLayout,
+    /// Address of the word holding the owner id: once it holds anything else the runtime (or
+    /// `LocalSet`) is gone and its memory reused.
+    pub owner_at: u64,
 }
 
 /// Bytes of the handle searched for the lists.
@@ -81,7 +87,10 @@ pub fn discover(mem: &mut dyn Mem, vt: &Vtables, seed: &Seed) -> Result<TaskList
         .filter(|&h| h != 0 && h % 8 == 0)
         .ok_or("the task's scheduler pointer is unreadable")?;
     let w = read_words(mem, handle, HANDLE_BYTES);
-    let near = |i: usize, ks: std::ops::RangeInclusive<usize>, v: u64| ks.into_iter().any(|k| w.get(i + k) == Some(&v));
+    // the word within `ks` of word `i` that holds the owner id
+    let owner_near = |i: usize, ks: std::ops::RangeInclusive<isize>| {
+        ks.into_iter().map(|k| i as isize + k).find(|&j| j >= 2 && w.get(j as usize) == Some(&owner)).map(|j| handle + 8 * j as u64)
+    };
     // sharded: (ptr, len) with len - 1 and the owner id a few words on
     for i in 2..w.len().saturating_sub(2) {
         let (p, n) = (w[i], w[i + 1]);
@@ -91,25 +100,32 @@ pub fn discover(mem: &mut dyn Mem, vt: &Vtables, seed: &Seed) -> Result<TaskList
         let Some(mask_at) = (2..=4).find(|&j| w.get(i + j) == Some(&(n - 1))) else {
             continue;
         };
-        if !near(i, 1..=8, owner) {
+        let Some(owner_at) = owner_near(i, 1..=8) else {
             continue;
-        }
+        };
         if let Some((lists, link)) = sharded_lists(mem, vt, owner, p, n) {
             let count_candidates = (2..=4).filter(|&j| j != mask_at).map(|j| handle + 8 * (i + j) as u64).collect();
-            return Ok(TaskLists { owner_id: owner, handle, lists, shard_mask: Some(n - 1), count_candidates, link });
+            return Ok(TaskLists { owner_id: owner, handle, lists, shard_mask: Some(n - 1), count_candidates, link, owner_at });
         }
     }
-    // one list inline: head and tail side by side, the owner id a few words on
+    // one list inline: head and tail side by side, the owner id a few words on (`OwnedTasks`
+    // before 1.35) or just before (a `LocalSet`'s `LocalOwnedTasks`, whose fields the compiler
+    // orders id first)
     for i in 2..w.len().saturating_sub(1) {
         let pair = (handle + 8 * i as u64, w[i], w[i + 1]);
-        if pair.1 == 0 || pair.2 == 0 || !near(i, 2..=8, owner) {
+        if pair.1 == 0 || pair.2 == 0 {
             continue;
         }
+        let Some(owner_at) = owner_near(i, 2..=8).or_else(|| owner_near(i, -3..=-1)) else {
+            continue;
+        };
         if let Some((lists, link)) = orient(mem, vt, owner, &[pair]) {
-            return Ok(TaskLists { owner_id: owner, handle, lists, shard_mask: None, count_candidates: Vec::new(), link });
+            return Ok(TaskLists { owner_id: owner, handle, lists, shard_mask: None, count_candidates: Vec::new(), link, owner_at });
         }
     }
-    Err(format!("no task list of owner {owner} found in the runtime handle at {handle:#x}"))
+    Err(format!(
+        "no task list of owner {owner} found in its scheduler's state at {handle:#x} (a runtime handle or a LocalSet's shared state)"
+    ))
 }
 
 /// Validates `n` shards at `p` (each a 24-byte `Mutex<LinkedList>`, the list at +0 or +8): every
@@ -276,6 +292,19 @@ pub mod tests {
         let l = discover(&mut mem, &vt(), &seed(hs[0], 1)).unwrap();
         assert_eq!(l.lists, vec![(0x10_0080, 0x10_0088)]);
         assert_eq!(l.shard_mask, None);
+    }
+
+    #[test]
+    fn a_local_set_list_has_its_owner_id_just_before_it() {
+        let (mut mem, hs) = runtime(None, &[7, 8, 9], 6);
+        mem.put_u64(0x10_0098, 0);
+        mem.put_u64(0x10_0078, 6);
+        let l = discover(&mut mem, &vt(), &seed(hs[0], 6)).unwrap();
+        assert_eq!(l.lists, vec![(0x10_0080, 0x10_0088)]);
+        assert_eq!(l.owner_at, 0x10_0078);
+        // neither before nor after: not found
+        mem.put_u64(0x10_0078, 0);
+        assert!(discover(&mut mem, &vt(), &seed(hs[0], 6)).is_err());
     }
 
     #[test]

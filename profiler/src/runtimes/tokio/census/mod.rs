@@ -209,6 +209,24 @@ impl TokioCensus {
         }
     }
 
+    /// Forgets the runtimes (and `LocalSet`s) dropped since the last census: the word that held
+    /// the owner id holds something else. Their tasks, not seen by this census, are retired as
+    /// finished (a set's tasks are cancelled when it is dropped).
+    fn drop_gone(&mut self) {
+        let mem = &mut self.mem;
+        let gone: Vec<u64> = self
+            .runtimes
+            .iter()
+            .filter(|r| mem.u64_fresh(r.owner_at) != Some(r.owner_id))
+            .map(|r| r.owner_id)
+            .collect();
+        for owner in gone {
+            self.runtimes.retain(|r| r.owner_id != owner);
+            self.counts.remove(&owner);
+            self.stats.runtimes_dropped += 1;
+        }
+    }
+
     /// Tries again the runtimes whose lists were not recognised.
     fn retry_failed(&mut self) {
         let seeds: Vec<Seed> = self.failed_seeds.values().copied().collect();
@@ -226,6 +244,7 @@ impl TokioCensus {
         self.find_runtimes(RESCAN_BYTES, now_ns);
         let t0 = std::time::Instant::now();
         self.mem.new_sample();
+        self.drop_gone();
         let mut tasks: Vec<TaskSeen> = Vec::new();
         // (owner, shard) pairs whose walk did not finish: their unseen tasks are not retired
         let mut unsure: HashSet<(u64, u64)> = HashSet::new();
@@ -247,6 +266,7 @@ impl TokioCensus {
             walk_ms: t0.elapsed().as_secs_f64() * 1e3,
             heap_scanned_bytes: self.stats.heap_scanned_bytes,
             heap_scanned_at_attach_bytes: self.stats.heap_scanned_at_attach_bytes,
+            runtimes_dropped: self.stats.runtimes_dropped,
             ..CensusStats::default()
         };
         self.order.observe(&mut self.mem, tasks.iter().map(|t| t.id).max(), now_ns);

@@ -2,7 +2,10 @@
 //!
 //! Birth: `OwnedTasks<S>::bind_inner` (header in rsi) where it exists, else every
 //! `task::raw::poll` monomorphisation (header in rdi; the first poll of an unseen header is the
-//! birth). Finish: `<Arc<scheduler::..::Handle> as task::Schedule>::release` (&Task in rsi).
+//! birth). Finish: `<Arc<scheduler::..::Handle> as task::Schedule>::release` (&Task in rsi),
+//! and with first-poll births the `LocalSet`'s `<Arc<local::Shared> as Schedule>::release` too.
+//! A `spawn_local` task is bound by `LocalOwnedTasks::bind`, inlined into each spawn path: no
+//! probe sees it born at `bind_inner`; the census counts it, and the merge says so.
 //! The matching is a pure function over `(demangled name, vaddr)` pairs: see [`plan_symbols`].
 
 use super::attach_points::{dedup_points, AttachPoint};
@@ -58,6 +61,10 @@ pub enum Role {
     BindInner,
     RawPoll,
     Release,
+    /// `Schedule::release` of a `LocalSet` (`Arc<tokio::task::local::Shared>`): a `spawn_local`
+    /// task's finish. Probed when births are seen at the first poll (which local tasks pass
+    /// too); `bind_inner` sees no local task born, so with it local tasks are the census's.
+    LocalRelease,
 }
 
 const SCHEDULERS: [&str; 3] = ["multi_thread", "current_thread", "multi_thread_alt"];
@@ -66,6 +73,9 @@ const SCHEDULERS: [&str; 3] = ["multi_thread", "current_thread", "multi_thread_a
 pub fn classify(name: &str) -> Option<Role> {
     if is_scheduler_release(name) {
         return Some(Role::Release);
+    }
+    if is_local_release(name) {
+        return Some(Role::LocalRelease);
     }
     match plain_path(name)?.as_str() {
         "tokio::runtime::task::list::OwnedTasks::bind_inner" => Some(Role::BindInner),
@@ -105,6 +115,16 @@ fn is_scheduler_release(name: &str) -> bool {
     SCHEDULERS.contains(&module) && ty.ends_with("Handle")
 }
 
+/// `<alloc::sync::Arc<tokio::task::local::Shared> as tokio::runtime::task::Schedule>::release`
+/// (legacy: `tokio::task::local::<impl tokio::runtime::task::Schedule for alloc::sync::Arc<..Shared>>::release`).
+fn is_local_release(name: &str) -> bool {
+    split_qualified(name).is_some_and(|q| {
+        q.rest == "release"
+            && q.trait_path == Some("tokio::runtime::task::Schedule")
+            && q.self_ty.strip_prefix("alloc::sync::Arc<tokio::task::local::Shared").is_some_and(|t| t.starts_with(['>', ',']))
+    })
+}
+
 /// True when a name belongs to tokio at all (for telling "not tokio" from "unsupported tokio").
 fn is_tokio_name(name: &str) -> bool {
     name.starts_with("tokio::") || name.contains("<tokio::") || name.contains(" tokio::")
@@ -116,7 +136,7 @@ pub fn plan_symbols<'a>(
     version: Option<String>,
     file_offset: impl Fn(u64) -> Option<u64>,
 ) -> Result<TokioPlan, PlanError> {
-    let (mut bind, mut poll, mut release) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bind, mut poll, mut release, mut local_release) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut any_tokio = false;
     for (name, vaddr) in symbols {
         any_tokio |= is_tokio_name(name);
@@ -124,6 +144,7 @@ pub fn plan_symbols<'a>(
             Some(Role::BindInner) => bind.push((name, vaddr)),
             Some(Role::RawPoll) => poll.push((name, vaddr)),
             Some(Role::Release) => release.push((name, vaddr)),
+            Some(Role::LocalRelease) => local_release.push((name, vaddr)),
             None => {}
         }
     }
@@ -134,6 +155,9 @@ pub fn plan_symbols<'a>(
         b if !b.is_empty() => (BirthMode::BindInner, b),
         _ => (BirthMode::FirstPoll, dedup_points(poll, &file_offset)),
     };
+    if birth_mode == BirthMode::FirstPoll {
+        release.extend(local_release);
+    }
     let finish = dedup_points(release, &file_offset);
     let missing = match (birth.is_empty(), finish.is_empty()) {
         (true, true) => "both OwnedTasks::bind_inner/task::raw::poll and Schedule::release",
@@ -234,7 +258,7 @@ mod tests {
         assert_eq!(classify(ct), Some(Role::Release));
         let local = "tokio::task::local::<impl tokio::runtime::task::Schedule \
                      for alloc::sync::Arc<tokio::task::local::Shared>>::release";
-        assert_eq!(classify(local), None);
+        assert_eq!(classify(local), Some(Role::LocalRelease));
         assert_eq!(
             classify("tokio::runtime::io::registration_set::RegistrationSet::release"),
             None
@@ -292,15 +316,17 @@ mod tests {
     }
 
     #[test]
-    fn rejects_blocking_and_local_release() {
+    fn rejects_blocking_release_and_tells_local_release_apart() {
         assert_eq!(
             classify("<tokio::runtime::blocking::schedule::BlockingSchedule as tokio::runtime::task::Schedule>::release"),
             None
         );
+        assert_eq!(classify(&release("alloc::sync::Arc<tokio::task::local::Shared>")), Some(Role::LocalRelease));
         assert_eq!(
-            classify(&release("alloc::sync::Arc<tokio::task::local::Shared>")),
-            None
+            classify("tokio::task::local::<impl tokio::runtime::task::Schedule for alloc::sync::Arc<tokio::task::local::Shared>>::release"),
+            Some(Role::LocalRelease)
         );
+        assert_eq!(classify(&release("alloc::sync::Arc<tokio::task::local::SharedOther>")), None);
         assert_eq!(
             classify("<alloc::sync::Arc<tokio::runtime::scheduler::multi_thread::handle::Handle> as tokio::runtime::task::Schedule>::schedule"),
             None
@@ -326,11 +352,13 @@ mod tests {
             ("tokio::runtime::task::raw::poll", 0x7000),
             (&rel, 0x8000),
             (&rel, 0x8000),
+            (&release("alloc::sync::Arc<tokio::task::local::Shared>"), 0x9000),
         ])
         .unwrap();
         assert_eq!(p.birth_mode, BirthMode::BindInner);
         assert_eq!(p.birth.len(), 2);
         assert_eq!(p.birth[0].file_offset, 0x4000);
+        // a LocalSet's finish is not probed: bind_inner sees no local task born
         assert_eq!(p.finish.len(), 1);
         assert_eq!(p.version.as_deref(), Some("1.38.2"));
     }
@@ -343,10 +371,13 @@ mod tests {
             ("tokio::runtime::task::raw::poll", 0x7100),
             ("tokio::runtime::task::raw::poll", 0x7100),
             (&rel, 0x8000),
+            (&release("alloc::sync::Arc<tokio::task::local::Shared>"), 0x9000),
         ])
         .unwrap();
         assert_eq!(p.birth_mode, BirthMode::FirstPoll);
         assert_eq!(p.birth.len(), 2);
+        // local tasks pass the first poll too: their finish is probed
+        assert_eq!(p.finish.iter().map(|f| f.vaddr).collect::<Vec<_>>(), vec![0x8000, 0x9000]);
     }
 
     #[test]
