@@ -3,8 +3,11 @@
 //! way), and the lists walked. The input first shapes a well-formed runtime (shards, tasks,
 //! owner, link order, a second vtable), then overwrites words of it and adds a region of its
 //! own bytes, so both the paths of a real runtime and those of a torn or hostile one are met.
+//! The blocking pool's queue is looked for behind the handle and read too (the raw region is
+//! one of the places a handle word can lead to).
 #![no_main]
 use leakprof::runtimes::tokio::census::{
+    blocking,
     lists::discover,
     mem::Mem,
     scan::{seeds_in, HeapScan, Seed},
@@ -114,5 +117,13 @@ fuzz_target!(|data: &[u8]| {
         let st = walk(&mut mem, &vt, &lists, max_nodes, &mut out);
         assert!(st.walked <= max_nodes && out.len() as u64 == st.walked);
         let _ = mem.bytes_read();
+    }
+    // the blocking pool's queue, from the handle (a word of it may point into the raw region)
+    mem.put_u64(HANDLE + 0x200, RAW);
+    if let Some(q) = blocking::find(&mut mem, &vt, HANDLE) {
+        let mut out = Vec::new();
+        if let Some(n) = blocking::read(&mut mem, &vt, &q, max_nodes, &mut out) {
+            assert!(n <= max_nodes && out.len() as u64 == n);
+        }
     }
 });

@@ -113,6 +113,10 @@ pub struct CensusStats {
     pub runtimes: usize,
     /// Runtimes and `LocalSet`s found, then dropped while attached (their tasks ended with them).
     pub runtimes_dropped: u64,
+    /// `spawn_blocking` tasks queued in the runtimes' blocking pools for a thread (all of the
+    /// pool's threads busy: at its cap), counted under their sites like other tasks; None until a
+    /// pool's queue has been seen non-empty (its shape is recognised from its queued tasks).
+    pub blocking_queued: Option<u64>,
     /// Live tasks read.
     pub tasks_walked: u64,
     /// The runtimes' own count of their live tasks (None when a runtime keeps none: tokio < 1.35).

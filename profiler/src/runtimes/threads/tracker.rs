@@ -38,7 +38,7 @@ const TOKIO_PARKING: &[&str] = &[
     "tokio::runtime::scheduler::current_thread::",
     "tokio::runtime::scheduler::inject::",
     "tokio::runtime::driver::",
-    "tokio::runtime::io::driver::",
+    "tokio::runtime::io::",
     "tokio::runtime::time::",
     "tokio::runtime::signal::",
     "tokio::runtime::process::",
@@ -54,6 +54,31 @@ fn is_runtime_idle_site(f: &str) -> bool {
     let f = f.trim_start_matches('<');
     TOKIO_PARKING.iter().any(|p| f.starts_with(p)) || f.starts_with("runtime.")
 }
+
+/// Where a frame's code is in tokio's own sources (`runtime/park.rs`), from its file: DWARF names
+/// inlined frames without their path (`turn`, `park`), so the file tells whose they are.
+fn tokio_source(f: &StackFrame) -> Option<&str> {
+    let file = f.file.as_deref()?;
+    let at = file.find("/tokio-")?;
+    let rest = &file[at + 1..];
+    Some(&rest[rest.find("/src/")? + 5..])
+}
+
+/// tokio's files of its parking and of its running a task (as [`TOKIO_PARKING`] and
+/// [`is_task_runner`] by name).
+const TOKIO_PARKING_FILES: &[&str] = &[
+    "runtime/park.rs",
+    "runtime/scheduler/",
+    "runtime/driver.rs",
+    "runtime/io/",
+    "runtime/time/",
+    "runtime/signal/",
+    "runtime/process/",
+    "runtime/blocking/pool.rs",
+    "runtime/context",
+    "runtime/runtime.rs",
+];
+const TOKIO_RUNNER_FILES: &[&str] = &["runtime/task/", "runtime/blocking/task.rs"];
 
 /// Frames of tokio that run a task (a blocking task's closure is inlined into them): a thread
 /// waiting here waits in the user's code.
@@ -90,8 +115,13 @@ pub fn wait_site(frames: &[StackFrame]) -> (WaitKind, usize) {
     let in_std = |f: &StackFrame| {
         f.file.as_deref().is_some_and(|p| p.starts_with("/rustc/") || p.contains("/rustlib/src/rust/library/"))
     };
-    let at = frames.iter().position(|f| !is_wait_machinery(&f.function) && !in_std(f)).unwrap_or(0);
-    let idle = frames.get(at).is_some_and(|f| is_runtime_idle_site(&f.function) && !is_task_runner(&f.function));
+    // mio under tokio's I/O driver, by its file when DWARF names it without its path (`select`)
+    let in_mio = |f: &StackFrame| f.file.as_deref().is_some_and(|p| p.contains("/mio-"));
+    let at = frames.iter().position(|f| !is_wait_machinery(&f.function) && !in_std(f) && !in_mio(f)).unwrap_or(0);
+    let idle = frames.get(at).is_some_and(|f| match tokio_source(f) {
+        Some(src) => TOKIO_PARKING_FILES.iter().any(|p| src.starts_with(p)) && !TOKIO_RUNNER_FILES.iter().any(|p| src.starts_with(p)),
+        None => is_runtime_idle_site(&f.function) && !is_task_runner(&f.function),
+    });
     (if idle { WaitKind::RuntimeIdle } else { WaitKind::Wait }, at)
 }
 
@@ -316,6 +346,19 @@ mod tests {
         let user = vec![fr("std::thread::park"), fr("tokio::sync::mpsc::bounded::Receiver<T>::blocking_recv"), fr("app::consume")];
         let (kind, at) = wait_site(&user);
         assert_eq!((kind, at), (WaitKind::Wait, 1));
+    }
+
+    #[test]
+    fn dwarf_short_names_are_told_by_their_file() {
+        let at = |name: &str, file: &str| StackFrame { function: name.into(), file: Some(file.into()), line: Some(9) };
+        let reg = "/root/.cargo/registry/src/registry-1949cf8c6b5b557f";
+        // tokio's I/O driver, inlined with mio: `select` (mio), `turn` (tokio's driver)
+        let io = vec![at("select", &format!("{reg}/mio-1.2.5/src/sys/unix/mod.rs")), at("turn", &format!("{reg}/tokio-1.54.1/src/runtime/io/driver.rs"))];
+        let (kind, i) = wait_site(&io);
+        assert_eq!((kind, i), (WaitKind::RuntimeIdle, 1));
+        // a blocking task's poll, inlined: tokio's task code runs the user's closure
+        let task = vec![at("poll<F>", &format!("{reg}/tokio-1.54.1/src/runtime/blocking/task.rs"))];
+        assert_eq!(wait_site(&task).0, WaitKind::Wait);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! ([`lists`]); each sample walks them ([`walk`]) through a block cache ([`mem`]). Task ids are
 //! handed out in spawn order by one counter (`task::Id::next`), which gives each site's oldest
 //! task and how many tasks were spawned since ([`spawn_order`]).
+pub mod blocking;
 pub mod lists;
 pub mod mem;
 pub mod scan;
@@ -88,6 +89,12 @@ pub struct TokioCensus {
     pub headers: HashMap<u64, Vec<u64>>,
     /// vtable -> its oldest live task id, at the last census.
     pub oldest: HashMap<u64, u64>,
+    /// Per runtime handle: its blocking pool's queue, once found (a non-empty queue is needed
+    /// to recognise it); when it was last looked for.
+    blocking: HashMap<u64, blocking::BlockingQueue>,
+    blocking_searched_ns: u64,
+    /// vtable -> `spawn_blocking` tasks waiting in a pool's queue for a thread, at the last census.
+    pub queued: HashMap<u64, u64>,
     pub order: SpawnOrder,
     pub stats: CensusStats,
 }
@@ -117,6 +124,9 @@ impl TokioCensus {
             states: HashMap::new(),
             headers: HashMap::new(),
             oldest: HashMap::new(),
+            blocking: HashMap::new(),
+            blocking_searched_ns: 0,
+            queued: HashMap::new(),
             order: SpawnOrder::new(next_id),
             stats: CensusStats::default(),
         };
@@ -227,6 +237,46 @@ impl TokioCensus {
         }
     }
 
+    /// Tasks queued in the runtimes' blocking pools (appended to `tasks`, owner id 0): each
+    /// pool's queue is looked for (at most every [`RESCAN_EVERY_NS`]) until found, then read
+    /// every census. A queue that no longer reads as one leaves its tasks unsure and is looked
+    /// for again. Returns the number queued (None: no queue found yet).
+    fn read_blocking_queues(&mut self, tasks: &mut Vec<TaskSeen>, now_ns: u64, unsure: &mut HashSet<(u64, u64)>) -> Option<u64> {
+        // runtime handles only: a LocalSet's list (its owner id laid out before it) has no pool
+        let handles: Vec<u64> =
+            self.runtimes.iter().filter(|r| r.shard_mask.is_some() || r.owner_at > r.lists[0].0).map(|r| r.handle).collect();
+        self.blocking.retain(|h, _| handles.contains(h));
+        if handles.iter().any(|h| !self.blocking.contains_key(h)) && now_ns.saturating_sub(self.blocking_searched_ns) >= RESCAN_EVERY_NS {
+            self.blocking_searched_ns = now_ns;
+            for &h in &handles {
+                if !self.blocking.contains_key(&h) {
+                    if let Some(q) = blocking::find(&mut self.mem, &self.vtables, h) {
+                        self.blocking.insert(h, q);
+                    }
+                }
+            }
+        }
+        self.queued.clear();
+        if self.blocking.is_empty() {
+            return None;
+        }
+        let (before, mut total) = (tasks.len(), 0);
+        let queues: Vec<(u64, blocking::BlockingQueue)> = self.blocking.iter().map(|(&h, &q)| (h, q)).collect();
+        for (h, q) in queues {
+            match blocking::read(&mut self.mem, &self.vtables, &q, MAX_TASKS.saturating_sub(tasks.len() as u64), tasks) {
+                Some(n) => total += n,
+                None => {
+                    self.blocking.remove(&h);
+                    unsure.insert((0, 0));
+                }
+            }
+        }
+        for t in &tasks[before..] {
+            *self.queued.entry(t.vtable).or_default() += 1;
+        }
+        Some(total)
+    }
+
     /// Tries again the runtimes whose lists were not recognised.
     fn retry_failed(&mut self) {
         let seeds: Vec<Seed> = self.failed_seeds.values().copied().collect();
@@ -257,9 +307,12 @@ impl TokioCensus {
             let count = resolve_count(&mut self.mem, r, &mut self.counts, st.walked, st.incomplete.is_empty());
             expected = expected.zip(count).map(|(a, b)| a + b);
         }
+        let walked = tasks.len() as u64;
+        let queued = self.read_blocking_queues(&mut tasks, now_ns, &mut unsure);
         self.stats = CensusStats {
+            blocking_queued: queued,
             runtimes: self.runtimes.len(),
-            tasks_walked: tasks.len() as u64,
+            tasks_walked: walked,
             tasks_expected: expected.filter(|_| !self.runtimes.is_empty()),
             complete,
             bytes_read: self.mem.bytes_read,
@@ -299,16 +352,18 @@ impl TokioCensus {
             });
             seen.generation = generation;
             let (vtable, born) = (seen.vtable, seen.born_ns);
-            let idle = state::is_idle(t.state);
+            // a blocking task in its pool's queue (owner 0) waits for a thread
+            let queued = t.owner == 0;
+            let idle = queued || state::is_idle(t.state);
             let e = per_site.entry(vtable).or_insert_with(|| Site { oldest_born: born, ..Site::default() });
             e.live += 1;
             e.oldest_born = e.oldest_born.min(born);
             e.idle += u64::from(idle);
-            *e.states.entry(state::name(t.state)).or_default() += 1;
+            *e.states.entry(if queued { "queued" } else { state::name(t.state) }).or_default() += 1;
             let o = self.oldest.entry(vtable).or_insert(t.id);
             *o = (*o).min(t.id);
             let hs = self.headers.entry(vtable).or_default();
-            if hs.len() < HEADERS_PER_SITE && idle {
+            if hs.len() < HEADERS_PER_SITE && idle && !queued {
                 hs.push(t.header);
             }
         }

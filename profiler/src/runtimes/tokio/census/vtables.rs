@@ -94,7 +94,9 @@ fn file_backed(seg: &LoadSegment, file_len: u64, budget: u64) -> Option<(u64, u6
 
 /// Vtables among `words` (read at `base`): seven pointers into `text`, then offsets of the
 /// shape tokio gives them (the scheduler right after the 32+ byte header, the task id right after
-/// the scheduler, the trailer after the future).
+/// the scheduler, the trailer after the future). The scheduler is one pointer for a runtime's
+/// or a `LocalSet`'s tasks (`Arc<..>`), other sizes for the blocking pool's (`BlockingSchedule`
+/// is empty in older tokio, 16 bytes of task hooks in 1.54), so the id is 0 to 32 bytes after it.
 pub fn find_in(words: &[u64], base: u64, text: &[(u64, u64)], polls: Option<&HashSet<u64>>) -> Vec<(u64, VtInfo)> {
     let in_text = |p: u64| text.iter().any(|&(a, b)| p >= a && p < b);
     let mut out = Vec::new();
@@ -106,7 +108,8 @@ pub fn find_in(words: &[u64], base: u64, text: &[(u64, u64)], polls: Option<&Has
         let (trailer, sched, id) = (w[7], w[8], w[9]);
         let shape = sched % 8 == 0
             && (32..=512).contains(&sched)
-            && id == sched + 8
+            && (sched..=sched + 32).contains(&id)
+            && id % 8 == 0
             && trailer % 8 == 0
             && trailer >= id + 8
             && trailer <= 16 << 20;
@@ -144,9 +147,9 @@ mod tests {
         words.extend(vtable(0x2000, 256));
         words.extend([0, 0]);
         words.extend(vtable(0x3000, 128));
-        // wrong shape: id not right after the scheduler
+        // wrong shape: id not just after the scheduler
         let mut bad = vtable(0x2000, 256);
-        bad[9] = 64;
+        bad[9] = 72;
         words.extend(bad);
         let all = find_in(&words, 0x10_000, &[TEXT], None);
         assert_eq!(all.len(), 2);
@@ -175,6 +178,16 @@ mod tests {
         assert!(hi <= lo, "past the file's end: nothing");
         let top = LoadSegment { vaddr: u64::MAX - 3, mem_size: 8, file_offset: 0, file_size: 8 };
         assert_eq!(file_backed(&top, 0x2900, MAX_DATA_BYTES), None);
+    }
+
+    #[test]
+    fn a_blocking_task_s_vtable_has_a_larger_scheduler() {
+        // BlockingSchedule holds the task hooks (16 bytes): the id is 16 bytes after it
+        let mut w = vtable(0x2000, 256);
+        w[9] = 48;
+        assert_eq!(find_in(&w, 0, &[TEXT], None)[0].1, VtInfo { trailer_offset: 256, scheduler_offset: 32, id_offset: 48 });
+        w[9] = 44;
+        assert!(find_in(&w, 0, &[TEXT], None).is_empty(), "an id is 8-aligned");
     }
 
     #[test]
