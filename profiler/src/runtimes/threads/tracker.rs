@@ -169,6 +169,8 @@ pub struct BlockedTracker {
     bias: u64,
     unwinder: Unwinder,
     lines: Option<crate::elf::lines::LineTable>,
+    /// Names the blocking tasks threads run (built at the first one met).
+    futures: Option<crate::runtimes::tokio::naming::symbolize::Symbolizer>,
     /// (tid, syscall, first argument) -> waiter, while the wait lasts.
     waiting: HashMap<(u32, i64, u64), Waiter>,
     pub sites: BTreeMap<String, WaitSite>,
@@ -179,7 +181,17 @@ impl BlockedTracker {
     pub fn new(pid: u32, image: ElfImage, bias: u64) -> anyhow::Result<Self> {
         let unwinder = Unwinder::new(&image, bias);
         let lines = image.has_debug_info().then(|| crate::elf::lines::LineTable::load(image.dwarf_data())).flatten();
-        Ok(BlockedTracker { pid, image, bias, unwinder, lines, waiting: HashMap::new(), sites: BTreeMap::new(), samples: 0 })
+        Ok(BlockedTracker {
+            pid,
+            image,
+            bias,
+            unwinder,
+            lines,
+            futures: None,
+            waiting: HashMap::new(),
+            sites: BTreeMap::new(),
+            samples: 0,
+        })
     }
 
     /// One census. `started`: tid -> wait start (ns, CLOCK_MONOTONIC) from the tracepoints.
@@ -244,6 +256,29 @@ impl BlockedTracker {
         Sample { now_ns, sites }
     }
 
+    /// The blocking task a thread runs, named as its task site is (its future type, e.g.
+    /// `BlockingTask<app::f::{{closure}}>`, and the closure's line): from the `raw::poll<T, S>`
+    /// (or `Harness<T, S>::poll`, `Core<T, S>::poll`) on its stack (each task type has its own),
+    /// whose calls lead to the closure as the census's do from the task's vtable.
+    fn blocking_task(&mut self, frames: &[crate::unwind::Frame], first: usize) -> Option<StackFrame> {
+        // raw::poll often tail-calls Harness::poll: any of the per-type functions will do
+        const PER_TYPE: [&str; 3] =
+            ["tokio::runtime::task::raw::poll", "tokio::runtime::task::harness::Harness", "tokio::runtime::task::core::Core"];
+        let (i, f) = frames.iter().enumerate().find(|(_, f)| !f.inlined && PER_TYPE.iter().any(|p| f.function.starts_with(p)))?;
+        let lookup = if first + i == 0 { f.pc } else { f.pc.wrapping_sub(1) };
+        let start = self.image.symbol_at(lookup.wrapping_sub(self.bias))?.addr;
+        let image = &self.image;
+        let named = self.futures.get_or_insert_with(|| crate::runtimes::tokio::naming::symbolize::Symbolizer::new(image.clone())).name_future(start);
+        if named.name.function.starts_with("<unknown") {
+            return None;
+        }
+        Some(StackFrame {
+            function: named.name.function.clone(),
+            file: named.location.as_ref().map(|(f, _)| crate::elf::lines::normalize_path(f)),
+            line: named.location.as_ref().map(|(_, l)| *l),
+        })
+    }
+
     /// Unwinds a newly seen waiting thread and files it under its site (created on first use).
     fn classify(&mut self, tw: &ThreadWait) -> Option<String> {
         let pcs = thread_stack(self.pid, tw, &self.image, self.bias, &mut self.unwinder, STACK_WINDOW);
@@ -256,7 +291,7 @@ impl BlockedTracker {
         let (kind, at) = wait_site(&frames);
         let mut site = frames.get(at).cloned()?;
         if let Some(name) = blocking_task_name(&site, symbolized[at].pc.wrapping_sub(self.bias)) {
-            site.function = name;
+            site = self.blocking_task(&symbolized[at..], at).unwrap_or(StackFrame { function: name, ..site });
         }
         let (syscall, syscall_name) = tw.family();
         let key = format!("{kind:?}:{syscall}:{}", site.function);
