@@ -82,3 +82,71 @@ fn native_threads_piling_up_on_a_lock_are_a_leak_and_older_waits_are_found() {
     let gate = run(&["--pid", &fx.pid.to_string(), "--threads", "--duration", "8", "--quiet", "--fail-on-leak"]);
     assert_eq!(gate.status.code(), Some(4));
 }
+
+/// Threads blocked in other syscalls than futex: each a leak at its wait site, the call named.
+#[test]
+fn native_threads_blocked_in_read_accept_and_sleep_are_leaks_with_the_syscall_named() {
+    if !bpf_available("native_threads_blocked_in_read_accept_and_sleep_are_leaks_with_the_syscall_named") {
+        return;
+    }
+    for (scenario, site_fn, family) in [
+        ("read-leak", "plain_fixture::read_reply", "read"),
+        ("accept-leak", "plain_fixture::serve_one", "accept"),
+        ("sleep-leak", "plain_fixture::poll_until_ready", "sleep"),
+    ] {
+        let fx = Fixture::start("plain", &[scenario, "5"]);
+        let r = run_json(&["--pid", &fx.pid.to_string(), "--threads", "--duration", "8", "--format", "json", "--quiet"]);
+        let s = blocked_site(&r, site_fn);
+        assert_eq!((s["kind"].as_str(), s["syscall"].as_str()), (Some("wait"), Some(family)), "{scenario}: {s}");
+        assert_eq!(s["verdict"], "leak", "{scenario}: {s}");
+        assert!(int(&s["threads"]) >= 30, "{scenario}: {s}");
+        let text = run(&["--pid", &fx.pid.to_string(), "--threads", "--duration", "2"]);
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(text.contains(&format!("blocked in {family}")), "{scenario}: the text names the call: {text}");
+    }
+}
+
+/// `spawn_blocking` closures blocked on a std Mutex held forever, the lock written in the closure
+/// (inlined into tokio's BlockingTask::poll): a leak at the closure's line, not tokio's idle
+/// parking, on the default release build, fat LTO + panic=abort, tokio 1.28 and a stripped
+/// binary with its debug file beside it; tokio's own parked threads stay runtime_idle.
+#[test]
+fn a_spawn_blocking_closure_on_a_held_lock_is_a_leak_at_its_line_on_every_build() {
+    if !bpf_available("a_spawn_blocking_closure_on_a_held_lock_is_a_leak_at_its_line_on_every_build") {
+        return;
+    }
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tokio-src/local.rs")).unwrap();
+    let line = src.lines().position(|l| l.contains("state.lock().unwrap()")).unwrap() as i64 + 1;
+    for build in ["tokio-latest", "tokio-latest-lto", "tokio-1.28", "tokio-latest-split"] {
+        let (fx, _) = Fixture::start_with(build, &["blocking-closure", "--rate", "5"], &[], Some("backlog spawned"));
+        let r = run_json(&["--pid", &fx.pid.to_string(), "--duration", "8", "--format", "json", "--quiet"]);
+        let b = r["blocked"].as_array().unwrap();
+        let s = b
+            .iter()
+            .find(|s| s["line"].as_i64() == Some(line) && s["file"].as_str().is_some_and(|f| f.ends_with("local.rs")))
+            .unwrap_or_else(|| panic!("{build}: no wait site at local.rs:{line}: {b:#?}"));
+        assert_eq!((s["kind"].as_str(), s["verdict"].as_str()), (Some("wait"), Some("leak")), "{build}: {s}");
+        assert!(int(&s["threads"]) >= 30, "{build}: {s}");
+        let idle: Vec<&serde_json::Value> = b.iter().filter(|s| s["kind"] == "runtime_idle").collect();
+        assert!(!idle.is_empty(), "{build}: tokio's parked workers are shown as runtime_idle: {b:#?}");
+        for s in idle {
+            assert_ne!(s["verdict"], "leak", "{build}: {s}");
+        }
+    }
+}
+
+/// Go's own threads (idle Ms, the netpoller, sysmon) are its runtime's parking, never a wait site.
+#[test]
+fn go_runtime_threads_are_runtime_idle() {
+    if !bpf_available("go_runtime_threads_are_runtime_idle") {
+        return;
+    }
+    let fx = Fixture::start("go-latest", &["recv-no-sender"]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let r = run_json(&["--pid", &fx.pid.to_string(), "--threads", "--duration", "4", "--format", "json", "--quiet"]);
+    let b = r["blocked"].as_array().unwrap();
+    assert!(!b.is_empty(), "{r}");
+    for s in b {
+        assert_eq!(s["kind"], "runtime_idle", "{s}");
+    }
+}

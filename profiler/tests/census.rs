@@ -333,3 +333,102 @@ fn stripped_binaries_name_sites_and_awaits_from_the_code() {
         assert!(of >= 10 && n * 10 >= of * 9, "{scenario}: {s}");
     }
 }
+
+/// The line of fixtures/tokio-src/local.rs holding `text`.
+fn local_line(text: &str) -> u32 {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tokio-src/local.rs")).unwrap();
+    src.lines().position(|l| l.contains(text)).unwrap_or_else(|| panic!("no {text} in local.rs")) as u32 + 1
+}
+
+/// `spawn_local` tasks: one LocalSet on a current-thread runtime, then four sets on four
+/// threads (actix-rt's shape); each a leak at its site, the backlog counted from the first sample.
+#[test]
+fn local_set_leaks_are_counted_from_the_first_sample_on_one_set_and_on_four() {
+    if !bpf_available("local_set_leaks_are_counted_from_the_first_sample_on_one_set_and_on_four") {
+        return;
+    }
+    for (scenario, sets) in [("local-leak", 1), ("local-four", 4)] {
+        let (fx, _) = Fixture::start_with(
+            "tokio-latest",
+            &[scenario, "--current-thread", "--backlog", "2000", "--rate", "20"],
+            &[],
+            Some("backlog spawned"),
+        );
+        let r = report(fx.pid, &["--duration", "10"]);
+        let c = &r["collection"]["census"];
+        assert!(int(&c["runtimes"]) >= sets, "{scenario}: every LocalSet's list is read: {c} {}", r["warnings"]);
+        let s = site(&r, "local::awaiting_reply");
+        let series: Vec<i64> = s["series"].as_array().unwrap().iter().map(int).collect();
+        assert!(series[0] >= 2000, "{scenario}: the backlog is live from the first sample: {series:?}");
+        assert_eq!(s["verdict"], "leak", "{scenario}: {s}");
+        assert_eq!(s["line"], local_line("pub async fn awaiting_reply"), "{scenario}: {s}");
+        assert!(int(&s["states"]["idle"]) >= 2000, "{scenario}: {s}");
+        // where they wait, from the machine code (the release build has no DWARF types)
+        assert!(s["stuck_at"].as_array().is_some_and(|a| !a.is_empty()), "{scenario}: {s}");
+        assert!(r["warnings"].as_array().unwrap().iter().all(|w| !w.as_str().unwrap().contains("not counted")), "{}", r["warnings"]);
+    }
+}
+
+#[test]
+fn a_healthy_local_set_with_2000_long_lived_tasks_is_ok() {
+    if !bpf_available("a_healthy_local_set_with_2000_long_lived_tasks_is_ok") {
+        return;
+    }
+    let (fx, _) = Fixture::start_with("tokio-latest", &["local-healthy", "--rate", "50"], &[], Some("backlog spawned"));
+    let r = report(fx.pid, &["--duration", "10"]);
+    let s = site(&r, "local::long_lived_local");
+    assert_eq!(int(&s["live"]), 2000, "{s}");
+    assert_eq!(s["verdict"], "ok", "{s}");
+    assert!(r["sites"].as_array().unwrap().iter().all(|s| s["verdict"] == "ok"), "{}", r["sites"]);
+    // with --probes on a tokio without bind_inner (births at the first poll), the LocalSet's
+    // finishes are probed too: the short local tasks are seen to finish, none left over
+    let (fx, _) = Fixture::start_with("tokio-1.28", &["local-healthy", "--rate", "50"], &[], Some("backlog spawned"));
+    let r = report(fx.pid, &["--duration", "8", "--probes"]);
+    assert_eq!(r["target"]["birth_point"], "first_poll", "{}", r["target"]);
+    let short = site(&r, "local::short_local");
+    assert!(int(&short["finished"]) > 100 && int(&short["live"]) < 10, "{short}");
+    assert_eq!(short["verdict"], "ok", "{short}");
+    assert_eq!(int(&site(&r, "local::long_lived_local")["live"]), 2000);
+}
+
+/// A LocalSet dropped while attached cancels its tasks: they end with it, never a leak.
+#[test]
+fn a_local_set_dropped_while_attached_ends_its_tasks() {
+    if !bpf_available("a_local_set_dropped_while_attached_ends_its_tasks") {
+        return;
+    }
+    let (fx, _) = Fixture::start_with("tokio-latest", &["local-dropped"], &[], Some("backlog spawned"));
+    let r = report(fx.pid, &["--duration", "10"]);
+    let s = site(&r, "local::until_set_dropped");
+    assert_ne!(s["verdict"], "leak", "{s}");
+    assert!(int(&s["finished"]) >= 300, "the dropped set's tasks are counted as ended: {s}");
+    let series: Vec<i64> = s["series"].as_array().unwrap().iter().map(int).collect();
+    assert!(series.iter().all(|&n| n <= 300), "never more than one set's tasks: {series:?}");
+    assert!(int(&r["collection"]["census"]["runtimes_dropped"]) >= 1, "{}", r["collection"]["census"]);
+}
+
+/// A `spawn_blocking` leak fills the pool (its cap lowered to 16 threads), then its queue: the
+/// queued tasks keep the site growing, a leak at the closure's line.
+#[test]
+fn a_spawn_blocking_leak_stays_a_leak_past_the_pool_s_cap() {
+    if !bpf_available("a_spawn_blocking_leak_stays_a_leak_past_the_pool_s_cap") {
+        return;
+    }
+    let (fx, _) = Fixture::start_with(
+        "tokio-latest",
+        &["blocking-closure", "--rate", "10", "--max-blocking", "16"],
+        &[],
+        Some("backlog spawned"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let r = report(fx.pid, &["--duration", "10"]);
+    assert!(int(&r["collection"]["census"]["blocking_queued"]) > 50, "{}", r["collection"]["census"]);
+    let s = site(&r, "BlockingTask<tokio_fixture::local::run_blocking_closure");
+    assert_eq!(s["verdict"], "leak", "{s}");
+    assert_eq!(s["line"], local_line("state.lock().unwrap()"), "{s}");
+    assert!(int(&s["states"]["queued"]) > 50, "{s}");
+    // the pool's 16 threads: a wait at the same closure, not the runtime's idle parking
+    let b = r["blocked"].as_array().unwrap();
+    let t = b.iter().find(|b| b["function"].as_str().unwrap().contains("run_blocking_closure")).unwrap_or_else(|| panic!("{b:#?}"));
+    assert_eq!((t["kind"].as_str(), t["syscall"].as_str(), int(&t["threads"])), (Some("wait"), Some("futex"), 16), "{t}");
+}

@@ -49,10 +49,11 @@ const TOKIO_PARKING: &[&str] = &[
 ];
 
 /// Wait sites that are a runtime's idle workers parking: tokio's (above), and Go's runtime (its
-/// idle Ms in futexsleep, the netpoller in epoll_wait, sysmon in usleep).
+/// idle Ms in futexsleep, the netpoller in epoll_wait (`internal/runtime/syscall/linux.EpollWait`
+/// since Go 1.23), sysmon in usleep).
 fn is_runtime_idle_site(f: &str) -> bool {
     let f = f.trim_start_matches('<');
-    TOKIO_PARKING.iter().any(|p| f.starts_with(p)) || f.starts_with("runtime.")
+    TOKIO_PARKING.iter().any(|p| f.starts_with(p)) || f.starts_with("runtime.") || f.starts_with("internal/runtime/")
 }
 
 /// Where a frame's code is in tokio's own sources (`runtime/park.rs`), from its file: DWARF names

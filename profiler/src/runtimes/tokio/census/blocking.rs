@@ -6,8 +6,11 @@
 //! and its queue is a `VecDeque<Task>` inside a mutex (one, or one per shard in newer tokio);
 //! each element is the task's header pointer and a flag (16 bytes). It is found by shape, from a
 //! non-empty queue: a pointer among the handle's words leads to a block holding a `VecDeque`
-//! (buffer pointer, capacity, head, length) whose element at `head` is a task header of no runtime
-//! (a blocking task is never bound to a list: owner id 0) with a task vtable.
+//! (capacity, buffer pointer, head, length, as rustc lays it out) whose queued elements are task
+//! headers of no runtime (a blocking task is never bound to a list: owner id 0) with a task
+//! vtable. Slots outside head..head+len keep stale pointers, so the layout is fixed, not guessed
+//! among permutations that could read them. With tokio's sharded pool queue, only the first
+//! shard found non-empty is read.
 use super::{mem::Mem, vtables::Vtables, walk::TaskSeen};
 
 /// Where one queue's `VecDeque` fields are.
@@ -66,33 +69,25 @@ pub fn find(mem: &mut dyn Mem, vt: &Vtables, handle: u64) -> Option<BlockingQueu
             continue;
         }
         let Some(w) = words(mem, p, INNER_BYTES) else { continue };
-        for i in 0..w.len() {
+        for i in 1..w.len().saturating_sub(2) {
             let buf = w[i];
             if buf == 0 || !buf.is_multiple_of(8) || buf < 0x10000 {
                 continue;
             }
-            // capacity, head and length: three small words around the buffer pointer
-            let near: Vec<usize> = (i.saturating_sub(3)..(i + 4).min(w.len())).filter(|&j| j != i && w[j] <= MAX_QUEUE).collect();
-            for &c in &near {
-                for &h in &near {
-                    for &l in &near {
-                        if c == h || c == l || h == l {
-                            continue;
-                        }
-                        let (cap, head, len) = (w[c], w[h], w[l]);
-                        if cap == 0 || len == 0 || len > cap || head >= cap {
-                            continue;
-                        }
-                        let first = slot(buf, head).and_then(|a| mem.u64_at(a));
-                        let last = slot(buf, (head + len - 1) % cap).and_then(|a| mem.u64_at(a));
-                        if let (Some(a), Some(b)) = (first, last) {
-                            if is_blocking_header(mem, vt, a) && is_blocking_header(mem, vt, b) {
-                                let at = |j: usize| p.wrapping_add(8 * j as u64);
-                                return Some(BlockingQueue { buf_at: at(i), cap_at: at(c), head_at: at(h), len_at: at(l) });
-                            }
-                        }
-                    }
-                }
+            // `VecDeque { head, len, buf: RawVec { ptr, cap } }` as rustc lays it out:
+            // capacity, buffer, head, length (the capacity's niche puts the RawVec first)
+            let (c, h, l) = (i - 1, i + 1, i + 2);
+            let (cap, head, len) = (w[c], w[h], w[l]);
+            if cap == 0 || cap > MAX_QUEUE || len == 0 || len > cap || head >= cap {
+                continue;
+            }
+            // every queued element (the first 64) a blocking task's header
+            let valid = (0..len.min(64)).all(|k| {
+                slot(buf, (head + k) % cap).and_then(|a| mem.u64_at(a)).is_some_and(|t| is_blocking_header(mem, vt, t))
+            });
+            if valid {
+                let at = |j: usize| p.wrapping_add(8 * j as u64);
+                return Some(BlockingQueue { buf_at: at(i), cap_at: at(c), head_at: at(h), len_at: at(l) });
             }
         }
     }
