@@ -40,6 +40,8 @@ apt_install golang-1.19-go prometheus
 apt_install chromium
 # redis-benchmark, the load generator of `cargo xtask bench-redis`
 apt_install redis-tools
+# ab (ApacheBench), the HTTP load generator of the actix-web scenario and `cargo xtask bench-actix`
+apt_install apache2-utils
 # Debian starts the packaged Prometheus as a service; the tests run their own on a free port.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi
 

@@ -230,3 +230,59 @@ fn one_future_type_spawned_from_two_callers_is_split_by_spawn_path() {
     assert!(int(&healthy["live_estimate"]) <= live / 10, "healthy path should hold none: {s}");
     assert!(healthy["samples"].as_u64().unwrap() > 0, "the healthy path was sampled too: {s}");
 }
+
+/// A real actix-web server (fixtures/actix: every worker a current-thread runtime with a
+/// LocalSet). Healthy under load from `ab`: every site ok. Then a route that leaves a task behind
+/// (`actix_rt::spawn` = `spawn_local`), hit 5 times a second: that task's site is a leak.
+#[test]
+fn an_actix_web_server_is_ok_under_load_and_its_leaking_route_is_found() {
+    if !bpf_available("an_actix_web_server_is_ok_under_load_and_its_leaking_route_is_found") {
+        return;
+    }
+    let (fx, line) = Fixture::start_with("actix", &["0"], &[], Some("listening port="));
+    let port = line.unwrap().trim().trim_start_matches("listening port=").to_string();
+    let pid = fx.pid.to_string();
+    let report = |secs: &str| {
+        let out = run(&["--pid", &pid, "--duration", secs, "--format", "json", "--quiet"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // healthy: 12 s of keep-alive GET / from 8 clients
+    let mut ab = std::process::Command::new("ab")
+        .args(["-q", "-k", "-c", "8", "-t", "12", "-n", "100000000", &format!("http://127.0.0.1:{port}/")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ab (apache2-utils, installed by scripts/setup.sh)");
+    let r = report("10");
+    let ab_out = ab.wait_with_output().unwrap();
+    let ab_text = String::from_utf8_lossy(&ab_out.stdout);
+    assert!(ab_text.contains("Complete requests"), "ab ran: {ab_text} {}", String::from_utf8_lossy(&ab_out.stderr));
+    assert!(int(&r["collection"]["census"]["runtimes"]) >= 2, "the workers' LocalSets are read: {}", r["collection"]);
+    for s in r["sites"].as_array().unwrap().iter().chain(r["blocked"].as_array().unwrap()) {
+        assert_ne!(s["verdict"], "leak", "healthy under load: {s}");
+    }
+    // the leaking route, 5 requests a second
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let (stop, port) = (stop.clone(), port.clone());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())) {
+                    let _ = c.write_all(b"GET /subscribe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                    let _ = c.read_to_end(&mut Vec::new());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        })
+    };
+    let r = report("15");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    client.join().unwrap();
+    let s = site(&r, "actix_fixture::watch_updates");
+    assert_eq!(s["verdict"], "leak", "{s}");
+    assert!(s["file"].as_str().is_some_and(|f| f.ends_with("main.rs")), "{s}");
+    assert!(int(&s["live"]) >= 60, "{s}");
+    assert!(s["stuck_at"].as_array().is_some_and(|a| !a.is_empty()), "where they wait: {s}");
+}

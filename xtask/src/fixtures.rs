@@ -81,6 +81,8 @@ const VARIANTS: &[Variant] = &[
     Variant { out: "plain", dir: "plain", bin: "plain-fixture", target_dir: "target", env: &[], cargo_args: &[] },
     // a real server: tokio's example Redis server (its spawn path has tokio's bind_inner inlined)
     Variant { out: "mini-redis", dir: "mini-redis", bin: "mini-redis-fixture", target_dir: "target", env: &[], cargo_args: &[] },
+    // a real actix-web server: every worker a current-thread runtime with a LocalSet
+    Variant { out: "actix", dir: "actix", bin: "actix-fixture", target_dir: "target", env: &[], cargo_args: &[] },
 ];
 
 /// Builds every variant (cargo makes repeated builds quick) and a stripped copy; returns fixtures/bin.
