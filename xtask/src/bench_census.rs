@@ -4,6 +4,8 @@
 //! 2. leakprof: one census of 10k, 100k and 1M live idle tasks (ms and bytes read per sample).
 //! 3. tokio's own `Handle::dump()` of the same 100k tasks in a task-dump build, which stops the
 //!    runtime while it walks them, against a census of that process.
+//! 4. 100k `spawn_local` tasks in four LocalSets on four threads (actix's shape) next to 100k
+//!    ordinary tasks in one runtime: ms and bytes read per sample (alone with `--local-only`).
 use std::{
     io::{BufRead as _, Write as _},
     path::Path,
@@ -14,11 +16,14 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{bench::measure, demo::start_fixture, fixtures, util};
 
-pub fn run(root: &Path, rounds: u32) -> Result<()> {
+pub fn run(root: &Path, rounds: u32, local_only: bool) -> Result<()> {
     util::setup(root)?;
     let bins = fixtures::build(root)?;
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     let leakprof = root.join("target/release/leakprof");
+    if local_only {
+        return local_sets(&leakprof, &bins.join("tokio-latest"));
+    }
 
     let configs: [(&str, &[&str]); 2] =
         [("census 1s", &["--no-threads"]), ("census 100ms", &["--no-threads", "--interval", "0.1"])];
@@ -31,14 +36,14 @@ pub fn run(root: &Path, rounds: u32) -> Result<()> {
 
     let mut walks = vec![];
     for n in [10_000u64, 100_000, 1_000_000] {
-        walks.push((n, census_of(&leakprof, &bins.join("tokio-latest"), n, None)?.0));
+        walks.push((n, census_of(&leakprof, &bins.join("tokio-latest"), n, None, DUMP_BENCH)?.0));
     }
     let taskdump = bins.join("tokio-latest-taskdump");
-    let (census, _) = census_of(&leakprof, &taskdump, 100_000, None)?;
+    let (census, _) = census_of(&leakprof, &taskdump, 100_000, None, DUMP_BENCH)?;
     // one dump per process: a second Handle::dump() in one process sometimes never returns here
     let (mut dumps, mut hung) = (vec![], 0);
     for _ in 0..rounds {
-        match census_of(&leakprof, &taskdump, 100_000, Some(1))?.1 {
+        match census_of(&leakprof, &taskdump, 100_000, Some(1), DUMP_BENCH)?.1 {
             ms if ms.is_finite() => dumps.push(ms),
             _ => hung += 1,
         }
@@ -75,6 +80,28 @@ pub fn run(root: &Path, rounds: u32) -> Result<()> {
         census.bytes as f64 / 1e6,
         dumps.len()
     );
+    local_sets(&leakprof, &bins.join("tokio-latest"))
+}
+
+/// 100k idle connections in one multi-thread runtime (the fixture's `dump-bench`).
+const DUMP_BENCH: &[&str] = &["dump-bench"];
+
+/// One census of 100k tasks spawned locally in four LocalSets, next to 100k ordinary tasks.
+fn local_sets(leakprof: &Path, bin: &Path) -> Result<()> {
+    let n = 100_000;
+    let ordinary = census_of(leakprof, bin, n, None, DUMP_BENCH)?.0;
+    let local = census_of(leakprof, bin, n, None, &["local-four", "--rate", "0"])?.0;
+    println!("
+leakprof: one census of {n} live idle tasks, ordinary (one multi-thread runtime) vs spawn_local in 4 LocalSets on 4 threads:");
+    println!("{:<22} {:>10} {:>10} {:>12} {:>10}", "tasks", "read", "walk ms", "sample ms", "MB read");
+    for (label, w) in [("ordinary", &ordinary), ("local, 4 LocalSets", &local)] {
+        println!("{label:<22} {:>10} {:>10.1} {:>12.1} {:>10.1}", w.walked, w.walk_ms, w.sample_ms, w.bytes as f64 / 1e6);
+    }
+    println!(
+        "ratio local/ordinary: walk {:.2}x, MB read {:.2}x",
+        local.walk_ms / ordinary.walk_ms,
+        local.bytes as f64 / ordinary.bytes as f64
+    );
     Ok(())
 }
 
@@ -88,11 +115,13 @@ struct Walk {
     scanned: u64,
 }
 
-/// Starts `dump-bench --backlog n`; runs a 5 s census on it, or (`dumps`) that many
-/// Handle::dump()s; returns the census and the median dump ms.
-fn census_of(leakprof: &Path, bin: &Path, n: u64, dumps: Option<u32>) -> Result<(Walk, f64)> {
+/// Starts `scenario --backlog n` (`dump-bench` for dumps); runs a 5 s census on it, or (`dumps`)
+/// that many Handle::dump()s; returns the census and the median dump ms.
+fn census_of(leakprof: &Path, bin: &Path, n: u64, dumps: Option<u32>, scenario: &[&str]) -> Result<(Walk, f64)> {
     let backlog = n.to_string();
-    let (mut guard, pid, mut out) = start_fixture(bin, &["dump-bench", "--backlog", &backlog], Stdio::piped())?;
+    let mut args = scenario.to_vec();
+    args.extend(["--backlog", &backlog]);
+    let (mut guard, pid, mut out) = start_fixture(bin, &args, Stdio::piped())?;
     let mut line = String::new();
     while !line.starts_with("backlog spawned") {
         line.clear();

@@ -98,7 +98,7 @@ fn fmt(r: &[f64]) -> String {
 }
 
 /// The median of `v` and its first and third quartiles (nearest rank).
-fn median_and_middle_half(v: &mut [f64]) -> (f64, f64, f64) {
+pub(crate) fn median_and_middle_half(v: &mut [f64]) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.25), at(0.75))

@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask setup | fixtures | demo | test | bench`.
 mod bench;
+mod bench_actix;
 mod bench_awaits;
 mod bench_census;
 mod bench_futex;
@@ -56,6 +57,9 @@ enum Cmd {
     BenchCensus {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
+        /// Only the census of 100k spawn_local tasks in four LocalSets next to 100k ordinary ones.
+        #[arg(long)]
+        local_only: bool,
     },
     /// Futex tracepoints: the cost on a bystander process (futex ping-pong, getppid loop) and
     /// on the traced target, against bare.
@@ -105,6 +109,19 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
+    /// A real actix-web server: requests per second under ab (keep-alive GET /), bare vs under
+    /// leakprof's census and --probes, paired ratios.
+    BenchActix {
+        /// Rounds of each kind (alternating).
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Requests per ab run.
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        /// ab's concurrent connections.
+        #[arg(long, default_value_t = 16)]
+        clients: u32,
+    },
     /// A real server: mini-redis's SET/GET requests per second under redis-benchmark, bare vs
     /// census vs probes (alternating rounds, one server process), as ratios.
     BenchRedis {
@@ -131,7 +148,7 @@ fn main() -> Result<()> {
         Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
         Cmd::BenchGo { rounds } => bench::go_stacks(&root, rounds),
         Cmd::BenchAwaits => bench_awaits::run(&root),
-        Cmd::BenchCensus { rounds } => bench_census::run(&root, rounds),
+        Cmd::BenchCensus { rounds, local_only } => bench_census::run(&root, rounds, local_only),
         Cmd::BenchFutex { rounds } => bench_futex::run(&root, rounds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),
         Cmd::RecordSeries { seconds, parallel, only } => record::run(&root, seconds, parallel, only.as_deref()),
@@ -139,5 +156,6 @@ fn main() -> Result<()> {
         Cmd::GoTables => gotables::generate(&root),
         Cmd::Bench { tasks, rounds } => bench::run(&root, tasks, rounds),
         Cmd::BenchRedis { rounds, requests, clients } => bench_redis::run(&root, rounds, requests, clients),
+        Cmd::BenchActix { rounds, requests, clients } => bench_actix::run(&root, rounds, requests, clients),
     }
 }
