@@ -1,7 +1,7 @@
 //! `cargo xtask bench-actix`: a real actix-web server's throughput under leakprof. The actix fixture
 //! (fixtures/actix: every worker a current-thread runtime with a LocalSet) loaded by `ab`
-//! (ApacheBench, keep-alive GET /), bare rounds alternating with rounds under leakprof's census and
-//! under `--probes`, in one server process; each round under leakprof is compared with the mean of
+//! (ApacheBench, keep-alive GET /), bare rounds alternating with rounds under leakprof's census,
+//! under `--probes` and under `--probes --no-threads`, in one server process; each round under leakprof is compared with the mean of
 //! the bare rounds just before and after it (this VM drifts), as `bench-redis` does.
 use std::{io::BufRead as _, path::Path, process::Command, process::Stdio, thread::sleep, time::Duration};
 
@@ -33,7 +33,9 @@ pub fn run(root: &Path, rounds: u32, requests: u64, clients: u32) -> Result<()> 
     eprintln!("[xtask] actix fixture pid {pid} on 127.0.0.1:{port}");
     benchmark(&port, 10_000, clients)?; // warm-up
 
-    let modes: [(&str, &[&str]); 2] = [("census", &[]), ("probes", &["--probes"])];
+    // --probes also traces futex waits (every syscall on the host): apart, without them
+    let modes: [(&str, &[&str]); 3] =
+        [("census", &[]), ("probes", &["--probes"]), ("probes, no threads", &["--probes", "--no-threads"])];
     let mut bare: Vec<f64> = Vec::new();
     let mut under: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for round in 1..=rounds + 1 {
@@ -64,14 +66,14 @@ pub fn run(root: &Path, rounds: u32, requests: u64, clients: u32) -> Result<()> 
     );
     print!("{:>10}", "bare");
     for (label, _) in &modes {
-        print!(" {label:>10} {:>22}", "paired ratio");
+        print!(" {label:>18} {:>22}", "paired ratio");
     }
     println!();
     print!("{:>10.0}", median(&mut bare.clone()));
     for rounds_of in &under {
         let mut ratios: Vec<f64> = rounds_of.iter().enumerate().map(|(i, r)| r / ((bare[i] + bare[i + 1]) / 2.0)).collect();
         let (med, lo, hi) = median_and_middle_half(&mut ratios);
-        print!(" {:>10.0} {med:>7.3}x [{lo:.3}-{hi:.3}]", median(&mut rounds_of.clone()));
+        print!(" {:>18.0} {med:>7.3}x [{lo:.3}-{hi:.3}]", median(&mut rounds_of.clone()));
     }
     println!();
     Ok(())

@@ -110,7 +110,7 @@ enum Cmd {
         rounds: u32,
     },
     /// A real actix-web server: requests per second under ab (keep-alive GET /), bare vs under
-    /// leakprof's census and --probes, paired ratios.
+    /// leakprof's census, --probes and --probes --no-threads, paired ratios.
     BenchActix {
         /// Rounds of each kind (alternating).
         #[arg(long, default_value_t = 5)]
