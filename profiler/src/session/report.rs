@@ -75,6 +75,8 @@ impl Session {
                 let v = w.judged.verdict(&key);
                 let idle = wait.kind == WaitKind::RuntimeIdle;
                 let frames: Vec<String> = wait.stack.iter().map(|f| f.function.clone()).collect();
+                let growth_per_s = v.growth_per_s;
+                let (verdict, confidence, reason) = wait_verdict(idle, v);
                 out.push(BlockedSiteReport {
                     ignored_by: ignore.matching(&name.function, &frames),
                     function: name.function,
@@ -88,19 +90,11 @@ impl Session {
                     longest_wait_s: wait.longest_wait_ns as f64 / 1e9,
                     preexisting: wait.preexisting,
                     ended_waits: wait.ended_waits,
-                    verdict: if idle && v.kind != VerdictKind::Leak { VerdictKind::Ok } else { v.kind },
-                    confidence: if idle && v.kind != VerdictKind::Leak { 0.0 } else { v.confidence },
-                    growth_per_s: v.growth_per_s,
-                    reason: match (idle, v.kind) {
-                        (true, VerdictKind::Leak) => format!(
-                            "runtime worker(s) parked idle, but more of them at every look: threads started and \
-                             never reused or ended; {}",
-                            v.reason
-                        ),
-                        (true, _) => format!("runtime worker(s) parked idle; {}", v.reason),
-                        _ => v.reason,
-                    },
+                    growth_per_s,
                     stack: wait.stack,
+                    verdict,
+                    confidence,
+                    reason,
                 });
             }
         }
@@ -237,4 +231,38 @@ fn backlog_note(first: Option<i64>, live: i64, oldest: Option<&crate::model::Old
         return String::new();
     }
     format!("; {first} tasks were already live at attach ({live} now)")
+}
+
+/// A wait site's verdict, confidence and reason: a runtime's idle threads are `ok` unless their
+/// number keeps growing (then judged like any site, and the reason says so).
+fn wait_verdict(idle: bool, v: crate::detect::Verdict) -> (VerdictKind, f64, String) {
+    match (idle, v.kind) {
+        (true, VerdictKind::Leak) => (
+            v.kind,
+            v.confidence,
+            format!("runtime worker(s) parked idle, but more of them at every look: threads started and never reused or ended; {}", v.reason),
+        ),
+        (true, _) => (VerdictKind::Ok, 0.0, format!("runtime worker(s) parked idle; {}", v.reason)),
+        _ => (v.kind, v.confidence, v.reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(kind: VerdictKind, confidence: f64) -> crate::detect::Verdict {
+        crate::detect::Verdict { kind, confidence, growth_per_s: 2.0, reason: "why".into() }
+    }
+
+    #[test]
+    fn idle_runtime_threads_are_ok_unless_they_keep_growing() {
+        let (kind, confidence, reason) = wait_verdict(true, v(VerdictKind::Suspect, 0.5));
+        assert_eq!((kind, confidence), (VerdictKind::Ok, 0.0));
+        assert!(reason.starts_with("runtime worker(s) parked idle; why"), "{reason}");
+        let (kind, confidence, reason) = wait_verdict(true, v(VerdictKind::Leak, 0.9));
+        assert_eq!((kind, confidence), (VerdictKind::Leak, 0.9));
+        assert!(reason.contains("more of them at every look"), "{reason}");
+        assert_eq!(wait_verdict(false, v(VerdictKind::Suspect, 0.5)), (VerdictKind::Suspect, 0.5, "why".to_string()));
+    }
 }
