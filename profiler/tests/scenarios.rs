@@ -248,7 +248,7 @@ fn an_actix_web_server_is_ok_under_load_and_its_leaking_route_is_found() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     // healthy: 12 s of keep-alive GET / from 8 clients
-    let mut ab = std::process::Command::new("ab")
+    let ab = std::process::Command::new("ab")
         .args(["-q", "-k", "-c", "8", "-t", "12", "-n", "100000000", &format!("http://127.0.0.1:{port}/")])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -45,6 +45,8 @@ const CACHE_BYTES: u64 = 256 << 20;
 pub const HEADERS_PER_SITE: usize = 32;
 /// Times discovery is tried for one owner id per pass over the heap (a dropped runtime's cells).
 const TRIES_PER_OWNER: u32 = 3;
+/// A runtime whose owner word cannot be read at this many censuses in a row is taken as gone.
+const GONE_AFTER: u32 = 3;
 /// At attach, lists not recognised are read again this many times, this far apart.
 const ATTACH_RETRIES: u32 = 40;
 const ATTACH_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
@@ -93,8 +95,8 @@ pub struct TokioCensus {
     /// to recognise it); when it was last looked for.
     blocking: HashMap<u64, blocking::BlockingQueue>,
     blocking_searched_ns: u64,
-    /// vtable -> `spawn_blocking` tasks waiting in a pool's queue for a thread, at the last census.
-    pub queued: HashMap<u64, u64>,
+    /// Owner id -> censuses in a row at which its owner word could not be read.
+    unread_owner: HashMap<u64, u32>,
     pub order: SpawnOrder,
     pub stats: CensusStats,
 }
@@ -126,7 +128,7 @@ impl TokioCensus {
             oldest: HashMap::new(),
             blocking: HashMap::new(),
             blocking_searched_ns: 0,
-            queued: HashMap::new(),
+            unread_owner: HashMap::new(),
             order: SpawnOrder::new(next_id),
             stats: CensusStats::default(),
         };
@@ -220,17 +222,29 @@ impl TokioCensus {
     }
 
     /// Forgets the runtimes (and `LocalSet`s) dropped since the last census: the word that held
-    /// the owner id holds something else. Their tasks, not seen by this census, are retired as
-    /// finished (a set's tasks are cancelled when it is dropped).
+    /// the owner id holds something else (or could not be read at [`GONE_AFTER`] censuses in a
+    /// row: a read can fail for want of budget). Their tasks, not seen by this census, are
+    /// retired as finished (a set's tasks are cancelled when it is dropped).
     fn drop_gone(&mut self) {
-        let mem = &mut self.mem;
+        let (mem, unread) = (&mut self.mem, &mut self.unread_owner);
         let gone: Vec<u64> = self
             .runtimes
             .iter()
-            .filter(|r| mem.u64_fresh(r.owner_at) != Some(r.owner_id))
+            .filter(|r| match mem.u64_fresh(r.owner_at) {
+                Some(v) => {
+                    unread.remove(&r.owner_id);
+                    v != r.owner_id
+                }
+                None => {
+                    let n = unread.entry(r.owner_id).or_default();
+                    *n += 1;
+                    *n >= GONE_AFTER
+                }
+            })
             .map(|r| r.owner_id)
             .collect();
         for owner in gone {
+            self.unread_owner.remove(&owner);
             self.runtimes.retain(|r| r.owner_id != owner);
             self.counts.remove(&owner);
             self.stats.runtimes_dropped += 1;
@@ -256,11 +270,10 @@ impl TokioCensus {
                 }
             }
         }
-        self.queued.clear();
         if self.blocking.is_empty() {
             return None;
         }
-        let (before, mut total) = (tasks.len(), 0);
+        let mut total = 0;
         let queues: Vec<(u64, blocking::BlockingQueue)> = self.blocking.iter().map(|(&h, &q)| (h, q)).collect();
         for (h, q) in queues {
             match blocking::read(&mut self.mem, &self.vtables, &q, MAX_TASKS.saturating_sub(tasks.len() as u64), tasks) {
@@ -270,9 +283,6 @@ impl TokioCensus {
                     unsure.insert((0, 0));
                 }
             }
-        }
-        for t in &tasks[before..] {
-            *self.queued.entry(t.vtable).or_default() += 1;
         }
         Some(total)
     }
