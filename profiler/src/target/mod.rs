@@ -1,6 +1,7 @@
 //! The process being profiled: its pid, its executable, where that executable is mapped.
 mod maps;
 pub mod memory;
+pub mod memory_limit;
 
 pub use maps::{parse_maps, Mapping};
 pub use memory::{read_u64, read_u64_many};
