@@ -432,3 +432,17 @@ fn a_spawn_blocking_leak_stays_a_leak_past_the_pool_s_cap() {
     let t = b.iter().find(|b| b["function"].as_str().unwrap().contains("run_blocking_closure")).unwrap_or_else(|| panic!("{b:#?}"));
     assert_eq!((t["kind"].as_str(), t["syscall"].as_str(), int(&t["threads"])), (Some("wait"), Some("futex"), 16), "{t}");
 }
+
+/// tokio's task id counter is told from the ThreadId counter of the same name (a LocalSet links
+/// that one in; the fixture's symbol table lists it first): with the wrong one, `--probes` took
+/// every task born since attach for one alive before it.
+#[test]
+fn the_task_id_counter_is_not_the_thread_id_counter() {
+    for name in ["tokio-latest", "tokio-1.38", "tokio-1.28", "tokio-latest-v0"] {
+        let Some(image) = fixture_image(name) else { panic!("no fixture {name}") };
+        let at = leakprof::runtimes::tokio::next_id_symbol(&image).unwrap_or_else(|| panic!("{name}: no NEXT_ID"));
+        let thread_ids = image.data_symbol(&["8ThreadId4next7NEXT_ID"]);
+        assert!(thread_ids.is_some(), "{name}: the fixture links tokio's ThreadId counter too");
+        assert_ne!(Some(at), thread_ids, "{name}");
+    }
+}

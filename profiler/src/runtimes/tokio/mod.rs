@@ -143,10 +143,17 @@ impl Tokio {
     }
 }
 
+/// ELF address of tokio's task id counter, `tokio::runtime::task::id::Id::next::NEXT_ID` (not
+/// `thread_id::ThreadId::next::NEXT_ID`, which a LocalSet links in and the symbol table may list
+/// first), in legacy or v0 mangling.
+pub fn next_id_symbol(image: &ElfImage) -> Option<u64> {
+    image.data_symbol(&["5tokio", "2Id4next7NEXT_ID"])
+}
+
 /// The target's task vtables and the address of tokio's task id counter (`NEXT_ID`), if named.
 fn task_vtables(target: &Target, image: &ElfImage, bias: u64) -> (census::vtables::Vtables, Option<u64>) {
     let polls: HashSet<u64> = plan::raw_polls(image).into_iter().map(|a| a.wrapping_add(bias)).collect();
-    let next_id = image.data_symbol(&["5tokio", "4next7NEXT_ID"]).map(|a| a.wrapping_add(bias));
+    let next_id = next_id_symbol(image).map(|a| a.wrapping_add(bias));
     let text: Vec<(u64, u64)> = target.exe_maps.iter().filter(|m| m.executable()).map(|m| (m.start, m.end)).collect();
     (census::vtables::Vtables::from_image(image, bias, &text, (!polls.is_empty()).then_some(&polls)), next_id)
 }

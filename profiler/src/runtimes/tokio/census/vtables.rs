@@ -45,9 +45,12 @@ impl Vtables {
         self.map.get(&addr)
     }
 
-    /// The offset of the task id from the header, when every vtable has the same one.
+    /// The offset of the task id from the header, when every vtable of a task a runtime or a
+    /// `LocalSet` owns has the same one (their scheduler is one pointer: the id right after it).
+    /// The blocking pool's tasks (a larger or empty scheduler) are never bound to a list, so
+    /// never seen at `bind_inner`: they do not count.
     pub fn uniform_id_offset(&self) -> Option<u64> {
-        let mut offs = self.map.values().map(|v| v.id_offset);
+        let mut offs = self.map.values().filter(|v| v.id_offset == v.scheduler_offset + 8).map(|v| v.id_offset);
         let first = offs.next()?;
         offs.all(|o| o == first).then_some(first)
     }
@@ -178,6 +181,15 @@ mod tests {
         assert!(hi <= lo, "past the file's end: nothing");
         let top = LoadSegment { vaddr: u64::MAX - 3, mem_size: 8, file_offset: 0, file_size: 8 };
         assert_eq!(file_backed(&top, 0x2900, MAX_DATA_BYTES), None);
+    }
+
+    #[test]
+    fn the_uniform_id_offset_leaves_blocking_tasks_out() {
+        let vt = |id_offset| VtInfo { trailer_offset: 256, scheduler_offset: 32, id_offset };
+        let v = Vtables::from_pairs([(0x10, vt(40)), (0x20, vt(40)), (0x30, vt(48)), (0x40, vt(32))]);
+        assert_eq!(v.uniform_id_offset(), Some(40));
+        let v = Vtables::from_pairs([(0x10, vt(40)), (0x20, VtInfo { trailer_offset: 256, scheduler_offset: 40, id_offset: 48 })]);
+        assert_eq!(v.uniform_id_offset(), None);
     }
 
     #[test]
