@@ -1,7 +1,7 @@
 //! One folder per source of sites, each owning its detection, attach plan, sampling and naming:
 //! [`tokio`] (tasks, by a census of the runtimes' task lists or by uprobes), [`go`] (goroutines,
-//! by a census of `runtime.allgs` or by uprobes), and [`threads`] (threads blocked in futex
-//! waits, in any native program, beside a task runtime or alone). Every one is a [`Source`]: what
+//! by a census of `runtime.allgs` or by uprobes), and [`threads`] (threads blocked in syscalls,
+//! in any native program, beside a task runtime or alone). Every one is a [`Source`]: what
 //! it produces is runtime-neutral (a [`Sample`] of per-site observations keyed by a `u64`, names
 //! and details per site, facts about the attachment), and the session, the judged histories and
 //! the report handle a list of sources alike. Each source decodes what it reports during its
