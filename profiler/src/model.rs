@@ -6,7 +6,7 @@ use serde::Serialize;
 pub use crate::detect::VerdictKind;
 
 /// Bumped on any incompatible change of the JSON document.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 pub const SCHEMA_NAME: &str = "leakprof.report";
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +20,9 @@ pub struct Report {
     pub program_exit_code: Option<i32>,
     /// Seconds since attach of each sample; every site's `series` is aligned with it.
     pub sample_times_s: Vec<f64>,
+    /// The target's resident memory and the limit that applies to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryReport>,
     /// Sites, worst first.
     pub sites: Vec<SiteReport>,
     /// Threads blocked in syscalls (futex waits, reads, accepts, sleeps, ...), by wait site, worst
@@ -33,6 +36,19 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_counters: Option<BTreeMap<String, u64>>,
     pub warnings: Vec<String>,
+}
+
+/// The target's memory: what it holds and what it may hold.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MemoryReport {
+    /// Resident set (`VmRSS`) at the last sample, bytes.
+    pub rss_bytes: Option<u64>,
+    /// Resident set at each of `sample_times_s` (null where it could not be read).
+    pub rss_bytes_series: Vec<Option<u64>>,
+    /// The memory limit that applies: the target's cgroup limit (the smallest up its path), else
+    /// the machine's memory; and where it was read.
+    pub limit_bytes: Option<u64>,
+    pub limit_source: Option<String>,
 }
 
 /// Sites folded out of a report: how many, and their live tasks together.
@@ -238,6 +254,52 @@ pub struct SiteReport {
     /// tokio census: the oldest live task, by spawn order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oldest_task: Option<OldestTask>,
+    /// What each of the site's measured tasks holds (absent when none was measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_task: Option<BytesPerTask>,
+    /// An estimate: `live` x the median of `bytes_per_task` (exact when every live task was
+    /// measured, `bytes_per_task.measured == live`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_estimate: Option<u64>,
+    /// An estimate: `growth_per_s` x the median bytes per task, per hour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_growth_per_hour_estimate: Option<f64>,
+    /// An estimate, for a `leak` site: seconds until the target's resident memory reaches its
+    /// limit (`memory.limit_bytes`) if this site alone goes on growing at this rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_limit_s_estimate: Option<f64>,
+}
+
+/// The bytes the measured tasks of one site hold, per task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct BytesPerTask {
+    /// What is counted: `task cell` (the allocator's chunk holding the tokio task), `task cell +
+    /// boxed future` (a future tokio boxed because it was large), `task cell (layout)` (no
+    /// allocator chunk header could be read: the cell from its header to the end of its trailer),
+    /// `goroutine stack` (`g.stack.hi - g.stack.lo`).
+    pub counts: String,
+    /// Tasks measured at the last sample (tokio: the sampled ones; Go: every live goroutine).
+    pub measured: u64,
+    pub min: u64,
+    pub median: u64,
+    pub max: u64,
+}
+
+impl BytesPerTask {
+    /// The summary of `values` (one per measured task); None when there are none.
+    pub fn of(counts: &str, values: &mut [u64]) -> Option<BytesPerTask> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_unstable();
+        Some(BytesPerTask {
+            counts: counts.to_string(),
+            measured: values.len() as u64,
+            min: values[0],
+            median: values[values.len() / 2],
+            max: values[values.len() - 1],
+        })
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -413,6 +475,10 @@ pub mod tests {
             stuck_decoded_by: None,
             stacks: vec![],
             oldest_task: None,
+            bytes_per_task: None,
+            bytes_estimate: None,
+            bytes_growth_per_hour_estimate: None,
+            time_to_limit_s_estimate: None,
         }
     }
 
@@ -448,6 +514,7 @@ pub mod tests {
             sample_times_s: vec![1.0],
             sites,
             blocked: vec![],
+            memory: None,
             other_sites: None,
             kernel_counters: None,
             warnings: vec![],

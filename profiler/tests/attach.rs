@@ -90,7 +90,7 @@ fn json_document_has_the_versioned_schema() {
     let fx = Fixture::start("tokio-latest", &["mixed"]);
     let r = probed_report(fx.pid, 2);
     assert_eq!(r["schema"], "leakprof.report");
-    assert_eq!(r["schema_version"], 5);
+    assert_eq!(r["schema_version"], 6);
     assert_eq!(r["collection"]["method"], "census+uprobes");
     assert_eq!(r["target"]["pid"], fx.pid);
     assert_eq!(r["target"]["runtime"], "tokio");

@@ -203,6 +203,9 @@ pub fn render_text(r: &Report) -> String {
                 detail.push(format!("ignored by {rule}"));
             }
             let _ = writeln!(out, "{:<8} {}", "", detail.join("; "));
+            if let Some(line) = cost_line(s, r.memory.as_ref()) {
+                let _ = writeln!(out, "{:<8} {line}", "");
+            }
             if let Some(line) = stuck_line(s) {
                 let _ = writeln!(out, "{:<8} {line}", "");
             }
@@ -281,6 +284,54 @@ fn oldest_note(o: &crate::model::OldestTask) -> String {
     format!("oldest live task #{} {when}~{} tasks ago", o.task_id, o.tasks_spawned_since)
 }
 
+/// Bytes in the units people read: `512 B`, `38 MB`, `2.0 GiB` (powers of two for limits, which
+/// are set in them; powers of ten otherwise).
+fn bytes_label(n: f64) -> String {
+    match n {
+        n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
+        n if n >= 1e6 => format!("{:.0} MB", n / 1e6),
+        n if n >= 1e3 => format!("{:.0} kB", n / 1e3),
+        n => format!("{n:.0} B"),
+    }
+}
+
+/// `~13 h`, `~25 min`, `~40 s`.
+fn duration_label(s: f64) -> String {
+    match s {
+        s if s >= 2.0 * 86400.0 => format!("~{:.0} days", s / 86400.0),
+        s if s >= 2.0 * 3600.0 => format!("~{:.0} h", s / 3600.0),
+        s if s >= 120.0 => format!("~{:.0} min", s / 60.0),
+        s => format!("~{s:.0} s"),
+    }
+}
+
+/// "holds 38 MB (2000 x 19 kB task cell, 32 measured), +140 MB/h; at this rate the 2.0 GiB
+/// cgroup v1 memory limit is reached in ~13 h" (the figures are estimates: see `SiteReport`).
+fn cost_line(s: &SiteReport, memory: Option<&crate::model::MemoryReport>) -> Option<String> {
+    let per = s.bytes_per_task.as_ref()?;
+    let mut line = format!(
+        "holds {} ({} x {} {}, {} measured)",
+        bytes_label(s.bytes_estimate.unwrap_or(0) as f64),
+        s.live,
+        bytes_label(per.median as f64),
+        per.counts,
+        per.measured
+    );
+    if let Some(g) = s.bytes_growth_per_hour_estimate.filter(|g| *g > 0.0 && s.verdict != VerdictKind::Ok) {
+        line += &format!(", +{}/h", bytes_label(g));
+    }
+    if let (Some(t), Some(m)) = (s.time_to_limit_s_estimate, memory) {
+        let limit = m.limit_bytes.map(|b| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)).unwrap_or_default();
+        let what = match m.limit_source.as_deref() {
+            Some(src) if src.starts_with("cgroup v2") => format!("the {limit} cgroup v2 memory limit"),
+            Some(src) if src.starts_with("cgroup v1") => format!("the {limit} cgroup v1 memory limit"),
+            _ => format!("the machine's {limit} of memory"),
+        };
+        line += &format!("; at this rate {what} is reached in {}", duration_label(t));
+    }
+    Some(line)
+}
+
 /// "in futex wait", "blocked in read", "blocked in read (recvfrom)".
 fn blocked_in(b: &crate::model::BlockedSiteReport) -> String {
     match (b.syscall.as_str(), b.syscall_name.as_str()) {
@@ -354,6 +405,30 @@ fn ordinal(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_leak_s_cost_and_time_to_the_limit_in_words() {
+        let mut s = crate::model::tests::site("app::f", VerdictKind::Leak, 2000);
+        s.bytes_per_task = Some(crate::model::BytesPerTask { counts: "task cell".into(), measured: 32, min: 19_000, median: 19_000, max: 20_000 });
+        s.bytes_estimate = Some(38_000_000);
+        s.bytes_growth_per_hour_estimate = Some(140e6);
+        s.time_to_limit_s_estimate = Some(13.0 * 3600.0);
+        let m = crate::model::MemoryReport {
+            rss_bytes: Some(1 << 30),
+            rss_bytes_series: vec![],
+            limit_bytes: Some(2 << 30),
+            limit_source: Some("cgroup v1 /sys/fs/cgroup/memory/app/memory.limit_in_bytes".into()),
+        };
+        assert_eq!(
+            cost_line(&s, Some(&m)).unwrap(),
+            "holds 38 MB (2000 x 19 kB task cell, 32 measured), +140 MB/h; at this rate the 2.0 GiB cgroup v1 memory limit is reached in ~13 h"
+        );
+        s.verdict = VerdictKind::Ok;
+        s.time_to_limit_s_estimate = None;
+        assert_eq!(cost_line(&s, Some(&m)).unwrap(), "holds 38 MB (2000 x 19 kB task cell, 32 measured)");
+        s.bytes_per_task = None;
+        assert_eq!(cost_line(&s, Some(&m)), None);
+    }
     use super::*;
 
     use crate::model::tests::site;

@@ -66,6 +66,8 @@ pub struct SiteDetail {
     pub oldest_task: Option<OldestTask>,
     /// A wait site of blocked threads: what is known of its waits (None for task sites).
     pub wait: Option<WaitDetail>,
+    /// What each measured task of the site holds (tokio: its cell; Go: its stack).
+    pub bytes: Option<crate::model::BytesPerTask>,
 }
 
 /// What a wait site of blocked threads has beyond its counts.

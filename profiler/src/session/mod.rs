@@ -80,6 +80,8 @@ pub struct Session {
     warnings: Vec<String>,
     /// The separate debug file the symbols came from, if any.
     symbols_file: Option<String>,
+    /// (sample time, resident set bytes), for the samples still on the time axis.
+    rss: Vec<(f64, u64)>,
 }
 
 impl Session {
@@ -122,6 +124,7 @@ impl Session {
         let warnings = Vec::new();
         Ok(Session {
             symbols_file,
+            rss: Vec::new(),
             opts,
             target,
             sources,
@@ -161,6 +164,14 @@ impl Session {
         for w in &mut self.sources {
             let s = w.source.sample()?;
             w.judged.push(t_s, &s, &self.opts.detect);
+        }
+        if let Some(rss) = crate::target::memory_limit::rss_bytes(self.opts.pid) {
+            self.rss.push((t_s, rss));
+        }
+        // the time axis thins its older half when full: keep the readings it still has
+        if self.rss.len() > self.times_s().len() + 64 {
+            let times = self.times_s().to_vec();
+            self.rss.retain(|(t, _)| times.binary_search_by(|x| x.total_cmp(t)).is_ok());
         }
         if self.opts.record.is_some() {
             self.record()?;
@@ -216,7 +227,8 @@ impl Session {
                 }
                 return Err(e);
             }
-            let sites = self.sites();
+            let memory = self.memory(&self.times_s().to_vec());
+            let sites = self.sites(&memory);
             progress(self.started.elapsed().as_secs_f64(), &sites);
             self.note_interval(t0);
             if self.target_gone() {

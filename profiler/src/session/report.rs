@@ -4,13 +4,26 @@ use std::collections::BTreeMap;
 use super::Session;
 use crate::runtimes::SourceKind;
 use crate::model::{
-    BlockedSiteReport, Collection, EndReason, Report, SiteReport, TargetInfo, VerdictKind, WaitKind, SCHEMA_NAME,
-    SCHEMA_VERSION,
+    BlockedSiteReport, BytesPerTask, Collection, EndReason, MemoryReport, Report, SiteReport, TargetInfo, VerdictKind,
+    WaitKind, SCHEMA_NAME, SCHEMA_VERSION,
 };
 
 impl Session {
-    /// Every task site as of the last sample, judged, worst first.
-    pub fn sites(&mut self) -> Vec<SiteReport> {
+    /// The target's resident memory over the run and the limit that applies now.
+    pub(super) fn memory(&self, times: &[f64]) -> MemoryReport {
+        let at = |t: f64| self.rss.iter().find(|(x, _)| *x == t).map(|&(_, b)| b);
+        let limit = crate::target::memory_limit::memory_limit(self.opts.pid);
+        MemoryReport {
+            rss_bytes: self.rss.last().map(|&(_, b)| b),
+            rss_bytes_series: times.iter().map(|&t| at(t)).collect(),
+            limit_bytes: limit.as_ref().map(|l| l.bytes),
+            limit_source: limit.map(|l| l.source),
+        }
+    }
+
+    /// Every task site as of the last sample, judged, worst first; what each holds, and for a
+    /// leak how long until the memory limit at its rate.
+    pub fn sites(&mut self, memory: &MemoryReport) -> Vec<SiteReport> {
         let ignore = self.opts.ignore.clone();
         let mut sites: Vec<SiteReport> = Vec::new();
         for w in self.of_kind(SourceKind::Tasks) {
@@ -23,7 +36,12 @@ impl Session {
                 let facts = h.facts(s);
                 let v = w.judged.verdict(key);
                 let reason = v.reason.clone() + &backlog_note(s.series.first().copied(), s.live(), detail.oldest_task.as_ref());
+                let cost = ByteCost::of(detail.bytes.as_ref(), s.live(), v.growth_per_s, v.kind, memory);
                 sites.push(SiteReport {
+                    bytes_per_task: detail.bytes,
+                    bytes_estimate: cost.bytes,
+                    bytes_growth_per_hour_estimate: cost.growth_per_hour,
+                    time_to_limit_s_estimate: cost.time_to_limit_s,
                     ignored_by: ignore.matching(&name.function, &detail.spawn_frames),
                     function: name.function,
                     file: name.file,
@@ -164,7 +182,8 @@ impl Session {
         }
         let info = self.runtime().map(|r| r.info());
         let sample_times_s = self.times_s().to_vec();
-        let sites = self.sites();
+        let memory = self.memory(&sample_times_s);
+        let sites = self.sites(&memory);
         Report {
             schema: SCHEMA_NAME,
             schema_version: SCHEMA_VERSION,
@@ -192,6 +211,7 @@ impl Session {
                 bpf_programs: self.bpf_programs(),
             },
             program_exit_code: None,
+            memory: Some(memory),
             sample_times_s,
             sites,
             blocked: self.blocked_sites(),
@@ -215,6 +235,31 @@ impl Session {
     /// "tracepoints" with `--probes` (the /proc census and the futex tracepoints).
     pub(super) fn method(&self) -> &'static str {
         self.runtime().or_else(|| self.sources.first().map(|w| &*w.source)).map_or("census", |s| s.info().method)
+    }
+}
+
+/// What a site's tasks cost in memory (estimates from the measured tasks' median).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct ByteCost {
+    bytes: Option<u64>,
+    growth_per_hour: Option<f64>,
+    time_to_limit_s: Option<f64>,
+}
+
+impl ByteCost {
+    fn of(per_task: Option<&BytesPerTask>, live: i64, growth_per_s: f64, verdict: VerdictKind, memory: &MemoryReport) -> ByteCost {
+        let Some(per_task) = per_task else { return ByteCost::default() };
+        let median = per_task.median as f64;
+        let growth = growth_per_s * median; // bytes per second
+        let time_to_limit_s = match (verdict, memory.limit_bytes, memory.rss_bytes) {
+            (VerdictKind::Leak, Some(limit), Some(rss)) if growth > 0.0 => Some(limit.saturating_sub(rss) as f64 / growth),
+            _ => None,
+        };
+        ByteCost {
+            bytes: Some((live.max(0) as u64).saturating_mul(per_task.median)),
+            growth_per_hour: Some(growth * 3600.0),
+            time_to_limit_s,
+        }
     }
 }
 

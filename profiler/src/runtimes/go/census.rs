@@ -56,6 +56,8 @@ pub struct GoCensus {
     pub startpc: HashMap<u64, u64>,
     /// gopc -> where its goroutines wait, at the last census.
     pub stuck: HashMap<u64, Stuck>,
+    /// gopc -> the stack bytes of its live goroutines (every one measured), at the last census.
+    pub bytes: HashMap<u64, crate::model::BytesPerTask>,
     pclntab: std::sync::Arc<Pclntab>,
     bias: u64,
     /// pc -> the user's own line there (see `stack::own_line`), computed once per pc.
@@ -80,6 +82,7 @@ impl GoCensus {
             states: HashMap::new(),
             startpc: HashMap::new(),
             stuck: HashMap::new(),
+            bytes: HashMap::new(),
             pclntab: plan.pclntab.clone(),
             bias,
             own_lines: HashMap::new(),
@@ -103,6 +106,7 @@ impl GoCensus {
         let gs = read_goroutines(&self.mem, self.at, &self.layout.g)?;
         let mut live_ids = std::collections::HashSet::new();
         let mut per_site: HashMap<u64, (i64, u64, u64, u64)> = HashMap::new(); // live, oldest, idle, seen
+        let mut stacks: HashMap<u64, Vec<u64>> = HashMap::new();
         self.states.clear();
         self.folded = 0;
         for g in gs.iter().filter(|g| g.is_live()) {
@@ -130,7 +134,14 @@ impl GoCensus {
             e.3 += 1;
             let name = self.state_name(g.status, g.waitreason);
             *self.states.entry(gopc).or_default().entry(name).or_default() += 1;
+            if let Some(n) = g.stack_bytes() {
+                stacks.entry(gopc).or_default().push(n);
+            }
         }
+        self.bytes = stacks
+            .into_iter()
+            .filter_map(|(k, mut v)| crate::model::BytesPerTask::of("goroutine stack", &mut v).map(|b| (k, b)))
+            .collect();
         self.read_stacks(&gs);
         let gone: Vec<u64> = self.seen.keys().filter(|id| !live_ids.contains(id)).copied().collect();
         for id in gone {

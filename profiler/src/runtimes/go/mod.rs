@@ -198,6 +198,7 @@ impl Source for Go {
             stuck_decoded_by: stuck.decoder,
             stuck_at: stuck.at,
             wait_stacks: stuck.stacks,
+            bytes: c.bytes.get(&key).cloned(),
             ..SiteDetail::default()
         }
     }

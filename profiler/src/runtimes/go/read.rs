@@ -20,8 +20,12 @@ pub struct GLayout {
 /// Where g.sched is in every Go version leakprof knows (checked against each fixture's DWARF):
 /// after stack (16), stackguard0, stackguard1, _panic, _defer and m.
 pub const SCHED_OFFSET: u64 = 56;
-/// g.stack.hi: the top of the goroutine's stack (g.stack is the first field).
+/// g.stack.lo and g.stack.hi: the bottom and top of the goroutine's stack (g.stack is the first
+/// field).
+const STACK_LO_OFFSET: u64 = 0;
 const STACK_HI_OFFSET: u64 = 8;
+/// Go's largest goroutine stack (runtime.maxstacksize on 64-bit): a larger span is not a stack.
+const MAX_STACK_BYTES: u64 = 1 << 30;
 
 /// The most bytes of one g the census reads: a g is about 400-450 bytes in every Go release, so
 /// a field past this comes from a hostile or misread layout.
@@ -69,6 +73,7 @@ pub struct Goroutine {
     /// Saved sp and pc of a parked goroutine (g.sched), and the top of its stack.
     pub sched_sp: u64,
     pub sched_pc: u64,
+    pub stack_lo: u64,
     pub stack_hi: u64,
 }
 
@@ -76,6 +81,11 @@ impl Goroutine {
     /// Neither dead nor idle (a freed g waiting for reuse).
     pub fn is_live(&self) -> bool {
         self.status != status::DEAD && self.status != status::IDLE
+    }
+
+    /// Bytes of its stack (`g.stack.hi - g.stack.lo`), when the two read as a stack.
+    pub fn stack_bytes(&self) -> Option<u64> {
+        self.stack_hi.checked_sub(self.stack_lo).filter(|&n| n > 0 && n <= MAX_STACK_BYTES)
     }
 }
 
@@ -123,6 +133,7 @@ pub fn read_goroutines(mem: &dyn Memory, at: AllgsAddr, layout: &GLayout) -> Res
                 startpc: u64_at(&b, layout.startpc),
                 sched_sp: u64_at(&b, layout.sched),
                 sched_pc: u64_at(&b, layout.sched + 8),
+                stack_lo: u64_at(&b, STACK_LO_OFFSET),
                 stack_hi: u64_at(&b, STACK_HI_OFFSET),
             });
         }

@@ -323,6 +323,7 @@ impl Source for Tokio {
             stuck_at: stuck.at,
             wait_stacks: stuck.stacks,
             wait: None,
+            bytes: self.census.as_ref().and_then(|c| c.bytes.get(&key).cloned()),
         }
     }
 

@@ -7,6 +7,7 @@
 //! handed out in spawn order by one counter (`task::Id::next`), which gives each site's oldest
 //! task and how many tasks were spawned since ([`spawn_order`]).
 pub mod blocking;
+pub mod cell_bytes;
 pub mod lists;
 pub mod mem;
 pub mod scan;
@@ -91,6 +92,9 @@ pub struct TokioCensus {
     pub headers: HashMap<u64, Vec<u64>>,
     /// vtable -> its oldest live task id, at the last census.
     pub oldest: HashMap<u64, u64>,
+    /// vtable -> what its sampled live tasks hold ([`HEADERS_PER_SITE`] of them, any state), at
+    /// the last census.
+    pub bytes: HashMap<u64, crate::model::BytesPerTask>,
     /// Per runtime handle: its blocking pool's queue, once found (a non-empty queue is needed
     /// to recognise it); when it was last looked for.
     blocking: HashMap<u64, blocking::BlockingQueue>,
@@ -126,6 +130,7 @@ impl TokioCensus {
             states: HashMap::new(),
             headers: HashMap::new(),
             oldest: HashMap::new(),
+            bytes: HashMap::new(),
             blocking: HashMap::new(),
             blocking_searched_ns: 0,
             unread_owner: HashMap::new(),
@@ -287,6 +292,29 @@ impl TokioCensus {
         Some(total)
     }
 
+    /// What each site's first [`HEADERS_PER_SITE`] live tasks of this census hold (their cells,
+    /// and boxed futures), summarised per site.
+    fn measure_bytes(&mut self, tasks: &[TaskSeen]) {
+        // per site: the figures, and what was counted (every kind met)
+        let mut per_site: HashMap<u64, (Vec<u64>, Vec<&'static str>)> = HashMap::new();
+        for t in tasks {
+            let e = per_site.entry(t.vtable).or_default();
+            if e.0.len() >= HEADERS_PER_SITE {
+                continue;
+            }
+            let Some(info) = self.vtables.get(t.vtable).copied() else { continue };
+            let (n, counts) = cell_bytes::task_bytes(&mut self.mem, t.header, info.trailer_offset, info.id_offset);
+            e.0.push(n);
+            if !e.1.contains(&counts) {
+                e.1.push(counts);
+            }
+        }
+        self.bytes = per_site
+            .into_iter()
+            .filter_map(|(k, (mut v, counts))| crate::model::BytesPerTask::of(&counts.join(", "), &mut v).map(|b| (k, b)))
+            .collect();
+    }
+
     /// Tries again the runtimes whose lists were not recognised.
     fn retry_failed(&mut self) {
         let seeds: Vec<Seed> = self.failed_seeds.values().copied().collect();
@@ -333,6 +361,7 @@ impl TokioCensus {
             ..CensusStats::default()
         };
         self.order.observe(&mut self.mem, tasks.iter().map(|t| t.id).max(), now_ns);
+        self.measure_bytes(&tasks);
         self.tally(&tasks, now_ns, &unsure)
     }
 
