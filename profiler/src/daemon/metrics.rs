@@ -65,12 +65,25 @@ pub fn render(reports: &[Report], health: &Health) -> String {
     let other_live = Family::<TargetLabels, Gauge>::default();
     let bpf_runs = Family::<ProgramLabels, Counter>::default();
     let bpf_seconds = Family::<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+    let site_bytes = Family::<SiteLabels, Gauge>::default();
+    let site_bytes_growth = Family::<SiteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let time_to_limit = Family::<SiteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let mem_limit = Family::<TargetLabels, Gauge>::default();
+    let mem_rss = Family::<TargetLabels, Gauge>::default();
     for r in reports {
         let t = TargetLabels { pid: r.target.pid.to_string(), exe: r.target.exe.clone(), runtime: r.target.runtime.to_string() };
         up.get_or_create(&t).set(i64::from(r.collection.ended == crate::model::EndReason::Running));
         let folded = r.other_sites.unwrap_or(crate::model::OtherSites { sites: 0, live: 0 });
         other.get_or_create(&t).set(folded.sites as i64);
         other_live.get_or_create(&t).set(folded.live);
+        if let Some(m) = &r.memory {
+            if let Some(b) = m.limit_bytes {
+                mem_limit.get_or_create(&t).set(b.min(i64::MAX as u64) as i64);
+            }
+            if let Some(b) = m.rss_bytes {
+                mem_rss.get_or_create(&t).set(b.min(i64::MAX as u64) as i64);
+            }
+        }
         for s in &r.sites {
             let l = SiteLabels {
                 pid: t.pid.clone(),
@@ -83,6 +96,15 @@ pub fn render(reports: &[Report], health: &Health) -> String {
                 },
             };
             live.get_or_create(&l).set(s.live);
+            if let Some(b) = s.bytes_estimate {
+                site_bytes.get_or_create(&l).set(b.min(i64::MAX as u64) as i64);
+            }
+            if let Some(g) = s.bytes_growth_per_hour_estimate {
+                site_bytes_growth.get_or_create(&l).set(g);
+            }
+            if let Some(t) = s.time_to_limit_s_estimate {
+                time_to_limit.get_or_create(&l).set(t);
+            }
             spawned.get_or_create(&l).inc_by(s.spawned);
             finished.get_or_create(&l).inc_by(s.finished);
             growth.get_or_create(&l).set(s.growth_per_s);
@@ -119,6 +141,15 @@ pub fn render(reports: &[Report], health: &Health) -> String {
     reg.register("site_growth_per_second", "Robust growth rate of the site's live count", growth);
     reg.register("site_verdict", "0 ok, 1 suspect, 2 leak (ignored sites are 0)", leak);
     reg.register("site_confidence", "Leak confidence 0..1", confidence);
+    reg.register("site_bytes", "Bytes the site's live tasks hold (estimate: live x median measured bytes per task)", site_bytes);
+    reg.register("site_bytes_growth_per_hour", "The site's byte growth (estimate: growth rate x median bytes per task)", site_bytes_growth);
+    reg.register(
+        "site_time_to_limit_seconds",
+        "Leaking sites: seconds until the target's memory limit at the site's byte growth (estimate)",
+        time_to_limit,
+    );
+    reg.register("target_memory_limit_bytes", "The memory limit that applies to the target (cgroup, else the machine)", mem_limit);
+    reg.register("target_rss_bytes", "The target's resident set", mem_rss);
     reg.register("blocked_threads", "Threads blocked in a syscall per wait site (location: kind:syscall family)", blocked);
     reg.register("target_up", "1 while the target is attached and running", up);
     reg.register("other_sites", "Sites beyond --top-k, not reported one by one", other);

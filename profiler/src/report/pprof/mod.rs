@@ -7,9 +7,11 @@ use builder::{Frame, ProfileBuilder};
 
 use crate::model::Report;
 
-/// Sample types, in value order.
-pub const SAMPLE_TYPES: [(&str, &str); 3] =
-    [("live_tasks", "count"), ("spawned_tasks", "count"), ("blocked_threads", "count")];
+/// Sample types, in value order. `bytes`: what a sample's live tasks hold, their count times
+/// the site's median measured bytes per task (an estimate; 0 where nothing was measured), so
+/// `go tool pprof -sample_index=bytes` ranks sites by memory.
+pub const SAMPLE_TYPES: [(&str, &str); 4] =
+    [("live_tasks", "count"), ("spawned_tasks", "count"), ("blocked_threads", "count"), ("bytes", "bytes")];
 
 /// Splits `total` over `weights` so the parts are integers that sum to `total` (largest remainder).
 pub fn apportion(total: i64, weights: &[u64]) -> Vec<i64> {
@@ -37,6 +39,7 @@ pub fn to_pprof(r: &Report) -> Vec<u8> {
     let mut b = ProfileBuilder::new(&SAMPLE_TYPES, &r.target.exe);
     for s in &r.sites {
         let leaf = Frame { function: &s.function, file: s.file.as_deref(), line: s.line };
+        let per_task = s.bytes_per_task.as_ref().map_or(0, |b| b.median as i64);
         let labels = [("kind", "task"), ("verdict", verdict_str(s.verdict))];
         // Go: live goroutines by the whole stack they wait in (sampled), innermost first; tokio:
         // by their await chains, unless the probes gave spawn stacks (who spawned them is then the
@@ -50,12 +53,12 @@ pub fn to_pprof(r: &Report) -> Vec<u8> {
             for (i, st) in s.stacks.iter().enumerate() {
                 let stack: Vec<Frame> =
                     st.frames.iter().map(|f| Frame { function: &f.function, file: f.file.as_deref(), line: f.line }).collect();
-                b.add_sample(&[live[i], spawned[i], 0], &stack, &[("kind", kind), ("verdict", verdict_str(s.verdict))]);
+                b.add_sample(&[live[i], spawned[i], 0, live[i] * per_task], &stack, &[("kind", kind), ("verdict", verdict_str(s.verdict))]);
             }
             continue;
         }
         if s.spawn_stacks.is_empty() {
-            b.add_sample(&[s.live.max(0), s.spawned as i64, 0], &[leaf], &labels);
+            b.add_sample(&[s.live.max(0), s.spawned as i64, 0, s.live.max(0) * per_task], &[leaf], &labels);
             continue;
         }
         let live_w: Vec<u64> = s.spawn_stacks.iter().map(|p| p.live_samples).collect();
@@ -65,7 +68,7 @@ pub fn to_pprof(r: &Report) -> Vec<u8> {
         for (i, p) in s.spawn_stacks.iter().enumerate() {
             let mut stack = vec![leaf];
             stack.extend(p.frames.iter().map(|f| Frame { function: &f.function, file: f.file.as_deref(), line: f.line }));
-            b.add_sample(&[live[i], spawned[i], 0], &stack, &labels);
+            b.add_sample(&[live[i], spawned[i], 0, live[i] * per_task], &stack, &labels);
         }
     }
     for w in &r.blocked {
@@ -81,7 +84,7 @@ pub fn to_pprof(r: &Report) -> Vec<u8> {
             crate::runtimes::threads::tracker::WaitKind::Wait => "blocked_thread",
             crate::runtimes::threads::tracker::WaitKind::RuntimeIdle => "runtime_idle",
         };
-        b.add_sample(&[0, 0, w.threads.max(0)], &stack, &[("kind", kind), ("verdict", verdict_str(w.verdict))]);
+        b.add_sample(&[0, 0, w.threads.max(0), 0], &stack, &[("kind", kind), ("verdict", verdict_str(w.verdict))]);
     }
     b.add_comment(&format!("leakprof {} pid {} {}", r.leakprof_version, r.target.pid, r.target.exe));
     b.finish((r.collection.duration_s * 1e9) as i64)

@@ -54,7 +54,7 @@ fn round_trip_with_stacks_dedups_and_sums() {
     let p = decode(&to_pprof(&r));
     assert_eq!(p.string_table[0], "");
     let names: Vec<&str> = p.sample_type.iter().map(|t| p.string_table[t.r#type as usize].as_str()).collect();
-    assert_eq!(names, vec!["live_tasks", "spawned_tasks", "blocked_threads"]);
+    assert_eq!(names, vec!["live_tasks", "spawned_tasks", "blocked_threads", "bytes"]);
     assert_eq!(p.sample.len(), 3);
     let live: i64 = p.sample.iter().map(|s| s.value[0]).sum();
     assert_eq!(live, 11);
@@ -99,4 +99,15 @@ fn tokio_await_chains_give_way_to_spawn_stacks_go_stacks_do_not() {
     let (names, kind) = with("stack", spawn);
     assert!(names.iter().any(|n| n.contains(".await #1")) && !names.iter().any(|n| n == "app::caller"), "{names:?}");
     assert_eq!(kind, "goroutine");
+}
+
+/// `bytes`: each sample's live tasks times the site's median measured bytes per task.
+#[test]
+fn bytes_are_live_tasks_times_the_median_per_task() {
+    let mut s = site("app::job::{{closure}}", 10, vec![]);
+    s.bytes_per_task = Some(crate::model::BytesPerTask { counts: "task cell".into(), measured: 10, min: 256, median: 272, max: 300 });
+    let unmeasured = site("app::idle::{{closure}}", 3, vec![]);
+    let p = decode(&to_pprof(&report(vec![s, unmeasured])));
+    let bytes: Vec<i64> = p.sample.iter().map(|s| s.value[3]).collect();
+    assert_eq!(bytes, vec![2720, 0]);
 }
