@@ -42,6 +42,43 @@ impl Drop for Killed {
     }
 }
 
+/// Starts Prometheus scraping the daemon at `addr` every second with the shipped alerting rules;
+/// returns it and the address its API serves on.
+fn start_prometheus(prom_bin: &Path, addr: &str, tag: &str) -> (Killed, String) {
+    let dir = std::env::temp_dir().join(format!("leakprof-prom-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus-rules.yml");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+             scrape_configs:\n  - job_name: leakprof\n    static_configs:\n      - targets: ['{addr}']\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let prom_addr = format!("127.0.0.1:{}", free_port());
+    let prom = Killed(
+        Command::new(prom_bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    (prom, prom_addr)
+}
+
+/// The alerts Prometheus has firing now, by name.
+fn firing(prom_addr: &str) -> Vec<serde_json::Value> {
+    let alerts = http_get(prom_addr, "/api/v1/alerts").unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&alerts).unwrap_or_default();
+    v["data"]["alerts"].as_array().cloned().unwrap_or_default().into_iter().filter(|a| a["state"] == "firing").collect()
+}
+
 /// Starts `leakprof daemon ARGS`; returns it and the address it serves on.
 fn start_daemon(args: &[&str]) -> (Killed, String) {
     let mut child = leakprof()
@@ -85,31 +122,7 @@ fn prometheus_scrapes_the_daemon_and_the_leak_alert_fires_for_the_leaking_site_o
     ]);
     assert_eq!(addr, listen);
 
-    let dir = std::env::temp_dir().join(format!("leakprof-prom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus-rules.yml");
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
-             scrape_configs:\n  - job_name: leakprof\n    static_configs:\n      - targets: ['{addr}']\n",
-            rules.display()
-        ),
-    )
-    .unwrap();
-    let prom_port = free_port();
-    let prom_addr = format!("127.0.0.1:{prom_port}");
-    let _prom = Killed(
-        Command::new(prom_bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
-    );
+    let (_prom, prom_addr) = start_prometheus(prom_bin, &addr, "main");
 
     // the daemon watches for targets: a process matching --name that starts later is attached
     // (its series appear, one more target, more probes), and detached when it exits (its series
@@ -206,7 +219,7 @@ fn prometheus_scrapes_the_daemon_and_the_leak_alert_fires_for_the_leaking_site_o
     unsafe { libc::kill(daemon.0.id() as i32, libc::SIGINT) };
     let st = daemon.0.wait().unwrap();
     assert!(st.success(), "{st:?}");
-    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(std::env::temp_dir().join(format!("leakprof-prom-{}-main", std::process::id()))).ok();
 }
 
 #[test]
@@ -579,4 +592,66 @@ fn over_its_memory_limit_the_daemon_sheds_a_target_and_says_which() {
     assert_eq!(metric(&addr, "leakprof_attached_targets"), Some(0.0));
     assert!(http_get(&addr, "/api/report").is_some_and(|b| b.trim() == "[]"), "the daemon serves on");
     drop(daemon);
+}
+
+/// A leak that will reach its cgroup's memory limit within the hour: the daemon exports the time
+/// to the limit and the shipped rule `LeakprofMemoryLimitWithinAnHour` fires for that site.
+#[test]
+fn the_memory_limit_alert_fires_for_a_leak_near_its_cgroup_limit() {
+    if !bpf_available("the_memory_limit_alert_fires_for_a_leak_near_its_cgroup_limit") {
+        return;
+    }
+    let prom_bin = Path::new("/usr/bin/prometheus");
+    if !prom_bin.exists() {
+        skip_or_fail("the_memory_limit_alert_fires", "/usr/bin/prometheus is missing (scripts/setup.sh installs it)");
+        return;
+    }
+    let (v1, v2) = (Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes"), Path::new("/sys/fs/cgroup/cgroup.subtree_control"));
+    let (dir, limit_file) = if v1.exists() {
+        (Path::new("/sys/fs/cgroup/memory").join(format!("leakprof-alert-{}", std::process::id())), "memory.limit_in_bytes")
+    } else if std::fs::read_to_string(v2).unwrap_or_default().contains("memory") {
+        (Path::new("/sys/fs/cgroup").join(format!("leakprof-alert-{}", std::process::id())), "memory.max")
+    } else {
+        skip_or_fail("the_memory_limit_alert_fires", "no cgroup memory controller to make a limited cgroup in");
+        return;
+    };
+    // about 0.7 MB/s, 1 GiB above its size: reached in about 25 minutes, well within the hour
+    let (fx, _) = Fixture::start_with("tokio-latest", &["big-futures", "--rate", "10"], &[], Some("future_bytes"));
+    std::fs::create_dir_all(&dir).unwrap();
+    struct Remove(std::path::PathBuf, u32);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            // back to the root cgroup (v1, else v2), so that the empty one can be removed
+            let root = self.0.parent().unwrap().join("cgroup.procs");
+            let _ = std::fs::write(root, self.1.to_string());
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let rss: u64 = std::fs::read_to_string(format!("/proc/{}/statm", fx.pid)).unwrap().split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096;
+    std::fs::write(dir.join(limit_file), (rss + (1 << 30)).to_string()).unwrap();
+    std::fs::write(dir.join("cgroup.procs"), fx.pid.to_string()).unwrap();
+    let _cleanup = Remove(dir, fx.pid);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (_daemon, addr) = start_daemon(&["--listen", &listen, "--pid", &fx.pid.to_string()]);
+    let (_prom, prom_addr) = start_prometheus(prom_bin, &addr, "limit");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut alerts = Vec::new();
+    while Instant::now() < deadline {
+        alerts = firing(&prom_addr);
+        if alerts.iter().any(|a| a["labels"]["alertname"] == "LeakprofMemoryLimitWithinAnHour") {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let limit: Vec<&serde_json::Value> = alerts.iter().filter(|a| a["labels"]["alertname"] == "LeakprofMemoryLimitWithinAnHour").collect();
+    assert!(!limit.is_empty(), "no memory-limit alert: {alerts:?}\n{}", http_get(&addr, "/metrics").unwrap_or_default());
+    for a in limit {
+        assert!(a["labels"]["site"].as_str().unwrap().contains("memory::hold_"), "{a}");
+        assert_eq!(a["labels"]["pid"], fx.pid.to_string(), "{a}");
+    }
+    let m = http_get(&addr, "/metrics").unwrap();
+    assert!(m.contains("leakprof_target_memory_limit_bytes") && m.contains("leakprof_site_bytes{"), "{m}");
+    drop(_prom);
+    std::fs::remove_dir_all(std::env::temp_dir().join(format!("leakprof-prom-{}-limit", std::process::id()))).ok();
 }
