@@ -374,6 +374,10 @@ pub struct BlockedSiteReport {
     /// fcntl F_SETLKW), `other`), and the call first seen there (`recvfrom`).
     pub syscall: String,
     pub syscall_name: String,
+    /// What each waiting thread's stack holds (resident bytes of its stack mapping, from
+    /// /proc/PID/smaps), measured on every waiting thread when its wait was first seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_thread: Option<BytesPerTask>,
     /// Threads waiting there at the last sample.
     pub threads: i64,
     /// Threads waiting there at each of `sample_times_s`.
@@ -538,6 +542,7 @@ pub mod tests {
             kind: WaitKind::Wait,
             syscall: "futex".into(),
             syscall_name: "futex".into(),
+            bytes_per_thread: None,
             threads: 9,
             series: vec![1, 5, 9],
             longest_wait_s: 3.0,

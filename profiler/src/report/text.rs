@@ -249,7 +249,12 @@ pub fn render_text(r: &Report) -> String {
                 (Some(f), Some(l)) => format!("{f}:{l}; "),
                 _ => String::new(),
             };
-            let _ = writeln!(out, "{:<12} {loc}{}; {}", "", blocked_in(b), b.reason);
+            let holds = b
+                .bytes_per_thread
+                .as_ref()
+                .map(|p| format!("stacks hold {} ({} x {} resident); ", bytes_label((b.threads.max(0) as u64 * p.median) as f64), b.threads, bytes_label(p.median as f64)))
+                .unwrap_or_default();
+            let _ = writeln!(out, "{:<12} {loc}{}; {holds}{}", "", blocked_in(b), b.reason);
         }
     }
     if let Some(k) = &r.kernel_counters {

@@ -77,6 +77,8 @@ pub struct WaitDetail {
     /// The syscall's family (`futex`, `read`, ...) and the call first seen there.
     pub syscall: &'static str,
     pub syscall_name: String,
+    /// What the waiting threads' stacks hold (resident bytes of each one's stack mapping).
+    pub bytes: Option<crate::model::BytesPerTask>,
     pub threads: i64,
     pub longest_wait_ns: u64,
     pub preexisting: bool,

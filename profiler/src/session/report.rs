@@ -103,6 +103,7 @@ impl Session {
                     kind: wait.kind,
                     syscall: wait.syscall.to_string(),
                     syscall_name: wait.syscall_name,
+                    bytes_per_thread: wait.bytes,
                     threads: wait.threads,
                     series: w.judged.history.sites.get(&key).map(|s| s.series.clone()).unwrap_or_default(),
                     longest_wait_s: wait.longest_wait_ns as f64 / 1e9,

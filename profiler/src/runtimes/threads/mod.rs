@@ -149,6 +149,7 @@ impl Source for Threads {
             kind: w.kind,
             syscall: w.syscall,
             syscall_name: w.syscall_name.clone(),
+            bytes: w.bytes.clone(),
             threads: w.threads,
             longest_wait_ns: w.longest_wait_ns,
             preexisting: w.preexisting,

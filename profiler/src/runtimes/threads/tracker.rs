@@ -142,6 +142,32 @@ struct Waiter {
     key: String,
     since_ns: u64,
     preexisting: bool,
+    /// Resident bytes of the stack mapping its sp is in (read once per wait, from smaps).
+    stack_bytes: Option<u64>,
+}
+
+/// Resident bytes (`Rss`) of the mappings of `pid` that hold each of `addrs`: one pass over
+/// /proc/PID/smaps.
+fn resident_at(pid: u32, addrs: &[u64]) -> HashMap<u64, u64> {
+    let mut out = HashMap::new();
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else { return out };
+    let mut current: Vec<u64> = Vec::new();
+    for line in text.lines() {
+        if let Some(rss) = line.strip_prefix("Rss:") {
+            let kb: u64 = rss.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            for &a in &current {
+                out.insert(a, kb * 1024);
+            }
+            current.clear();
+            continue;
+        }
+        let Some((range, _)) = line.split_once(' ') else { continue };
+        let Some((lo, hi)) = range.split_once('-') else { continue };
+        if let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) {
+            current = addrs.iter().copied().filter(|&a| a >= lo && a < hi).collect();
+        }
+    }
+    out
 }
 
 /// What is known of one wait site.
@@ -161,6 +187,8 @@ pub struct WaitSite {
     pub ended_waits: u64,
     pub max_ended_wait_ns: u64,
     pub preexisting: bool,
+    /// What its waiting threads' stacks hold (resident), at the last sample.
+    pub bytes: Option<crate::model::BytesPerTask>,
 }
 
 /// Tracks blocked threads of one process.
@@ -202,6 +230,8 @@ impl BlockedTracker {
         let first_sample = self.samples == 0;
         let census: Vec<ThreadWait> = blocked_threads(self.pid);
         let mut still: HashMap<(u32, i64, u64), Waiter> = HashMap::new();
+        // waits first seen now, and their stack pointers
+        let mut new: Vec<((u32, i64, u64), u64)> = Vec::new();
         for tw in &census {
             let id = (tw.tid, tw.nr, tw.arg0);
             let w = match self.waiting.remove(&id) {
@@ -213,12 +243,23 @@ impl BlockedTracker {
                             Some(&s) => (s, false),
                             None => (now_ns, first_sample),
                         };
-                        Waiter { key, since_ns, preexisting }
+                        new.push((id, tw.sp));
+                        Waiter { key, since_ns, preexisting, stack_bytes: None }
                     }
                     None => continue,
                 },
             };
             still.insert(id, w);
+        }
+        // the stacks of the waits first seen now: one pass over smaps
+        if !new.is_empty() {
+            let sps: Vec<u64> = new.iter().map(|&(_, sp)| sp).collect();
+            let resident = resident_at(self.pid, &sps);
+            for (id, sp) in new {
+                if let Some(w) = still.get_mut(&id) {
+                    w.stack_bytes = resident.get(&sp).copied();
+                }
+            }
         }
         // waits that ended since the last census
         for (_, w) in self.waiting.drain() {
@@ -229,16 +270,21 @@ impl BlockedTracker {
         }
         self.waiting = still;
         let mut counts: HashMap<&str, (i64, u64, bool)> = HashMap::new();
+        let mut stacks: HashMap<&str, Vec<u64>> = HashMap::new();
         for w in self.waiting.values() {
             let c = counts.entry(w.key.as_str()).or_default();
             c.0 += 1;
             c.1 = c.1.max(now_ns.saturating_sub(w.since_ns));
             c.2 |= w.preexisting;
+            if let Some(b) = w.stack_bytes {
+                stacks.entry(w.key.as_str()).or_default().push(b);
+            }
         }
         let mut sites = Vec::new();
         for (key, s) in self.sites.iter_mut() {
             let (n, longest, pre) = counts.get(key.as_str()).copied().unwrap_or_default();
             s.threads = n;
+            s.bytes = stacks.get_mut(key.as_str()).and_then(|v| crate::model::BytesPerTask::of("thread stack (resident)", v));
             s.longest_wait_ns = longest;
             s.preexisting |= pre;
             sites.push(SiteObs {
@@ -307,6 +353,7 @@ impl BlockedTracker {
             ended_waits: 0,
             max_ended_wait_ns: 0,
             preexisting: false,
+            bytes: None,
         });
         Some(key)
     }
