@@ -333,8 +333,10 @@ pub struct WaitStack {
 
 impl SiteReport {
     /// Sort key, worst first: not ignored, verdict, confidence, live count.
-    pub fn badness(&self) -> (bool, VerdictKind, i64, i64) {
-        (self.ignored_by.is_none(), self.verdict, (self.confidence * 1e6) as i64, self.live)
+    /// The order sites are reported in, worst first: not ignored, then by verdict (leaks first),
+    /// then by what they cost (bytes held), then by confidence and live count.
+    pub fn badness(&self) -> (bool, VerdictKind, u64, i64, i64) {
+        (self.ignored_by.is_none(), self.verdict, self.bytes_estimate.unwrap_or(0), (self.confidence * 1e6) as i64, self.live)
     }
 }
 
