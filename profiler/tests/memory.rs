@@ -101,3 +101,24 @@ fn time_to_the_cgroup_limit_comes_true() {
     let actual = said_at.elapsed().as_secs_f64();
     assert!((estimate - actual).abs() <= actual * 0.25, "said {estimate:.0} s to the limit, took {actual:.0} s");
 }
+
+/// Goroutines whose stacks grew by deep recursion: the stack bytes per goroutine are within 10%
+/// of what the Go runtime itself counts (its `MemStats.StackInuse` growth per goroutine, printed
+/// by the fixture), on Go 1.19 and the newest Go.
+#[test]
+fn goroutine_stack_bytes_match_the_runtime_s_own_count() {
+    if !bpf_available("goroutine_stack_bytes_match_the_runtime_s_own_count") {
+        return;
+    }
+    for build in ["go1.19", "go-latest"] {
+        let (fx, line) = Fixture::start_with(build, &["deep-stacks", "5"], &[], Some("stack_bytes_per_goroutine="));
+        let truth: u64 = line.unwrap().trim().trim_start_matches("stack_bytes_per_goroutine=").parse().unwrap();
+        let r = report(fx.pid, "3");
+        let s = site(&r, "main.deepLeak");
+        let b = &s["bytes_per_task"];
+        assert_eq!(b["counts"], "goroutine stack", "{build}: {b}");
+        assert_eq!(int(&b["measured"]), int(&s["live"]), "{build}: every goroutine is measured: {s}");
+        let median = int(&b["median"]) as u64;
+        assert!(median.abs_diff(truth) <= truth / 10, "{build}: {median} bytes per goroutine, the runtime counts {truth}: {b}");
+    }
+}
