@@ -168,6 +168,10 @@ pub struct Common {
     /// default: no probe, no cost in the target).
     #[arg(long, alias = "go-probes")]
     pub probes: bool,
+    /// Do not measure what each site's tasks hold (bytes per task, bytes per hour, time to the
+    /// memory limit): what that measuring costs is `cargo xtask bench-census --bytes-only`.
+    #[arg(long)]
+    pub no_bytes: bool,
     /// Benchmarks only: attach the probes' programs empty (they count nothing), to measure
     /// what the uprobe traps alone cost (`cargo xtask bench`). Implies --probes.
     #[arg(long, hide = true)]
@@ -275,6 +279,7 @@ impl Common {
             stack_period: self.stack_period,
             probes: self.probes || self.empty_probes,
             empty_probes: self.empty_probes,
+            measure_bytes: !self.no_bytes,
             no_threads: self.no_threads,
             record: self.record.clone(),
             symbols: self.symbols.clone(),

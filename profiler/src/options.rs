@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub read_limits: crate::target::memory::ReadLimits,
     /// How where tokio tasks wait is read (DWARF types, machine code, or the first that works).
     pub await_decoder: crate::runtimes::tokio::AwaitDecoder,
+    /// Measure what each site's tasks hold (bytes per task; off: `--no-bytes`).
+    pub measure_bytes: bool,
 }
 
 impl Default for RunOptions {
@@ -58,6 +60,7 @@ impl Default for RunOptions {
             retention: crate::history::DEFAULT_CAPACITY,
             read_limits: Default::default(),
             await_decoder: Default::default(),
+            measure_bytes: true,
         }
     }
 }

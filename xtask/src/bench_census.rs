@@ -6,6 +6,8 @@
 //!    runtime while it walks them, against a census of that process.
 //! 4. 100k `spawn_local` tasks in four LocalSets on four threads (actix's shape) next to 100k
 //!    ordinary tasks in one runtime: ms and bytes read per sample (alone with `--local-only`).
+//! 5. What measuring bytes per task costs: the census of 100k tokio tasks and of 100k goroutines
+//!    with and without `--no-bytes`, alternating (alone with `--bytes-only`).
 use std::{
     io::{BufRead as _, Write as _},
     path::Path,
@@ -16,13 +18,16 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{bench::measure, demo::start_fixture, fixtures, util};
 
-pub fn run(root: &Path, rounds: u32, local_only: bool) -> Result<()> {
+pub fn run(root: &Path, rounds: u32, local_only: bool, bytes_only: bool) -> Result<()> {
     util::setup(root)?;
     let bins = fixtures::build(root)?;
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     let leakprof = root.join("target/release/leakprof");
     if local_only {
         return local_sets(&leakprof, &bins.join("tokio-latest"));
+    }
+    if bytes_only {
+        return bytes_cost(&leakprof, &bins, rounds);
     }
 
     let configs: [(&str, &[&str]); 2] =
@@ -80,7 +85,56 @@ pub fn run(root: &Path, rounds: u32, local_only: bool) -> Result<()> {
         census.bytes as f64 / 1e6,
         dumps.len()
     );
-    local_sets(&leakprof, &bins.join("tokio-latest"))
+    local_sets(&leakprof, &bins.join("tokio-latest"))?;
+    bytes_cost(&leakprof, &bins, rounds)
+}
+
+/// The census of 100k live tokio tasks and of 100k goroutines, with the byte figures and without
+/// (`--no-bytes`), `rounds` 5 s runs of each alternating in one target process: mean sample ms
+/// (median over the rounds) and, for tokio, bytes read per sample.
+fn bytes_cost(leakprof: &Path, bins: &Path, rounds: u32) -> Result<()> {
+    let one = |pid: u32, extra: &[&str]| -> Result<(f64, u64)> {
+        let mut args = vec!["--pid".to_string(), pid.to_string(), "--duration".into(), "5".into(), "--no-threads".into()];
+        args.extend(["--quiet", "--format", "json"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let r = Command::new(leakprof).args(&args).output().context("cannot run leakprof")?;
+        let v: serde_json::Value = serde_json::from_slice(&r.stdout).context("leakprof's report")?;
+        Ok((v["collection"]["sample_ms_mean"].as_f64().unwrap_or(f64::NAN), v["collection"]["census"]["bytes_read"].as_u64().unwrap_or(0)))
+    };
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    println!("
+what the byte figures cost: one census of 100,000 live tasks / goroutines, with and without --no-bytes, {rounds} alternating 5 s runs, median of the mean ms per sample:");
+    println!("{:<26} {:>12} {:>12} {:>8} {:>14} {:>14}", "target", "with bytes", "--no-bytes", "ratio", "MB read with", "MB read w/o");
+    for (label, bin, args, ready) in [
+        ("tokio, 100k tasks", "tokio-latest", vec!["dump-bench", "--backlog", "100000"], "backlog spawned"),
+        ("Go newest, 100k goroutines", "go-latest", vec!["hold", "100000"], "holding"),
+    ] {
+        let (_guard, pid, mut out) = start_fixture(&bins.join(bin), &args, Stdio::piped())?;
+        let mut line = String::new();
+        while !line.starts_with(ready) {
+            line.clear();
+            if out.read_line(&mut line)? == 0 {
+                bail!("{bin} ended before it was ready");
+            }
+        }
+        let (mut with, mut without, mut mb) = (vec![], vec![], (0u64, 0u64));
+        for _ in 0..rounds.max(1) {
+            let (ms, b) = one(pid, &[])?;
+            with.push(ms);
+            mb.0 = b;
+            let (ms, b) = one(pid, &["--no-bytes"])?;
+            without.push(ms);
+            mb.1 = b;
+        }
+        let (w, wo) = (median(&mut with), median(&mut without));
+        // the Go census reports no byte count of its reads
+        let mb_of = |b: u64| if b == 0 { "-".to_string() } else { format!("{:.1}", b as f64 / 1e6) };
+        println!("{label:<26} {w:>12.1} {wo:>12.1} {:>7.3}x {:>14} {:>14}", w / wo, mb_of(mb.0), mb_of(mb.1));
+    }
+    Ok(())
 }
 
 /// 100k idle connections in one multi-thread runtime (the fixture's `dump-bench`).

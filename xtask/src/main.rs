@@ -60,6 +60,9 @@ enum Cmd {
         /// Only the census of 100k spawn_local tasks in four LocalSets next to 100k ordinary ones.
         #[arg(long)]
         local_only: bool,
+        /// Only what measuring bytes per task costs (100k tokio tasks, 100k goroutines).
+        #[arg(long)]
+        bytes_only: bool,
     },
     /// Futex tracepoints: the cost on a bystander process (futex ping-pong, getppid loop) and
     /// on the traced target, against bare.
@@ -148,7 +151,7 @@ fn main() -> Result<()> {
         Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
         Cmd::BenchGo { rounds } => bench::go_stacks(&root, rounds),
         Cmd::BenchAwaits => bench_awaits::run(&root),
-        Cmd::BenchCensus { rounds, local_only } => bench_census::run(&root, rounds, local_only),
+        Cmd::BenchCensus { rounds, local_only, bytes_only } => bench_census::run(&root, rounds, local_only, bytes_only),
         Cmd::BenchFutex { rounds } => bench_futex::run(&root, rounds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),
         Cmd::RecordSeries { seconds, parallel, only } => record::run(&root, seconds, parallel, only.as_deref()),

@@ -58,6 +58,8 @@ pub struct GoCensus {
     pub stuck: HashMap<u64, Stuck>,
     /// gopc -> the stack bytes of its live goroutines (every one measured), at the last census.
     pub bytes: HashMap<u64, crate::model::BytesPerTask>,
+    /// Whether `bytes` is measured (`--no-bytes` turns it off).
+    pub measure_bytes: bool,
     pclntab: std::sync::Arc<Pclntab>,
     bias: u64,
     /// pc -> the user's own line there (see `stack::own_line`), computed once per pc.
@@ -83,6 +85,7 @@ impl GoCensus {
             startpc: HashMap::new(),
             stuck: HashMap::new(),
             bytes: HashMap::new(),
+            measure_bytes: true,
             pclntab: plan.pclntab.clone(),
             bias,
             own_lines: HashMap::new(),
@@ -134,7 +137,7 @@ impl GoCensus {
             e.3 += 1;
             let name = self.state_name(g.status, g.waitreason);
             *self.states.entry(gopc).or_default().entry(name).or_default() += 1;
-            if let Some(n) = g.stack_bytes() {
+            if let Some(n) = g.stack_bytes().filter(|_| self.measure_bytes) {
                 stacks.entry(gopc).or_default().push(n);
             }
         }

@@ -115,7 +115,11 @@ impl Go {
         let mode = if opts.probes {
             Mode::Probes { probes: Some(attach_probes(opts, target, image, &plan)?), kernel: KernelSide::default() }
         } else {
-            Mode::Census(GoCensus::new(opts.pid, &plan, bias, opts.read_limits))
+            Mode::Census({
+                let mut c = GoCensus::new(opts.pid, &plan, bias, opts.read_limits);
+                c.measure_bytes = opts.measure_bytes;
+                c
+            })
         };
         let attached = match &mode {
             Mode::Probes { probes: Some(p), .. } => (p.attached, p.attach_ms),

@@ -39,7 +39,8 @@ pub struct Threads {
 
 impl Threads {
     pub fn attach(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -> Result<Threads> {
-        let tracker = tracker::BlockedTracker::new(opts.pid, image.clone(), bias)?;
+        let mut tracker = tracker::BlockedTracker::new(opts.pid, image.clone(), bias)?;
+        tracker.measure_bytes = opts.measure_bytes;
         let probes = if opts.probes { Some(Self::trace(opts, target)?) } else { None };
         Ok(Threads {
             traced: probes.is_some(),

@@ -198,6 +198,8 @@ pub struct BlockedTracker {
     bias: u64,
     unwinder: Unwinder,
     lines: Option<crate::elf::lines::LineTable>,
+    /// Whether waiting threads' stacks are measured (`--no-bytes` turns it off).
+    pub measure_bytes: bool,
     /// Names the blocking tasks threads run (built at the first one met).
     futures: Option<crate::runtimes::tokio::naming::symbolize::Symbolizer>,
     /// (tid, syscall, first argument) -> waiter, while the wait lasts.
@@ -217,6 +219,7 @@ impl BlockedTracker {
             unwinder,
             lines,
             futures: None,
+            measure_bytes: true,
             waiting: HashMap::new(),
             sites: BTreeMap::new(),
             samples: 0,
@@ -252,7 +255,7 @@ impl BlockedTracker {
             still.insert(id, w);
         }
         // the stacks of the waits first seen now: one pass over smaps
-        if !new.is_empty() {
+        if !new.is_empty() && self.measure_bytes {
             let sps: Vec<u64> = new.iter().map(|&(_, sp)| sp).collect();
             let resident = resident_at(self.pid, &sps);
             for (id, sp) in new {

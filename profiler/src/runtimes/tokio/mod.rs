@@ -103,7 +103,10 @@ impl Tokio {
         let (vtables, next_id) = task_vtables(target, image, bias);
         let ids = probed::TaskIds { id_offset: vtables.uniform_id_offset().unwrap_or(0), next_id };
         let census = match open_census(opts.pid, vtables, next_id, opts.read_limits) {
-            Ok(c) => Some(c),
+            Ok(mut c) => {
+                c.measure_bytes = opts.measure_bytes;
+                Some(c)
+            }
             Err(why) => {
                 warnings.push(format!("tokio census unavailable: {why}; counting with probes, so tasks alive before attach are not counted"));
                 None

@@ -95,6 +95,8 @@ pub struct TokioCensus {
     /// vtable -> what its sampled live tasks hold ([`HEADERS_PER_SITE`] of them, any state), at
     /// the last census.
     pub bytes: HashMap<u64, crate::model::BytesPerTask>,
+    /// Whether `bytes` is measured (`--no-bytes` turns it off).
+    pub measure_bytes: bool,
     /// Per runtime handle: its blocking pool's queue, once found (a non-empty queue is needed
     /// to recognise it); when it was last looked for.
     blocking: HashMap<u64, blocking::BlockingQueue>,
@@ -131,6 +133,7 @@ impl TokioCensus {
             headers: HashMap::new(),
             oldest: HashMap::new(),
             bytes: HashMap::new(),
+            measure_bytes: true,
             blocking: HashMap::new(),
             blocking_searched_ns: 0,
             unread_owner: HashMap::new(),
@@ -294,7 +297,7 @@ impl TokioCensus {
 
     /// What each site's first [`HEADERS_PER_SITE`] live tasks of this census hold (their cells,
     /// and boxed futures), summarised per site.
-    fn measure_bytes(&mut self, tasks: &[TaskSeen]) {
+    fn measure_task_bytes(&mut self, tasks: &[TaskSeen]) {
         // per site: the figures, and what was counted (every kind met)
         let mut per_site: HashMap<u64, (Vec<u64>, Vec<&'static str>)> = HashMap::new();
         for t in tasks {
@@ -361,7 +364,9 @@ impl TokioCensus {
             ..CensusStats::default()
         };
         self.order.observe(&mut self.mem, tasks.iter().map(|t| t.id).max(), now_ns);
-        self.measure_bytes(&tasks);
+        if self.measure_bytes {
+            self.measure_task_bytes(&tasks);
+        }
         self.tally(&tasks, now_ns, &unsure)
     }
 
