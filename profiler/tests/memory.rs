@@ -45,6 +45,10 @@ fn bytes_per_task_are_the_futures_sizes_on_tokio_1_38_and_newest() {
         let boxed = build == "tokio-latest";
         assert_eq!(counts.contains("boxed future"), boxed, "{build}: {counts}");
         assert!(int(&r["memory"]["rss_bytes"]) > 0, "{}", r["memory"]);
+        // one reading per sample, on the report's time axis, growing with the leak
+        let series: Vec<i64> = r["memory"]["rss_bytes_series"].as_array().unwrap().iter().map(int).collect();
+        assert_eq!(series.len(), r["sample_times_s"].as_array().unwrap().len(), "{}", r["memory"]);
+        assert!(series.last() > series.first(), "{series:?}");
     }
 }
 

@@ -11,11 +11,19 @@ use crate::model::{
 impl Session {
     /// The target's resident memory over the run and the limit that applies now.
     pub(super) fn memory(&self, times: &[f64]) -> MemoryReport {
-        let at = |t: f64| self.rss.iter().find(|(x, _)| *x == t).map(|&(_, b)| b);
+        // both in time order: one merge walk
+        let mut readings = self.rss.iter().peekable();
+        let series = times
+            .iter()
+            .map(|&t| {
+                while readings.next_if(|(x, _)| *x < t).is_some() {}
+                readings.next_if(|(x, _)| *x == t).map(|&(_, b)| b)
+            })
+            .collect();
         let limit = crate::target::memory_limit::memory_limit(self.opts.pid);
         MemoryReport {
             rss_bytes: self.rss.last().map(|&(_, b)| b),
-            rss_bytes_series: times.iter().map(|&t| at(t)).collect(),
+            rss_bytes_series: series,
             limit_bytes: limit.as_ref().map(|l| l.bytes),
             limit_source: limit.map(|l| l.source),
         }
