@@ -82,6 +82,28 @@ fn go_tool_pprof_shows_goroutines_by_the_stack_they_wait_in() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `-sample_index=bytes` ranks sites by the memory their tasks hold: the 64 KiB futures' site
+/// first, far above the 1 KiB one spawned as often.
+#[test]
+fn go_tool_pprof_ranks_sites_by_bytes() {
+    if !bpf_available("go_tool_pprof_ranks_sites_by_bytes") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("leakprof-pprof-bytes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bytes.pb.gz");
+    let (fx, _) = Fixture::start_with("tokio-latest", &["big-futures", "--rate", "10"], &[], Some("future_bytes"));
+    let out = run(&["--pid", &fx.pid.to_string(), "--duration", "3", "--quiet", "--format", "pprof", "-o", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let Some(top) = go_pprof(&["-top", "-sample_index=bytes"], &file) else {
+        return;
+    };
+    let row = |name: &str| top.lines().position(|l| l.contains(name)).unwrap_or_else(|| panic!("no {name} in:\n{top}"));
+    assert!(row("hold_64k") < row("hold_1k"), "the 64 KiB site holds more:\n{top}");
+    assert!(top.contains("MB") || top.contains("kB"), "bytes are shown as bytes:\n{top}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn pprof_needs_an_output_file() {
     let out = run(&["--pid", "1", "--format", "pprof"]);
