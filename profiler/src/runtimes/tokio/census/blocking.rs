@@ -11,7 +11,7 @@
 //! vtable. Slots outside head..head+len keep stale pointers, so the layout is fixed, not guessed
 //! among permutations that could read them. With tokio's sharded pool queue, only the first
 //! shard found non-empty is read.
-use super::{mem::Mem, vtables::Vtables, walk::TaskSeen};
+use super::{lists::read_words, mem::Mem, vtables::Vtables, walk::TaskSeen};
 
 /// Where one queue's `VecDeque` fields are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,18 +34,8 @@ fn slot(buf: u64, i: u64) -> Option<u64> {
     buf.checked_add(ELEM.checked_mul(i)?)
 }
 
-/// Up to `n` bytes of words at `addr`, as far as they can be read (512 bytes at a time).
 fn words(mem: &mut dyn Mem, addr: u64, n: usize) -> Option<Vec<u64>> {
-    let mut out = Vec::new();
-    let mut b = [0u8; 512];
-    while out.len() * 8 < n {
-        let at = addr.checked_add(out.len() as u64 * 8)?;
-        if !mem.read_fresh(at, &mut b) {
-            break;
-        }
-        out.extend(b.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())));
-    }
-    (!out.is_empty()).then_some(out)
+    Some(read_words(mem, addr, n)).filter(|w| !w.is_empty())
 }
 
 /// Whether `h` is a queued blocking task: a task vtable, owner id 0, references held.

@@ -66,11 +66,14 @@ fn links(mem: &mut dyn Mem, vt: &Vtables, h: u64, owner: u64) -> Option<[u64; 2]
     Some([mem.u64_at(h + tr)?, mem.u64_at(h + tr + 8)?])
 }
 
-fn read_words(mem: &mut dyn Mem, addr: u64, max: usize) -> Vec<u64> {
+/// Up to `max` bytes of words at `addr`, as far as they can be read (fresh, 1 KiB at a time; an
+/// address past the end of the address space ends the read: it comes from the target's memory).
+pub(super) fn read_words(mem: &mut dyn Mem, addr: u64, max: usize) -> Vec<u64> {
     let mut out = Vec::new();
     let mut b = vec![0u8; 1024];
     while out.len() * 8 < max {
-        if !mem.read_fresh(addr + out.len() as u64 * 8, &mut b) {
+        let Some(at) = addr.checked_add(out.len() as u64 * 8) else { break };
+        if !mem.read_fresh(at, &mut b) {
             break;
         }
         out.extend(b.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())));
