@@ -1,13 +1,92 @@
 //! Reading the target's memory from outside, without stopping it, within a budget.
 //!
-//! [`Memory`] is what the census readers take: [`Process`] reads a live process with
-//! `process_vm_readv` and counts what each sample costs against a [`ReadBudget`]; [`FakeMemory`]
-//! is an address space made of byte regions (tests and fuzzing; a core file's segments later).
+//! [`Memory`] is what the census readers take. [`Space`] is the one address space of a target, of
+//! either kind: a live process (read with `process_vm_readv`, never stopped) or a snapshot of one
+//! (a core file); [`Process`] reads a `Space` and counts what each sample costs against a
+//! [`ReadBudget`]. Nothing above this file knows which kind it reads. [`FakeMemory`] is an address
+//! space made of byte regions (tests and fuzzing).
 use std::{
     cell::Cell,
     collections::BTreeMap,
     io,
+    sync::Arc,
 };
+
+use super::Mapping;
+
+/// A target's address space: a live process or a snapshot of one.
+#[derive(Clone)]
+pub enum Space {
+    /// A running process, read without stopping it.
+    Live(u32),
+    /// A process as it was (a core file): its memory and its mappings.
+    Snapshot { name: String, mem: Arc<dyn Memory + Send + Sync>, maps: Arc<Vec<Mapping>> },
+}
+
+impl std::fmt::Debug for Space {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl Space {
+    /// How messages name it: `pid 1234` or `core FILE`.
+    pub fn label(&self) -> String {
+        match self {
+            Space::Live(pid) => format!("pid {pid}"),
+            Space::Snapshot { name, .. } => format!("core {name}"),
+        }
+    }
+
+    /// The live process's pid (None for a snapshot).
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Space::Live(pid) => Some(*pid),
+            Space::Snapshot { .. } => None,
+        }
+    }
+
+    /// Its mappings, as /proc/PID/maps lists them (a snapshot: as they were).
+    pub fn maps(&self) -> io::Result<Vec<Mapping>> {
+        match self {
+            Space::Live(pid) => Ok(super::parse_maps(&std::fs::read_to_string(format!("/proc/{pid}/maps"))?)),
+            Space::Snapshot { maps, .. } => Ok(maps.to_vec()),
+        }
+    }
+
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        match self {
+            Space::Live(pid) => read_bytes(*pid, addr, buf),
+            Space::Snapshot { mem, .. } => mem.read(addr, buf),
+        }
+    }
+
+    pub fn read_u64(&self, addr: u64) -> io::Result<u64> {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b)?;
+        Ok(u64::from_ne_bytes(b))
+    }
+
+    /// One u64 at each address; an unreadable address gives None.
+    pub fn read_u64_many(&self, addrs: &[u64]) -> Vec<Option<u64>> {
+        self.read_many_with(addrs, 8, &|_| true)
+            .into_iter()
+            .map(|b| b.map(|b| u64::from_ne_bytes(b[..8].try_into().unwrap())))
+            .collect()
+    }
+
+    fn read_many_with(&self, addrs: &[u64], len: usize, charge: &dyn Fn(u64) -> bool) -> Vec<Option<Vec<u8>>> {
+        match self {
+            Space::Live(pid) => read_many_with(*pid, addrs, len, charge),
+            Space::Snapshot { mem, .. } => {
+                if !charge((addrs.len() * len) as u64) {
+                    return vec![None; addrs.len()];
+                }
+                mem.read_many(addrs, len)
+            }
+        }
+    }
+}
 
 /// An address space the census reads from. Reads never stop the target.
 pub trait Memory {
@@ -100,10 +179,10 @@ impl ReadBudget {
     }
 
     /// The report's warning when this sample ran out of budget.
-    pub fn warning(&self, pid: u32) -> Option<String> {
+    pub fn warning(&self, what: &str) -> Option<String> {
         self.exhausted().then(|| {
             format!(
-                "pid {pid}: a sample reached leakprof's read budget ({} MiB or {} read calls per sample) and \
+                "{what}: a sample reached leakprof's read budget ({} MiB or {} read calls per sample) and \
                  stopped reading: its counts are partial (a runtime this large, or memory that looks hostile)",
                 self.limits.bytes >> 20,
                 self.limits.syscalls
@@ -112,16 +191,16 @@ impl ReadBudget {
     }
 }
 
-/// A live process, read with `process_vm_readv`, each call charged to `budget`.
+/// A target's address space read with a budget: each call charged to `budget`.
 #[derive(Debug)]
 pub struct Process {
-    pub pid: u32,
+    pub space: Space,
     pub budget: ReadBudget,
 }
 
 impl Process {
-    pub fn new(pid: u32, limits: ReadLimits) -> Self {
-        Process { pid, budget: ReadBudget::new(limits) }
+    pub fn new(space: Space, limits: ReadLimits) -> Self {
+        Process { space, budget: ReadBudget::new(limits) }
     }
 }
 
@@ -134,11 +213,11 @@ impl Memory for Process {
         if !self.budget.charge(buf.len() as u64) {
             return Err(budget_error());
         }
-        read_bytes(self.pid, addr, buf)
+        self.space.read(addr, buf)
     }
 
     fn read_many(&self, addrs: &[u64], len: usize) -> Vec<Option<Vec<u8>>> {
-        read_many_with(self.pid, addrs, len, &|n| self.budget.charge(n))
+        self.space.read_many_with(addrs, len, &|n| self.budget.charge(n))
     }
 }
 
@@ -299,7 +378,7 @@ mod tests {
     /// restarted the batch one address later): now at most MAX_FAILED_CALLS calls.
     #[test]
     fn garbage_pointers_cost_a_bounded_number_of_syscalls() {
-        let p = Process::new(std::process::id(), ReadLimits::default());
+        let p = Process::new(Space::Live(std::process::id()), ReadLimits::default());
         let garbage: Vec<u64> = (0..100_000u64).map(|i| 0x10 + i * 4096).collect();
         let got = p.read_many(&garbage, 64);
         assert!(got.iter().all(Option::is_none));
@@ -308,7 +387,7 @@ mod tests {
 
     #[test]
     fn the_budget_stops_reads_and_says_so() {
-        let p = Process::new(std::process::id(), ReadLimits { bytes: 1 << 20, syscalls: 1000 });
+        let p = Process::new(Space::Live(std::process::id()), ReadLimits { bytes: 1 << 20, syscalls: 1000 });
         let xs = vec![7u8; 1 << 16];
         let mut buf = vec![0u8; 1 << 16];
         let mut ok = 0;
@@ -317,7 +396,7 @@ mod tests {
         }
         assert_eq!(ok, 16, "1 MiB allows 16 reads of 64 KiB");
         assert!(p.budget.exhausted());
-        assert!(p.budget.warning(1).unwrap().contains("partial"));
+        assert!(p.budget.warning("pid 1").unwrap().contains("partial"));
         p.budget.new_sample();
         assert!(p.read(xs.as_ptr() as u64, &mut buf).is_ok() && !p.budget.exhausted());
     }

@@ -4,16 +4,19 @@ pub mod memory;
 pub mod memory_limit;
 
 pub use maps::{parse_maps, Mapping};
-pub use memory::{read_u64, read_u64_many};
+pub use memory::{read_u64, read_u64_many, Space};
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
-/// A live process and its main executable as mapped in it.
+/// A process (live, or as a core file holds it) and its main executable as mapped in it.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// Its pid (a core's: the pid it had).
     pub pid: u32,
+    /// Where its memory is read: the live process, or the core.
+    pub space: Space,
     /// The executable as the target sees it (readlink of /proc/PID/exe); informational.
     pub exe: PathBuf,
     /// A path that reaches the executable from here, whatever the target's mount namespace.
@@ -86,12 +89,15 @@ impl Target {
         if exe_maps.is_empty() {
             bail!("pid {pid}: its executable {exe_str} is not mapped (a process in exec, or a zombie?)");
         }
-        Ok(Target { pid, exe, exe_proc_path, exe_maps, start_time: ProcStat::read(Some(pid)).map(|s| s.start_time) })
+        Ok(Target { pid, space: Space::Live(pid), exe, exe_proc_path, exe_maps, start_time: ProcStat::read(Some(pid)).map(|s| s.start_time) })
     }
 
     /// Whether the process still exists (and is not a zombie), and is the same process: a pid
     /// reused by a new process is not.
     pub fn alive(&self) -> bool {
+        if self.space.pid().is_none() {
+            return false;
+        }
         match ProcStat::read(Some(self.pid)) {
             Some(s) => !s.is_gone() && self.start_time.is_none_or(|t| t == s.start_time),
             None => false,
@@ -135,6 +141,7 @@ mod tests {
     fn bias_of_pie_with_shifted_text() {
         let t = Target {
             pid: 1,
+            space: Space::Live(1),
             exe: "/x".into(),
             exe_proc_path: "/proc/1/exe".into(),
             start_time: None,
@@ -162,6 +169,7 @@ mod tests {
     fn bias_of_non_pie_is_zero() {
         let t = Target {
             pid: 1,
+            space: Space::Live(1),
             exe: "/x".into(),
             exe_proc_path: "/proc/1/exe".into(),
             start_time: None,

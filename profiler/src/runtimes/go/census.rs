@@ -39,7 +39,8 @@ pub const MAIN_GOROUTINE: u64 = 0;
 
 /// Census state of one Go process.
 pub struct GoCensus {
-    pid: u32,
+    /// How messages name the target (`pid 1234`, `core FILE`).
+    label: String,
     /// gopc -> the site key it is counted under (see `site_key`), for the gopcs seen.
     keys: HashMap<u64, u64>,
     mem: Process,
@@ -67,15 +68,15 @@ pub struct GoCensus {
 }
 
 impl GoCensus {
-    pub fn new(pid: u32, plan: &GoPlan, bias: u64, limits: ReadLimits) -> Self {
+    pub fn new(space: crate::target::Space, plan: &GoPlan, bias: u64, limits: ReadLimits) -> Self {
         let at = match plan.allgs {
             AllgsAddr::Slice(a) => AllgsAddr::Slice(a + bias),
             AllgsAddr::PtrLen { ptr, len } => AllgsAddr::PtrLen { ptr: ptr + bias, len: len + bias },
         };
         GoCensus {
-            pid,
+            label: space.label(),
             keys: HashMap::new(),
-            mem: Process::new(pid, limits),
+            mem: Process::new(space, limits),
             folded: 0,
             at,
             layout: plan.layout.clone(),
@@ -170,11 +171,11 @@ impl GoCensus {
 
     /// Why the last census was cut short or folded sites, for the report.
     pub fn warnings(&self) -> Vec<String> {
-        let mut w: Vec<String> = self.mem.budget.warning(self.pid).into_iter().collect();
+        let mut w: Vec<String> = self.mem.budget.warning(&self.label).into_iter().collect();
         if self.folded > 0 {
             w.push(format!(
-                "pid {}: more than {MAX_SITES} distinct go statements: {} goroutines of the others are counted together as one row",
-                self.pid, self.folded
+                "{}: more than {MAX_SITES} distinct go statements: {} goroutines of the others are counted together as one row",
+                self.label, self.folded
             ));
         }
         w

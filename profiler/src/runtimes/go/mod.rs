@@ -33,7 +33,7 @@ use crate::{
     model::SiteName,
     sample::{monotonic_ns, Sample},
     options::RunOptions,
-    target::{read_u64, Target},
+    target::Target,
 };
 
 /// What is needed to read and name a Go process's goroutines.
@@ -69,13 +69,13 @@ pub fn detect(opts: &RunOptions, target: &Target, image: &ElfImage, bias: u64) -
     }
     if let Some(v) = buildinfo::go_version_image(image).filter(|v| before_1_18(v)) {
         return Some(Err(anyhow!(
-            "pid {}: built with {v}: Go before 1.18 is not supported (leakprof reads the pclntab and runtime \
+            "{}: built with {v}: Go before 1.18 is not supported (leakprof reads the pclntab and runtime \
              layout of Go 1.18 and newer); rebuild it with Go 1.18 or newer",
-            opts.pid
+            target.space.label()
         )));
     }
-    let go = plan(image, opts.pid, bias)
-        .map_err(|e| anyhow!("pid {}: {e}", opts.pid))
+    let go = plan(image, &target.space, bias)
+        .map_err(|e| anyhow!("{}: {e}", target.space.label()))
         .and_then(|plan| Go::attach(opts, target, image, bias, plan));
     Some(go.map(|g| Box::new(g) as Box<dyn Source>))
 }
@@ -90,7 +90,7 @@ fn before_1_18(version: &str) -> bool {
 }
 
 /// The layout (DWARF, else the table for the version), the pclntab and where allgs is.
-fn plan(image: &ElfImage, pid: u32, bias: u64) -> Result<GoPlan> {
+fn plan(image: &ElfImage, space: &crate::target::Space, bias: u64) -> Result<GoPlan> {
     let (version, layout, layout_source) = runtime::layout(image)?;
     if layout.g.span().is_none() {
         bail!("{version}: the runtime.g field offsets in this binary's DWARF are not believable (past {} bytes); \
@@ -102,7 +102,7 @@ fn plan(image: &ElfImage, pid: u32, bias: u64) -> Result<GoPlan> {
         None => {
             // a stripped binary whose allgadd touches more than one candidate: ask the process
             let refs = allgs::allgadd_data_refs(image, &pclntab);
-            let a = allgs::pick_slice(&refs, |a| read_u64(pid, a + bias).ok())
+            let a = allgs::pick_slice(&refs, |a| space.read_u64(a + bias).ok())
                 .ok_or_else(|| anyhow!("{version}: cannot find runtime.allgs in this stripped binary"))?;
             AllgsAddr::Slice(a)
         }
@@ -116,7 +116,7 @@ impl Go {
             Mode::Probes { probes: Some(attach_probes(opts, target, image, &plan)?), kernel: KernelSide::default() }
         } else {
             Mode::Census({
-                let mut c = GoCensus::new(opts.pid, &plan, bias, opts.read_limits);
+                let mut c = GoCensus::new(target.space.clone(), &plan, bias, opts.read_limits);
                 c.measure_bytes = opts.measure_bytes;
                 c
             })

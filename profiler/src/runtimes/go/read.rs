@@ -162,7 +162,7 @@ mod tests {
         }
         let ptrs: Vec<u64> = gs.iter().map(|g| g.as_ptr() as u64).collect();
         let slice: [u64; 3] = [ptrs.as_ptr() as u64, 3, 3];
-        let me = crate::target::memory::Process::new(std::process::id(), Default::default());
+        let me = crate::target::memory::Process::new(crate::target::Space::Live(std::process::id()), Default::default());
         let got = read_goroutines(&me, AllgsAddr::Slice(slice.as_ptr() as u64), &layout).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].goid, 100);

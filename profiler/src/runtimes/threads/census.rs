@@ -290,6 +290,7 @@ mod tests {
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         let t_ = crate::target::Target {
             pid,
+            space: crate::target::Space::Live(pid),
             exe: exe.clone(),
             exe_proc_path: "/proc/self/exe".into(),
             exe_maps: maps.into_iter().filter(|m| m.path.as_deref() == exe.to_str()).collect(),

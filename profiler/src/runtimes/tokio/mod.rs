@@ -13,7 +13,7 @@ pub mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 use self::{
     awaits::{code::CodeIndex, stuck, AwaitIndex},
@@ -46,7 +46,7 @@ pub struct Tokio {
     code: CodeIndex,
     /// Which decoders `--await-decoder` allows.
     decoder: AwaitDecoder,
-    pid: u32,
+    space: crate::target::Space,
     has_debug_info: bool,
     warnings: Vec<String>,
     /// Sites whose births the probes missed (the census saw more born since attach): their name,
@@ -102,7 +102,7 @@ impl Tokio {
         let mut warnings = Vec::new();
         let (vtables, next_id) = task_vtables(target, image, bias);
         let ids = probed::TaskIds { id_offset: vtables.uniform_id_offset().unwrap_or(0), next_id };
-        let census = match open_census(opts.pid, vtables, next_id, opts.read_limits) {
+        let census = match open_census(target.space.clone(), vtables, next_id, opts.read_limits) {
             Ok(mut c) => {
                 c.measure_bytes = opts.measure_bytes;
                 Some(c)
@@ -112,10 +112,15 @@ impl Tokio {
                 None
             }
         };
+        let label = target.space.label();
+        if census.is_none() && target.space.pid().is_none() {
+            // a core file: nothing runs, so nothing can be probed
+            bail!("{label}: {}", warnings.join("; ").replace("; counting with probes, so tasks alive before attach are not counted", ""));
+        }
         let probed = if opts.probes || census.is_none() {
             let plan = plan.map_err(|e| match &census {
-                None => anyhow!("pid {}: {e} (and {})", opts.pid, warnings.join("; ")),
-                Some(_) => anyhow!("pid {}: --probes: {e}", opts.pid),
+                None => anyhow!("{label}: {e} (and {})", warnings.join("; ")),
+                Some(_) => anyhow!("{label}: --probes: {e}"),
             })?;
             if plan.birth_mode == BirthMode::FirstPoll {
                 warnings.push(
@@ -132,11 +137,11 @@ impl Tokio {
             version,
             census,
             probed,
-            namer: Namer::new(opts.pid, bias, Symbolizer::new(image.clone())),
+            namer: Namer::new(target.space.clone(), bias, Symbolizer::new(image.clone())),
             awaits: if opts.await_decoder == AwaitDecoder::Code { None } else { AwaitIndex::new(image) },
             code: CodeIndex::new(image),
             decoder: opts.await_decoder,
-            pid: opts.pid,
+            space: target.space.clone(),
             has_debug_info: image.has_debug_info(),
             warnings,
             missed_births: BTreeMap::new(),
@@ -163,12 +168,12 @@ fn task_vtables(target: &Target, image: &ElfImage, bias: u64) -> (census::vtable
 
 /// The census, or why it cannot work here.
 fn open_census(
-    pid: u32,
+    space: crate::target::Space,
     vtables: census::vtables::Vtables,
     next_id: Option<u64>,
     limits: crate::target::memory::ReadLimits,
 ) -> Result<TokioCensus, String> {
-    let c = TokioCensus::new(pid, vtables, next_id, limits)?;
+    let c = TokioCensus::new(space, vtables, next_id, limits)?;
     if c.runtimes.is_empty() {
         if let Some((owner, why)) = c.failures.iter().next() {
             return Err(format!("found tasks of runtime #{owner} but not its task lists ({why})"));
@@ -221,11 +226,11 @@ impl Tokio {
         let Some(c) = &self.census else { return };
         for (&key, hs) in &c.headers {
             let Ok(poll) = self.namer.poll_vaddr(key) else { continue };
-            let from_dwarf = self.awaits.as_mut().and_then(|index| stuck::stuck(index, self.pid, poll, hs));
+            let from_dwarf = self.awaits.as_mut().and_then(|index| stuck::stuck(index, &self.space, poll, hs));
             let s = match from_dwarf {
                 Some(s) => Some(s),
                 None if self.decoder != AwaitDecoder::Dwarf => {
-                    stuck::stuck_from_code(&mut self.code, self.namer.lines(), self.pid, poll, c.trailer_offset(key), hs)
+                    stuck::stuck_from_code(&mut self.code, self.namer.lines(), &self.space, poll, c.trailer_offset(key), hs)
                 }
                 None => None,
             };

@@ -9,7 +9,6 @@ use crate::{
     elf::lines::is_library_path,
     model::StackFrame,
     runtimes::{Stuck, StuckTally},
-    target::memory::read_bytes,
 };
 
 /// Distinct whole await chains kept per site.
@@ -23,9 +22,9 @@ fn stuck_frame(frames: &[AwaitFrame]) -> Option<&AwaitFrame> {
 
 /// Decodes the tasks at `headers` (all with the `raw::poll<T, S>` at ELF address `poll_vaddr`);
 /// None when the future's layout is not in the debug info.
-pub fn stuck(index: &mut AwaitIndex, pid: u32, poll_vaddr: u64, headers: &[u64]) -> Option<Stuck> {
+pub fn stuck(index: &mut AwaitIndex, space: &crate::target::Space, poll_vaddr: u64, headers: &[u64]) -> Option<Stuck> {
     let fut = index.future_of(poll_vaddr)?;
-    let mut read = |addr: u64, buf: &mut [u8]| read_bytes(pid, addr, buf).is_ok();
+    let mut read = |addr: u64, buf: &mut [u8]| space.read(addr, buf).is_ok();
     let mut tally = StuckTally::default();
     for &h in headers {
         let Some(frames) = index.suspended_at(&fut, h, &mut read) else { continue };
@@ -53,13 +52,13 @@ fn stuck_point(points: &[AwaitPoint]) -> Option<&AwaitPoint> {
 pub fn stuck_from_code(
     code: &mut CodeIndex,
     lines: Option<&LineTable>,
-    pid: u32,
+    space: &crate::target::Space,
     poll_vaddr: u64,
     cell_size: Option<u64>,
     headers: &[u64],
 ) -> Option<Stuck> {
     let root = code.root(poll_vaddr);
-    let mut read = |addr: u64, buf: &mut [u8]| read_bytes(pid, addr, buf).is_ok();
+    let mut read = |addr: u64, buf: &mut [u8]| space.read(addr, buf).is_ok();
     let mut tally = StuckTally::default();
     let Some(root) = root else {
         // no state machine recognised below this raw::poll (a future that is not an async fn

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::target::memory::{Memory as _, Process, ReadLimits};
 
+
 /// An address space to read from.
 pub trait Mem {
     /// Fills `buf` from `addr`; false when any byte is unreadable.
@@ -45,8 +46,8 @@ pub struct BlockReader {
 impl BlockReader {
     /// `max_bytes`: the cache's bound; when full it is emptied (blocks are then read again).
     /// `limits`: what one sample may read (see [`BlockReader::start_budget`]).
-    pub fn new(pid: u32, max_bytes: u64, limits: ReadLimits) -> Self {
-        BlockReader { proc: Process::new(pid, limits), blocks: HashMap::new(), max_blocks: (max_bytes / BLOCK).max(16) as usize, bytes_read: 0 }
+    pub fn new(space: crate::target::Space, max_bytes: u64, limits: ReadLimits) -> Self {
+        BlockReader { proc: Process::new(space, limits), blocks: HashMap::new(), max_blocks: (max_bytes / BLOCK).max(16) as usize, bytes_read: 0 }
     }
 
     /// Starts counting a sample's reads against the read budget.
@@ -56,7 +57,7 @@ impl BlockReader {
 
     /// The report's warning when the last sample ran out of budget.
     pub fn budget_warning(&self) -> Option<String> {
-        self.proc.budget.warning(self.proc.pid)
+        self.proc.budget.warning(&self.proc.space.label())
     }
 
     /// Forgets what was read: the next reads see the target as it is now.
@@ -161,7 +162,7 @@ mod tests {
     fn block_reader_reads_across_blocks_and_counts_bytes() {
         let data: Vec<u64> = (0..20_000).collect();
         let base = data.as_ptr() as u64;
-        let mut r = BlockReader::new(std::process::id(), 1 << 20, ReadLimits::default());
+        let mut r = BlockReader::new(crate::target::Space::Live(std::process::id()), 1 << 20, ReadLimits::default());
         // a read straddling a block boundary
         let at = (base / BLOCK + 2) * BLOCK - 8; // both blocks inside `data`
         let i = (at - base) / 8;

@@ -30,7 +30,6 @@ use crate::{
     model::CensusStats,
     runtimes::tokio::state,
     sample::{Sample, SiteObs, SiteTotals},
-    target::parse_maps,
 };
 
 /// Heap bytes scanned for runtimes at attach, and per sample afterwards (new runtimes).
@@ -64,7 +63,7 @@ struct Seen {
 
 /// Census state of one tokio process.
 pub struct TokioCensus {
-    pid: u32,
+    space: crate::target::Space,
     mem: BlockReader,
     vtables: Vtables,
     scan: HeapScan,
@@ -109,13 +108,13 @@ pub struct TokioCensus {
 
 impl TokioCensus {
     /// Finds the vtables and scans the heap for runtimes. Err: why a census cannot work here.
-    pub fn new(pid: u32, vtables: Vtables, next_id: Option<u64>, limits: crate::target::memory::ReadLimits) -> Result<Self, String> {
-        let mem = BlockReader::new(pid, CACHE_BYTES, limits);
+    pub fn new(space: crate::target::Space, vtables: Vtables, next_id: Option<u64>, limits: crate::target::memory::ReadLimits) -> Result<Self, String> {
+        let mem = BlockReader::new(space.clone(), CACHE_BYTES, limits);
         if vtables.is_empty() {
             return Err("no tokio task vtable found in the executable's data".into());
         }
         let mut c = TokioCensus {
-            pid,
+            space,
             mem,
             vtables,
             scan: HeapScan::default(),
@@ -183,8 +182,8 @@ impl TokioCensus {
         // until a runtime is found (a program just started) a new pass starts at every sample
         let due = self.runtimes.is_empty() || now_ns.saturating_sub(self.scan_started_ns) >= RESCAN_EVERY_NS;
         if self.scan.done() && due {
-            let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).unwrap_or_default();
-            self.scan = HeapScan::new(heap_regions(&parse_maps(&maps)));
+            let maps = self.space.maps().unwrap_or_default();
+            self.scan = HeapScan::new(heap_regions(&maps));
             self.scan_started_ns = now_ns;
             self.tries.clear();
         }

@@ -7,11 +7,11 @@ pub mod symbolize;
 pub mod type_names;
 
 use self::symbolize::Symbolizer;
-use crate::{elf::lines::normalize_path, model::SiteName, target::read_u64};
+use crate::{elf::lines::normalize_path, model::SiteName};
 
 /// Names sites of one process, caching by vtable.
 pub struct Namer {
-    pid: u32,
+    space: crate::target::Space,
     bias: u64,
     symbolizer: Symbolizer,
     /// vtable -> (name, the `raw::poll<T, S>` symbol it was named from)
@@ -21,8 +21,8 @@ pub struct Namer {
 }
 
 impl Namer {
-    pub fn new(pid: u32, bias: u64, symbolizer: Symbolizer) -> Self {
-        Namer { pid, bias, symbolizer, cache: HashMap::new(), polls: HashMap::new() }
+    pub fn new(space: crate::target::Space, bias: u64, symbolizer: Symbolizer) -> Self {
+        Namer { space, bias, symbolizer, cache: HashMap::new(), polls: HashMap::new() }
     }
 
     /// The DWARF line table of the executable, when it has one.
@@ -42,8 +42,8 @@ impl Namer {
 
     /// ELF address of the `raw::poll<T, S>` the vtable points at (its first word, read once).
     pub fn poll_vaddr(&mut self, vtable: u64) -> Result<u64, String> {
-        let (pid, bias) = (self.pid, self.bias);
-        let read = || read_u64(pid, vtable).map(|p| p.wrapping_sub(bias)).map_err(|e| e.to_string());
+        let (space, bias) = (&self.space, self.bias);
+        let read = || space.read_u64(vtable).map(|p| p.wrapping_sub(bias)).map_err(|e| e.to_string());
         self.polls.entry(vtable).or_insert_with(read).clone()
     }
 
