@@ -36,6 +36,7 @@ const TARGETS: &[Target] = &[
     Target { name: "unwind", max_len: 32 << 10, fixtures: &[] },
     Target { name: "config", max_len: 4 << 10, fixtures: &[] },
     Target { name: "series", max_len: 16 << 10, fixtures: &[] },
+    Target { name: "core", max_len: 64 << 10, fixtures: &[] },
 ];
 
 /// How many fuzz targets there are (each is one check of `cargo xtask test`).

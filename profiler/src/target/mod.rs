@@ -1,5 +1,6 @@
 //! The process being profiled: its pid, its executable, where that executable is mapped.
 mod maps;
+pub mod core;
 pub mod memory;
 pub mod memory_limit;
 
