@@ -172,8 +172,10 @@ fn run_passes_on_the_program_exit_code() {
         return;
     }
     let bin = fixture("tokio-latest");
-    // the fixture exits 0 after 2 s: leakprof exits 0 and reports the exit code
-    let out = run(&["run", "--format", "json", "--quiet", "--", bin.to_str().unwrap(), "mixed", "--seconds", "2"]);
+    // the fixture exits 0 after 3 s: leakprof exits 0 and reports the exit code (3 s, not 2: with
+    // 2 the last sample could fall on the exit, and a suite-loaded fixture had spawned only its
+    // first second's 20 tasks by the sample before)
+    let out = run(&["run", "--format", "json", "--quiet", "--", bin.to_str().unwrap(), "mixed", "--seconds", "3"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["program_exit_code"], 0);
