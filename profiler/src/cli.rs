@@ -66,6 +66,66 @@ pub enum Command {
     /// Watch many targets continuously and serve Prometheus metrics, the JSON report and an HTML
     /// page (read-only, 127.0.0.1 unless --allow-remote).
     Daemon(DaemonArgs),
+    /// Every task, goroutine and blocked thread now, by spawn site, with every stack they wait
+    /// in: one census of a live process (never stopped) or of a core file; `--diff A B` compares
+    /// two dumps. Nothing is judged over time.
+    Dump(DumpArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["pid", "core", "diff"]))]
+pub struct DumpArgs {
+    /// A live process (read without stopping it).
+    #[arg(long, short = 'p')]
+    pub pid: Option<u32>,
+    /// A core file (gcore, a kernel core dump, GOTRACEBACK=crash): its executable is found
+    /// through the core's file notes, and checked by build id.
+    #[arg(long, value_name = "FILE")]
+    pub core: Option<PathBuf>,
+    /// The executable that produced the core, when it is not where the core says (another
+    /// machine, a container's path).
+    #[arg(long, value_name = "FILE")]
+    pub exe: Option<PathBuf>,
+    /// Two dumps (`--format json` files, or core files) compared: the sites whose live count
+    /// grew between them, with the growth per hour.
+    #[arg(long, num_args = 2, value_names = ["BEFORE", "AFTER"])]
+    pub diff: Option<Vec<PathBuf>>,
+    /// The executable's symbols and DWARF from this separate debug file.
+    #[arg(long, value_name = "FILE")]
+    pub symbols: Option<PathBuf>,
+    /// Output format: text, json (schema `leakprof-dump`, what --diff reads), or pprof (-o FILE).
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the dump to FILE instead of standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Also list threads blocked in syscalls in a program without tokio (live processes).
+    #[arg(long, conflicts_with = "no_threads")]
+    pub threads: bool,
+    /// Do not list blocked threads.
+    #[arg(long)]
+    pub no_threads: bool,
+    /// --diff: exit with status 4 when a site grew.
+    #[arg(long)]
+    pub fail_on_leak: bool,
+    /// What the dump may read of the target, MiB.
+    #[arg(long, value_name = "MIB", default_value_t = RunOptions::default().read_limits.bytes >> 20)]
+    pub read_budget_mib: u64,
+}
+
+impl DumpArgs {
+    /// The options of the one census a dump takes (no probes; every wait read, nearly).
+    pub fn run_options(&self, pid: u32) -> RunOptions {
+        RunOptions {
+            pid,
+            read_limits: crate::target::memory::ReadLimits { bytes: self.read_budget_mib.max(1) << 20, ..Default::default() },
+            threads: self.threads,
+            no_threads: self.no_threads,
+            symbols: self.symbols.clone(),
+            waits: crate::options::WaitSampling::DUMP,
+            ..RunOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -316,6 +376,20 @@ mod tests {
             _ => panic!("not the run subcommand"),
         }
         assert!(Cli::try_parse_from(["leakprof", "run"]).is_err());
+    }
+
+    #[test]
+    fn dump_takes_one_of_pid_core_diff() {
+        let c = Cli::try_parse_from(["leakprof", "dump", "--pid", "9", "--format", "json"]).unwrap();
+        let Some(Command::Dump(d)) = c.command else { panic!("not the dump subcommand") };
+        assert_eq!((d.pid, d.format), (Some(9), Format::Json));
+        assert_eq!(d.run_options(9).waits, crate::options::WaitSampling::DUMP);
+        let c = Cli::try_parse_from(["leakprof", "dump", "--diff", "a.json", "b.json"]).unwrap();
+        let Some(Command::Dump(d)) = c.command else { panic!() };
+        assert_eq!(d.diff.unwrap().len(), 2);
+        assert!(Cli::try_parse_from(["leakprof", "dump"]).is_err(), "nothing to dump");
+        assert!(Cli::try_parse_from(["leakprof", "dump", "--pid", "1", "--core", "c"]).is_err(), "two targets");
+        assert!(Cli::try_parse_from(["leakprof", "dump", "--diff", "a.json"]).is_err(), "one dump to compare");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod bpf;
 pub mod cli;
 pub mod daemon;
 pub mod detect;
+pub mod dump;
 pub mod elf;
 pub mod history;
 pub mod ignore;

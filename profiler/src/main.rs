@@ -32,10 +32,13 @@ fn main() {
 }
 
 async fn dispatch(cli: Cli) -> i32 {
+    if let Some(Command::Dump(d)) = &cli.command {
+        return dump(d);
+    }
     let common = match &cli.command {
         Some(Command::Run { common, .. }) => common,
         Some(Command::Daemon(d)) => &d.common,
-        None => &cli.common,
+        Some(Command::Dump(_)) | None => &cli.common,
     };
     if common.format == Format::Pprof && common.output.is_none() {
         eprintln!("leakprof: --format pprof writes a binary file: add -o FILE (e.g. -o leaks.pb.gz)");
@@ -55,6 +58,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 EXIT_USAGE
             }
         },
+        (Some(Command::Dump(_)), _) => unreachable!("dispatched above"),
         (Some(Command::Run { common, cmd, user }), _) => finish(run_program(&common, &cmd, user.as_deref()).await, &common, true),
         (None, Some(pid)) => finish(watch(&cli.common, pid, None).await, &cli.common, false),
         (None, None) => {
@@ -104,6 +108,30 @@ async fn run_program(common: &Common, cmd: &[String], user: Option<&str>) -> Res
         report.warnings.retain(|w| !w.contains("exited during the run"));
     }
     Ok(report)
+}
+
+/// `leakprof dump`: one census (or a comparison of two), written to stdout or -o FILE.
+fn dump(args: &leakprof::cli::DumpArgs) -> i32 {
+    if args.format == Format::Pprof && args.output.is_none() {
+        eprintln!("leakprof: --format pprof writes a binary file: add -o FILE (e.g. -o dump.pb.gz)");
+        return EXIT_USAGE;
+    }
+    let out = match leakprof::dump::command::run(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("leakprof: {e:#}");
+            return EXIT_ERROR;
+        }
+    };
+    let written = match &args.output {
+        Some(path) => std::fs::write(path, &out.doc).map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => std::io::stdout().write_all(&out.doc).and_then(|()| std::io::stdout().flush()).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = written {
+        eprintln!("leakprof: {e}");
+        return EXIT_ERROR;
+    }
+    out.exit
 }
 
 fn finish(result: Result<Report>, common: &Common, launched: bool) -> i32 {

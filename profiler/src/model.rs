@@ -1,7 +1,7 @@
 //! The report: what a run found, as plain data shared by every output format.
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::detect::VerdictKind;
 
@@ -123,7 +123,7 @@ pub struct BpfProgramCost {
 }
 
 /// How a tokio census read the runtimes' owned-task lists at the last sample.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CensusStats {
     /// Task lists found: one per runtime, and one per `LocalSet` (its `spawn_local` tasks).
     pub runtimes: usize,
@@ -164,6 +164,22 @@ pub struct OldestTask {
     pub before_attach: bool,
     /// Tasks spawned in the process after it.
     pub tasks_spawned_since: u64,
+}
+
+/// How old a site's live tasks are in spawn order: runtimes hand out task ids (tokio's task id,
+/// Go's goid) in the order tasks are spawned, so "spawned since" counts the tasks spawned in the
+/// whole process after each one. A snapshot has no clock: this is its age.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgeSpread {
+    pub oldest_id: u64,
+    pub newest_id: u64,
+    /// Tasks spawned in the process after the site's oldest live one, and after its newest.
+    pub spawned_since_oldest: u64,
+    pub spawned_since_newest: u64,
+    /// Whether the process's id counter was read (tokio's `NEXT_ID`); else the highest live id
+    /// stands for it, and for Go ids are handed out to each P in batches of 16: "spawned since" is
+    /// then an estimate (to within the batches).
+    pub counter_read: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -271,7 +287,7 @@ pub struct SiteReport {
 }
 
 /// The bytes the measured tasks of one site hold, per task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default, Deserialize)]
 pub struct BytesPerTask {
     /// What is counted: `task cell` (the allocator's chunk holding the tokio task), `task cell +
     /// boxed future` (a future tokio boxed because it was large), `task cell (layout)` (no
@@ -307,7 +323,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// A place where tasks wait, and how many of those sampled wait there.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct StuckAt {
     pub function: String,
     pub file: Option<String>,
@@ -324,7 +340,7 @@ pub struct StuckAt {
 }
 
 /// A whole stack of waiting tasks (innermost first), and how many of those sampled had it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Deserialize)]
 pub struct WaitStack {
     /// Sampled tasks or goroutines with this stack.
     pub tasks: u64,
@@ -414,7 +430,7 @@ pub struct SpawnStack {
     pub frames: Vec<StackFrame>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash, Deserialize)]
 pub struct StackFrame {
     pub function: String,
     pub file: Option<String>,

@@ -38,6 +38,31 @@ pub struct RunOptions {
     pub await_decoder: crate::runtimes::tokio::AwaitDecoder,
     /// Measure what each site's tasks hold (bytes per task; off: `--no-bytes`).
     pub measure_bytes: bool,
+    /// How many waiting tasks' waits are read per sample, and how many distinct stacks kept.
+    pub waits: WaitSampling,
+}
+
+/// How many waiting tasks (or goroutines) per site, and in all, have their wait read at a
+/// sample, and how many distinct whole stacks per site are kept: a trend run samples a few (a
+/// bounded cost every interval), a dump reads nearly every one once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitSampling {
+    pub per_site: usize,
+    pub per_sample: usize,
+    pub stacks_kept: usize,
+}
+
+impl WaitSampling {
+    /// Every interval of a run.
+    pub const SAMPLED: WaitSampling = WaitSampling { per_site: 32, per_sample: 4096, stacks_kept: 3 };
+    /// One dump.
+    pub const DUMP: WaitSampling = WaitSampling { per_site: 4096, per_sample: 200_000, stacks_kept: 256 };
+}
+
+impl Default for WaitSampling {
+    fn default() -> Self {
+        Self::SAMPLED
+    }
 }
 
 impl Default for RunOptions {
@@ -61,6 +86,7 @@ impl Default for RunOptions {
             read_limits: Default::default(),
             await_decoder: Default::default(),
             measure_bytes: true,
+            waits: WaitSampling::SAMPLED,
         }
     }
 }

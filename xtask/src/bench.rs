@@ -280,7 +280,7 @@ fn proc_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn http_get(addr: &str, path: &str) -> Option<String> {
+pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::Read as _;
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;

@@ -138,7 +138,7 @@ what the byte figures cost: one census of 100,000 live tasks / goroutines, with 
 }
 
 /// 100k idle connections in one multi-thread runtime (the fixture's `dump-bench`).
-const DUMP_BENCH: &[&str] = &["dump-bench"];
+pub(crate) const DUMP_BENCH: &[&str] = &["dump-bench"];
 
 /// One census of 100k tasks spawned locally in four LocalSets, next to 100k ordinary tasks.
 fn local_sets(leakprof: &Path, bin: &Path) -> Result<()> {
@@ -161,7 +161,7 @@ leakprof: one census of {n} live idle tasks, ordinary (one multi-thread runtime)
 
 /// What one census run reported (the last sample, and the mean sample time).
 #[derive(Debug, Default)]
-struct Walk {
+pub(crate) struct Walk {
     walked: u64,
     walk_ms: f64,
     sample_ms: f64,
@@ -171,7 +171,7 @@ struct Walk {
 
 /// Starts `scenario --backlog n` (`dump-bench` for dumps); runs a 5 s census on it, or (`dumps`)
 /// that many Handle::dump()s; returns the census and the median dump ms.
-fn census_of(leakprof: &Path, bin: &Path, n: u64, dumps: Option<u32>, scenario: &[&str]) -> Result<(Walk, f64)> {
+pub(crate) fn census_of(leakprof: &Path, bin: &Path, n: u64, dumps: Option<u32>, scenario: &[&str]) -> Result<(Walk, f64)> {
     let backlog = n.to_string();
     let mut args = scenario.to_vec();
     args.extend(["--backlog", &backlog]);

@@ -3,6 +3,7 @@ mod bench;
 mod bench_actix;
 mod bench_awaits;
 mod bench_census;
+mod bench_dump;
 mod bench_futex;
 mod bench_redis;
 mod demo;
@@ -63,6 +64,12 @@ enum Cmd {
         /// Only what measuring bytes per task costs (100k tokio tasks, 100k goroutines).
         #[arg(long)]
         bytes_only: bool,
+    },
+    /// `leakprof dump --pid` on 100k tokio tasks and 100k goroutines, next to Handle::dump() and
+    /// goroutine?debug=2 of the same processes.
+    BenchDump {
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
     },
     /// Futex tracepoints: the cost on a bystander process (futex ping-pong, getppid loop) and
     /// on the traced target, against bare.
@@ -152,6 +159,7 @@ fn main() -> Result<()> {
         Cmd::BenchGo { rounds } => bench::go_stacks(&root, rounds),
         Cmd::BenchAwaits => bench_awaits::run(&root),
         Cmd::BenchCensus { rounds, local_only, bytes_only } => bench_census::run(&root, rounds, local_only, bytes_only),
+        Cmd::BenchDump { rounds } => bench_dump::run(&root, rounds),
         Cmd::BenchFutex { rounds } => bench_futex::run(&root, rounds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),
         Cmd::RecordSeries { seconds, parallel, only } => record::run(&root, seconds, parallel, only.as_deref()),

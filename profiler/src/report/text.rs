@@ -291,7 +291,7 @@ fn oldest_note(o: &crate::model::OldestTask) -> String {
 
 /// Bytes in the units people read: `512 B`, `38 MB`, `2.0 GiB` (powers of two for limits, which
 /// are set in them; powers of ten otherwise).
-fn bytes_label(n: f64) -> String {
+pub fn bytes_label(n: f64) -> String {
     match n {
         n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
         n if n >= 1e6 => format!("{:.0} MB", n / 1e6),

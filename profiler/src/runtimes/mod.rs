@@ -64,6 +64,8 @@ pub struct SiteDetail {
     pub wait_stacks: Vec<WaitStack>,
     /// The oldest live task by spawn order (tokio census).
     pub oldest_task: Option<OldestTask>,
+    /// The spread of its live tasks' ages in spawn order (censuses).
+    pub ages: Option<crate::model::AgeSpread>,
     /// A wait site of blocked threads: what is known of its waits (None for task sites).
     pub wait: Option<WaitDetail>,
     /// What each measured task of the site holds (tokio: its cell; Go: its stack).

@@ -1,6 +1,7 @@
 //! One profiling run against one process: attach the program's runtime (and the futex
 //! tracepoints), sample every interval into bounded histories judged as they grow, detach,
 //! report. The runtime-specific parts live in `runtimes/`; the report is assembled in `report`.
+mod dump;
 mod record;
 mod report;
 mod symbols;
@@ -100,21 +101,31 @@ impl Session {
         let pid = opts.pid;
         preflight::check_read_access(pid)?;
         let target = Target::open(pid)?;
-        let image = ElfImage::open(&target.exe_proc_path).with_context(|| format!("cannot read the executable of pid {pid}"))?;
-        preflight::check_machine(&image).map_err(|e| anyhow!("pid {pid}: {}: {e}", target.exe.display()))?;
+        Self::attach_to(opts, target)
+    }
+
+    /// Attaches to an opened target: a live process, or a core file (census only, no threads).
+    pub fn attach_to(opts: RunOptions, target: Target) -> Result<Session> {
+        let what = target.space.label();
+        let image = ElfImage::open(&target.exe_proc_path).with_context(|| format!("cannot read the executable of {what}"))?;
+        preflight::check_machine(&image).map_err(|e| anyhow!("{what}: {}: {e}", target.exe.display()))?;
         let (image, symbols_file) = symbols::with_debug_file(&opts, &target, image)?;
         let segs: Vec<(u64, u64, u64)> = image.load_segments().iter().map(|s| (s.vaddr, s.file_offset, s.file_size)).collect();
-        let bias = target.load_bias(&segs).ok_or_else(|| anyhow!("pid {pid}: cannot relate its memory map to its executable"))?;
+        let bias = target.load_bias(&segs).ok_or_else(|| anyhow!("{what}: cannot relate its memory map to its executable"))?;
         let runtime: Option<Box<dyn Source>> = runtimes::attach(&opts, &target, &image, bias).transpose()?;
+        if runtime.is_none() && target.space.pid().is_none() {
+            bail!("{what}: no tokio or Go runtime found in {}: a core is read for tokio tasks and Go goroutines", target.exe.display());
+        }
         if runtime.is_none() && !opts.threads {
             bail!(
-                "pid {pid}: no tokio symbols found: the target does not look like a tokio program (nor a Go one); \
+                "{what}: no tokio symbols found: the target does not look like a tokio program (nor a Go one); \
                  to watch its threads blocked in syscalls (locks, reads, accepts, sleeps) instead, add --threads"
             );
         }
         // blocked threads: any program with --threads; a tokio program unless --no-threads
         let tokio = runtime.as_ref().is_some_and(|r| r.info().name == "tokio");
-        let threads: Option<Box<dyn Source>> = if opts.threads || (tokio && !opts.no_threads) {
+        let live = target.space.pid().is_some();
+        let threads: Option<Box<dyn Source>> = if live && (opts.threads || (tokio && !opts.no_threads)) {
             Some(Box::new(Threads::attach(&opts, &target, &image, bias)?))
         } else {
             None

@@ -18,7 +18,8 @@ pub fn with_debug_file(opts: &RunOptions, target: &Target, image: ElfImage) -> R
     if image.has_symtab() && image.has_debug_info() {
         return Ok((image, None));
     }
-    let root = std::path::PathBuf::from(format!("/proc/{}/root", target.pid));
+    // a live target's files as it sees them (its mount namespace); a core's: this machine's
+    let root = std::path::PathBuf::from(target.space.pid().map_or_else(|| "/".to_string(), |pid| format!("/proc/{pid}/root")));
     match debug_file::find(image.data(), &target.exe, &root, &debug_file::debug_root()) {
         Some((path, bytes)) => match image.with_debug_file(bytes, &path) {
             Ok(merged) => Ok((merged, Some(path.display().to_string()))),

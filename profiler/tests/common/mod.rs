@@ -252,3 +252,12 @@ pub fn bpf_ids(cmd: libc::c_long) -> std::collections::BTreeSet<u32> {
 
 pub const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
 pub const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
+
+/// The line (1-based) of the fixture source `rel` (from the repository's root, e.g.
+/// `fixtures/tokio-src/local.rs`) holding `text`: tests find spawn and await lines by their text,
+/// so adding code to a fixture does not break them.
+pub fn source_line(rel: &str, text: &str) -> u32 {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+    let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    src.lines().position(|l| l.contains(text)).unwrap_or_else(|| panic!("no {text:?} in {rel}")) as u32 + 1
+}

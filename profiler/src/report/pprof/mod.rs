@@ -90,6 +90,43 @@ pub fn to_pprof(r: &Report) -> Vec<u8> {
     b.finish((r.collection.duration_s * 1e9) as i64)
 }
 
+/// Sample types of a dump's profile.
+pub const DUMP_SAMPLE_TYPES: [(&str, &str); 2] = [("tasks", "count"), ("bytes", "bytes")];
+
+/// The gzip-compressed profile.proto of a dump: each site's tasks by the stack they wait in (the
+/// site's own frame at the root, so `go tool pprof -traces` and flame graphs group by spawn site),
+/// the tasks whose wait was not read under the site's frame alone; blocked threads by their stack.
+pub fn dump_to_pprof(d: &crate::dump::Dump) -> Vec<u8> {
+    let mut b = ProfileBuilder::new(&DUMP_SAMPLE_TYPES, &d.source.exe);
+    let kind = if d.runtime == "go" { "goroutine" } else { "task" };
+    for s in &d.sites {
+        let site = Frame { function: &s.function, file: s.file.as_deref(), line: s.line };
+        let per_task = s.bytes_per_task.as_ref().map_or(0, |b| b.median as i64);
+        let mut placed = 0;
+        for st in &s.stacks {
+            let mut stack: Vec<Frame> = st.frames.iter().map(|f| Frame { function: &f.function, file: f.file.as_deref(), line: f.line }).collect();
+            stack.push(site);
+            let n = st.tasks as i64;
+            placed += n;
+            b.add_sample(&[n, n * per_task], &stack, &[("kind", kind)]);
+        }
+        let rest = (s.live - placed).max(0);
+        if rest > 0 {
+            b.add_sample(&[rest, rest * per_task], &[site], &[("kind", kind)]);
+        }
+    }
+    for t in &d.threads {
+        let mut stack: Vec<Frame> = t.stack.iter().map(|f| Frame { function: &f.function, file: f.file.as_deref(), line: f.line }).collect();
+        if stack.is_empty() {
+            stack.push(Frame { function: &t.function, file: t.file.as_deref(), line: t.line });
+        }
+        let kind = if t.kind == "runtime_idle" { "runtime_idle" } else { "blocked_thread" };
+        b.add_sample(&[t.threads.max(0), 0], &stack, &[("kind", kind)]);
+    }
+    b.add_comment(&format!("leakprof dump {} pid {} {}", d.leakprof_version, d.source.pid, d.source.exe));
+    b.finish((d.completeness.elapsed_ms * 1e6) as i64)
+}
+
 fn verdict_str(v: crate::model::VerdictKind) -> &'static str {
     match v {
         crate::model::VerdictKind::Leak => "leak",

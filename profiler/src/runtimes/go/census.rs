@@ -18,11 +18,6 @@ use crate::{
     target::memory::{Process, ReadLimits},
 };
 
-/// Waiting goroutines whose stacks are read per site and per census (bounded cost).
-const STACKS_PER_SITE: u64 = 32;
-const STACKS_PER_CENSUS: u64 = 4096;
-/// Distinct whole stacks kept per site.
-const WHOLE_STACKS_PER_SITE: usize = 3;
 /// Distinct `go` statements counted apart per process; goroutines of further ones are counted
 /// together under [`OTHER_SITES`] (a hostile or torn allgs cannot grow leakprof's memory without
 /// bound: each site keeps a series).
@@ -59,8 +54,14 @@ pub struct GoCensus {
     pub stuck: HashMap<u64, Stuck>,
     /// gopc -> the stack bytes of its live goroutines (every one measured), at the last census.
     pub bytes: HashMap<u64, crate::model::BytesPerTask>,
+    /// gopc -> the lowest and highest goid of its live goroutines, at the last census.
+    pub goids: HashMap<u64, (u64, u64)>,
+    /// The highest goid of the last census.
+    pub max_goid: u64,
     /// Whether `bytes` is measured (`--no-bytes` turns it off).
     pub measure_bytes: bool,
+    /// Waiting goroutines whose stacks are read per site and per census, distinct stacks kept.
+    pub waits: crate::options::WaitSampling,
     pclntab: std::sync::Arc<Pclntab>,
     bias: u64,
     /// pc -> the user's own line there (see `stack::own_line`), computed once per pc.
@@ -86,7 +87,10 @@ impl GoCensus {
             startpc: HashMap::new(),
             stuck: HashMap::new(),
             bytes: HashMap::new(),
+            goids: HashMap::new(),
+            max_goid: 0,
             measure_bytes: true,
+            waits: crate::options::WaitSampling::SAMPLED,
             pclntab: plan.pclntab.clone(),
             bias,
             own_lines: HashMap::new(),
@@ -112,6 +116,8 @@ impl GoCensus {
         let mut per_site: HashMap<u64, (i64, u64, u64, u64)> = HashMap::new(); // live, oldest, idle, seen
         let mut stacks: HashMap<u64, Vec<u64>> = HashMap::new();
         self.states.clear();
+        self.goids.clear();
+        self.max_goid = 0;
         self.folded = 0;
         for g in gs.iter().filter(|g| g.is_live()) {
             live_ids.insert(g.goid);
@@ -136,6 +142,9 @@ impl GoCensus {
             e.1 = e.1.min(born);
             e.2 += u64::from(g.status == status::WAITING);
             e.3 += 1;
+            let ids = self.goids.entry(gopc).or_insert((g.goid, g.goid));
+            *ids = (ids.0.min(g.goid), ids.1.max(g.goid));
+            self.max_goid = self.max_goid.max(g.goid);
             let name = self.state_name(g.status, g.waitreason);
             *self.states.entry(gopc).or_default().entry(name).or_default() += 1;
             if let Some(n) = g.stack_bytes().filter(|_| self.measure_bytes) {
@@ -191,7 +200,7 @@ impl GoCensus {
         for g in gs.iter().filter(|g| g.status == status::WAITING && Some(g.waitreason) != preempted) {
             let Some(&(key, _)) = self.seen.get(&g.goid) else { continue };
             let e = per_site.entry(key).or_default();
-            if e.sampled() >= STACKS_PER_SITE || total >= STACKS_PER_CENSUS {
+            if e.sampled() >= self.waits.per_site as u64 || total >= self.waits.per_sample {
                 continue;
             }
             let unwound = stack::unwind(&self.mem, &self.pclntab, self.bias, g.sched_sp, g.sched_pc, g.stack_hi);
@@ -212,7 +221,7 @@ impl GoCensus {
             });
             e.add(at, frames);
         }
-        self.stuck = per_site.into_iter().map(|(gopc, t)| (gopc, crate::runtimes::Stuck { decoder: Some("stack"), ..t.into_stuck(WHOLE_STACKS_PER_SITE) })).collect();
+        self.stuck = per_site.into_iter().map(|(gopc, t)| (gopc, crate::runtimes::Stuck { decoder: Some("stack"), ..t.into_stuck(self.waits.stacks_kept) })).collect();
     }
 }
 
@@ -230,6 +239,12 @@ fn site_key<V>(pcln: &Pclntab, bias: u64, known: &HashMap<u64, V>, gopc: u64) ->
     let Some(f) = pcln.func_for_pc(gopc.wrapping_sub(bias).wrapping_sub(1)) else {
         return NO_GO_STATEMENT;
     };
+    // the main goroutine is started by the runtime's entry code: its gopc is in runtime.rt0_go, or
+    // in the ABI wrapper of runtime.newproc that rt0_go calls (which the pclntab names newproc;
+    // a `go` statement's gopc is in the function that holds it, never in newproc itself)
+    if matches!(f.name.trim_end_matches(".abi0"), "runtime.rt0_go" | "runtime.newproc") {
+        return MAIN_GOROUTINE;
+    }
     if f.name.starts_with("runtime.") {
         return RUNTIME_SITES;
     }

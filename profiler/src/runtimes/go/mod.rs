@@ -118,6 +118,7 @@ impl Go {
             Mode::Census({
                 let mut c = GoCensus::new(target.space.clone(), &plan, bias, opts.read_limits);
                 c.measure_bytes = opts.measure_bytes;
+                c.waits = opts.waits;
                 c
             })
         };
@@ -203,6 +204,13 @@ impl Source for Go {
             stuck_at: stuck.at,
             wait_stacks: stuck.stacks,
             bytes: c.bytes.get(&key).cloned(),
+            ages: c.goids.get(&key).map(|&(o, n)| crate::model::AgeSpread {
+                oldest_id: o,
+                newest_id: n,
+                spawned_since_oldest: c.max_goid - o,
+                spawned_since_newest: c.max_goid - n,
+                counter_read: false,
+            }),
             ..SiteDetail::default()
         }
     }

@@ -56,6 +56,8 @@ pub mod status {
     pub const IDLE: u32 = 0;
     pub const WAITING: u32 = 4;
     pub const DEAD: u32 = 6;
+    /// `_Gdeadextra` (Go 1.26+): a dead g kept for an extra M (cgo callbacks), no goroutine.
+    pub const DEAD_EXTRA: u32 = 11;
 }
 
 /// One goroutine as read.
@@ -80,7 +82,7 @@ pub struct Goroutine {
 impl Goroutine {
     /// Neither dead nor idle (a freed g waiting for reuse).
     pub fn is_live(&self) -> bool {
-        self.status != status::DEAD && self.status != status::IDLE
+        !matches!(self.status, status::DEAD | status::IDLE | status::DEAD_EXTRA)
     }
 
     /// Bytes of its stack (`g.stack.hi - g.stack.lo`), when the two read as a stack.
@@ -144,6 +146,13 @@ pub fn read_goroutines(mem: &dyn Memory, at: AllgsAddr, layout: &GLayout) -> Res
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dead_and_dead_extra_gs_are_not_goroutines() {
+        let g = |status| Goroutine { goid: 1, status, waitreason: 0, waitsince: 0, gopc: 0, startpc: 0, sched_sp: 0, sched_pc: 0, stack_lo: 0, stack_hi: 0 };
+        assert!(g(status::WAITING).is_live() && g(2).is_live());
+        assert!(!g(status::DEAD).is_live() && !g(status::IDLE).is_live() && !g(status::DEAD_EXTRA).is_live(), "_Gdeadextra (Go 1.26+)");
+    }
+
     use super::*;
 
     /// A fake allgs in our own memory, laid out like the 1.19 g.

@@ -46,6 +46,8 @@ pub struct Tokio {
     code: CodeIndex,
     /// Which decoders `--await-decoder` allows.
     decoder: AwaitDecoder,
+    /// Distinct await chains kept per site.
+    chains_kept: usize,
     space: crate::target::Space,
     has_debug_info: bool,
     warnings: Vec<String>,
@@ -105,6 +107,7 @@ impl Tokio {
         let census = match open_census(target.space.clone(), vtables, next_id, opts.read_limits) {
             Ok(mut c) => {
                 c.measure_bytes = opts.measure_bytes;
+                c.headers_per_site = opts.waits.per_site;
                 Some(c)
             }
             Err(why) => {
@@ -141,6 +144,7 @@ impl Tokio {
             awaits: if opts.await_decoder == AwaitDecoder::Code { None } else { AwaitIndex::new(image) },
             code: CodeIndex::new(image),
             decoder: opts.await_decoder,
+            chains_kept: opts.waits.stacks_kept,
             space: target.space.clone(),
             has_debug_info: image.has_debug_info(),
             warnings,
@@ -226,11 +230,11 @@ impl Tokio {
         let Some(c) = &self.census else { return };
         for (&key, hs) in &c.headers {
             let Ok(poll) = self.namer.poll_vaddr(key) else { continue };
-            let from_dwarf = self.awaits.as_mut().and_then(|index| stuck::stuck(index, &self.space, poll, hs));
+            let from_dwarf = self.awaits.as_mut().and_then(|index| stuck::stuck(index, &self.space, poll, hs, self.chains_kept));
             let s = match from_dwarf {
                 Some(s) => Some(s),
                 None if self.decoder != AwaitDecoder::Dwarf => {
-                    stuck::stuck_from_code(&mut self.code, self.namer.lines(), &self.space, poll, c.trailer_offset(key), hs)
+                    stuck::stuck_from_code(&mut self.code, self.namer.lines(), &self.space, poll, c.trailer_offset(key), hs, self.chains_kept)
                 }
                 None => None,
             };
@@ -307,13 +311,20 @@ impl Source for Tokio {
             None => Vec::new(),
         };
         let stuck = self.stuck.get(&key).cloned().unwrap_or_default();
-        let (states, oldest_task) = match &self.census {
+        let (states, oldest_task, ages) = match &self.census {
             Some(c) => (
                 c.states.get(&key).cloned().unwrap_or_default(),
                 c.oldest.get(&key).map(|&id| OldestTask {
                     task_id: id,
                     before_attach: c.order.before_attach(id),
                     tasks_spawned_since: c.order.spawned_since(id),
+                }),
+                c.oldest.get(&key).zip(c.newest.get(&key)).map(|(&o, &n)| crate::model::AgeSpread {
+                    oldest_id: o,
+                    newest_id: n,
+                    spawned_since_oldest: c.order.spawned_since(o),
+                    spawned_since_newest: c.order.spawned_since(n),
+                    counter_read: c.order.exact(),
                 }),
             ),
             None => Default::default(),
@@ -325,6 +336,7 @@ impl Source for Tokio {
             spawn_stacks,
             states,
             oldest_task,
+            ages,
             stuck_sampled: stuck.sampled,
             stuck_undecoded: stuck.undecoded,
             stuck_decoded_by: stuck.decoder,

@@ -11,18 +11,15 @@ use crate::{
     runtimes::{Stuck, StuckTally},
 };
 
-/// Distinct whole await chains kept per site.
-const CHAINS_PER_SITE: usize = 3;
-
 /// The `.await` to report: the innermost in the user's own code (its awaitee names the library
 /// call it waits in), else the innermost.
 fn stuck_frame(frames: &[AwaitFrame]) -> Option<&AwaitFrame> {
     frames.iter().rev().find(|f| !is_library_path(&f.file)).or(frames.last())
 }
 
-/// Decodes the tasks at `headers` (all with the `raw::poll<T, S>` at ELF address `poll_vaddr`);
+/// Decodes the tasks at `headers` (keeping the `keep` most common whole chains) (all with the `raw::poll<T, S>` at ELF address `poll_vaddr`);
 /// None when the future's layout is not in the debug info.
-pub fn stuck(index: &mut AwaitIndex, space: &crate::target::Space, poll_vaddr: u64, headers: &[u64]) -> Option<Stuck> {
+pub fn stuck(index: &mut AwaitIndex, space: &crate::target::Space, poll_vaddr: u64, headers: &[u64], keep: usize) -> Option<Stuck> {
     let fut = index.future_of(poll_vaddr)?;
     let mut read = |addr: u64, buf: &mut [u8]| space.read(addr, buf).is_ok();
     let mut tally = StuckTally::default();
@@ -38,7 +35,7 @@ pub fn stuck(index: &mut AwaitIndex, space: &crate::target::Space, poll_vaddr: u
             .collect();
         tally.add(Some(at), chain);
     }
-    Some(Stuck { decoder: Some("dwarf"), ..tally.into_stuck(CHAINS_PER_SITE) })
+    Some(Stuck { decoder: Some("dwarf"), ..tally.into_stuck(keep) })
 }
 
 /// The await to report among decoded levels (outermost first): the innermost in the user's own
@@ -56,6 +53,7 @@ pub fn stuck_from_code(
     poll_vaddr: u64,
     cell_size: Option<u64>,
     headers: &[u64],
+    keep: usize,
 ) -> Option<Stuck> {
     let root = code.root(poll_vaddr);
     let mut read = |addr: u64, buf: &mut [u8]| space.read(addr, buf).is_ok();
@@ -66,7 +64,7 @@ pub fn stuck_from_code(
         for _ in headers {
             tally.add_undecoded();
         }
-        return (!headers.is_empty()).then(|| Stuck { decoder: Some("code"), ..tally.into_stuck(CHAINS_PER_SITE) });
+        return (!headers.is_empty()).then(|| Stuck { decoder: Some("code"), ..tally.into_stuck(keep) });
     };
     for &h in headers {
         let mut word = [0u8; 8];
@@ -110,7 +108,7 @@ pub fn stuck_from_code(
             .collect();
         tally.add_await(Some(at), chain);
     }
-    Some(Stuck { decoder: Some("code"), ..tally.into_stuck(CHAINS_PER_SITE) })
+    Some(Stuck { decoder: Some("code"), ..tally.into_stuck(keep) })
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ const RESCAN_EVERY_NS: u64 = 2_000_000_000;
 const MAX_TASKS: u64 = 4_000_000;
 const CACHE_BYTES: u64 = 256 << 20;
 /// Task headers kept per site for reading where they wait.
-pub const HEADERS_PER_SITE: usize = 32;
+pub const HEADERS_PER_SITE: usize = crate::options::WaitSampling::SAMPLED.per_site;
 /// Times discovery is tried for one owner id per pass over the heap (a dropped runtime's cells).
 const TRIES_PER_OWNER: u32 = 3;
 /// A runtime whose owner word cannot be read at this many censuses in a row is taken as gone.
@@ -91,11 +91,15 @@ pub struct TokioCensus {
     pub headers: HashMap<u64, Vec<u64>>,
     /// vtable -> its oldest live task id, at the last census.
     pub oldest: HashMap<u64, u64>,
+    /// vtable -> its newest live task id, at the last census.
+    pub newest: HashMap<u64, u64>,
     /// vtable -> what its sampled live tasks hold ([`HEADERS_PER_SITE`] of them, any state), at
     /// the last census.
     pub bytes: HashMap<u64, crate::model::BytesPerTask>,
     /// Whether `bytes` is measured (`--no-bytes` turns it off).
     pub measure_bytes: bool,
+    /// Idle task headers kept per site for where-stuck (and tasks measured per site).
+    pub headers_per_site: usize,
     /// Per runtime handle: its blocking pool's queue, once found (a non-empty queue is needed
     /// to recognise it); when it was last looked for.
     blocking: HashMap<u64, blocking::BlockingQueue>,
@@ -131,8 +135,10 @@ impl TokioCensus {
             states: HashMap::new(),
             headers: HashMap::new(),
             oldest: HashMap::new(),
+            newest: HashMap::new(),
             bytes: HashMap::new(),
             measure_bytes: true,
+            headers_per_site: HEADERS_PER_SITE,
             blocking: HashMap::new(),
             blocking_searched_ns: 0,
             unread_owner: HashMap::new(),
@@ -301,7 +307,7 @@ impl TokioCensus {
         let mut per_site: HashMap<u64, (Vec<u64>, Vec<&'static str>)> = HashMap::new();
         for t in tasks {
             let e = per_site.entry(t.vtable).or_default();
-            if e.0.len() >= HEADERS_PER_SITE {
+            if e.0.len() >= self.headers_per_site {
                 continue;
             }
             let Some(info) = self.vtables.get(t.vtable).copied() else { continue };
@@ -381,6 +387,7 @@ impl TokioCensus {
         let mut per_site: HashMap<u64, Site> = HashMap::new();
         self.headers.clear();
         self.oldest.clear();
+        self.newest.clear();
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
         for t in tasks {
@@ -405,8 +412,10 @@ impl TokioCensus {
             *e.states.entry(if queued { "queued" } else { state::name(t.state) }).or_default() += 1;
             let o = self.oldest.entry(vtable).or_insert(t.id);
             *o = (*o).min(t.id);
+            let n = self.newest.entry(vtable).or_insert(t.id);
+            *n = (*n).max(t.id);
             let hs = self.headers.entry(vtable).or_default();
-            if hs.len() < HEADERS_PER_SITE && idle && !queued {
+            if hs.len() < self.headers_per_site && idle && !queued {
                 hs.push(t.header);
             }
         }

@@ -1,0 +1,78 @@
+//! A core file opened as a [`Target`]: its executable found (the core's file notes, or `--exe`)
+//! and checked against the core by build id, its memory a [`Space::Snapshot`] that reads the
+//! core's segments and, for what the core did not dump (code, read-only data), the executable.
+use std::{path::Path, sync::Arc};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+
+use super::{core::CoreFile, memory::Memory, Mapping, Space, Target};
+
+impl Memory for CoreFile {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        CoreFile::read(self, addr, buf)
+    }
+}
+
+/// Opens `core` (with the executable `exe` when given) as a target to read.
+pub fn open_core(core: &Path, exe: Option<&Path>) -> Result<Target> {
+    let mut c = CoreFile::open(core)?;
+    let name = core.display().to_string();
+    let recorded = c.exe_path();
+    let exe_path = match (exe, &recorded) {
+        (Some(e), _) => e.to_path_buf(),
+        (None, Some(r)) => r.into(),
+        (None, None) => bail!(
+            "core {name} does not say which executable it ran (no file notes, NT_FILE): pass it with --exe FILE"
+        ),
+    };
+    if !exe_path.exists() {
+        bail!(
+            "core {name} was dumped from {}, which is not on this machine: pass the executable with --exe FILE",
+            exe_path.display()
+        );
+    }
+    let bytes = std::fs::read(&exe_path).with_context(|| format!("cannot read the executable {}", exe_path.display()))?;
+    let file = object::read::elf::ElfFile64::<object::Endianness>::parse(&*bytes)
+        .map_err(|e| anyhow!("{} is not a 64-bit ELF executable ({e})", exe_path.display()))?;
+    use object::Object as _;
+    let entry = file.entry();
+    // where it was loaded: AT_ENTRY against its entry point (0 for a non-PIE executable)
+    let bias = c.auxv_entry().map(|at| at.wrapping_sub(entry));
+    let key = recorded.clone().unwrap_or_else(|| exe_path.display().to_string());
+    // the mappings of the executable: the core's own (its segments, named by its file notes), or
+    // without file notes its ELF segments placed at the bias
+    let mut exe_maps: Vec<Mapping> = c.maps().into_iter().filter(|m| recorded.is_some() && m.path == recorded).collect();
+    if exe_maps.is_empty() {
+        let bias = bias.ok_or_else(|| {
+            anyhow!("core {name} has neither file notes nor an auxiliary vector: where {} was loaded is unknown", exe_path.display())
+        })?;
+        use object::read::elf::ProgramHeader as _;
+        let endian = file.endian();
+        for ph in file.elf_program_headers().iter().filter(|p| p.p_type(endian) == object::elf::PT_LOAD) {
+            let f = ph.p_flags(endian);
+            let start = ph.p_vaddr(endian).wrapping_add(bias);
+            let perms = format!(
+                "{}{}{}p",
+                if (f & object::elf::PF_R).0 != 0 { 'r' } else { '-' },
+                if (f & object::elf::PF_W).0 != 0 { 'w' } else { '-' },
+                if (f & object::elf::PF_X).0 != 0 { 'x' } else { '-' }
+            );
+            let end = start.wrapping_add(ph.p_memsz(endian));
+            exe_maps.push(Mapping { start: start & !0xfff, end, offset: ph.p_offset(endian) & !0xfff, perms, path: Some(key.clone()) });
+        }
+    }
+    let load_addr = exe_maps.iter().filter(|m| m.offset == 0).map(|m| m.start).min().unwrap_or(0);
+    c.check_build_id(&bytes, &exe_path.display().to_string(), load_addr)?;
+    let no_notes = c.file_mappings().is_empty();
+    c.add_backing_file(&key, &exe_path, if no_notes { bias } else { None })?;
+    let maps = c.maps();
+    let pid = c.pid().unwrap_or(0);
+    Ok(Target {
+        pid,
+        space: Space::Snapshot { name, mem: Arc::new(c), maps: Arc::new(maps) },
+        exe: exe_path.clone(),
+        exe_proc_path: exe_path,
+        exe_maps,
+        start_time: None,
+    })
+}
