@@ -42,6 +42,8 @@ apt_install chromium
 apt_install redis-tools
 # ab (ApacheBench), the HTTP load generator of the actix-web scenario and `cargo xtask bench-actix`
 apt_install apache2-utils
+# gdb's gcore, which takes the core files `leakprof dump --core` is tested on
+apt_install gdb
 # Debian starts the packaged Prometheus as a service; the tests run their own on a free port.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi
 

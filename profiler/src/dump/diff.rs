@@ -128,49 +128,7 @@ pub fn render_text(d: &Diff) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dump::{Completeness, DumpSite, DumpSource};
-
-    fn dump(t: f64, sites: &[(&str, i64)]) -> Dump {
-        Dump {
-            schema: crate::dump::SCHEMA.into(),
-            schema_version: 1,
-            leakprof_version: "x".into(),
-            taken_unix_s: t,
-            source: DumpSource { kind: "process".into(), pid: 7, exe: "/app".into(), core: None, symbols_file: None },
-            runtime: "tokio".into(),
-            runtime_version: None,
-            completeness: Completeness {
-                target_paused: false,
-                tasks: 0,
-                waiting: 0,
-                waits_read: 0,
-                waits_undecoded: 0,
-                waits_per_site_limit: 0,
-                elapsed_ms: 0.0,
-                census: None,
-            },
-            sites: sites
-                .iter()
-                .map(|&(f, live)| DumpSite {
-                    function: f.into(),
-                    file: Some("src/main.rs".into()),
-                    line: Some(1),
-                    live,
-                    states: Default::default(),
-                    ages: None,
-                    bytes_per_task: None,
-                    bytes_estimate: None,
-                    waits_read: 0,
-                    waits_undecoded: 0,
-                    waits_decoded_by: None,
-                    stuck_at: vec![],
-                    stacks: vec![],
-                })
-                .collect(),
-            threads: vec![],
-            warnings: vec![],
-        }
-    }
+    use crate::dump::tests::dump;
 
     #[test]
     fn flags_the_grown_site_only_with_its_rate() {

@@ -146,3 +146,86 @@ impl Dump {
         Ok(d)
     }
 }
+
+/// Dumps for the unit tests of the comparison and the output formats.
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// A dump taken at `t` of sites (function, live), each at src/main.rs:1.
+    pub fn dump(t: f64, sites: &[(&str, i64)]) -> Dump {
+        Dump {
+            schema: crate::dump::SCHEMA.into(),
+            schema_version: 1,
+            leakprof_version: "x".into(),
+            taken_unix_s: t,
+            source: DumpSource { kind: "process".into(), pid: 7, exe: "/app".into(), core: None, symbols_file: None },
+            runtime: "tokio".into(),
+            runtime_version: None,
+            completeness: Completeness {
+                target_paused: false,
+                tasks: 0,
+                waiting: 0,
+                waits_read: 0,
+                waits_undecoded: 0,
+                waits_per_site_limit: 0,
+                elapsed_ms: 0.0,
+                census: None,
+            },
+            sites: sites
+                .iter()
+                .map(|&(f, live)| DumpSite {
+                    function: f.into(),
+                    file: Some("src/main.rs".into()),
+                    line: Some(1),
+                    live,
+                    states: Default::default(),
+                    ages: None,
+                    bytes_per_task: None,
+                    bytes_estimate: None,
+                    waits_read: 0,
+                    waits_undecoded: 0,
+                    waits_decoded_by: None,
+                    stuck_at: vec![],
+                    stacks: vec![],
+                })
+                .collect(),
+            threads: vec![],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn text_groups_every_stack_under_its_site() {
+        let mut d = dump(0.0, &[("app::conn", 5), ("app::idle", 2)]);
+        let f = |n: &str| StackFrame { function: n.into(), file: Some("src/conn.rs".into()), line: Some(9) };
+        d.sites[0].stacks = vec![WaitStack { tasks: 4, frames: vec![f("app::read"), f("app::conn")] }, WaitStack { tasks: 1, frames: vec![f("app::write")] }];
+        d.sites[0].waits_read = 5;
+        d.completeness.tasks = 7;
+        let t = render_text(&d);
+        assert!(t.contains("tokio, 7 tasks, 2 sites"), "{t}");
+        assert!(t.contains("the process was not stopped"), "{t}");
+        let conn = t.find("app::conn (src/main.rs:1)").unwrap();
+        let four = t.find("         4 | app::read (src/conn.rs:9)").unwrap();
+        let one = t.find("         1 | app::write").unwrap();
+        let idle = t.find("app::idle").unwrap();
+        assert!(conn < four && four < one && one < idle, "each stack under its site, most first: {t}");
+    }
+
+    #[test]
+    fn pprof_puts_each_stack_under_its_site_and_the_unread_rest_at_the_site() {
+        use prost::Message as _;
+        use std::io::Read as _;
+        let mut d = dump(0.0, &[("app::conn", 5)]);
+        let f = |n: &str| StackFrame { function: n.into(), file: None, line: None };
+        d.sites[0].stacks = vec![WaitStack { tasks: 3, frames: vec![f("app::read")] }];
+        let gz = crate::report::pprof::dump_to_pprof(&d);
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(gz.as_slice()).read_to_end(&mut raw).unwrap();
+        let p = crate::report::pprof::proto::Profile::decode(raw.as_slice()).unwrap();
+        let tasks: Vec<i64> = p.sample.iter().map(|s| s.value[0]).collect();
+        assert_eq!(tasks, vec![3, 2], "3 by their stack, the 2 unread at the site alone");
+        assert_eq!(p.sample[0].location_id.len(), 2, "the stack's frame, then the site's at the root");
+        assert_eq!(p.sample[1].location_id.len(), 1);
+    }
+}

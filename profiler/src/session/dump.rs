@@ -69,7 +69,7 @@ impl Session {
             w.source.detach();
         }
         sites.sort_by(|a, b| (b.live, &a.function).cmp(&(a.live, &b.function)));
-        threads.sort_by(|a, b| ((b.kind == "wait"), b.threads).cmp(&((a.kind == "wait"), a.threads)));
+        threads.sort_by_key(|t| std::cmp::Reverse((t.kind == "wait", t.threads)));
         let info = self.runtime().map(|r| r.info());
         let census = self.runtime().and_then(|r| r.census_stats());
         if census.as_ref().is_some_and(|c| !c.complete) {

@@ -76,3 +76,30 @@ pub fn open_core(core: &Path, exe: Option<&Path>) -> Result<Target> {
         start_time: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use object::elf;
+
+    use super::open_core;
+    use crate::target::core::tests::{build_core, prstatus};
+
+    /// A core that names no executable: without --exe, and with one but no auxiliary vector to
+    /// place it, one sentence each saying what to pass.
+    #[test]
+    fn a_core_without_file_notes_says_what_to_pass() {
+        let bytes = build_core(
+            &[(b"CORE", elf::NT_PRSTATUS.0, prstatus(77, 0x40_1000, 0x10_0800))],
+            &[(0x10_0000, elf::PF_R.0 | elf::PF_W.0, vec![0u8; 0x1000], 0x1000)],
+        );
+        let path = std::env::temp_dir().join(format!("leakprof-nonotes-{}.core", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let e = open_core(&path, None).unwrap_err().to_string();
+        assert!(e.contains("does not say which executable") && e.contains("--exe"), "{e}");
+        let e = open_core(&path, Some(std::path::Path::new("/proc/self/exe"))).unwrap_err().to_string();
+        assert!(e.contains("neither file notes nor an auxiliary vector"), "{e}");
+        let e = open_core(&path, Some(std::path::Path::new("/nonexistent/app"))).unwrap_err().to_string();
+        assert!(e.contains("not on this machine") && e.contains("--exe"), "{e}");
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -154,7 +154,7 @@ impl Fixture {
 
     /// [`Fixture::start_with`] for a program at any path (a patched copy of a fixture).
     pub fn start_at(bin: &Path, args: &[&str], env: &[(&str, &str)], then: Option<&str>) -> (Fixture, Option<String>) {
-        let mut child = Command::new(&bin)
+        let mut child = Command::new(bin)
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())

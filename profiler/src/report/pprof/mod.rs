@@ -1,7 +1,7 @@
 //! pprof output: a gzip-compressed profile.proto of live tasks by spawn stack, goroutines by the
 //! stack they wait in, and blocked threads by wait stack, readable by `go tool pprof` and Grafana Pyroscope.
 mod builder;
-mod proto;
+pub(crate) mod proto;
 
 use builder::{Frame, ProfileBuilder};
 

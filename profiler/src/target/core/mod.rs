@@ -637,4 +637,4 @@ fn load_segments(f: &File) -> Result<Vec<(u64, u64, u64)>> {
 
 mod notes;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -4,7 +4,7 @@ use super::{notes::*, *};
 
 /// A core made by hand: notes (name, type, descriptor) in one PT_NOTE, then one PT_LOAD per
 /// (vaddr, flags, dumped bytes, memsz).
-fn build_core(notes: &[(&[u8], u32, Vec<u8>)], loads: &[(u64, u32, Vec<u8>, u64)]) -> Vec<u8> {
+pub(crate) fn build_core(notes: &[(&[u8], u32, Vec<u8>)], loads: &[(u64, u32, Vec<u8>, u64)]) -> Vec<u8> {
     let phnum = 1 + loads.len();
     let mut note_bytes = Vec::new();
     for (name, t, desc) in notes {
@@ -54,7 +54,7 @@ fn build_core(notes: &[(&[u8], u32, Vec<u8>)], loads: &[(u64, u32, Vec<u8>, u64)
     out
 }
 
-fn prstatus(pid: u32, rip: u64, rsp: u64) -> Vec<u8> {
+pub(crate) fn prstatus(pid: u32, rip: u64, rsp: u64) -> Vec<u8> {
     let mut d = vec![0u8; 336];
     d[PRSTATUS_PID..PRSTATUS_PID + 4].copy_from_slice(&pid.to_le_bytes());
     for (i, v) in [(REG_RIP, rip), (REG_RSP, rsp), (REG_RBP, 0xb0), (REG_ORIG_RAX, 202), (REG_RDI, 1), (REG_RSI, 2), (REG_RDX, 3)] {
