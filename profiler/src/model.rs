@@ -103,6 +103,10 @@ pub struct Collection {
     /// The last sample of a run is not timed: the final report's work follows it.
     pub sample_ms_mean: f64,
     pub sample_ms_max: f64,
+    /// Intervals stretched because their work took more than 20% of `interval_s` (leakprof stays
+    /// at most 20% busy per target rather than fall behind), and the longest interval that gave.
+    pub intervals_stretched: u64,
+    pub longest_interval_s: f64,
     /// tokio census: how the last sample's walk of the runtimes' task lists went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub census: Option<CensusStats>,
@@ -529,6 +533,8 @@ pub mod tests {
                 ended: EndReason::Duration,
                 sample_ms_mean: 1.0,
                 sample_ms_max: 1.0,
+                intervals_stretched: 0,
+                longest_interval_s: 1.0,
                 census: None,
                 bpf_programs: Vec::new(),
             },

@@ -92,7 +92,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
                 continue;
             }
             let opts = RunOptions { pid: key.0, ..cfg.session.clone() };
-            workers.insert(key, Worker::start(opts, key.1, cfg.interval, top_k));
+            workers.insert(key, Worker::start(opts, key.1, top_k));
         }
         refused.retain(|k| discover::start_time(k.0) == Some(k.1));
         let mut reports = Vec::new();

@@ -50,15 +50,16 @@ pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 impl Worker {
     /// Starts a thread that attaches to `opts.pid` (whose start time is `start_time`) and samples
-    /// it every `interval`, publishing reports of its `top_k` worst sites.
-    pub fn start(opts: RunOptions, start_time: u64, interval: Duration, top_k: usize) -> Worker {
+    /// it every `opts.interval` (stretched when a sample takes longer than 20% of it), publishing
+    /// reports of its `top_k` worst sites.
+    pub fn start(opts: RunOptions, start_time: u64, top_k: usize) -> Worker {
         let pid = opts.pid;
         let state = Arc::new(Mutex::new(State::Attaching));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
         let handle = std::thread::Builder::new()
             .name(format!("leakprof-{pid}"))
-            .spawn(move || run(opts, start_time, interval, top_k, &st, &sp))
+            .spawn(move || run(opts, start_time, top_k, &st, &sp))
             .ok();
         if handle.is_none() {
             *state.lock().unwrap() = State::Refused("the daemon could not start a thread for it".into());
@@ -93,7 +94,7 @@ fn set(state: &Mutex<State>, s: State) {
     }
 }
 
-fn run(opts: RunOptions, start_time: u64, interval: Duration, top_k: usize, state: &Mutex<State>, stop: &AtomicBool) {
+fn run(opts: RunOptions, start_time: u64, top_k: usize, state: &Mutex<State>, stop: &AtomicBool) {
     let pid = opts.pid;
     let mut session = match catch_unwind(AssertUnwindSafe(|| Session::attach(opts))) {
         Ok(Ok(s)) => s,
@@ -134,10 +135,8 @@ fn run(opts: RunOptions, start_time: u64, interval: Duration, top_k: usize, stat
                 return set(state, State::Panicked(msg));
             }
         }
-        next += interval;
-        if Instant::now() > next {
-            next = Instant::now(); // a slow sample: no burst of catch-up samples
-        }
+        // a slow sample: the interval is stretched (at most 20% busy), no burst of catch-up samples
+        next = session.next_due(next);
         while Instant::now() < next && !stop.load(Ordering::Relaxed) {
             std::thread::sleep((next - Instant::now()).min(Duration::from_millis(50)));
         }

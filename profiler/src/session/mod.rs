@@ -83,6 +83,25 @@ pub struct Session {
     symbols_file: Option<String>,
     /// (sample time, resident set bytes), for the samples still on the time axis.
     rss: Vec<(f64, u64)>,
+    /// The last interval's work, and the intervals stretched so far with the longest (see
+    /// [`next_sample_at`]).
+    last_work: std::time::Duration,
+    stretched: (u64, std::time::Duration),
+}
+
+/// The share of its time leakprof may spend sampling one target: an interval whose work took
+/// longer is followed by a longer one, so a sample that outgrows the interval (a huge runtime, a
+/// slow machine) never makes leakprof fall behind or busy all the time. The detector takes the
+/// uneven time steps as they come.
+pub const MAX_BUSY: f64 = 0.2;
+
+/// When the sample after one scheduled at `scheduled` is due: on schedule, or, when its `work`
+/// took more than [`MAX_BUSY`] of the interval, late enough that the work is that share of the
+/// stretched interval (never before `now`).
+pub fn next_sample_at(scheduled: Instant, interval: std::time::Duration, work: std::time::Duration, now: Instant) -> Instant {
+    let on_time = scheduled + interval;
+    let spaced = now + work.mul_f64((1.0 - MAX_BUSY) / MAX_BUSY);
+    on_time.max(spaced).max(now)
 }
 
 impl Session {
@@ -136,6 +155,8 @@ impl Session {
         Ok(Session {
             symbols_file,
             rss: Vec::new(),
+            last_work: std::time::Duration::ZERO,
+            stretched: (0, std::time::Duration::ZERO),
             opts,
             target,
             sources,
@@ -194,8 +215,21 @@ impl Session {
     /// Counts one interval's whole work, from `started` (before its sample) to now: reading,
     /// judging, naming and where-stuck (`collection.sample_ms_*`).
     pub fn note_interval(&mut self, started: Instant) {
-        let dt = started.elapsed().as_secs_f64() * 1e3;
+        self.last_work = started.elapsed();
+        let dt = self.last_work.as_secs_f64() * 1e3;
         self.sample_ms = (self.sample_ms.0 + dt, self.sample_ms.1.max(dt));
+    }
+
+    /// When the next sample is due after the one scheduled at `scheduled` (see
+    /// [`next_sample_at`]); a stretched interval is counted for the report.
+    pub fn next_due(&mut self, scheduled: Instant) -> Instant {
+        let now = Instant::now();
+        let next = next_sample_at(scheduled, self.opts.interval, self.last_work, now);
+        let period = next.saturating_duration_since(scheduled);
+        if period > self.opts.interval + self.opts.interval / 20 && self.last_work.as_secs_f64() > MAX_BUSY * self.opts.interval.as_secs_f64() {
+            self.stretched = (self.stretched.0 + 1, self.stretched.1.max(period));
+        }
+        next
     }
 
     /// The sources of one kind.
@@ -248,7 +282,7 @@ impl Session {
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 break EndReason::Duration;
             }
-            next += self.opts.interval;
+            next = self.next_due(next);
         };
         if ended == EndReason::Interrupted && self.target.alive() {
             // a last sample so the report covers the run up to the signal; if it fails, the
@@ -270,5 +304,28 @@ impl Session {
             self.warnings.push(format!("pid {} {what} during the run; the report covers the time until then", self.opts.pid));
         }
         self.report(ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{next_sample_at, MAX_BUSY};
+
+    #[test]
+    fn a_slow_sample_stretches_the_interval_to_stay_a_fifth_busy() {
+        let (t0, sec) = (Instant::now(), Duration::from_secs(1));
+        let ms = Duration::from_millis;
+        // fast work: on schedule
+        assert_eq!(next_sample_at(t0, sec, ms(50), t0 + ms(50)), t0 + sec);
+        // 500 ms of work: the next sample 2 s after it ends, so the work is 20% of the 2.5 s
+        let next = next_sample_at(t0, sec, ms(500), t0 + ms(500));
+        assert_eq!(next, t0 + ms(2500));
+        assert!((0.5 / (next - t0).as_secs_f64() - MAX_BUSY).abs() < 1e-9);
+        // work longer than the interval: never a burst of catch-up samples
+        assert_eq!(next_sample_at(t0, sec, ms(3000), t0 + ms(3000)), t0 + ms(15_000));
+        // a late start (the machine was busy) with fast work: not before now
+        assert_eq!(next_sample_at(t0, sec, ms(10), t0 + ms(1500)), t0 + ms(1540));
     }
 }

@@ -182,6 +182,17 @@ impl Session {
                 ));
             }
         }
+        if self.stretched.0 > 0 {
+            warnings.push(format!(
+                "a sample took up to {:.0} ms, more than {:.0}% of the {:.1} s interval: {} interval(s) were stretched (the \
+                 longest to {:.1} s) so leakprof stays a small cost beside the target",
+                self.sample_ms.1,
+                super::MAX_BUSY * 100.0,
+                self.opts.interval.as_secs_f64(),
+                self.stretched.0,
+                self.stretched.1.as_secs_f64()
+            ));
+        }
         let kernel_counters = self.kernel_counters();
         for &i in &profiler_common::stat::FAILURES {
             let name = profiler_common::stat::NAMES[i as usize];
@@ -216,6 +227,8 @@ impl Session {
                 ended,
                 sample_ms_mean: self.sample_ms.0 / self.samples.max(1) as f64,
                 sample_ms_max: self.sample_ms.1,
+                intervals_stretched: self.stretched.0,
+                longest_interval_s: self.stretched.1.as_secs_f64().max(self.opts.interval.as_secs_f64()),
                 census: self.runtime().and_then(|r| r.census_stats()),
                 bpf_programs: self.bpf_programs(),
             },

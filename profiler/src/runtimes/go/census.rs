@@ -66,6 +66,20 @@ pub struct GoCensus {
     bias: u64,
     /// pc -> the user's own line there (see `stack::own_line`), computed once per pc.
     own_lines: HashMap<u64, Option<(String, u32)>>,
+    /// goid -> the stack it was last unwound to, and what it was unwound from: a goroutine
+    /// still parked where it was (same saved sp and pc, same stack, same wait) is not read again.
+    stacks_seen: HashMap<u64, (ParkedAt, std::sync::Arc<Vec<(StackFrame, u64)>>)>,
+    /// Stacks unwound and stacks reused at the last census.
+    pub stacks_read: (u64, u64),
+}
+
+/// Where a parked goroutine's stack was unwound from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ParkedAt {
+    sp: u64,
+    pc: u64,
+    stack_hi: u64,
+    waitreason: u8,
 }
 
 impl GoCensus {
@@ -94,6 +108,8 @@ impl GoCensus {
             pclntab: plan.pclntab.clone(),
             bias,
             own_lines: HashMap::new(),
+            stacks_seen: HashMap::new(),
+            stacks_read: (0, 0),
         }
     }
 
@@ -197,13 +213,28 @@ impl GoCensus {
         // a goroutine the GC suspended to scan its stack is _Gwaiting with waitReasonPreempted for
         // a moment, parked wherever it ran (often its entry's stack check): not where it waits
         let preempted = (0..=u8::MAX).find(|&n| self.layout.wait_reason(n) == "Preempted");
+        self.stacks_read = (0, 0);
+        let mut unwound_now = std::collections::HashSet::new();
         for g in gs.iter().filter(|g| g.status == status::WAITING && Some(g.waitreason) != preempted) {
             let Some(&(key, _)) = self.seen.get(&g.goid) else { continue };
             let e = per_site.entry(key).or_default();
             if e.sampled() >= self.waits.per_site as u64 || total >= self.waits.per_sample {
                 continue;
             }
-            let unwound = stack::unwind(&self.mem, &self.pclntab, self.bias, g.sched_sp, g.sched_pc, g.stack_hi);
+            let parked = ParkedAt { sp: g.sched_sp, pc: g.sched_pc, stack_hi: g.stack_hi, waitreason: g.waitreason };
+            let unwound = match self.stacks_seen.get(&g.goid) {
+                Some((at, frames)) if *at == parked => {
+                    self.stacks_read.1 += 1;
+                    frames.clone()
+                }
+                _ => {
+                    self.stacks_read.0 += 1;
+                    let frames = std::sync::Arc::new(stack::unwind(&self.mem, &self.pclntab, self.bias, g.sched_sp, g.sched_pc, g.stack_hi));
+                    self.stacks_seen.insert(g.goid, (parked, frames.clone()));
+                    frames
+                }
+            };
+            unwound_now.insert(g.goid);
             if unwound.is_empty() {
                 continue;
             }
@@ -221,6 +252,8 @@ impl GoCensus {
             });
             e.add(at, frames);
         }
+        // only the goroutines sampled now are remembered (bounded by the sample's size)
+        self.stacks_seen.retain(|goid, _| unwound_now.contains(goid));
         self.stuck = per_site.into_iter().map(|(gopc, t)| (gopc, crate::runtimes::Stuck { decoder: Some("stack"), ..t.into_stuck(self.waits.stacks_kept) })).collect();
     }
 }

@@ -102,7 +102,10 @@ fn u64_at(b: &[u8], off: u64) -> u64 {
     b.get(o..o + 8).map_or(0, |w| u64::from_ne_bytes(w.try_into().unwrap()))
 }
 
-/// Reads every g of the process (including dead ones; filter with `is_live`).
+/// Reads the gs of the process that are not dead: first each g's status word alone (4 bytes;
+/// most gs of a program that starts and ends goroutines flat out are dead, kept in allgs for
+/// reuse), then the fields of the others. A g that died between the two reads is still returned:
+/// filter with `is_live`.
 pub fn read_goroutines(mem: &dyn Memory, at: AllgsAddr, layout: &GLayout) -> Result<Vec<Goroutine>> {
     let Some(span) = layout.span() else {
         bail!("the Go g layout puts a field past {MAX_G_SPAN} bytes: this binary's DWARF or version table is not believable");
@@ -125,7 +128,16 @@ pub fn read_goroutines(mem: &dyn Memory, at: AllgsAddr, layout: &GLayout) -> Res
         let buf = &mut gptrs[..n * 8];
         mem.read(ptr + i * 8, buf)?;
         let addrs: Vec<u64> = buf.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
-        for b in mem.read_many(&addrs, span).into_iter().flatten() {
+        let status_at: Vec<u64> = addrs.iter().map(|a| a.wrapping_add(layout.atomicstatus)).collect();
+        let live: Vec<u64> = addrs
+            .iter()
+            .zip(mem.read_many(&status_at, 4))
+            .filter_map(|(&a, w)| {
+                let st = u32::from_ne_bytes(w?[..4].try_into().unwrap()) & !0x1000;
+                (!matches!(st, status::DEAD | status::IDLE | status::DEAD_EXTRA)).then_some(a)
+            })
+            .collect();
+        for b in mem.read_many(&live, span).into_iter().flatten() {
             out.push(Goroutine {
                 goid: u64_at(&b, layout.goid),
                 status: (u64_at(&b, layout.atomicstatus) as u32) & !0x1000,
@@ -173,10 +185,10 @@ mod tests {
         let slice: [u64; 3] = [ptrs.as_ptr() as u64, 3, 3];
         let me = crate::target::memory::Process::new(crate::target::Space::Live(std::process::id()), Default::default());
         let got = read_goroutines(&me, AllgsAddr::Slice(slice.as_ptr() as u64), &layout).unwrap();
-        assert_eq!(got.len(), 3);
+        assert_eq!(got.len(), 2, "the dead g is skipped after its status word");
         assert_eq!(got[0].goid, 100);
         assert_eq!(got[1].status, status::WAITING, "_Gscan is masked");
-        assert!(got[0].is_live() && !got[2].is_live());
+        assert!(got[0].is_live() && got[1].is_live());
         assert_eq!(got[1].gopc, 0x40_1001);
         assert_eq!(got[0].waitreason, 14);
     }
