@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use crate::target::memory::{Memory as _, Process, ReadLimits};
 
-
 /// An address space to read from.
 pub trait Mem {
     /// Fills `buf` from `addr`; false when any byte is unreadable.
@@ -34,20 +33,36 @@ pub trait Mem {
 
 const BLOCK: u64 = 16 * 1024;
 
-/// Reads a live process in cached blocks; call [`BlockReader::new_sample`] before each walk.
+/// Reads the target in cached blocks; call [`BlockReader::new_sample`] before each walk. The cache
+/// holds at most `max_bytes`: past it the block read longest ago is evicted and its buffer reused
+/// (the walk moves forward through the heap, so a block is needed for a short while: a small
+/// cache serves it, and no buffer is allocated or zeroed again sample after sample).
 pub struct BlockReader {
     proc: Process,
-    blocks: HashMap<u64, Option<Box<[u8]>>>,
+    /// block index -> its slot in `buffers`, or None when the block could not be read.
+    blocks: HashMap<u64, Option<usize>, foldhash::fast::RandomState>,
+    buffers: Vec<Box<[u8]>>,
+    /// The block index held by each slot, and the next slot to evict (a ring).
+    owners: Vec<u64>,
+    next_slot: usize,
     max_blocks: usize,
     /// Bytes read from the target since the last `new_sample`.
     pub bytes_read: u64,
 }
 
 impl BlockReader {
-    /// `max_bytes`: the cache's bound; when full it is emptied (blocks are then read again).
-    /// `limits`: what one sample may read (see [`BlockReader::start_budget`]).
+    /// `max_bytes`: the cache's bound. `limits`: what one sample may read (see
+    /// [`BlockReader::start_budget`]).
     pub fn new(space: crate::target::Space, max_bytes: u64, limits: ReadLimits) -> Self {
-        BlockReader { proc: Process::new(space, limits), blocks: HashMap::new(), max_blocks: (max_bytes / BLOCK).max(16) as usize, bytes_read: 0 }
+        BlockReader {
+            proc: Process::new(space, limits),
+            blocks: HashMap::default(),
+            buffers: Vec::new(),
+            owners: Vec::new(),
+            next_slot: 0,
+            max_blocks: (max_bytes / BLOCK).max(16) as usize,
+            bytes_read: 0,
+        }
     }
 
     /// Starts counting a sample's reads against the read budget.
@@ -60,25 +75,45 @@ impl BlockReader {
         self.proc.budget.warning(&self.proc.space.label())
     }
 
-    /// Forgets what was read: the next reads see the target as it is now.
+    /// Forgets what was read: the next reads see the target as it is now (the buffers are kept).
     pub fn new_sample(&mut self) {
         self.blocks.clear();
+        self.next_slot = 0;
         self.bytes_read = 0;
+    }
+
+    /// The slot to read a new block into: a fresh buffer until the bound, then the oldest one's.
+    fn take_slot(&mut self, index: u64) -> usize {
+        let slot = if self.buffers.len() < self.max_blocks && self.next_slot == self.buffers.len() {
+            self.buffers.push(vec![0u8; BLOCK as usize].into_boxed_slice());
+            self.owners.push(index);
+            self.buffers.len() - 1
+        } else {
+            let slot = self.next_slot % self.buffers.len().max(1);
+            let old = self.owners[slot];
+            if self.blocks.get(&old) == Some(&Some(slot)) {
+                self.blocks.remove(&old);
+            }
+            self.owners[slot] = index;
+            slot
+        };
+        self.next_slot = (slot + 1) % self.max_blocks;
+        slot
     }
 
     fn block(&mut self, index: u64) -> Option<&[u8]> {
         if !self.blocks.contains_key(&index) {
-            if self.blocks.len() >= self.max_blocks {
-                self.blocks.clear();
-            }
-            let mut b = vec![0u8; BLOCK as usize].into_boxed_slice();
-            let ok = self.proc.read(index * BLOCK, &mut b).is_ok();
+            let slot = self.take_slot(index);
+            let ok = self.proc.read(index * BLOCK, &mut self.buffers[slot]).is_ok();
             if ok {
                 self.bytes_read += BLOCK;
             }
-            self.blocks.insert(index, ok.then_some(b));
+            self.blocks.insert(index, ok.then_some(slot));
         }
-        self.blocks.get(&index).and_then(|b| b.as_deref())
+        match self.blocks.get(&index) {
+            Some(Some(slot)) => Some(&self.buffers[*slot]),
+            _ => None,
+        }
     }
 }
 

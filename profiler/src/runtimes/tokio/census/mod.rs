@@ -32,6 +32,12 @@ use crate::{
     sample::{Sample, SiteObs, SiteTotals},
 };
 
+/// A hash map keyed by task ids and vtable addresses: a census updates one entry per live task
+/// per sample (a million at scale), where the default SipHash costs more than the walk's reads.
+/// The keys are the target's own values: foldhash's per-map random seed keeps a hostile target
+/// from choosing colliding ids.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Heap bytes scanned for runtimes at attach, and per sample afterwards (new runtimes).
 const FIRST_SCAN_BYTES: u64 = 4 << 30;
 const FIRST_SCAN_STEP: u64 = 64 << 20;
@@ -40,7 +46,7 @@ const RESCAN_BYTES: u64 = 32 << 20;
 const RESCAN_EVERY_NS: u64 = 2_000_000_000;
 /// Tasks walked per sample at most, and the block cache's bound.
 const MAX_TASKS: u64 = 4_000_000;
-const CACHE_BYTES: u64 = 256 << 20;
+const CACHE_BYTES: u64 = 32 << 20;
 /// Task headers kept per site for reading where they wait.
 pub const HEADERS_PER_SITE: usize = crate::options::WaitSampling::SAMPLED.per_site;
 /// Times discovery is tried for one owner id per pass over the heap (a dropped runtime's cells).
@@ -52,13 +58,13 @@ const ATTACH_RETRIES: u32 = 40;
 const ATTACH_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// A live task as remembered between censuses.
+#[derive(Debug, Clone, Copy)]
 struct Seen {
+    id: u64,
     vtable: u64,
     /// Its runtime's owner id.
     owner: u64,
     born_ns: u64,
-    /// The last census that saw it.
-    generation: u32,
 }
 
 /// Census state of one tokio process.
@@ -78,9 +84,10 @@ pub struct TokioCensus {
     /// attach: lists that change under the read, as in a program spawning flat out, can fail once).
     failed_seeds: HashMap<u64, Seed>,
     /// task id -> what is known of it
-    seen: HashMap<u64, Seen>,
-    /// Census count, stamped on the tasks seen by it.
-    generation: u32,
+    /// The live tasks of the last census, sorted by id: each census merges its own (sorted the
+    /// same way) with them in one pass, which tells new tasks from finished ones without a hash
+    /// lookup per task (a million lookups cost more than the walk's reads).
+    seen: Vec<Seen>,
     totals: HashMap<u64, SiteTotals>,
     /// vtable -> tasks seen by the census that were spawned after its first sample (a lower
     /// bound of the site's births since then: tasks that live less than an interval are missed).
@@ -128,8 +135,7 @@ impl TokioCensus {
             tries: HashMap::new(),
             failures: BTreeMap::new(),
             failed_seeds: HashMap::new(),
-            seen: HashMap::new(),
-            generation: 0,
+            seen: Vec::new(),
             totals: HashMap::new(),
             born_since_attach: HashMap::new(),
             states: HashMap::new(),
@@ -376,74 +382,101 @@ impl TokioCensus {
     }
 
     fn tally(&mut self, tasks: &[TaskSeen], now_ns: u64, unsure: &HashSet<(u64, u64)>) -> Sample<u64> {
-        /// One site's tasks at this census.
-        #[derive(Default)]
+        /// One site's tasks at this census: one lookup per task gathers all of it.
         struct Site {
             live: i64,
             oldest_born: u64,
             idle: u64,
-            states: HashMap<&'static str, u64>,
+            /// (state name, tasks): at most the four states, searched in place.
+            states: Vec<(&'static str, u64)>,
+            oldest_id: u64,
+            newest_id: u64,
+            headers: Vec<u64>,
         }
-        let mut per_site: HashMap<u64, Site> = HashMap::new();
+        let mut per_site: FastMap<u64, Site> = FastMap::default();
+        let new_site = |born: u64, id: u64| Site { live: 0, oldest_born: born, idle: 0, states: Vec::new(), oldest_id: id, newest_id: id, headers: Vec::new() };
         self.headers.clear();
         self.oldest.clear();
         self.newest.clear();
-        self.generation = self.generation.wrapping_add(1);
-        let generation = self.generation;
-        for t in tasks {
-            let order = &self.order;
-            let seen = self.seen.entry(t.id).or_insert_with(|| {
+        let per_site_headers = self.headers_per_site;
+        // this census's tasks by id (the walk reads each list newest first: reversed, nearly
+        // sorted already), one per id
+        let mut by_id: Vec<(u64, u32)> = tasks.iter().enumerate().rev().map(|(i, t)| (t.id, i as u32)).collect();
+        by_id.sort_unstable();
+        by_id.dedup_by_key(|p| p.0);
+        let old = std::mem::take(&mut self.seen);
+        let mut seen: Vec<Seen> = Vec::with_capacity(by_id.len() + 16);
+        // tasks not seen this time finished, but for those in lists whose walk was cut short:
+        // those are kept, and still counted live
+        let masks: HashMap<u64, Option<u64>> = self.runtimes.iter().map(|r| (r.owner_id, r.shard_mask)).collect();
+        let mut kept: Vec<Seen> = Vec::new();
+        let mut gone = |s: Seen, seen: &mut Vec<Seen>, totals: &mut HashMap<u64, SiteTotals>| {
+            let shard = masks.get(&s.owner).copied().flatten().map_or(0, |m| s.id & m);
+            if unsure.contains(&(s.owner, shard)) {
+                seen.push(s);
+                kept.push(s);
+            } else {
+                totals.entry(s.vtable).or_default().finish(now_ns.saturating_sub(s.born_ns));
+            }
+        };
+        let mut j = 0;
+        for &(id, i) in &by_id {
+            let t = &tasks[i as usize];
+            while j < old.len() && old[j].id < id {
+                gone(old[j], &mut seen, &mut self.totals);
+                j += 1;
+            }
+            let rec = if j < old.len() && old[j].id == id {
+                j += 1;
+                old[j - 1]
+            } else {
                 self.totals.entry(t.vtable).or_default().spawned += 1;
-                if !order.before_attach(t.id) {
+                if !self.order.before_attach(id) {
                     *self.born_since_attach.entry(t.vtable).or_default() += 1;
                 }
                 // spawned since attach: when, from its id; before: first seen now
-                Seen { vtable: t.vtable, owner: t.owner, born_ns: order.born_ns(t.id).unwrap_or(now_ns).min(now_ns), generation }
-            });
-            seen.generation = generation;
-            let (vtable, born) = (seen.vtable, seen.born_ns);
+                Seen { id, vtable: t.vtable, owner: t.owner, born_ns: self.order.born_ns(id).unwrap_or(now_ns).min(now_ns) }
+            };
+            seen.push(rec);
+            let (vtable, born) = (rec.vtable, rec.born_ns);
             // a blocking task in its pool's queue (owner 0) waits for a thread
             let queued = t.owner == 0;
             let idle = queued || state::is_idle(t.state);
-            let e = per_site.entry(vtable).or_insert_with(|| Site { oldest_born: born, ..Site::default() });
+            let e = per_site.entry(vtable).or_insert_with(|| new_site(born, t.id));
             e.live += 1;
             e.oldest_born = e.oldest_born.min(born);
             e.idle += u64::from(idle);
-            *e.states.entry(if queued { "queued" } else { state::name(t.state) }).or_default() += 1;
-            let o = self.oldest.entry(vtable).or_insert(t.id);
-            *o = (*o).min(t.id);
-            let n = self.newest.entry(vtable).or_insert(t.id);
-            *n = (*n).max(t.id);
-            let hs = self.headers.entry(vtable).or_default();
-            if hs.len() < self.headers_per_site && idle && !queued {
-                hs.push(t.header);
+            let name = if queued { "queued" } else { state::name(t.state) };
+            match e.states.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => *c += 1,
+                None => e.states.push((name, 1)),
+            }
+            e.oldest_id = e.oldest_id.min(t.id);
+            e.newest_id = e.newest_id.max(t.id);
+            if e.headers.len() < per_site_headers && idle && !queued {
+                e.headers.push(t.header);
             }
         }
-        // tasks not seen this time finished, but for those in lists whose walk was cut short
-        let masks: HashMap<u64, Option<u64>> = self.runtimes.iter().map(|r| (r.owner_id, r.shard_mask)).collect();
-        let totals = &mut self.totals;
-        self.seen.retain(|&id, s| {
-            if s.generation == generation {
-                return true;
-            }
-            let shard = masks.get(&s.owner).copied().flatten().map_or(0, |m| id & m);
-            if unsure.contains(&(s.owner, shard)) {
-                return true;
-            }
-            totals.entry(s.vtable).or_default().finish(now_ns.saturating_sub(s.born_ns));
-            false
-        });
+        for &s in &old[j..] {
+            gone(s, &mut seen, &mut self.totals);
+        }
+        self.seen = seen;
+        for (&vtable, s) in &mut per_site {
+            self.oldest.insert(vtable, s.oldest_id);
+            self.newest.insert(vtable, s.newest_id);
+            self.headers.insert(vtable, std::mem::take(&mut s.headers));
+        }
         // tasks of lists whose walk was cut short, not seen this time but not retired: still live
-        for s in self.seen.values().filter(|s| s.generation != generation) {
-            per_site.entry(s.vtable).or_insert_with(|| Site { oldest_born: s.born_ns, ..Site::default() }).live += 1;
+        for s in kept {
+            per_site.entry(s.vtable).or_insert_with(|| new_site(s.born_ns, u64::MAX)).live += 1;
         }
         self.states = per_site
             .iter()
-            .map(|(&k, s)| (k, s.states.iter().map(|(&n, &c)| (n.to_string(), c)).collect()))
+            .map(|(&k, s)| (k, s.states.iter().map(|&(n, c)| (n.to_string(), c)).collect()))
             .collect();
         let per_site: HashMap<u64, (i64, u64, u64, u64)> = per_site
             .into_iter()
-            .map(|(k, s)| (k, (s.live, s.oldest_born, s.idle, s.states.values().sum())))
+            .map(|(k, s)| (k, (s.live, s.oldest_born, s.idle, s.states.iter().map(|&(_, c)| c).sum())))
             .collect();
         let sites = self
             .totals
