@@ -45,6 +45,9 @@ pub struct BlockReader {
     /// The block index held by each slot, and the next slot to evict (a ring).
     owners: Vec<u64>,
     next_slot: usize,
+    /// The block of the last read and its slot: a task's words lie in one or two blocks, read
+    /// one after another, so most reads skip the map.
+    last: Option<(u64, usize)>,
     max_blocks: usize,
     /// Bytes read from the target since the last `new_sample`.
     pub bytes_read: u64,
@@ -60,6 +63,7 @@ impl BlockReader {
             buffers: Vec::new(),
             owners: Vec::new(),
             next_slot: 0,
+            last: None,
             max_blocks: (max_bytes / BLOCK).max(16) as usize,
             bytes_read: 0,
         }
@@ -79,6 +83,7 @@ impl BlockReader {
     pub fn new_sample(&mut self) {
         self.blocks.clear();
         self.next_slot = 0;
+        self.last = None;
         self.bytes_read = 0;
     }
 
@@ -95,6 +100,9 @@ impl BlockReader {
                 self.blocks.remove(&old);
             }
             self.owners[slot] = index;
+            if self.last.is_some_and(|(_, s)| s == slot) {
+                self.last = None;
+            }
             slot
         };
         self.next_slot = (slot + 1) % self.max_blocks;
@@ -102,6 +110,11 @@ impl BlockReader {
     }
 
     fn block(&mut self, index: u64) -> Option<&[u8]> {
+        if let Some((i, slot)) = self.last {
+            if i == index {
+                return Some(&self.buffers[slot]);
+            }
+        }
         if !self.blocks.contains_key(&index) {
             let slot = self.take_slot(index);
             let ok = self.proc.read(index * BLOCK, &mut self.buffers[slot]).is_ok();
@@ -111,7 +124,10 @@ impl BlockReader {
             self.blocks.insert(index, ok.then_some(slot));
         }
         match self.blocks.get(&index) {
-            Some(Some(slot)) => Some(&self.buffers[*slot]),
+            Some(&Some(slot)) => {
+                self.last = Some((index, slot));
+                Some(&self.buffers[slot])
+            }
             _ => None,
         }
     }

@@ -19,7 +19,9 @@ pub struct VtInfo {
 /// The task vtables of one process, by runtime address.
 #[derive(Debug, Clone, Default)]
 pub struct Vtables {
-    map: HashMap<u64, VtInfo>,
+    /// Looked up for every task read (twice): foldhash, not SipHash (keys are the binary's own
+    /// vtable addresses, not chosen by the target).
+    map: HashMap<u64, VtInfo, foldhash::fast::FixedState>,
     lo: u64,
     hi: u64,
 }
@@ -30,7 +32,7 @@ const WORDS: usize = 10;
 
 impl Vtables {
     pub fn from_pairs(pairs: impl IntoIterator<Item = (u64, VtInfo)>) -> Self {
-        let map: HashMap<u64, VtInfo> = pairs.into_iter().collect();
+        let map: HashMap<u64, VtInfo, foldhash::fast::FixedState> = pairs.into_iter().collect();
         let lo = map.keys().copied().min().unwrap_or(1);
         let hi = map.keys().copied().max().map_or(0, |h| h + 1);
         Vtables { map, lo, hi }
