@@ -73,11 +73,11 @@ fuzz_target!(|data: &[u8]| {
     let pc = go_entry(inp.u8() as usize % GO_FUNCS.len()) + u64::from(inp.u8() % 0x20) + bias;
     let hi = STACK + stack_len.max(u64::from(inp.u16()));
     let Some(p) = Pclntab::parse(&bytes) else {
-        let _ = read_goroutines(&mem, at, &layout);
+        let _ = read_goroutines(&mem, at, &layout, true);
         return;
     };
     let mut stacks = vec![(sp, pc, hi)];
-    if let Ok(gs) = read_goroutines(&mem, at, &layout) {
+    if let Ok((gs, _)) = read_goroutines(&mem, at, &layout, false) {
         stacks.extend(gs.iter().filter(|g| g.is_live()).take(8).map(|g| (g.sched_sp, g.sched_pc, g.stack_hi)));
     }
     for (sp, pc, hi) in stacks {

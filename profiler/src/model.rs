@@ -107,6 +107,9 @@ pub struct Collection {
     /// at most 20% busy per target rather than fall behind), and the longest interval that gave.
     pub intervals_stretched: u64,
     pub longest_interval_s: f64,
+    /// leakprof's own cost so far: its CPU time (user + system, s) and its peak resident set.
+    pub leakprof_cpu_s: f64,
+    pub leakprof_peak_rss_bytes: u64,
     /// tokio census: how the last sample's walk of the runtimes' task lists went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub census: Option<CensusStats>,
@@ -535,6 +538,8 @@ pub mod tests {
                 sample_ms_max: 1.0,
                 intervals_stretched: 0,
                 longest_interval_s: 1.0,
+                leakprof_cpu_s: 0.1,
+                leakprof_peak_rss_bytes: 20 << 20,
                 census: None,
                 bpf_programs: Vec::new(),
             },

@@ -18,7 +18,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{bench::measure, demo::start_fixture, fixtures, util};
 
-pub fn run(root: &Path, rounds: u32, local_only: bool, bytes_only: bool) -> Result<()> {
+pub fn run(root: &Path, rounds: u32, local_only: bool, bytes_only: bool, walks_only: bool) -> Result<()> {
     util::setup(root)?;
     let bins = fixtures::build(root)?;
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
@@ -28,6 +28,9 @@ pub fn run(root: &Path, rounds: u32, local_only: bool, bytes_only: bool) -> Resu
     }
     if bytes_only {
         return bytes_cost(&leakprof, &bins, rounds);
+    }
+    if walks_only {
+        return walks(&leakprof, &bins.join("tokio-latest"));
     }
 
     let configs: [(&str, &[&str]); 2] =
@@ -39,10 +42,6 @@ pub fn run(root: &Path, rounds: u32, local_only: bool, bytes_only: bool) -> Resu
         cost.push((label, bare, under));
     }
 
-    let mut walks = vec![];
-    for n in [10_000u64, 100_000, 1_000_000] {
-        walks.push((n, census_of(&leakprof, &bins.join("tokio-latest"), n, None, DUMP_BENCH)?.0));
-    }
     let taskdump = bins.join("tokio-latest-taskdump");
     let (census, _) = census_of(&leakprof, &taskdump, 100_000, None, DUMP_BENCH)?;
     // one dump per process: a second Handle::dump() in one process sometimes never returns here
@@ -69,14 +68,7 @@ pub fn run(root: &Path, rounds: u32, local_only: bool, bytes_only: bool) -> Resu
         }
         println!();
     }
-    println!("\nleakprof: one census of N live idle tasks (multi-thread, tokio-latest), per sample:");
-    println!("{:>10} {:>10} {:>10} {:>12} {:>12} {:>14}", "tasks", "read", "walk ms", "sample ms", "MB read", "attach scan MB");
-    for (n, w) in walks {
-        println!(
-            "{n:>10} {:>10} {:>10.1} {:>12.1} {:>12.1} {:>14.0}",
-            w.walked, w.walk_ms, w.sample_ms, w.bytes as f64 / 1e6, w.scanned as f64 / 1e6
-        );
-    }
+    walks(&leakprof, &bins.join("tokio-latest"))?;
     println!(
         "\n100,000 idle tasks, task-dump build: leakprof census {:.1} ms per sample ({:.1} MB read), target not \
          stopped; tokio's Handle::dump() {dump:.1} ms (median of {} processes, {hung} more did not return within \
@@ -159,6 +151,34 @@ leakprof: one census of {n} live idle tasks, ordinary (one multi-thread runtime)
     Ok(())
 }
 
+/// leakprof's side: one census of 10k, 100k and 1M live idle tasks, per sample, and leakprof's
+/// own peak RSS and CPU over the 5 s run (alone with `--walks-only`).
+fn walks(leakprof: &Path, bin: &Path) -> Result<()> {
+    let mut rows = vec![];
+    for n in [10_000u64, 100_000, 1_000_000] {
+        rows.push((n, census_of(leakprof, bin, n, None, DUMP_BENCH)?.0));
+    }
+    println!("\nleakprof: one census of N live idle tasks (multi-thread, tokio-latest), per sample, over a 5 s run:");
+    println!(
+        "{:>10} {:>10} {:>10} {:>12} {:>10} {:>14} {:>9} {:>9} {:>10}",
+        "tasks", "read", "walk ms", "sample ms", "MB read", "attach scan MB", "samples", "RSS MB", "CPU s"
+    );
+    for (n, w) in rows {
+        println!(
+            "{n:>10} {:>10} {:>10.1} {:>12.1} {:>10.1} {:>14.0} {:>9} {:>9.0} {:>10.2}",
+            w.walked,
+            w.walk_ms,
+            w.sample_ms,
+            w.bytes as f64 / 1e6,
+            w.scanned as f64 / 1e6,
+            w.samples,
+            w.rss as f64 / 1e6,
+            w.cpu_s
+        );
+    }
+    Ok(())
+}
+
 /// What one census run reported (the last sample, and the mean sample time).
 #[derive(Debug, Default)]
 pub(crate) struct Walk {
@@ -167,6 +187,9 @@ pub(crate) struct Walk {
     sample_ms: f64,
     bytes: u64,
     scanned: u64,
+    samples: u64,
+    rss: u64,
+    cpu_s: f64,
 }
 
 /// Starts `scenario --backlog n` (`dump-bench` for dumps); runs a 5 s census on it, or (`dumps`)
@@ -197,6 +220,9 @@ pub(crate) fn census_of(leakprof: &Path, bin: &Path, n: u64, dumps: Option<u32>,
             sample_ms: v["collection"]["sample_ms_mean"].as_f64().unwrap_or(f64::NAN),
             bytes: c["bytes_read"].as_u64().unwrap_or(0),
             scanned: c["heap_scanned_at_attach_bytes"].as_u64().unwrap_or(0),
+            samples: v["collection"]["samples"].as_u64().unwrap_or(0),
+            rss: v["collection"]["leakprof_peak_rss_bytes"].as_u64().unwrap_or(0),
+            cpu_s: v["collection"]["leakprof_cpu_s"].as_f64().unwrap_or(f64::NAN),
         };
         if walk.walked < n {
             bail!("census read {} of {n} tasks: {c}", walk.walked);

@@ -227,6 +227,8 @@ impl Session {
                 ended,
                 sample_ms_mean: self.sample_ms.0 / self.samples.max(1) as f64,
                 sample_ms_max: self.sample_ms.1,
+                leakprof_cpu_s: crate::target::ProcStat::read(None).map_or(0.0, |s| (s.utime + s.stime) as f64 / clock_ticks()),
+                leakprof_peak_rss_bytes: crate::target::memory_limit::own_peak_rss_bytes().unwrap_or(0),
                 intervals_stretched: self.stretched.0,
                 longest_interval_s: self.stretched.1.as_secs_f64().max(self.opts.interval.as_secs_f64()),
                 census: self.runtime().and_then(|r| r.census_stats()),
@@ -312,6 +314,13 @@ fn wait_verdict(idle: bool, v: crate::detect::Verdict) -> (VerdictKind, f64, Str
         (true, _) => (VerdictKind::Ok, 0.0, format!("runtime worker(s) parked idle; {}", v.reason)),
         _ => (v.kind, v.confidence, v.reason),
     }
+}
+
+/// Clock ticks per second (`_SC_CLK_TCK`), the unit of /proc's CPU times.
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf reads a constant of the system.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
 }
 
 #[cfg(test)]

@@ -20,6 +20,12 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     kb_field(&status, "VmRSS:")
 }
 
+/// leakprof's own peak resident set, bytes (`VmHWM` of /proc/self/status).
+pub fn own_peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    kb_field(&status, "VmHWM:")
+}
+
 /// `NAME:   123 kB` in a /proc file, in bytes.
 fn kb_field(text: &str, name: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with(name))?;

@@ -69,6 +69,8 @@ pub struct GoCensus {
     /// goid -> the stack it was last unwound to, and what it was unwound from: a goroutine
     /// still parked where it was (same saved sp and pc, same stack, same wait) is not read again.
     stacks_seen: HashMap<u64, (ParkedAt, std::sync::Arc<Vec<(StackFrame, u64)>>)>,
+    /// Whether most gs of allgs were dead at the last census.
+    mostly_dead: bool,
     /// Stacks unwound and stacks reused at the last census.
     pub stacks_read: (u64, u64),
 }
@@ -110,6 +112,7 @@ impl GoCensus {
             own_lines: HashMap::new(),
             stacks_seen: HashMap::new(),
             stacks_read: (0, 0),
+            mostly_dead: false,
         }
     }
 
@@ -127,7 +130,11 @@ impl GoCensus {
     /// One census: live goroutines per `go` statement, the oldest first-seen time, how many wait.
     pub fn census(&mut self, now_ns: u64) -> Result<Sample<u64>> {
         self.mem.budget.new_sample();
-        let gs = read_goroutines(&self.mem, self.at, &self.layout.g)?;
+        // status words first when most gs were dead at the last census (a program that starts and
+        // ends goroutines flat out), every g's fields at once when most were live
+        let (gs, allgs_len) = read_goroutines(&self.mem, self.at, &self.layout.g, self.mostly_dead)?;
+        let live_now = gs.iter().filter(|g| g.is_live()).count() as u64;
+        self.mostly_dead = allgs_len > 2 * live_now;
         let mut live_ids = std::collections::HashSet::new();
         let mut per_site: HashMap<u64, (i64, u64, u64, u64)> = HashMap::new(); // live, oldest, idle, seen
         let mut stacks: HashMap<u64, Vec<u64>> = HashMap::new();

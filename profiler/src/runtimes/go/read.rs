@@ -102,11 +102,12 @@ fn u64_at(b: &[u8], off: u64) -> u64 {
     b.get(o..o + 8).map_or(0, |w| u64::from_ne_bytes(w.try_into().unwrap()))
 }
 
-/// Reads the gs of the process that are not dead: first each g's status word alone (4 bytes;
-/// most gs of a program that starts and ends goroutines flat out are dead, kept in allgs for
-/// reuse), then the fields of the others. A g that died between the two reads is still returned:
-/// filter with `is_live`.
-pub fn read_goroutines(mem: &dyn Memory, at: AllgsAddr, layout: &GLayout) -> Result<Vec<Goroutine>> {
+/// Reads the gs of the process. With `skip_dead`, first each g's status word alone (4 bytes; most
+/// gs of a program that starts and ends goroutines flat out are dead, kept in allgs for reuse),
+/// then the fields of the others only; without it (most gs live), every g's fields at once. A g
+/// that died between the two reads is still returned: filter with `is_live`. Also the number of
+/// gs in allgs.
+pub fn read_goroutines(mem: &dyn Memory, at: AllgsAddr, layout: &GLayout, skip_dead: bool) -> Result<(Vec<Goroutine>, u64)> {
     let Some(span) = layout.span() else {
         bail!("the Go g layout puts a field past {MAX_G_SPAN} bytes: this binary's DWARF or version table is not believable");
     };
@@ -115,7 +116,7 @@ pub fn read_goroutines(mem: &dyn Memory, at: AllgsAddr, layout: &GLayout) -> Res
         AllgsAddr::PtrLen { ptr, len } => (mem.read_u64(ptr)?, mem.read_u64(len)?),
     };
     if len == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     }
     if ptr == 0 || len > MAX_GS || ptr.checked_add(len * 8).is_none() {
         bail!("runtime.allgs looks torn (ptr {ptr:#x}, len {len}); is this the right Go version table?");
@@ -128,15 +129,19 @@ pub fn read_goroutines(mem: &dyn Memory, at: AllgsAddr, layout: &GLayout) -> Res
         let buf = &mut gptrs[..n * 8];
         mem.read(ptr + i * 8, buf)?;
         let addrs: Vec<u64> = buf.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
-        let status_at: Vec<u64> = addrs.iter().map(|a| a.wrapping_add(layout.atomicstatus)).collect();
-        let live: Vec<u64> = addrs
-            .iter()
-            .zip(mem.read_many(&status_at, 4))
-            .filter_map(|(&a, w)| {
-                let st = u32::from_ne_bytes(w?[..4].try_into().unwrap()) & !0x1000;
-                (!matches!(st, status::DEAD | status::IDLE | status::DEAD_EXTRA)).then_some(a)
-            })
-            .collect();
+        let live: Vec<u64> = if skip_dead {
+            let status_at: Vec<u64> = addrs.iter().map(|a| a.wrapping_add(layout.atomicstatus)).collect();
+            addrs
+                .iter()
+                .zip(mem.read_many(&status_at, 4))
+                .filter_map(|(&a, w)| {
+                    let st = u32::from_ne_bytes(w?[..4].try_into().unwrap()) & !0x1000;
+                    (!matches!(st, status::DEAD | status::IDLE | status::DEAD_EXTRA)).then_some(a)
+                })
+                .collect()
+        } else {
+            addrs
+        };
         for b in mem.read_many(&live, span).into_iter().flatten() {
             out.push(Goroutine {
                 goid: u64_at(&b, layout.goid),
@@ -153,7 +158,7 @@ pub fn read_goroutines(mem: &dyn Memory, at: AllgsAddr, layout: &GLayout) -> Res
         }
         i += n as u64;
     }
-    Ok(out)
+    Ok((out, len))
 }
 
 #[cfg(test)]
@@ -184,7 +189,10 @@ mod tests {
         let ptrs: Vec<u64> = gs.iter().map(|g| g.as_ptr() as u64).collect();
         let slice: [u64; 3] = [ptrs.as_ptr() as u64, 3, 3];
         let me = crate::target::memory::Process::new(crate::target::Space::Live(std::process::id()), Default::default());
-        let got = read_goroutines(&me, AllgsAddr::Slice(slice.as_ptr() as u64), &layout).unwrap();
+        let got = read_goroutines(&me, AllgsAddr::Slice(slice.as_ptr() as u64), &layout, false).unwrap().0;
+        assert_eq!(got.len(), 3, "every g, the dead one too");
+        assert!(!got[2].is_live());
+        let got = read_goroutines(&me, AllgsAddr::Slice(slice.as_ptr() as u64), &layout, true).unwrap().0;
         assert_eq!(got.len(), 2, "the dead g is skipped after its status word");
         assert_eq!(got[0].goid, 100);
         assert_eq!(got[1].status, status::WAITING, "_Gscan is masked");
@@ -203,7 +211,7 @@ mod tests {
         assert_eq!(wrap.span(), None);
         let mut m = crate::target::memory::FakeMemory::new();
         m.map(0x1000, [0x2000u64, 3, 3].iter().flat_map(|w| w.to_ne_bytes()).collect());
-        let err = read_goroutines(&m, AllgsAddr::Slice(0x1000), &layout).unwrap_err();
+        let err = read_goroutines(&m, AllgsAddr::Slice(0x1000), &layout, true).unwrap_err();
         assert!(err.to_string().contains("not believable"), "{err}");
     }
 
@@ -213,11 +221,11 @@ mod tests {
         let layout = GLayout { atomicstatus: 144, goid: 152, waitsince: 168, waitreason: 176, gopc: 296, startpc: 312, sched: SCHED_OFFSET };
         let mut m = crate::target::memory::FakeMemory::new();
         m.map(0x1000, [0x2000u64, 9_000_000, 9_000_000].iter().flat_map(|w| w.to_ne_bytes()).collect());
-        let err = read_goroutines(&m, AllgsAddr::Slice(0x1000), &layout).unwrap_err();
+        let err = read_goroutines(&m, AllgsAddr::Slice(0x1000), &layout, true).unwrap_err();
         assert!(err.to_string().contains("torn"), "{err}");
         // within the bound, over fake memory: garbage pointers give no goroutines, no panic
         m.map(0x1000, [0x2000u64, 5000, 5000].iter().flat_map(|w| w.to_ne_bytes()).collect());
         m.map(0x2000, (0..5000u64).flat_map(|i| ((i + 1) * 7919 << 32).to_ne_bytes()).collect());
-        assert!(read_goroutines(&m, AllgsAddr::Slice(0x1000), &layout).unwrap().is_empty());
+        assert!(read_goroutines(&m, AllgsAddr::Slice(0x1000), &layout, true).unwrap().0.is_empty());
     }
 }
