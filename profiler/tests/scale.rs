@@ -4,11 +4,12 @@ mod common;
 
 use common::{int, run, Fixture};
 
-/// 100,000 live tasks read every 10 ms: each sample takes tens of ms, so the interval is
+/// 105,000 live tasks read every 10 ms: each sample takes tens of ms, so the interval is
 /// stretched, the time spent sampling stays near a fifth of the run, and the report says so.
 #[test]
 fn a_sample_longer_than_a_fifth_of_the_interval_stretches_it() {
-    let (fx, _) = Fixture::start_with("tokio-latest", &["dump-bench", "--backlog", "100000"], &[], Some("backlog spawned"));
+    // 70,000 + 35,000 parked tasks, then still
+    let (fx, _) = Fixture::start_with("tokio-latest", &["dump-target", "--backlog", "70000"], &[], Some("alive_tasks="));
     let out = run(&["--pid", &fx.pid.to_string(), "--interval", "10ms", "--duration", "4", "--no-threads", "--quiet", "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
