@@ -137,8 +137,16 @@ fn run(opts: RunOptions, start_time: u64, top_k: usize, state: &Mutex<State>, st
         }
         // a slow sample: the interval is stretched (at most 20% busy), no burst of catch-up samples
         next = session.next_due(next);
+        // a stretched interval is slept through checking, every second, that the target still runs
+        let mut checked = Instant::now();
         while Instant::now() < next && !stop.load(Ordering::Relaxed) {
             std::thread::sleep((next - Instant::now()).min(Duration::from_millis(50)));
+            if checked.elapsed() >= Duration::from_secs(1) {
+                checked = Instant::now();
+                if !session.target_alive() {
+                    break;
+                }
+            }
         }
     }
 }

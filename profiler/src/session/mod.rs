@@ -83,9 +83,10 @@ pub struct Session {
     symbols_file: Option<String>,
     /// (sample time, resident set bytes), for the samples still on the time axis.
     rss: Vec<(f64, u64)>,
-    /// The last interval's work, and the intervals stretched so far with the longest (see
-    /// [`next_sample_at`]).
-    last_work: std::time::Duration,
+    /// The work of the last two intervals (the least of them paces the next sample: one slow
+    /// sample, such as the first with its one-time reading of the binary's debug info, stretches
+    /// nothing), and the intervals stretched so far with the longest (see [`next_sample_at`]).
+    last_work: [std::time::Duration; 2],
     stretched: (u64, std::time::Duration),
 }
 
@@ -155,7 +156,7 @@ impl Session {
         Ok(Session {
             symbols_file,
             rss: Vec::new(),
-            last_work: std::time::Duration::ZERO,
+            last_work: [std::time::Duration::ZERO; 2],
             stretched: (0, std::time::Duration::ZERO),
             opts,
             target,
@@ -215,8 +216,9 @@ impl Session {
     /// Counts one interval's whole work, from `started` (before its sample) to now: reading,
     /// judging, naming and where-stuck (`collection.sample_ms_*`).
     pub fn note_interval(&mut self, started: Instant) {
-        self.last_work = started.elapsed();
-        let dt = self.last_work.as_secs_f64() * 1e3;
+        let work = started.elapsed();
+        self.last_work = [self.last_work[1], work];
+        let dt = work.as_secs_f64() * 1e3;
         self.sample_ms = (self.sample_ms.0 + dt, self.sample_ms.1.max(dt));
     }
 
@@ -224,9 +226,10 @@ impl Session {
     /// [`next_sample_at`]); a stretched interval is counted for the report.
     pub fn next_due(&mut self, scheduled: Instant) -> Instant {
         let now = Instant::now();
-        let next = next_sample_at(scheduled, self.opts.interval, self.last_work, now);
+        let work = self.last_work[0].min(self.last_work[1]);
+        let next = next_sample_at(scheduled, self.opts.interval, work, now);
         let period = next.saturating_duration_since(scheduled);
-        if period > self.opts.interval + self.opts.interval / 20 && self.last_work.as_secs_f64() > MAX_BUSY * self.opts.interval.as_secs_f64() {
+        if period > self.opts.interval + self.opts.interval / 20 && work.as_secs_f64() > MAX_BUSY * self.opts.interval.as_secs_f64() {
             self.stretched = (self.stretched.0 + 1, self.stretched.1.max(period));
         }
         next
@@ -254,11 +257,20 @@ impl Session {
         let deadline = self.opts.duration.map(|d| self.started + d);
         let mut next = self.started + self.opts.interval;
         let ended = loop {
-            let wake = deadline.map_or(next, |d| d.min(next));
+            // a stretched interval is slept through in steps of at most a second, so an exit of the
+            // target is still seen within one
+            let wake = deadline.map_or(next, |d| d.min(next)).min(Instant::now() + std::time::Duration::from_secs(1));
             tokio::select! {
                 _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = sigint.recv() => break EndReason::Interrupted,
                 _ = sigterm.recv() => break EndReason::Interrupted,
+            }
+            let now = Instant::now();
+            if now < next && deadline.is_none_or(|d| now < d) {
+                if self.target_gone() {
+                    break EndReason::TargetExited;
+                }
+                continue;
             }
             let t0 = Instant::now();
             if let Err(e) = self.sample() {
