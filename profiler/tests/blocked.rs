@@ -115,8 +115,7 @@ fn a_spawn_blocking_closure_on_a_held_lock_is_a_leak_at_its_line_on_every_build(
     if !bpf_available("a_spawn_blocking_closure_on_a_held_lock_is_a_leak_at_its_line_on_every_build") {
         return;
     }
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tokio-src/local.rs")).unwrap();
-    let line = src.lines().position(|l| l.contains("state.lock().unwrap()")).unwrap() as i64 + 1;
+    let line = i64::from(source_line("fixtures/tokio-src/local.rs", "state.lock().unwrap()"));
     for build in ["tokio-latest", "tokio-latest-lto", "tokio-1.28", "tokio-latest-split"] {
         let (fx, _) = Fixture::start_with(build, &["blocking-closure", "--rate", "5"], &[], Some("backlog spawned"));
         let r = run_json(&["--pid", &fx.pid.to_string(), "--duration", "8", "--format", "json", "--quiet"]);

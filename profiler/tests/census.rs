@@ -345,8 +345,7 @@ fn stripped_binaries_name_sites_and_awaits_from_the_code() {
 
 /// The line of fixtures/tokio-src/local.rs holding `text`.
 fn local_line(text: &str) -> u32 {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tokio-src/local.rs")).unwrap();
-    src.lines().position(|l| l.contains(text)).unwrap_or_else(|| panic!("no {text} in local.rs")) as u32 + 1
+    source_line("fixtures/tokio-src/local.rs", text)
 }
 
 /// `spawn_local` tasks: one LocalSet on a current-thread runtime, then four sets on four
