@@ -54,27 +54,7 @@ impl Space {
         }
     }
 
-    pub fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
-        match self {
-            Space::Live(pid) => read_bytes(*pid, addr, buf),
-            Space::Snapshot { mem, .. } => mem.read(addr, buf),
-        }
-    }
-
-    pub fn read_u64(&self, addr: u64) -> io::Result<u64> {
-        let mut b = [0u8; 8];
-        self.read(addr, &mut b)?;
-        Ok(u64::from_ne_bytes(b))
-    }
-
-    /// One u64 at each address; an unreadable address gives None.
-    pub fn read_u64_many(&self, addrs: &[u64]) -> Vec<Option<u64>> {
-        self.read_many_with(addrs, 8, &|_| true)
-            .into_iter()
-            .map(|b| b.map(|b| u64::from_ne_bytes(b[..8].try_into().unwrap())))
-            .collect()
-    }
-
+    /// `read_many`, each call first charged (bytes asked) through `charge`: false stops reading.
     fn read_many_with(&self, addrs: &[u64], len: usize, charge: &dyn Fn(u64) -> bool) -> Vec<Option<Vec<u8>>> {
         match self {
             Space::Live(pid) => read_many_with(*pid, addrs, len, charge),
@@ -85,6 +65,20 @@ impl Space {
                 mem.read_many(addrs, len)
             }
         }
+    }
+}
+
+/// A space read without a budget (one-off reads: a symbol's word at attach, a vtable's name).
+impl Memory for Space {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        match self {
+            Space::Live(pid) => read_bytes(*pid, addr, buf),
+            Space::Snapshot { mem, .. } => mem.read(addr, buf),
+        }
+    }
+
+    fn read_many(&self, addrs: &[u64], len: usize) -> Vec<Option<Vec<u8>>> {
+        self.read_many_with(addrs, len, &|_| true)
     }
 }
 

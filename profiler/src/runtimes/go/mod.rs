@@ -33,7 +33,7 @@ use crate::{
     model::SiteName,
     sample::{monotonic_ns, Sample},
     options::RunOptions,
-    target::Target,
+    target::{memory::Memory as _, Target},
 };
 
 /// What is needed to read and name a Go process's goroutines.

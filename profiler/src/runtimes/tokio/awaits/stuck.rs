@@ -5,6 +5,7 @@ use super::code::{AwaitPoint, CodeIndex, Decoded};
 use super::{AwaitFrame, AwaitIndex};
 use crate::elf::lines::LineTable;
 use crate::runtimes::tokio::state::COMPLETE;
+use crate::target::memory::Memory as _;
 use crate::{
     elf::lines::is_library_path,
     model::StackFrame,

@@ -7,7 +7,7 @@ pub mod symbolize;
 pub mod type_names;
 
 use self::symbolize::Symbolizer;
-use crate::{elf::lines::normalize_path, model::SiteName};
+use crate::{elf::lines::normalize_path, model::SiteName, target::memory::Memory as _};
 
 /// Names sites of one process, caching by vtable.
 pub struct Namer {
