@@ -7,7 +7,11 @@ use std::{
 use anyhow::{anyhow, bail, Result};
 
 use super::{diff, Dump};
-use crate::{cli::DumpArgs, report::Format, session::Session};
+use crate::{
+    cli::DumpArgs,
+    report::Format,
+    session::{contained, Session},
+};
 
 /// The document to write and the exit status (4: `--fail-on-leak` and a site grew).
 pub struct Output {
@@ -24,7 +28,7 @@ pub fn dump_pid(args: &DumpArgs, pid: u32) -> Result<Dump> {
     let started = Instant::now();
     let taken = unix_s(SystemTime::now());
     let session = Session::attach(args.run_options(pid))?;
-    catching(pid, || session.dump(taken, started, None))
+    contained(pid, || session.dump(taken, started, None))
 }
 
 /// A dump of a core file, its executable found through its notes or given.
@@ -32,17 +36,10 @@ pub fn dump_core(args: &DumpArgs, core: &Path) -> Result<Dump> {
     let started = Instant::now();
     let written = std::fs::metadata(core).and_then(|m| m.modified()).map(unix_s).unwrap_or(0.0);
     let name = core.display().to_string();
-    catching(0, || {
+    contained(0, || {
         let target = crate::target::snapshot::open_core(core, args.exe.as_deref())?;
         let session = Session::attach_to(args.run_options(target.pid), target)?;
         session.dump(written, started, Some(name.clone()))
-    })
-}
-
-/// Runs `f`; a panic inside (bytes leakprof could not make sense of) becomes an error.
-fn catching<T>(pid: u32, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        Err(anyhow::Error::new(crate::session::ReadPanic { pid, message: crate::daemon::panic_message(&*p) }))
     })
 }
 

@@ -60,6 +60,13 @@ impl std::fmt::Display for ReadPanic {
 
 impl std::error::Error for ReadPanic {}
 
+/// Runs `f`, reading target `pid`; a panic inside (bytes leakprof could not make sense of, or a
+/// bug) becomes a [`ReadPanic`] error.
+pub fn contained<T>(pid: u32, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|p| Err(anyhow::Error::new(ReadPanic { pid, message: crate::daemon::panic_message(&*p) })))
+}
+
 /// One source of sites and its judged history.
 pub(crate) struct Watched {
     pub(crate) source: Box<dyn Source>,
@@ -109,9 +116,7 @@ impl Session {
     /// Checks everything, then attaches. Every error is one actionable sentence (a panic while
     /// reading the binary is a [`ReadPanic`] error).
     pub fn attach(opts: RunOptions) -> Result<Session> {
-        let pid = opts.pid;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::attach_inner(opts)))
-            .unwrap_or_else(|p| Err(anyhow::Error::new(ReadPanic { pid, message: crate::daemon::panic_message(&*p) })))
+        contained(opts.pid, || Self::attach_inner(opts))
     }
 
     fn attach_inner(opts: RunOptions) -> Result<Session> {
@@ -186,9 +191,7 @@ impl Session {
     /// that slipped past a check, or a bug) is caught and returned as a [`ReadPanic`] error: the
     /// run can still detach and report.
     pub fn sample(&mut self) -> Result<()> {
-        let pid = self.opts.pid;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.sample_inner()))
-            .unwrap_or_else(|p| Err(anyhow::Error::new(ReadPanic { pid, message: crate::daemon::panic_message(&*p) })))
+        contained(self.opts.pid, || self.sample_inner())
     }
 
     fn sample_inner(&mut self) -> Result<()> {
