@@ -3,7 +3,10 @@
 use std::fmt::Write as _;
 
 use super::{Dump, DumpSite};
-use crate::{model::StackFrame, report::bytes_label};
+use crate::{
+    model::StackFrame,
+    report::{blocked_in, held},
+};
 
 const RULE: &str = "-----------+-------------------------------------------------------";
 
@@ -59,16 +62,7 @@ fn site(s: &DumpSite, out: &mut String) {
         );
     }
     if let Some(b) = &s.bytes_per_task {
-        let _ = writeln!(
-            out,
-            "{:>10} |   holds: {} ({} x {} {}, {} measured)",
-            "",
-            bytes_label(s.bytes_estimate.unwrap_or(0) as f64),
-            s.live,
-            bytes_label(b.median as f64),
-            b.counts,
-            b.measured
-        );
+        let _ = writeln!(out, "{:>10} |   holds: {}", "", held(s.bytes_estimate, s.live, b));
     }
     if s.waits_read > 0 {
         let by = s.waits_decoded_by.as_deref().map(|b| format!(", read from the {b}")).unwrap_or_default();
@@ -98,7 +92,7 @@ pub fn render_text(d: &Dump) -> String {
     if !d.threads.is_empty() {
         let _ = writeln!(out, "threads blocked in syscalls:");
         for t in &d.threads {
-            let call = if t.syscall == "futex" { "in futex wait".to_string() } else { format!("blocked in {} ({})", t.syscall, t.syscall_name) };
+            let call = blocked_in(&t.syscall, &t.syscall_name);
             let idle = if t.kind == "runtime_idle" { " [the runtime's idle workers]" } else { "" };
             let _ = writeln!(out, "{:>10} | {call} at {}{idle}, the longest for {:.0} s", t.threads, place(&t.function, &t.file, t.line), t.longest_wait_s);
             for f in &t.stack {

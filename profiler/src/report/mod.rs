@@ -7,7 +7,7 @@ mod text;
 pub use json::to_json;
 pub use live::LiveView;
 pub use pprof::to_pprof;
-pub use text::{bytes_label, interval_lines, render_text, sparkline};
+pub use text::{blocked_in, held, interval_lines, render_text, sparkline};
 
 use clap::ValueEnum;
 

@@ -254,7 +254,7 @@ pub fn render_text(r: &Report) -> String {
                 .as_ref()
                 .map(|p| format!("stacks hold {} ({} x {} resident); ", bytes_label((b.threads.max(0) as u64 * p.median) as f64), b.threads, bytes_label(p.median as f64)))
                 .unwrap_or_default();
-            let _ = writeln!(out, "{:<12} {loc}{}; {holds}{}", "", blocked_in(b), b.reason);
+            let _ = writeln!(out, "{:<12} {loc}{}; {holds}{}", "", blocked_in(&b.syscall, &b.syscall_name), b.reason);
         }
     }
     if let Some(k) = &r.kernel_counters {
@@ -291,7 +291,7 @@ fn oldest_note(o: &crate::model::OldestTask) -> String {
 
 /// Bytes in the units people read: `512 B`, `38 MB`, `2.0 GiB` (powers of two for limits, which
 /// are set in them; powers of ten otherwise).
-pub fn bytes_label(n: f64) -> String {
+fn bytes_label(n: f64) -> String {
     match n {
         n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
         n if n >= 1e6 => format!("{:.0} MB", n / 1e6),
@@ -314,14 +314,7 @@ fn duration_label(s: f64) -> String {
 /// cgroup v1 memory limit is reached in ~13 h" (the figures are estimates: see `SiteReport`).
 fn cost_line(s: &SiteReport, memory: Option<&crate::model::MemoryReport>) -> Option<String> {
     let per = s.bytes_per_task.as_ref()?;
-    let mut line = format!(
-        "holds {} ({} x {} {}, {} measured)",
-        bytes_label(s.bytes_estimate.unwrap_or(0) as f64),
-        s.live,
-        bytes_label(per.median as f64),
-        per.counts,
-        per.measured
-    );
+    let mut line = format!("holds {}", held(s.bytes_estimate, s.live, per));
     if let Some(g) = s.bytes_growth_per_hour_estimate.filter(|g| *g > 0.0 && s.verdict != VerdictKind::Ok) {
         line += &format!(", +{}/h", bytes_label(g));
     }
@@ -337,9 +330,22 @@ fn cost_line(s: &SiteReport, memory: Option<&crate::model::MemoryReport>) -> Opt
     Some(line)
 }
 
-/// "in futex wait", "blocked in read", "blocked in read (recvfrom)".
-fn blocked_in(b: &crate::model::BlockedSiteReport) -> String {
-    match (b.syscall.as_str(), b.syscall_name.as_str()) {
+/// What `live` tasks hold: "6 MB (87 x 66 kB task cell, 32 measured)".
+pub fn held(estimate: Option<u64>, live: i64, per: &crate::model::BytesPerTask) -> String {
+    format!(
+        "{} ({} x {} {}, {} measured)",
+        bytes_label(estimate.unwrap_or(0) as f64),
+        live,
+        bytes_label(per.median as f64),
+        per.counts,
+        per.measured
+    )
+}
+
+/// "in futex wait", "blocked in read", "blocked in read (recvfrom)": threads waiting in a call
+/// of `family`, first seen as `name`.
+pub fn blocked_in(family: &str, name: &str) -> String {
+    match (family, name) {
         ("futex", _) => "in futex wait".to_string(),
         (f, n) if f == n || f == "other" => format!("blocked in {n}"),
         (f, n) => format!("blocked in {f} ({n})"),
