@@ -71,8 +71,6 @@ pub struct GoCensus {
     stacks_seen: HashMap<u64, (ParkedAt, std::sync::Arc<Vec<(StackFrame, u64)>>)>,
     /// Whether most gs of allgs were dead at the last census.
     mostly_dead: bool,
-    /// Stacks unwound and stacks reused at the last census.
-    pub stacks_read: (u64, u64),
 }
 
 /// Where a parked goroutine's stack was unwound from.
@@ -111,7 +109,6 @@ impl GoCensus {
             bias,
             own_lines: HashMap::new(),
             stacks_seen: HashMap::new(),
-            stacks_read: (0, 0),
             mostly_dead: false,
         }
     }
@@ -220,7 +217,6 @@ impl GoCensus {
         // a goroutine the GC suspended to scan its stack is _Gwaiting with waitReasonPreempted for
         // a moment, parked wherever it ran (often its entry's stack check): not where it waits
         let preempted = (0..=u8::MAX).find(|&n| self.layout.wait_reason(n) == "Preempted");
-        self.stacks_read = (0, 0);
         let mut unwound_now = std::collections::HashSet::new();
         for g in gs.iter().filter(|g| g.status == status::WAITING && Some(g.waitreason) != preempted) {
             let Some(&(key, _)) = self.seen.get(&g.goid) else { continue };
@@ -230,12 +226,8 @@ impl GoCensus {
             }
             let parked = ParkedAt { sp: g.sched_sp, pc: g.sched_pc, stack_hi: g.stack_hi, waitreason: g.waitreason };
             let unwound = match self.stacks_seen.get(&g.goid) {
-                Some((at, frames)) if *at == parked => {
-                    self.stacks_read.1 += 1;
-                    frames.clone()
-                }
+                Some((at, frames)) if *at == parked => frames.clone(),
                 _ => {
-                    self.stacks_read.0 += 1;
                     let frames = std::sync::Arc::new(stack::unwind(&self.mem, &self.pclntab, self.bias, g.sched_sp, g.sched_pc, g.stack_hi));
                     self.stacks_seen.insert(g.goid, (parked, frames.clone()));
                     frames

@@ -58,6 +58,12 @@ pub mod status {
     pub const DEAD: u32 = 6;
     /// `_Gdeadextra` (Go 1.26+): a dead g kept for an extra M (cgo callbacks), no goroutine.
     pub const DEAD_EXTRA: u32 = 11;
+
+    /// A g of this (masked) status is a goroutine: neither dead nor idle (a freed g waiting for
+    /// reuse).
+    pub fn is_live(status: u32) -> bool {
+        !matches!(status, DEAD | IDLE | DEAD_EXTRA)
+    }
 }
 
 /// One goroutine as read.
@@ -82,7 +88,7 @@ pub struct Goroutine {
 impl Goroutine {
     /// Neither dead nor idle (a freed g waiting for reuse).
     pub fn is_live(&self) -> bool {
-        !matches!(self.status, status::DEAD | status::IDLE | status::DEAD_EXTRA)
+        status::is_live(self.status)
     }
 
     /// Bytes of its stack (`g.stack.hi - g.stack.lo`), when the two read as a stack.
@@ -135,8 +141,7 @@ pub fn read_goroutines(mem: &dyn Memory, at: AllgsAddr, layout: &GLayout, skip_d
                 .iter()
                 .zip(mem.read_many(&status_at, 4))
                 .filter_map(|(&a, w)| {
-                    let st = u32::from_ne_bytes(w?[..4].try_into().unwrap()) & !0x1000;
-                    (!matches!(st, status::DEAD | status::IDLE | status::DEAD_EXTRA)).then_some(a)
+                    status::is_live(u32::from_ne_bytes(w?[..4].try_into().unwrap()) & !0x1000).then_some(a)
                 })
                 .collect()
         } else {
