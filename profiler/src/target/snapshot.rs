@@ -41,7 +41,8 @@ pub fn open_core(core: &Path, exe: Option<&Path>) -> Result<Target> {
     let key = recorded.clone().unwrap_or_else(|| exe_path.display().to_string());
     // the mappings of the executable: the core's own (its segments, named by its file notes), or
     // without file notes its ELF segments placed at the bias
-    let mut exe_maps: Vec<Mapping> = c.maps().into_iter().filter(|m| recorded.is_some() && m.path == recorded).collect();
+    let maps = c.maps();
+    let mut exe_maps: Vec<Mapping> = maps.iter().filter(|m| recorded.is_some() && m.path == recorded).cloned().collect();
     if exe_maps.is_empty() {
         let bias = bias.ok_or_else(|| {
             anyhow!("core {name} has neither file notes nor an auxiliary vector: where {} was loaded is unknown", exe_path.display())
@@ -49,14 +50,8 @@ pub fn open_core(core: &Path, exe: Option<&Path>) -> Result<Target> {
         use object::read::elf::ProgramHeader as _;
         let endian = file.endian();
         for ph in file.elf_program_headers().iter().filter(|p| p.p_type(endian) == object::elf::PT_LOAD) {
-            let f = ph.p_flags(endian);
             let start = ph.p_vaddr(endian).wrapping_add(bias);
-            let perms = format!(
-                "{}{}{}p",
-                if (f & object::elf::PF_R).0 != 0 { 'r' } else { '-' },
-                if (f & object::elf::PF_W).0 != 0 { 'w' } else { '-' },
-                if (f & object::elf::PF_X).0 != 0 { 'x' } else { '-' }
-            );
+            let perms = super::core::perms_of(ph.p_flags(endian).0);
             let end = start.wrapping_add(ph.p_memsz(endian));
             exe_maps.push(Mapping { start: start & !0xfff, end, offset: ph.p_offset(endian) & !0xfff, perms, path: Some(key.clone()) });
         }
@@ -65,7 +60,6 @@ pub fn open_core(core: &Path, exe: Option<&Path>) -> Result<Target> {
     c.check_build_id(&bytes, &exe_path.display().to_string(), load_addr)?;
     let no_notes = c.file_mappings().is_empty();
     c.add_backing_file(&key, &exe_path, if no_notes { bias } else { None })?;
-    let maps = c.maps();
     let pid = c.pid().unwrap_or(0);
     Ok(Target {
         pid,

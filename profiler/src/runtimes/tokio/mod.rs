@@ -110,16 +110,14 @@ impl Tokio {
                 c.headers_per_site = opts.waits.per_site;
                 Some(c)
             }
+            // a core file: nothing runs, so nothing can be probed
+            Err(why) if target.space.pid().is_none() => bail!("{}: tokio census unavailable: {why}", target.space.label()),
             Err(why) => {
                 warnings.push(format!("tokio census unavailable: {why}; counting with probes, so tasks alive before attach are not counted"));
                 None
             }
         };
         let label = target.space.label();
-        if census.is_none() && target.space.pid().is_none() {
-            // a core file: nothing runs, so nothing can be probed
-            bail!("{label}: {}", warnings.join("; ").replace("; counting with probes, so tasks alive before attach are not counted", ""));
-        }
         let probed = if opts.probes || census.is_none() {
             let plan = plan.map_err(|e| match &census {
                 None => anyhow!("{label}: {e} (and {})", warnings.join("; ")),

@@ -435,11 +435,7 @@ impl CoreFile {
         let stack = self.threads.iter().find(|t| Some(t.tid) == self.pid).map(|t| t.rsp);
         let mut out = Vec::with_capacity(self.segments.len());
         for s in &self.segments {
-            let perms: String = [(elf::PF_R.0, 'r'), (elf::PF_W.0, 'w'), (elf::PF_X.0, 'x')]
-                .iter()
-                .map(|&(bit, c)| if s.flags & bit != 0 { c } else { '-' })
-                .chain(['p'])
-                .collect();
+            let perms = perms_of(s.flags);
             let (offset, path) = match self.file_mapping_at(s.vaddr) {
                 Some(f) => (f.file_offset.wrapping_add(s.vaddr - f.start), Some(f.path.clone())),
                 None if Some(s.vaddr) == self.auxv_vdso => (0, Some("[vdso]".to_string())),
@@ -633,6 +629,15 @@ fn load_segments(f: &File) -> Result<Vec<(u64, u64, u64)>> {
         .filter(|p| p.p_type(LE) == elf::PT_LOAD && p.p_filesz(LE) > 0)
         .map(|p| (p.p_vaddr(LE), p.p_offset(LE), p.p_filesz(LE)))
         .collect())
+}
+
+/// `/proc/PID/maps` permissions ("r-xp") of a program header's `p_flags`.
+pub fn perms_of(flags: u32) -> String {
+    [(elf::PF_R.0, 'r'), (elf::PF_W.0, 'w'), (elf::PF_X.0, 'x')]
+        .iter()
+        .map(|&(bit, c)| if flags & bit != 0 { c } else { '-' })
+        .chain(['p'])
+        .collect()
 }
 
 mod notes;

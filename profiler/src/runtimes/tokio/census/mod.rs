@@ -83,7 +83,6 @@ pub struct TokioCensus {
     /// The last seed whose runtime's lists could not be recognised, per owner id (retried at
     /// attach: lists that change under the read, as in a program spawning flat out, can fail once).
     failed_seeds: HashMap<u64, Seed>,
-    /// task id -> what is known of it
     /// The live tasks of the last census, sorted by id: each census merges its own (sorted the
     /// same way) with them in one pass, which tells new tasks from finished ones without a hash
     /// lookup per task (a million lookups cost more than the walk's reads).
@@ -164,7 +163,9 @@ impl TokioCensus {
             }
         }
         // tasks found but not their lists: read them again a few times, spaced out, before giving up
-        for _ in 0..ATTACH_RETRIES {
+        // (a core does not change: nothing to wait for)
+        let retries = if c.space.pid().is_some() { ATTACH_RETRIES } else { 0 };
+        for _ in 0..retries {
             if !c.runtimes.is_empty() || c.failed_seeds.is_empty() {
                 break;
             }
