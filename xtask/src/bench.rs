@@ -280,7 +280,7 @@ fn proc_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
+fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::Read as _;
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
@@ -300,6 +300,46 @@ pub fn history(root: &Path, sites: u64) -> Result<()> {
     Ok(())
 }
 
+/// The Go fixture holding 100,000 blocked goroutines, with its pprof endpoint: the process and
+/// the endpoint's address, 2 s after it said where (the goroutines are all blocked by then).
+pub(crate) fn go_holding_100k(bin: &Path) -> Result<(crate::demo::Guard, String)> {
+    let mut child = Command::new(bin)
+        .args(["hold", "100000"])
+        .env("LEAKFIXTURE_PPROF", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut addr = None;
+    for _ in 0..3 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line)?;
+        if let Some(a) = line.trim().strip_prefix("pprof ") {
+            addr = Some(a.to_string());
+            break;
+        }
+    }
+    let guard = crate::demo::Guard(child);
+    let addr = addr.with_context(|| format!("{} did not print its pprof address", bin.display()))?;
+    sleep(Duration::from_secs(2));
+    Ok((guard, addr))
+}
+
+/// The median ms of `n` of the program's own goroutine dumps (`goroutine?debug=2`, which stops
+/// the world) from the pprof endpoint at `addr`.
+pub(crate) fn goroutine_dump_ms(addr: &str, n: u32) -> Result<f64> {
+    let mut ms = Vec::new();
+    for _ in 0..n.max(1) {
+        let t0 = std::time::Instant::now();
+        let body = http_get(addr, "/debug/pprof/goroutine?debug=2").unwrap_or_default();
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        if body.len() < 1000 {
+            bail!("the goroutine dump came back empty");
+        }
+    }
+    Ok(median(&mut ms))
+}
+
 /// Go, where goroutines are stuck: the census with stacks against the program's own goroutine
 /// dump (`/debug/pprof/goroutine?debug=2`, which stops the world), on the same 100,000 blocked
 /// goroutines; and the target's cost under the census, against bare, in one run.
@@ -309,38 +349,12 @@ pub fn go_stacks(root: &Path, rounds: u32) -> Result<()> {
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
     let leakprof = root.join("target/release/leakprof");
     for bin in ["go1.19", "go-latest"] {
-        let mut child = Command::new(bins.join(bin))
-            .args(["hold", "100000"])
-            .env("LEAKFIXTURE_PPROF", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut addr = None;
-        for _ in 0..3 {
-            let mut line = String::new();
-            std::io::BufRead::read_line(&mut out, &mut line)?;
-            if let Some(a) = line.trim().strip_prefix("pprof ") {
-                addr = Some(a.to_string());
-                break;
-            }
-        }
-        let guard = crate::demo::Guard(child);
+        let (guard, addr) = go_holding_100k(&bins.join(bin))?;
         let pid = guard.0.id();
-        let addr = addr.context("the fixture did not print its pprof address")?;
-        sleep(Duration::from_secs(2));
         let r = Command::new(&leakprof).args(["--pid", &pid.to_string(), "--duration", "5", "--quiet", "--format", "json"]).output()?;
         let r: serde_json::Value = serde_json::from_slice(&r.stdout)?;
         let site = r["sites"].as_array().and_then(|s| s.iter().max_by_key(|s| s["live"].as_i64().unwrap_or(0))).cloned().unwrap_or_default();
-        let mut dump_ms = Vec::new();
-        for _ in 0..3 {
-            let t0 = std::time::Instant::now();
-            let body = http_get(&addr, "/debug/pprof/goroutine?debug=2").unwrap_or_default();
-            dump_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-            if body.len() < 1000 {
-                bail!("the goroutine dump came back empty");
-            }
-        }
+        let dump_ms = goroutine_dump_ms(&addr, 3)?;
         println!(
             "{bin}: 100,000 blocked goroutines: leakprof census with stacks {:.1} ms mean / {:.1} ms max per sample \
              ({} stacks read, stuck at {}:{}), target not stopped; pprof goroutine?debug=2 {:.0} ms median (stops the world)",
@@ -349,7 +363,7 @@ pub fn go_stacks(root: &Path, rounds: u32) -> Result<()> {
             site["stuck_sampled"],
             site["stuck_at"][0]["file"].as_str().unwrap_or("?").rsplit('/').next().unwrap_or("?"),
             site["stuck_at"][0]["line"],
-            median(&mut dump_ms)
+            dump_ms
         );
         drop(guard);
     }

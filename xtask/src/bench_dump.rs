@@ -12,7 +12,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    bench::{http_get, median},
+    bench::{go_holding_100k, goroutine_dump_ms, median},
     bench_census::{census_of, DUMP_BENCH},
     demo::start_fixture,
     fixtures, util,
@@ -71,41 +71,15 @@ pub fn run(root: &Path, rounds: u32) -> Result<()> {
 
     // Go: 100k goroutines blocked in a receive, with the program's pprof endpoint
     for bin in ["go1.19", "go-latest"] {
-        let mut child = Command::new(bins.join(bin))
-            .args(["hold", "100000"])
-            .env("LEAKFIXTURE_PPROF", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut addr = None;
-        for _ in 0..3 {
-            let mut line = String::new();
-            out.read_line(&mut line)?;
-            if let Some(a) = line.trim().strip_prefix("pprof ") {
-                addr = Some(a.to_string());
-                break;
-            }
-        }
-        let guard = crate::demo::Guard(child);
-        let addr = addr.context("the Go fixture did not print its pprof address")?;
-        std::thread::sleep(std::time::Duration::from_secs(2));
+        let (guard, addr) = go_holding_100k(&bins.join(bin))?;
         let (ms, d) = dumps(&leakprof, guard.0.id(), rounds)?;
-        let mut go = vec![];
-        for _ in 0..rounds.max(1) {
-            let t0 = Instant::now();
-            let body = http_get(&addr, "/debug/pprof/goroutine?debug=2").unwrap_or_default();
-            go.push(t0.elapsed().as_secs_f64() * 1e3);
-            if body.len() < 1000 {
-                bail!("{bin}: the goroutine dump came back empty");
-            }
-        }
+        let go = goroutine_dump_ms(&addr, rounds)?;
         lines.push(format!(
             "{bin}, 100,000 blocked goroutines: leakprof dump --pid {ms:.0} ms wall (median of {rounds}; {} goroutines, \
              stacks read for {}), target not stopped | goroutine?debug=2 {:.0} ms (median of {rounds}), world stopped",
             d["completeness"]["tasks"],
             d["completeness"]["waits_read"],
-            median(&mut go)
+            go
         ));
     }
     println!();
