@@ -32,19 +32,18 @@ fn main() {
 }
 
 async fn dispatch(cli: Cli) -> i32 {
-    if let Some(Command::Dump(d)) = &cli.command {
-        return dump(d);
-    }
-    let common = match &cli.command {
-        Some(Command::Run { common, .. }) => common,
-        Some(Command::Daemon(d)) => &d.common,
-        Some(Command::Dump(_)) | None => &cli.common,
+    let (format, output, example) = match &cli.command {
+        Some(Command::Run { common, .. }) => (common.format, &common.output, "leaks.pb.gz"),
+        Some(Command::Daemon(d)) => (d.common.format, &d.common.output, "leaks.pb.gz"),
+        Some(Command::Dump(d)) => (d.format, &d.output, "dump.pb.gz"),
+        None => (cli.common.format, &cli.common.output, "leaks.pb.gz"),
     };
-    if common.format == Format::Pprof && common.output.is_none() {
-        eprintln!("leakprof: --format pprof writes a binary file: add -o FILE (e.g. -o leaks.pb.gz)");
+    if format == Format::Pprof && output.is_none() {
+        eprintln!("leakprof: --format pprof writes a binary file: add -o FILE (e.g. -o {example})");
         return EXIT_USAGE;
     }
     match (cli.command, cli.pid) {
+        (Some(Command::Dump(d)), _) => dump(&d),
         (Some(Command::Daemon(d)), _) => match d.config() {
             Ok(cfg) => match leakprof::daemon::run(cfg).await {
                 Ok(()) => 0,
@@ -58,7 +57,6 @@ async fn dispatch(cli: Cli) -> i32 {
                 EXIT_USAGE
             }
         },
-        (Some(Command::Dump(_)), _) => unreachable!("dispatched above"),
         (Some(Command::Run { common, cmd, user }), _) => finish(run_program(&common, &cmd, user.as_deref()).await, &common, true),
         (None, Some(pid)) => finish(watch(&cli.common, pid, None).await, &cli.common, false),
         (None, None) => {
@@ -112,10 +110,6 @@ async fn run_program(common: &Common, cmd: &[String], user: Option<&str>) -> Res
 
 /// `leakprof dump`: one census (or a comparison of two), written to stdout or -o FILE.
 fn dump(args: &leakprof::cli::DumpArgs) -> i32 {
-    if args.format == Format::Pprof && args.output.is_none() {
-        eprintln!("leakprof: --format pprof writes a binary file: add -o FILE (e.g. -o dump.pb.gz)");
-        return EXIT_USAGE;
-    }
     let out = match leakprof::dump::command::run(args) {
         Ok(o) => o,
         Err(e) => {
