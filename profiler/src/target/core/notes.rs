@@ -1,12 +1,6 @@
-//! The notes of a core (`NT_PRSTATUS`, `NT_FILE`) and the build id notes of an executable,
-//! parsed with bounds checks: x86-64 layouts, checked against gcore's core of /bin/sleep.
-use object::{
-    elf::{self, FileHeader64},
-    read::elf::{FileHeader as _, NoteIterator, ProgramHeader as _, SectionHeader as _},
-    LittleEndian as LE,
-};
-
-use super::{u32_at, u64_at, Aligned, CoreFileMapping, CoreThread};
+//! The notes of a core (`NT_PRSTATUS`, `NT_FILE`), parsed with bounds checks: x86-64 layouts,
+//! checked against gcore's core of /bin/sleep.
+use super::{u32_at, u64_at, CoreFileMapping, CoreThread};
 
 // x86-64 layouts (linux/elfcore.h, sys/user.h), checked against gcore's core of /bin/sleep: the
 // pids equal the process's, `orig_rax` is clock_nanosleep's number, `rip` the syscall's return.
@@ -70,65 +64,4 @@ pub(super) fn parse_nt_file(desc: &[u8]) -> Vec<CoreFileMapping> {
         out.push(CoreFileMapping { start, end, file_offset, path: String::from_utf8_lossy(path).into_owned() });
     }
     out
-}
-
-/// The build id notes of one executable: GNU's and Go's.
-#[derive(Debug, Default)]
-pub(super) struct BuildIds {
-    pub(super) gnu: Option<Vec<u8>>,
-    pub(super) go: Option<Vec<u8>>,
-}
-
-impl BuildIds {
-    pub(super) fn collect(&mut self, mut it: NoteIterator<'_, FileHeader64<LE>>) {
-        while let Ok(Some(note)) = it.next() {
-            let (name, t, desc) = (note.name(), note.n_type(LE), note.desc());
-            if desc.is_empty() {
-                continue;
-            }
-            if name == elf::ELF_NOTE_GNU && t == elf::NT_GNU_BUILD_ID {
-                self.gnu.get_or_insert_with(|| desc.to_vec());
-            } else if name == elf::ELF_NOTE_GO && t == elf::NT_GO_BUILD_ID {
-                self.go.get_or_insert_with(|| desc.to_vec());
-            }
-        }
-    }
-}
-
-/// The build ids of an executable's bytes, from its note segments and note sections.
-pub(super) fn file_build_ids(data: &[u8]) -> BuildIds {
-    let mut ids = BuildIds::default();
-    // object reads its structures in place: they must be aligned
-    let copy;
-    let data = if data.as_ptr().align_offset(8) == 0 {
-        data
-    } else {
-        let Ok(c) = Aligned::fill(data.len(), |b| {
-            b.copy_from_slice(data);
-            Ok(())
-        }) else {
-            return ids;
-        };
-        copy = c;
-        copy.bytes()
-    };
-    let Ok(hdr) = FileHeader64::<LE>::parse(data) else { return ids };
-    if hdr.e_ident().data != elf::ELFDATA2LSB {
-        return ids;
-    }
-    if let Ok(phdrs) = hdr.program_headers(LE, data) {
-        for ph in phdrs {
-            if let Ok(Some(it)) = ph.notes(LE, data) {
-                ids.collect(it);
-            }
-        }
-    }
-    if let Ok(sections) = hdr.sections(LE, data) {
-        for s in sections.iter() {
-            if let Ok(Some(it)) = s.notes(LE, data) {
-                ids.collect(it);
-            }
-        }
-    }
-    ids
 }
