@@ -154,6 +154,18 @@ pub struct CensusStats {
     pub heap_scanned_bytes: u64,
     /// Of those, the bytes scanned at attach, before the first report.
     pub heap_scanned_at_attach_bytes: u64,
+    /// Heap bytes the scans skipped unread as never touched by the target (neither in memory nor
+    /// in swap, per /proc/PID/pagemap): a big heap reserved but mostly untouched costs its
+    /// touched bytes alone. 0 for a core (its untouched pages are not in it).
+    #[serde(default)]
+    pub heap_untouched_bytes: u64,
+    /// How long the attach scan took (looking for runtimes before the first sample), ms.
+    #[serde(default)]
+    pub attach_scan_ms: f64,
+    /// Seconds from the attach scan's start to the first runtime's task lists found (near 0 when
+    /// found at attach; later for a runtime created after attach); None: none found yet.
+    #[serde(default)]
+    pub runtime_found_after_s: Option<f64>,
     /// How the `.await` each task waits at is known, or why it is not.
     pub where_stuck: String,
     /// Tasks whose await was read at the last sample (at most 32 per site), those decoded, and

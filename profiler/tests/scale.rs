@@ -24,3 +24,30 @@ fn a_sample_longer_than_a_fifth_of_the_interval_stretches_it() {
     let warned = r["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("stretched"));
     assert!(warned, "{:#}", r["warnings"]);
 }
+
+/// A 16 GiB heap reserved but untouched, and a runtime built 2 s after attach: the attach scan
+/// reads the touched heap alone (never the untouched pages, which would map zero pages into the
+/// target's page tables), the background scan finds the late runtime, and the report says what
+/// was skipped and when the runtime was found.
+#[test]
+fn a_big_untouched_heap_is_skipped_and_a_late_runtime_found() {
+    let (fx, _) = Fixture::start_with("tokio-latest", &["late-runtime", "--sparse-gib", "16", "--start-delay", "2", "--backlog", "500"], &[], Some("sparse_heap"));
+    let page_tables = || {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", fx.pid)).unwrap();
+        s.lines().find_map(|l| l.strip_prefix("VmPTE:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).unwrap()
+    };
+    let pte_before = page_tables();
+    let out = run(&["--pid", &fx.pid.to_string(), "--duration", "8", "--no-threads", "--quiet", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &r["collection"]["census"];
+    // the touched heap is ~70 MB; the scan used to read up to 4 GiB of zeros at attach
+    assert!(int(&c["heap_scanned_at_attach_bytes"]) < 512 << 20, "{c}");
+    assert!(int(&c["heap_untouched_bytes"]) >= 15 << 30, "{c}");
+    let found = c["runtime_found_after_s"].as_f64().unwrap_or_else(|| panic!("the late runtime was never found: {c}"));
+    assert!(found > 1.0, "found before it was built? {c}");
+    assert!(int(&common::site(&r, "backlogged")["live"]) >= 500, "{:#}", r["sites"]);
+    // reading 4 GiB of untouched pages grew the target's page tables by ~8 MB
+    let grown = page_tables().saturating_sub(pte_before);
+    assert!(grown < 2048, "the target's page tables grew by {grown} kB under the scan");
+}

@@ -8,6 +8,10 @@
 //!    ordinary tasks in one runtime: ms and bytes read per sample (alone with `--local-only`).
 //! 5. What measuring bytes per task costs: the census of 100k tokio tasks and of 100k goroutines
 //!    with and without `--no-bytes`, alternating (alone with `--bytes-only`).
+//! 6. Time to the first report on a big heap: a target with 16 GiB of heap reserved (64 MiB of it
+//!    touched) next to one without, each building its runtime 3 s after leakprof attaches: the
+//!    attach scan's time and bytes, the bytes skipped, when the runtime was found, and the
+//!    target's page tables (alone with `--sparse-heap`).
 use std::{
     io::{BufRead as _, Write as _},
     path::Path,
@@ -18,7 +22,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{bench::measure, demo::start_fixture, fixtures, util};
 
-pub fn run(root: &Path, rounds: u32, local_only: bool, bytes_only: bool, walks_only: bool) -> Result<()> {
+pub fn run(root: &Path, rounds: u32, local_only: bool, bytes_only: bool, walks_only: bool, sparse_only: bool) -> Result<()> {
     util::setup(root)?;
     let bins = fixtures::build(root)?;
     util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
@@ -31,6 +35,9 @@ pub fn run(root: &Path, rounds: u32, local_only: bool, bytes_only: bool, walks_o
     }
     if walks_only {
         return walks(&leakprof, &bins.join("tokio-latest"));
+    }
+    if sparse_only {
+        return sparse_heap(&leakprof, &bins.join("tokio-latest"));
     }
 
     let configs: [(&str, &[&str]); 2] =
@@ -78,7 +85,58 @@ pub fn run(root: &Path, rounds: u32, local_only: bool, bytes_only: bool, walks_o
         dumps.len()
     );
     local_sets(&leakprof, &bins.join("tokio-latest"))?;
+    sparse_heap(&leakprof, &bins.join("tokio-latest"))?;
     bytes_cost(&leakprof, &bins, rounds)
+}
+
+/// Time to the first report on a big heap: `late-runtime` with 0 and 16 GiB of untouched heap,
+/// its runtime built 3 s after `ready` (leakprof started at once), one 8 s run each.
+fn sparse_heap(leakprof: &Path, bin: &Path) -> Result<()> {
+    let page_tables_kb = |pid: u32| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        s.lines().find_map(|l| l.strip_prefix("VmPTE:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+    };
+    println!("\nleakprof on a target whose runtime is built 3 s after attach, 1,000 tasks, next to a big untouched heap (8 s run):");
+    println!(
+        "{:>9} {:>14} {:>15} {:>16} {:>14} {:>15} {:>15}",
+        "heap GiB", "attach scan ms", "attach scan MB", "untouched GB", "runtime built", "runtime found", "page tables +kB"
+    );
+    for gib in [0u64, 16] {
+        let g = gib.to_string();
+        let args = ["late-runtime", "--sparse-gib", &g, "--start-delay", "3", "--backlog", "1000"];
+        let (_guard, pid, mut out) = start_fixture(bin, &args, Stdio::piped())?;
+        let t0 = std::time::Instant::now();
+        let pte = page_tables_kb(pid);
+        // when the fixture says its backlog is spawned, on leakprof's clock (started just now)
+        let built = std::thread::spawn(move || {
+            let mut line = String::new();
+            while out.read_line(&mut line).unwrap_or(0) > 0 {
+                if line.starts_with("backlog spawned") {
+                    return Some(t0.elapsed().as_secs_f64());
+                }
+                line.clear();
+            }
+            None
+        });
+        let r = Command::new(leakprof)
+            .args(["--pid", &pid.to_string(), "--duration", "8", "--no-threads", "--quiet", "--format", "json"])
+            .output()
+            .context("cannot run leakprof")?;
+        let v: serde_json::Value = serde_json::from_slice(&r.stdout).context("leakprof's report")?;
+        let c = &v["collection"]["census"];
+        let pte_grown = page_tables_kb(pid).saturating_sub(pte);
+        drop(_guard);
+        let built = built.join().ok().flatten().map_or("-".into(), |s| format!("{s:.1} s"));
+        let found = c["runtime_found_after_s"].as_f64().map_or("never".into(), |s| format!("{s:.1} s"));
+        println!(
+            "{gib:>9} {:>14.0} {:>15.0} {:>16.1} {built:>14} {found:>15} {pte_grown:>15}",
+            c["attach_scan_ms"].as_f64().unwrap_or(f64::NAN),
+            c["heap_scanned_at_attach_bytes"].as_u64().unwrap_or(0) as f64 / 1e6,
+            c["heap_untouched_bytes"].as_u64().unwrap_or(0) as f64 / 1e9,
+        );
+    }
+    println!("(runtime built: when the target said its tasks were spawned; runtime found: leakprof's runtime_found_after_s; both from leakprof's start)");
+    Ok(())
 }
 
 /// The census of 100k live tokio tasks and of 100k goroutines, with the byte figures and without

@@ -67,6 +67,9 @@ enum Cmd {
         /// Only leakprof's side: one census of 10k, 100k and 1M tasks (ms, MB read, its RSS and CPU).
         #[arg(long)]
         walks_only: bool,
+        /// Only the time to the first report on a 16 GiB untouched heap with a runtime built late.
+        #[arg(long)]
+        sparse_heap: bool,
     },
     /// `leakprof dump --pid` on 100k tokio tasks and 100k goroutines, next to Handle::dump() and
     /// goroutine?debug=2 of the same processes.
@@ -161,7 +164,9 @@ fn main() -> Result<()> {
         Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
         Cmd::BenchGo { rounds } => bench::go_stacks(&root, rounds),
         Cmd::BenchAwaits => bench_awaits::run(&root),
-        Cmd::BenchCensus { rounds, local_only, bytes_only, walks_only } => bench_census::run(&root, rounds, local_only, bytes_only, walks_only),
+        Cmd::BenchCensus { rounds, local_only, bytes_only, walks_only, sparse_heap } => {
+            bench_census::run(&root, rounds, local_only, bytes_only, walks_only, sparse_heap)
+        }
         Cmd::BenchDump { rounds } => bench_dump::run(&root, rounds),
         Cmd::BenchFutex { rounds } => bench_futex::run(&root, rounds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),

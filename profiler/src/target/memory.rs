@@ -54,6 +54,15 @@ impl Space {
         }
     }
 
+    /// Which of its pages were ever touched (a live process's pagemap; None for a snapshot, whose
+    /// untouched pages are not in the core, or when pagemap cannot be opened).
+    pub fn pagemap(&self) -> Option<super::resident::Pagemap> {
+        match self {
+            Space::Live(pid) => super::resident::Pagemap::open(*pid).ok(),
+            Space::Snapshot { .. } => None,
+        }
+    }
+
     /// `read_many`, each call first charged (bytes asked) through `charge`: false stops reading.
     fn read_many_with(&self, addrs: &[u64], len: usize, charge: &dyn Fn(u64) -> bool) -> Vec<Option<Vec<u8>>> {
         match self {

@@ -3,6 +3,7 @@ mod maps;
 pub mod core;
 pub mod memory;
 pub mod memory_limit;
+pub mod resident;
 pub mod snapshot;
 
 pub use maps::{parse_maps, Mapping};

@@ -114,6 +114,8 @@ pub struct TokioCensus {
     unread_owner: HashMap<u64, u32>,
     pub order: SpawnOrder,
     pub stats: CensusStats,
+    /// When this census began (the attach scan's start), monotonic ns.
+    created_ns: u64,
 }
 
 impl TokioCensus {
@@ -149,6 +151,7 @@ impl TokioCensus {
             unread_owner: HashMap::new(),
             order: SpawnOrder::new(next_id),
             stats: CensusStats::default(),
+            created_ns: crate::sample::monotonic_ns(),
         };
         // at attach: scan until a runtime is found (the rest of the heap is scanned in the
         // background, RESCAN_BYTES per sample), or the whole heap up to FIRST_SCAN_BYTES
@@ -173,6 +176,7 @@ impl TokioCensus {
             c.retry_failed();
         }
         c.stats.heap_scanned_at_attach_bytes = c.stats.heap_scanned_bytes;
+        c.stats.attach_scan_ms = crate::sample::monotonic_ns().saturating_sub(c.created_ns) as f64 / 1e6;
         Ok(c)
     }
 
@@ -196,7 +200,7 @@ impl TokioCensus {
         let due = self.runtimes.is_empty() || now_ns.saturating_sub(self.scan_started_ns) >= RESCAN_EVERY_NS;
         if self.scan.done() && due {
             let maps = self.space.maps().unwrap_or_default();
-            self.scan = HeapScan::new(heap_regions(&maps));
+            self.scan = HeapScan::new(heap_regions(&maps), self.space.pagemap());
             self.scan_started_ns = now_ns;
             self.tries.clear();
         }
@@ -208,8 +212,10 @@ impl TokioCensus {
             .collect();
         let mut seeds: Vec<Seed> = Vec::new();
         self.mem.new_sample();
+        let untouched = self.scan.untouched;
         self.scan.scan(&mut self.mem, &self.vtables, budget, &|o| known.contains(&o), &mut seeds);
         self.stats.heap_scanned_bytes += self.mem.bytes_read;
+        self.stats.heap_untouched_bytes += self.scan.untouched - untouched;
         self.mem.new_sample();
         for s in seeds {
             if self.runtimes.iter().any(|r| r.owner_id == s.owner_id) {
@@ -230,6 +236,10 @@ impl TokioCensus {
         self.mem.new_sample();
         match lists::discover(&mut self.mem, &self.vtables, &seed) {
             Ok(l) => {
+                if self.stats.runtime_found_after_s.is_none() {
+                    let since = crate::sample::monotonic_ns().saturating_sub(self.created_ns);
+                    self.stats.runtime_found_after_s = Some(since as f64 / 1e9);
+                }
                 self.failures.remove(&l.owner_id);
                 self.failed_seeds.remove(&l.owner_id);
                 self.runtimes.push(l);
@@ -372,6 +382,9 @@ impl TokioCensus {
             walk_ms: t0.elapsed().as_secs_f64() * 1e3,
             heap_scanned_bytes: self.stats.heap_scanned_bytes,
             heap_scanned_at_attach_bytes: self.stats.heap_scanned_at_attach_bytes,
+            heap_untouched_bytes: self.stats.heap_untouched_bytes,
+            attach_scan_ms: self.stats.attach_scan_ms,
+            runtime_found_after_s: self.stats.runtime_found_after_s,
             runtimes_dropped: self.stats.runtimes_dropped,
             ..CensusStats::default()
         };

@@ -1,11 +1,12 @@
 //! Finding task headers in the heap: a header has a task vtable at +16 and its runtime's owner id
 //! at +24. A header found this way is only a seed (it may be a freed cell): the runtime's lists
 //! are then found from it and validated ([`super::lists`]). The scan is resumable and reads a
-//! bounded number of bytes per call.
-use std::collections::HashMap;
+//! bounded number of bytes per call. Pages the target never touched (its pagemap says so) are
+//! skipped unread: a big heap reserved but mostly untouched costs its touched bytes alone.
+use std::collections::{HashMap, VecDeque};
 
 use super::{mem::Mem, vtables::Vtables};
-use crate::target::Mapping;
+use crate::target::{resident::Pagemap, Mapping};
 
 /// A candidate task header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct Seed {
 const CHUNK: u64 = 1 << 20;
 /// Seeds kept per owner id per pass: enough to get past a few stale cells.
 const SEEDS_PER_OWNER: usize = 4;
+/// Address space whose touched pages are looked up at once (16,384 pagemap entries, 128 KiB).
+const WINDOW: u64 = 64 << 20;
 
 /// Candidate headers in `buf` (read at `base`).
 pub fn seeds_in(buf: &[u8], base: u64, vt: &Vtables, out: &mut Vec<Seed>) {
@@ -57,16 +60,70 @@ pub struct HeapScan {
     per_owner: HashMap<u64, usize>,
     /// Bytes read by this pass so far.
     pub bytes: u64,
+    /// The target's pagemap (None: a core, or pagemap unreadable: every byte is read).
+    pagemap: Option<Pagemap>,
+    /// Touched runs of the current region not yet scanned, up to `window_end` (looked up so far).
+    runs: VecDeque<(u64, u64)>,
+    window_end: u64,
+    entries: Vec<u64>,
+    /// Bytes of this pass skipped as never touched, and pagemap bytes read to know it (charged to
+    /// the budget like the bytes scanned).
+    pub untouched: u64,
+    pub pagemap_bytes: u64,
 }
 
 impl HeapScan {
-    pub fn new(regions: Vec<(u64, u64)>) -> Self {
+    pub fn new(regions: Vec<(u64, u64)>, pagemap: Option<Pagemap>) -> Self {
         let at = regions.first().map_or(0, |r| r.0);
-        HeapScan { regions, at, ..HeapScan::default() }
+        HeapScan { regions, at, pagemap, ..HeapScan::default() }
     }
 
     pub fn done(&self) -> bool {
         self.region >= self.regions.len()
+    }
+
+    fn next_region(&mut self) {
+        self.region += 1;
+        self.at = self.regions.get(self.region).map_or(0, |r| r.0);
+        self.runs.clear();
+        self.window_end = 0;
+    }
+
+    /// The touched run holding `at` or the first after it, below `end`, looking up windows of the
+    /// pagemap as needed (their bytes taken from `left`). None: no touched page left in the
+    /// region, or `left` spent (then `at` is where to go on from).
+    fn touched_run(&mut self, end: u64, left: &mut u64) -> Option<(u64, u64)> {
+        loop {
+            while let Some(&(s, e)) = self.runs.front() {
+                if e <= self.at {
+                    self.runs.pop_front();
+                    continue;
+                }
+                return Some((s.max(self.at), e));
+            }
+            let pm = self.pagemap.as_ref()?;
+            let from = self.window_end.max(self.at) / pm.page_size() * pm.page_size();
+            if from >= end || *left == 0 {
+                return None;
+            }
+            let to = (from + WINDOW).min(end);
+            match pm.touched(from, to, &mut self.entries) {
+                Ok((runs, read)) => {
+                    *left = left.saturating_sub(read);
+                    self.pagemap_bytes += read;
+                    let runs: Vec<(u64, u64)> = runs.into_iter().map(|(s, e)| (s.max(from), e.min(to))).filter(|r| r.0 < r.1).collect();
+                    self.untouched += (to - from) - runs.iter().map(|r| r.1 - r.0).sum::<u64>();
+                    self.runs.extend(runs);
+                    self.window_end = to;
+                    self.at = self.at.max(from);
+                }
+                // pagemap not readable here: read every byte from now on
+                Err(_) => {
+                    self.pagemap = None;
+                    return Some((self.at, end));
+                }
+            }
+        }
     }
 
     /// Scans on for at most `budget` bytes; appends seeds of owners not `known`.
@@ -75,8 +132,24 @@ impl HeapScan {
         let mut buf = vec![0u8; CHUNK as usize + 32];
         while left > 0 && !self.done() {
             let (_, end) = self.regions[self.region];
-            // overlap 32 bytes so a header across chunks is seen
-            let n = (end - self.at).min(CHUNK + 32).min(left + 32);
+            let stop = if self.pagemap.is_some() {
+                match self.touched_run(end, &mut left) {
+                    Some((s, e)) => {
+                        self.at = s;
+                        e
+                    }
+                    None if left == 0 => break,
+                    None => {
+                        self.next_region();
+                        continue;
+                    }
+                }
+            } else {
+                end
+            };
+            // overlap 32 bytes so a header across chunks is seen (a run's end is followed by an
+            // untouched page, all zeros: no header goes on there)
+            let n = (stop - self.at).min(CHUNK + 32).min(left + 32);
             let b = &mut buf[..n as usize];
             if mem.read(self.at, b) {
                 let mut found = Vec::new();
@@ -89,13 +162,12 @@ impl HeapScan {
                     }
                 }
             }
-            let step = n.saturating_sub(32).max(8).min(end - self.at);
+            let step = if self.at + n >= stop { n } else { n.saturating_sub(32).max(8) };
             self.bytes += n;
             left = left.saturating_sub(n);
             self.at += step;
             if self.at + 32 >= end {
-                self.region += 1;
-                self.at = self.regions.get(self.region).map_or(0, |r| r.0);
+                self.next_region();
             }
         }
     }
@@ -136,7 +208,7 @@ mod tests {
             mem.put_u64(h + 16, 0x5000);
             mem.put_u64(h + 24, owner);
         }
-        let mut scan = HeapScan::new(vec![(0x100_0000, 0x100_0000 + size as u64), (0x800_0000, 0x800_1000)]);
+        let mut scan = HeapScan::new(vec![(0x100_0000, 0x100_0000 + size as u64), (0x800_0000, 0x800_1000)], None);
         let mut out = Vec::new();
         scan.scan(&mut mem, &vt(), CHUNK / 2, &|_| false, &mut out);
         assert!(out.is_empty() && !scan.done());
