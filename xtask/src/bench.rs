@@ -33,7 +33,7 @@ pub fn run(root: &Path, tasks: u64, rounds: u32) -> Result<()> {
         let (bare, probed) = measure(&leakprof, &bins.join(bin), flavor, &configs, tasks, rounds)?;
         results.push((label, bare, probed));
     }
-    go_bench(&leakprof, &bins, rounds)?;
+    crate::bench_go::go_bench(&leakprof, &bins, rounds)?;
     println!("\nspawn+join of a trivial task, {tasks} tasks x {rounds} rounds each, median ns/task:");
     print_table(&configs, &results);
     Ok(())
@@ -41,7 +41,7 @@ pub fn run(root: &Path, tasks: u64, rounds: u32) -> Result<()> {
 
 /// One row per fixture: bare, then each configuration with its ratio to bare and, for probe
 /// configurations after the first (the empty-probe limit), their ratio to that limit.
-fn print_table(configs: &[(&str, &[&str])], rows: &[(&str, f64, Vec<f64>)]) {
+pub(crate) fn print_table(configs: &[(&str, &[&str])], rows: &[(&str, f64, Vec<f64>)]) {
     print!("{:<28} {:>8}", "fixture", "bare");
     let vs_limit = |i: usize| i > 0 && configs[i].1.contains(&"--probes");
     for (i, (name, _)) in configs.iter().enumerate() {
@@ -136,7 +136,12 @@ pub(crate) struct Attached {
 impl Attached {
     /// Starts leakprof on `pid` and waits for its stderr line saying it attached.
     pub(crate) fn start(leakprof: &Path, pid: u32, extra: &[&str]) -> Result<Attached> {
-        let mut child = Command::new(leakprof)
+        Attached::start_cmd(Command::new(leakprof), pid, extra)
+    }
+
+    /// [`Attached::start`] of a command that runs leakprof (e.g. under `taskset`).
+    pub(crate) fn start_cmd(mut cmd: Command, pid: u32, extra: &[&str]) -> Result<Attached> {
+        let mut child = cmd
             .args(["--pid", &pid.to_string(), "--quiet", "--format", "json", "-o", "/dev/null"])
             .args(extra)
             .stdin(Stdio::null())
@@ -164,6 +169,10 @@ impl Attached {
         Ok(Attached { child, stderr })
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGINT (detach and report), then waits for it to exit.
     pub(crate) fn stop(mut self) -> Result<()> {
         send_sigint(self.child.id());
@@ -176,53 +185,13 @@ impl Attached {
     }
 }
 
-fn send_sigint(pid: u32) {
+pub(crate) fn send_sigint(pid: u32) {
     let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
 }
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
-}
-
-/// Go: goroutine create+exit bare, under probes, under a census every 100 ms; and the time one
-/// census of 100,000 goroutines takes (leakprof's side; the target is not stopped).
-fn go_bench(leakprof: &Path, bins: &Path, rounds: u32) -> Result<()> {
-    let configs: [(&str, &[&str]); 4] = [
-        ("empty probes", &["--empty-probes"]),
-        ("probes", &["--probes"]),
-        ("census/100ms", &["--interval", "0.1"]),
-        ("census/1s", &[]),
-    ];
-    let mut rows = vec![];
-    for bin in ["go1.19", "go-latest"] {
-        let (bare, probed) = measure_with(
-            leakprof,
-            &bins.join(bin),
-            &["spawn-bench", "200000"],
-            "ns_per_goroutine=",
-            &configs,
-            rounds,
-            None,
-        )?;
-        rows.push((bin, bare, probed));
-    }
-    println!("\ngoroutine create+exit, 200000 per round x {rounds} rounds, median ns/goroutine:");
-    print_table(&configs, &rows);
-    for bin in ["go1.19", "go-latest"] {
-        let (_guard, pid, _out) = start_fixture(&bins.join(bin), &["hold", "100000"], Stdio::null())?;
-        sleep(Duration::from_secs(2));
-        let out = Command::new(leakprof)
-            .args(["--pid", &pid.to_string(), "--duration", "5", "--quiet", "--format", "json"])
-            .output()?;
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        println!(
-            "{bin}: census of 100,000 goroutines: {:.1} ms mean, {:.1} ms max per sample (leakprof side)",
-            r["collection"]["sample_ms_mean"].as_f64().unwrap_or(f64::NAN),
-            r["collection"]["sample_ms_max"].as_f64().unwrap_or(f64::NAN)
-        );
-    }
-    Ok(())
 }
 
 /// The daemon's own CPU and memory while it watches `n` tokio and `n` Go targets for `secs`.
@@ -263,7 +232,7 @@ pub fn daemon(root: &Path, n: usize, secs: u64) -> Result<()> {
     Ok(())
 }
 
-fn proc_cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn proc_cpu_seconds(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -280,7 +249,7 @@ fn proc_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn http_get(addr: &str, path: &str) -> Option<String> {
+pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::Read as _;
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
@@ -300,72 +269,3 @@ pub fn history(root: &Path, sites: u64) -> Result<()> {
     Ok(())
 }
 
-/// The Go fixture holding 100,000 blocked goroutines, with its pprof endpoint: the process and
-/// the endpoint's address, 2 s after it said where (the goroutines are all blocked by then).
-pub(crate) fn go_holding_100k(bin: &Path) -> Result<(crate::demo::Guard, String)> {
-    let mut child = Command::new(bin)
-        .args(["hold", "100000"])
-        .env("LEAKFIXTURE_PPROF", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut addr = None;
-    for _ in 0..3 {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut out, &mut line)?;
-        if let Some(a) = line.trim().strip_prefix("pprof ") {
-            addr = Some(a.to_string());
-            break;
-        }
-    }
-    let guard = crate::demo::Guard(child);
-    let addr = addr.with_context(|| format!("{} did not print its pprof address", bin.display()))?;
-    sleep(Duration::from_secs(2));
-    Ok((guard, addr))
-}
-
-/// The median ms of `n` of the program's own goroutine dumps (`goroutine?debug=2`, which stops
-/// the world) from the pprof endpoint at `addr`.
-pub(crate) fn goroutine_dump_ms(addr: &str, n: u32) -> Result<f64> {
-    let mut ms = Vec::new();
-    for _ in 0..n.max(1) {
-        let t0 = std::time::Instant::now();
-        let body = http_get(addr, "/debug/pprof/goroutine?debug=2").unwrap_or_default();
-        ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        if body.len() < 1000 {
-            bail!("the goroutine dump came back empty");
-        }
-    }
-    Ok(median(&mut ms))
-}
-
-/// Go, where goroutines are stuck: the census with stacks against the program's own goroutine
-/// dump (`/debug/pprof/goroutine?debug=2`, which stops the world), on the same 100,000 blocked
-/// goroutines; and the target's cost under the census, against bare, in one run.
-pub fn go_stacks(root: &Path, rounds: u32) -> Result<()> {
-    util::setup(root)?;
-    let bins = fixtures::build(root)?;
-    util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
-    let leakprof = root.join("target/release/leakprof");
-    for bin in ["go1.19", "go-latest"] {
-        let (guard, addr) = go_holding_100k(&bins.join(bin))?;
-        let pid = guard.0.id();
-        let r = Command::new(&leakprof).args(["--pid", &pid.to_string(), "--duration", "5", "--quiet", "--format", "json"]).output()?;
-        let r: serde_json::Value = serde_json::from_slice(&r.stdout)?;
-        let site = r["sites"].as_array().and_then(|s| s.iter().max_by_key(|s| s["live"].as_i64().unwrap_or(0))).cloned().unwrap_or_default();
-        let dump_ms = goroutine_dump_ms(&addr, 3)?;
-        println!(
-            "{bin}: 100,000 blocked goroutines: leakprof census with stacks {:.1} ms mean / {:.1} ms max per sample \
-             ({} stacks read, stuck at {}:{}), target not stopped; pprof goroutine?debug=2 {:.0} ms median (stops the world)",
-            r["collection"]["sample_ms_mean"].as_f64().unwrap_or(f64::NAN),
-            r["collection"]["sample_ms_max"].as_f64().unwrap_or(f64::NAN),
-            site["stuck_sampled"],
-            site["stuck_at"][0]["file"].as_str().unwrap_or("?").rsplit('/').next().unwrap_or("?"),
-            site["stuck_at"][0]["line"],
-            dump_ms
-        );
-        drop(guard);
-    }
-    go_bench(&leakprof, &bins, rounds)
-}

@@ -12,7 +12,8 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    bench::{go_holding_100k, goroutine_dump_ms, median},
+    bench::median,
+    bench_go::{go_holding_100k, goroutine_dump_ms},
     bench_census::{census_of, DUMP_BENCH},
     demo::start_fixture,
     fixtures, util,

@@ -5,6 +5,7 @@ mod bench_awaits;
 mod bench_census;
 mod bench_dump;
 mod bench_futex;
+mod bench_go;
 mod bench_redis;
 mod demo;
 mod fixtures;
@@ -87,6 +88,9 @@ enum Cmd {
     BenchGo {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
+        /// Only the census's cost to goroutine create+exit (at least 8 triples of rounds).
+        #[arg(long)]
+        census_only: bool,
     },
     /// leakprof's own RSS and CPU per sample after 1 h, 24 h and 7 days of samples of N sites.
     BenchHistory {
@@ -162,7 +166,7 @@ fn main() -> Result<()> {
         Cmd::Demo { seconds } => demo::run(&root, seconds),
         Cmd::Test { require_bpf } => test::run(&root, require_bpf),
         Cmd::BenchDaemon { targets, seconds } => bench::daemon(&root, targets, seconds),
-        Cmd::BenchGo { rounds } => bench::go_stacks(&root, rounds),
+        Cmd::BenchGo { rounds, census_only } => bench_go::go_stacks(&root, rounds, census_only),
         Cmd::BenchAwaits => bench_awaits::run(&root),
         Cmd::BenchCensus { rounds, local_only, bytes_only, walks_only, sparse_heap } => {
             bench_census::run(&root, rounds, local_only, bytes_only, walks_only, sparse_heap)
