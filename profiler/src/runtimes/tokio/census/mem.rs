@@ -45,9 +45,9 @@ pub struct BlockReader {
     /// The block index held by each slot, and the next slot to evict (a ring).
     owners: Vec<u64>,
     next_slot: usize,
-    /// The block of the last read and its slot: a task's words lie in one or two blocks, read
-    /// one after another, so most reads skip the map.
-    last: Option<(u64, usize)>,
+    /// The blocks of the last two reads and their slots, the latest first: a task's words lie in
+    /// one or two blocks, read one after another, so most reads skip the map.
+    last: [Option<(u64, usize)>; 2],
     max_blocks: usize,
     /// Bytes read from the target since the last `new_sample`.
     pub bytes_read: u64,
@@ -63,7 +63,7 @@ impl BlockReader {
             buffers: Vec::new(),
             owners: Vec::new(),
             next_slot: 0,
-            last: None,
+            last: [None; 2],
             max_blocks: (max_bytes / BLOCK).max(16) as usize,
             bytes_read: 0,
         }
@@ -83,7 +83,7 @@ impl BlockReader {
     pub fn new_sample(&mut self) {
         self.blocks.clear();
         self.next_slot = 0;
-        self.last = None;
+        self.last = [None; 2];
         self.bytes_read = 0;
     }
 
@@ -100,8 +100,10 @@ impl BlockReader {
                 self.blocks.remove(&old);
             }
             self.owners[slot] = index;
-            if self.last.is_some_and(|(_, s)| s == slot) {
-                self.last = None;
+            for l in &mut self.last {
+                if l.is_some_and(|(_, s)| s == slot) {
+                    *l = None;
+                }
             }
             slot
         };
@@ -110,10 +112,12 @@ impl BlockReader {
     }
 
     fn block(&mut self, index: u64) -> Option<&[u8]> {
-        if let Some((i, slot)) = self.last {
-            if i == index {
-                return Some(&self.buffers[slot]);
-            }
+        if let Some((_, slot)) = self.last[0].filter(|&(i, _)| i == index) {
+            return Some(&self.buffers[slot]);
+        }
+        if let Some(hit) = self.last[1].filter(|&(i, _)| i == index) {
+            self.last.swap(0, 1);
+            return Some(&self.buffers[hit.1]);
         }
         if !self.blocks.contains_key(&index) {
             let slot = self.take_slot(index);
@@ -125,7 +129,7 @@ impl BlockReader {
         }
         match self.blocks.get(&index) {
             Some(&Some(slot)) => {
-                self.last = Some((index, slot));
+                self.last = [Some((index, slot)), self.last[0]];
                 Some(&self.buffers[slot])
             }
             _ => None,

@@ -87,6 +87,13 @@ pub struct TokioCensus {
     /// same way) with them in one pass, which tells new tasks from finished ones without a hash
     /// lookup per task (a million lookups cost more than the walk's reads).
     seen: Vec<Seen>,
+    /// Storage reused sample after sample (a million tasks' worth at scale, whose fresh pages the
+    /// kernel would zero again each time): the last census's tasks as walked, the previous `seen`,
+    /// this census's ids in order and the table that orders them.
+    tasks: Vec<TaskSeen>,
+    seen_spare: Vec<Seen>,
+    by_id: Vec<(u64, u32)>,
+    id_table: Vec<u32>,
     totals: HashMap<u64, SiteTotals>,
     /// vtable -> tasks seen by the census that were spawned after its first sample (a lower
     /// bound of the site's births since then: tasks that live less than an interval are missed).
@@ -137,6 +144,10 @@ impl TokioCensus {
             failures: BTreeMap::new(),
             failed_seeds: HashMap::new(),
             seen: Vec::new(),
+            tasks: Vec::new(),
+            seen_spare: Vec::new(),
+            by_id: Vec::new(),
+            id_table: Vec::new(),
             totals: HashMap::new(),
             born_since_attach: HashMap::new(),
             states: HashMap::new(),
@@ -358,7 +369,8 @@ impl TokioCensus {
         let t0 = std::time::Instant::now();
         self.mem.new_sample();
         self.drop_gone();
-        let mut tasks: Vec<TaskSeen> = Vec::new();
+        let mut tasks = std::mem::take(&mut self.tasks);
+        tasks.clear();
         // (owner, shard) pairs whose walk did not finish: their unseen tasks are not retired
         let mut unsure: HashSet<(u64, u64)> = HashSet::new();
         let (mut expected, mut complete) = (Some(0u64), true);
@@ -392,7 +404,9 @@ impl TokioCensus {
         if self.measure_bytes {
             self.measure_task_bytes(&tasks);
         }
-        self.tally(&tasks, now_ns, &unsure)
+        let sample = self.tally(&tasks, now_ns, &unsure);
+        self.tasks = tasks;
+        sample
     }
 
     fn tally(&mut self, tasks: &[TaskSeen], now_ns: u64, unsure: &HashSet<(u64, u64)>) -> Sample<u64> {
@@ -413,13 +427,13 @@ impl TokioCensus {
         self.oldest.clear();
         self.newest.clear();
         let per_site_headers = self.headers_per_site;
-        // this census's tasks by id (the walk reads each list newest first: reversed, nearly
-        // sorted already), one per id
-        let mut by_id: Vec<(u64, u32)> = tasks.iter().enumerate().rev().map(|(i, t)| (t.id, i as u32)).collect();
-        by_id.sort_unstable();
-        by_id.dedup_by_key(|p| p.0);
+        // this census's tasks by id, one per id
+        let mut by_id = std::mem::take(&mut self.by_id);
+        walk::in_id_order(tasks, &mut by_id, &mut self.id_table);
         let old = std::mem::take(&mut self.seen);
-        let mut seen: Vec<Seen> = Vec::with_capacity(by_id.len() + 16);
+        let mut seen = std::mem::take(&mut self.seen_spare);
+        seen.clear();
+        seen.reserve(by_id.len() + 16);
         // tasks not seen this time finished, but for those in lists whose walk was cut short:
         // those are kept, and still counted live
         let masks: HashMap<u64, Option<u64>> = self.runtimes.iter().map(|r| (r.owner_id, r.shard_mask)).collect();
@@ -475,6 +489,8 @@ impl TokioCensus {
             gone(s, &mut seen, &mut self.totals);
         }
         self.seen = seen;
+        self.seen_spare = old;
+        self.by_id = by_id;
         for (&vtable, s) in &mut per_site {
             self.oldest.insert(vtable, s.oldest_id);
             self.newest.insert(vtable, s.newest_id);

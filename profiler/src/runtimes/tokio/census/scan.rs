@@ -151,7 +151,8 @@ impl HeapScan {
             // untouched page, all zeros: no header goes on there)
             let n = (stop - self.at).min(CHUNK + 32).min(left + 32);
             let b = &mut buf[..n as usize];
-            if mem.read(self.at, b) {
+            // one read per chunk, around the block cache (nothing here is read twice)
+            if mem.read_fresh(self.at, b) {
                 let mut found = Vec::new();
                 seeds_in(b, self.at, vt, &mut found);
                 for s in found {

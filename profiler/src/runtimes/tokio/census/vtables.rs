@@ -19,7 +19,7 @@ pub struct VtInfo {
 /// The task vtables of one process, by runtime address.
 #[derive(Debug, Clone, Default)]
 pub struct Vtables {
-    /// Looked up for every task read (twice): foldhash, not SipHash (keys are the binary's own
+    /// Looked up for every task read (when its vtable is not the last one's): foldhash, not SipHash (keys are the binary's own
     /// vtable addresses, not chosen by the target).
     map: HashMap<u64, VtInfo, foldhash::fast::FixedState>,
     lo: u64,

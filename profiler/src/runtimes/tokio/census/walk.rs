@@ -1,7 +1,11 @@
 //! Walking a runtime's task lists while the runtime runs: every step bounded, every node
 //! validated (its vtable is a task vtable, its owner is this runtime, its id belongs to this
 //! shard); a list whose walk meets an invalid node or its bound is reported incomplete.
-use super::{lists::header_trailer, lists::TaskLists, mem::Mem, vtables::Vtables};
+use super::{
+    lists::TaskLists,
+    mem::Mem,
+    vtables::{VtInfo, Vtables},
+};
 
 /// One live task as read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +43,15 @@ pub fn walk(mem: &mut dyn Mem, vt: &Vtables, lists: &TaskLists, max_nodes: u64, 
             None => stats.incomplete.push(s),
         }
     }
+    // the vtable met last: a runtime's tasks are mostly of a few sites, met in runs
+    let mut vt_seen: Option<(u64, VtInfo)> = None;
     while !cursors.is_empty() {
         cursors.retain_mut(|(s, node)| {
             if stats.walked >= max_nodes || mem.bytes_read() >= MAX_BYTES {
                 stats.incomplete.push(*s);
                 return false;
             }
-            match read_task(mem, vt, lists, *node, *s as u64) {
+            match read_task(mem, vt, &mut vt_seen, lists, *node, *s as u64) {
                 Some((t, next)) => {
                     out.push(t);
                     stats.walked += 1;
@@ -63,21 +69,34 @@ pub fn walk(mem: &mut dyn Mem, vt: &Vtables, lists: &TaskLists, max_nodes: u64, 
     stats
 }
 
-/// The task at `node` and the next node, if `node` is a valid task of list `shard`.
-fn read_task(mem: &mut dyn Mem, vt: &Vtables, lists: &TaskLists, node: u64, shard: u64) -> Option<(TaskSeen, u64)> {
-    let trailer = header_trailer(mem, vt, node, lists.owner_id)?;
-    let mut h = [0u8; 24];
+/// The task at `node` and the next node, if `node` is a valid task of list `shard`: its header
+/// read once (state, vtable, owner: what [`super::lists::header_trailer`] checks), then its id and its link.
+fn read_task(mem: &mut dyn Mem, vt: &Vtables, seen: &mut Option<(u64, VtInfo)>, lists: &TaskLists, node: u64, shard: u64) -> Option<(TaskSeen, u64)> {
+    if node == 0 || !node.is_multiple_of(8) {
+        return None;
+    }
+    let mut h = [0u8; 32];
     if !mem.read(node, &mut h) {
         return None;
     }
-    let state = u64::from_ne_bytes(h[0..8].try_into().unwrap());
-    let vtable = u64::from_ne_bytes(h[16..24].try_into().unwrap());
-    let info = vt.get(vtable)?;
+    let w = |i: usize| u64::from_ne_bytes(h[i..i + 8].try_into().unwrap());
+    let (state, vtable) = (w(0), w(16));
+    let info = match *seen {
+        Some((v, info)) if v == vtable => info,
+        _ => {
+            let info = *vt.get(vtable)?;
+            *seen = Some((vtable, info));
+            info
+        }
+    };
+    if w(24) != lists.owner_id {
+        return None;
+    }
     let id = mem.u64_at(node + info.id_offset)?;
     if lists.shard_mask.is_some_and(|m| id & m != shard) {
         return None;
     }
-    let next = mem.u64_at(node + trailer + lists.link.next)?;
+    let next = mem.u64_at(node + info.trailer_offset + lists.link.next)?;
     Some((TaskSeen { owner: lists.owner_id, header: node, vtable, id, state }, next))
 }
 
@@ -139,10 +158,52 @@ mod tests {
     }
 
     #[test]
+    fn tasks_come_in_id_order_once_each_by_table_or_by_sort() {
+        let t = |id| TaskSeen { owner: 1, header: id * 64, vtable: 0x5000, id, state: 0 };
+        for ids in [vec![9u64, 7, 5, 8, 6, 5], vec![1 << 40, 3, 1 << 20, 3]] {
+            let tasks: Vec<TaskSeen> = ids.iter().map(|&i| t(i)).collect();
+            let (mut out, mut table) = (Vec::new(), Vec::new());
+            in_id_order(&tasks, &mut out, &mut table);
+            let mut want = ids.clone();
+            want.sort_unstable();
+            want.dedup();
+            assert_eq!(out.iter().map(|p| p.0).collect::<Vec<_>>(), want);
+            assert!(out.iter().all(|&(id, i)| tasks[i as usize].id == id));
+            // the sparse ids were sorted, not tabled
+            assert!(table.len() < 100);
+        }
+        let (mut out, mut table) = (vec![(1, 1)], Vec::new());
+        in_id_order(&[], &mut out, &mut table);
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn a_task_in_the_wrong_shard_is_invalid() {
         let (mut mem, hs, l) = setup(Some(2), 4);
         mem.put_u64(hs[3] + 40, 7); // id 4 -> 7: belongs to shard 1, found in shard 0
         let mut out = Vec::new();
         assert_eq!(walk(&mut mem, &vt(), &l, 100, &mut out).incomplete, vec![0]);
+    }
+}
+
+/// The tasks' (id, index in `tasks`) in id order, one per id, into `out`. Task ids are handed out
+/// in spawn order, so the live ones usually lie in a span a few times their number: then a table
+/// over the span puts them in order in one pass (`table` is its reused storage); else (ids far
+/// apart, or a hostile target's) they are sorted.
+pub fn in_id_order(tasks: &[TaskSeen], out: &mut Vec<(u64, u32)>, table: &mut Vec<u32>) {
+    out.clear();
+    let (Some(lo), Some(hi)) = (tasks.iter().map(|t| t.id).min(), tasks.iter().map(|t| t.id).max()) else { return };
+    let span = hi - lo;
+    if span < 4 * tasks.len() as u64 + 4096 {
+        table.clear();
+        table.resize(span as usize + 1, u32::MAX);
+        for (i, t) in tasks.iter().enumerate() {
+            table[(t.id - lo) as usize] = i as u32;
+        }
+        out.extend(table.iter().enumerate().filter(|&(_, &i)| i != u32::MAX).map(|(k, &i)| (lo + k as u64, i)));
+    } else {
+        out.extend(tasks.iter().enumerate().map(|(i, t)| (t.id, i as u32)));
+        out.sort_unstable();
+        out.dedup_by_key(|p| p.0);
     }
 }
