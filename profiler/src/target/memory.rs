@@ -63,6 +63,34 @@ impl Space {
         }
     }
 
+    /// Fills `bufs` in turn from the contiguous bytes at `addr`, in one call for a live process;
+    /// the bytes read, fewer than asked when the range runs into memory that cannot be read
+    /// (whole buffers before that point are filled). Not budgeted: see [`Process`].
+    pub fn read_run(&self, addr: u64, bufs: &mut [&mut [u8]]) -> usize {
+        match self {
+            Space::Live(pid) => {
+                let total: usize = bufs.iter().map(|b| b.len()).sum();
+                let local: Vec<libc::iovec> = bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
+                let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: total };
+                // SAFETY: every local iovec covers one of `bufs`, which outlive the call.
+                let n = unsafe { libc::process_vm_readv(*pid as libc::pid_t, local.as_ptr(), local.len() as libc::c_ulong, &remote, 1, 0) };
+                usize::try_from(n).unwrap_or(0)
+            }
+            Space::Snapshot { mem, .. } => {
+                let mut at = addr;
+                let mut done = 0;
+                for b in bufs.iter_mut() {
+                    if mem.read(at, b).is_err() {
+                        break;
+                    }
+                    at += b.len() as u64;
+                    done += b.len();
+                }
+                done
+            }
+        }
+    }
+
     /// `read_many`, each call first charged (bytes asked) through `charge`: false stops reading.
     fn read_many_with(&self, addrs: &[u64], len: usize, charge: &dyn Fn(u64) -> bool) -> Vec<Option<Vec<u8>>> {
         match self {
@@ -158,6 +186,11 @@ impl ReadBudget {
     }
 
     /// Charges one syscall of `bytes`; false (and exhausted) when it would pass a limit.
+    /// Whether one more call reading `bytes` would stay within the budget (nothing charged).
+    pub fn fits(&self, bytes: u64) -> bool {
+        self.bytes.get().saturating_add(bytes) <= self.limits.bytes && self.syscalls.get() < self.limits.syscalls
+    }
+
     pub fn charge(&self, bytes: u64) -> bool {
         let (b, s) = (self.bytes.get().saturating_add(bytes), self.syscalls.get() + 1);
         if b > self.limits.bytes || s > self.limits.syscalls {
