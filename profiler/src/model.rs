@@ -102,6 +102,10 @@ pub struct Collection {
     /// the probes' maps, judging, naming, where-stuck, the per-interval view or the daemon's report).
     /// The last sample of a run is not timed: the final report's work follows it.
     pub sample_ms_mean: f64,
+    /// The same after the first interval, whose sample carries one-time work (each site's code read
+    /// for where-stuck, every live task seen for the first time): the steady cost. Null with fewer
+    /// than two timed intervals.
+    pub sample_ms_mean_after_first: Option<f64>,
     pub sample_ms_max: f64,
     /// Intervals stretched because their work took more than 20% of `interval_s` (leakprof stays
     /// at most 20% busy per target rather than fall behind), and the longest interval that gave.
@@ -547,6 +551,7 @@ pub mod tests {
                 samples: 2,
                 ended: EndReason::Duration,
                 sample_ms_mean: 1.0,
+                sample_ms_mean_after_first: Some(1.0),
                 sample_ms_max: 1.0,
                 intervals_stretched: 0,
                 longest_interval_s: 1.0,

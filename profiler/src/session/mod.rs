@@ -81,9 +81,9 @@ pub struct Session {
     /// blocked threads (tokio programs by default, any program with --threads).
     sources: Vec<Watched>,
     recorder: Option<crate::record::Recorder>,
-    /// Samples taken, and the sum and max of the time one took, ms.
+    /// Samples taken, and the time each timed interval's work took.
     samples: usize,
-    sample_ms: (f64, f64),
+    sample_ms: SampleTimes,
     started: Instant,
     warnings: Vec<String>,
     /// The separate debug file the symbols came from, if any.
@@ -168,7 +168,7 @@ impl Session {
             sources,
             recorder: None,
             samples: 0,
-            sample_ms: (0.0, 0.0),
+            sample_ms: SampleTimes::default(),
             started: Instant::now(),
             warnings,
         })
@@ -222,7 +222,7 @@ impl Session {
         let work = started.elapsed();
         self.last_work = [self.last_work[1], work];
         let dt = work.as_secs_f64() * 1e3;
-        self.sample_ms = (self.sample_ms.0 + dt, self.sample_ms.1.max(dt));
+        self.sample_ms.add(dt);
     }
 
     /// When the next sample is due after the one scheduled at `scheduled` (see
@@ -342,5 +342,35 @@ mod tests {
         assert_eq!(next_sample_at(t0, sec, ms(3000), t0 + ms(3000)), t0 + ms(15_000));
         // a late start (the machine was busy) with fast work: not before now
         assert_eq!(next_sample_at(t0, sec, ms(10), t0 + ms(1500)), t0 + ms(1540));
+    }
+}
+
+/// The timed intervals' work, ms: their sum, the longest, how many, and the first's (which carries
+/// one-time work: each site's code read for where-stuck, every live task seen for the first time).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SampleTimes {
+    pub sum: f64,
+    pub max: f64,
+    pub timed: u64,
+    pub first: f64,
+}
+
+impl SampleTimes {
+    fn add(&mut self, ms: f64) {
+        if self.timed == 0 {
+            self.first = ms;
+        }
+        self.sum += ms;
+        self.max = self.max.max(ms);
+        self.timed += 1;
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.sum / self.timed.max(1) as f64
+    }
+
+    /// The mean of the timed intervals after the first (None with fewer than two).
+    pub fn mean_after_first(&self) -> Option<f64> {
+        (self.timed > 1).then(|| (self.sum - self.first) / (self.timed - 1) as f64)
     }
 }

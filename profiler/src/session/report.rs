@@ -186,7 +186,7 @@ impl Session {
             warnings.push(format!(
                 "a sample took up to {:.0} ms, more than {:.0}% of the {:.1} s interval: {} interval(s) were stretched (the \
                  longest to {:.1} s) so leakprof stays a small cost beside the target",
-                self.sample_ms.1,
+                self.sample_ms.max,
                 super::MAX_BUSY * 100.0,
                 self.opts.interval.as_secs_f64(),
                 self.stretched.0,
@@ -225,8 +225,9 @@ impl Session {
                 duration_s: self.started.elapsed().as_secs_f64(),
                 samples: self.samples,
                 ended,
-                sample_ms_mean: self.sample_ms.0 / self.samples.max(1) as f64,
-                sample_ms_max: self.sample_ms.1,
+                sample_ms_mean: self.sample_ms.mean(),
+                sample_ms_mean_after_first: self.sample_ms.mean_after_first(),
+                sample_ms_max: self.sample_ms.max,
                 leakprof_cpu_s: crate::target::ProcStat::read(None).map_or(0.0, |s| (s.utime + s.stime) as f64 / clock_ticks()),
                 leakprof_peak_rss_bytes: crate::target::memory_limit::own_peak_rss_bytes().unwrap_or(0),
                 intervals_stretched: self.stretched.0,

@@ -42,6 +42,9 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 const FIRST_SCAN_BYTES: u64 = 4 << 30;
 const FIRST_SCAN_STEP: u64 = 64 << 20;
 const RESCAN_BYTES: u64 = 32 << 20;
+/// Once a runtime is known, new ones are rare (a runtime or `LocalSet` created after attach): the
+/// background scan reads this much per sample (at 100,000 tasks, 32 MiB took a third of a sample).
+const RESCAN_KNOWN_BYTES: u64 = 8 << 20;
 /// A new pass over the heap starts at most this often once a runtime is known.
 const RESCAN_EVERY_NS: u64 = 2_000_000_000;
 /// Tasks walked per sample at most, and the block cache's bound.
@@ -57,14 +60,36 @@ const GONE_AFTER: u32 = 3;
 const ATTACH_RETRIES: u32 = 40;
 const ATTACH_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
 
-/// A live task as remembered between censuses.
+/// A live task as remembered between censuses (24 bytes: a million are kept, twice over while a
+/// census merges them with the next).
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     id: u64,
-    vtable: u64,
-    /// Its runtime's owner id.
-    owner: u64,
     born_ns: u64,
+    /// Its vtable and its runtime's owner id, as indices into [`Keys`].
+    vtable: u32,
+    owner: u32,
+}
+
+/// Vtables and owner ids as small indices (there are few of each: the binary's task vtables, the
+/// runtimes found), so that a remembered task holds two u32 rather than two u64.
+#[derive(Debug, Default)]
+struct Keys {
+    keys: Vec<u64>,
+    index: FastMap<u64, u32>,
+}
+
+impl Keys {
+    fn of(&mut self, key: u64) -> u32 {
+        *self.index.entry(key).or_insert_with(|| {
+            self.keys.push(key);
+            (self.keys.len() - 1) as u32
+        })
+    }
+
+    fn key(&self, i: u32) -> u64 {
+        self.keys[i as usize]
+    }
 }
 
 /// Census state of one tokio process.
@@ -92,8 +117,9 @@ pub struct TokioCensus {
     /// this census's ids in order and the table that orders them.
     tasks: Vec<TaskSeen>,
     seen_spare: Vec<Seen>,
-    by_id: Vec<(u64, u32)>,
+    by_id: Vec<u32>,
     id_table: Vec<u32>,
+    keys: Keys,
     totals: HashMap<u64, SiteTotals>,
     /// vtable -> tasks seen by the census that were spawned after its first sample (a lower
     /// bound of the site's births since then: tasks that live less than an interval are missed).
@@ -148,6 +174,7 @@ impl TokioCensus {
             seen_spare: Vec::new(),
             by_id: Vec::new(),
             id_table: Vec::new(),
+            keys: Keys::default(),
             totals: HashMap::new(),
             born_since_attach: HashMap::new(),
             states: HashMap::new(),
@@ -365,7 +392,7 @@ impl TokioCensus {
     /// One census: live tasks per site, their states, the oldest, and how complete the walk was.
     pub fn census(&mut self, now_ns: u64) -> Sample<u64> {
         self.mem.start_budget();
-        self.find_runtimes(RESCAN_BYTES, now_ns);
+        self.find_runtimes(if self.runtimes.is_empty() { RESCAN_BYTES } else { RESCAN_KNOWN_BYTES }, now_ns);
         let t0 = std::time::Instant::now();
         self.mem.new_sample();
         self.drop_gone();
@@ -438,20 +465,22 @@ impl TokioCensus {
         // those are kept, and still counted live
         let masks: HashMap<u64, Option<u64>> = self.runtimes.iter().map(|r| (r.owner_id, r.shard_mask)).collect();
         let mut kept: Vec<Seen> = Vec::new();
-        let mut gone = |s: Seen, seen: &mut Vec<Seen>, totals: &mut HashMap<u64, SiteTotals>| {
-            let shard = masks.get(&s.owner).copied().flatten().map_or(0, |m| s.id & m);
-            if unsure.contains(&(s.owner, shard)) {
+        let mut gone = |s: Seen, seen: &mut Vec<Seen>, totals: &mut HashMap<u64, SiteTotals>, keys: &Keys| {
+            let owner = keys.key(s.owner);
+            let shard = masks.get(&owner).copied().flatten().map_or(0, |m| s.id & m);
+            if unsure.contains(&(owner, shard)) {
                 seen.push(s);
                 kept.push(s);
             } else {
-                totals.entry(s.vtable).or_default().finish(now_ns.saturating_sub(s.born_ns));
+                totals.entry(keys.key(s.vtable)).or_default().finish(now_ns.saturating_sub(s.born_ns));
             }
         };
         let mut j = 0;
-        for &(id, i) in &by_id {
+        for &i in &by_id {
             let t = &tasks[i as usize];
+            let id = t.id;
             while j < old.len() && old[j].id < id {
-                gone(old[j], &mut seen, &mut self.totals);
+                gone(old[j], &mut seen, &mut self.totals, &self.keys);
                 j += 1;
             }
             let rec = if j < old.len() && old[j].id == id {
@@ -463,10 +492,11 @@ impl TokioCensus {
                     *self.born_since_attach.entry(t.vtable).or_default() += 1;
                 }
                 // spawned since attach: when, from its id; before: first seen now
-                Seen { id, vtable: t.vtable, owner: t.owner, born_ns: self.order.born_ns(id).unwrap_or(now_ns).min(now_ns) }
+                let (vtable, owner) = (self.keys.of(t.vtable), self.keys.of(t.owner));
+                Seen { id, vtable, owner, born_ns: self.order.born_ns(id).unwrap_or(now_ns).min(now_ns) }
             };
             seen.push(rec);
-            let (vtable, born) = (rec.vtable, rec.born_ns);
+            let (vtable, born) = (self.keys.key(rec.vtable), rec.born_ns);
             // a blocking task in its pool's queue (owner 0) waits for a thread
             let queued = t.owner == 0;
             let idle = queued || state::is_idle(t.state);
@@ -486,7 +516,7 @@ impl TokioCensus {
             }
         }
         for &s in &old[j..] {
-            gone(s, &mut seen, &mut self.totals);
+            gone(s, &mut seen, &mut self.totals, &self.keys);
         }
         self.seen = seen;
         self.seen_spare = old;
@@ -498,7 +528,7 @@ impl TokioCensus {
         }
         // tasks of lists whose walk was cut short, not seen this time but not retired: still live
         for s in kept {
-            per_site.entry(s.vtable).or_insert_with(|| new_site(s.born_ns, u64::MAX)).live += 1;
+            per_site.entry(self.keys.key(s.vtable)).or_insert_with(|| new_site(s.born_ns, u64::MAX)).live += 1;
         }
         self.states = per_site
             .iter()

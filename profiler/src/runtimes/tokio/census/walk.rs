@@ -167,12 +167,11 @@ mod tests {
             let mut want = ids.clone();
             want.sort_unstable();
             want.dedup();
-            assert_eq!(out.iter().map(|p| p.0).collect::<Vec<_>>(), want);
-            assert!(out.iter().all(|&(id, i)| tasks[i as usize].id == id));
+            assert_eq!(out.iter().map(|&i| tasks[i as usize].id).collect::<Vec<_>>(), want);
             // the sparse ids were sorted, not tabled
             assert!(table.len() < 100);
         }
-        let (mut out, mut table) = (vec![(1, 1)], Vec::new());
+        let (mut out, mut table) = (vec![1], Vec::new());
         in_id_order(&[], &mut out, &mut table);
         assert!(out.is_empty());
     }
@@ -186,11 +185,11 @@ mod tests {
     }
 }
 
-/// The tasks' (id, index in `tasks`) in id order, one per id, into `out`. Task ids are handed out
-/// in spawn order, so the live ones usually lie in a span a few times their number: then a table
-/// over the span puts them in order in one pass (`table` is its reused storage); else (ids far
-/// apart, or a hostile target's) they are sorted.
-pub fn in_id_order(tasks: &[TaskSeen], out: &mut Vec<(u64, u32)>, table: &mut Vec<u32>) {
+/// The indices of `tasks` in id order, one per id, into `out`. Task ids are handed out in spawn
+/// order, so the live ones usually lie in a span a few times their number: then a table over the
+/// span puts them in order in one pass (`table` is its reused storage); else (ids far apart, or a
+/// hostile target's) they are sorted.
+pub fn in_id_order(tasks: &[TaskSeen], out: &mut Vec<u32>, table: &mut Vec<u32>) {
     out.clear();
     let (Some(lo), Some(hi)) = (tasks.iter().map(|t| t.id).min(), tasks.iter().map(|t| t.id).max()) else { return };
     let span = hi - lo;
@@ -200,10 +199,10 @@ pub fn in_id_order(tasks: &[TaskSeen], out: &mut Vec<(u64, u32)>, table: &mut Ve
         for (i, t) in tasks.iter().enumerate() {
             table[(t.id - lo) as usize] = i as u32;
         }
-        out.extend(table.iter().enumerate().filter(|&(_, &i)| i != u32::MAX).map(|(k, &i)| (lo + k as u64, i)));
+        out.extend(table.iter().copied().filter(|&i| i != u32::MAX));
     } else {
-        out.extend(tasks.iter().enumerate().map(|(i, t)| (t.id, i as u32)));
-        out.sort_unstable();
-        out.dedup_by_key(|p| p.0);
+        out.extend(0..tasks.len() as u32);
+        out.sort_unstable_by_key(|&i| tasks[i as usize].id);
+        out.dedup_by_key(|i| tasks[*i as usize].id);
     }
 }
