@@ -105,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
     let header = headers.get(seed_at as usize).copied().unwrap_or(CELLS + u64::from(seed_at) * 8);
     seeds.push(Seed { header, vtable: if flags & 4 != 0 { VT2 } else { VT }, owner_id: owner });
     let regions: Vec<(u64, u64)> = mem.regions.iter().map(|(&a, b)| (a, a + b.len() as u64)).collect();
-    let mut scan = HeapScan::new(regions);
+    let mut scan = HeapScan::new(regions, None);
     scan.scan(&mut mem, &vt, budget, &|o| o == 0, &mut seeds);
     let _ = scan.done();
     let raw = mem.regions[&RAW].clone();
