@@ -44,6 +44,15 @@ apt_install redis-tools
 apt_install apache2-utils
 # gdb's gcore, which takes the core files `leakprof dump --core` is tested on
 apt_install gdb
+# qemu (TCG) and virtme-ng (from the Python registry, in a venv) boot Debian's kernels for the
+# kernel matrix (`cargo xtask test-kernels`; the kernels themselves: scripts/kernels.sh)
+apt_install qemu-system-x86
+VNG_VENV=/opt/leakprof-vng/venv
+if [ ! -x "$VNG_VENV/bin/vng" ]; then
+  say "pip install virtme-ng into $VNG_VENV"
+  python3 -m venv "$VNG_VENV"
+  "$VNG_VENV/bin/pip" install -q virtme-ng
+fi
 # Debian starts the packaged Prometheus as a service; the tests run their own on a free port.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi
 
