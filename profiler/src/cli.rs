@@ -70,6 +70,13 @@ pub enum Command {
     /// in: one census of a live process (never stopped) or of a core file; `--diff A B` compares
     /// two dumps. Nothing is judged over time.
     Dump(DumpArgs),
+    /// What this kernel offers each mode: every kernel feature `--probes` needs, the Linux
+    /// release that brought it and whether this kernel has it (asking bpf() needs root).
+    Features {
+        /// JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args, Clone)]

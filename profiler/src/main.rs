@@ -36,6 +36,7 @@ async fn dispatch(cli: Cli) -> i32 {
         Some(Command::Run { common, .. }) => (common.format, &common.output, "leaks.pb.gz"),
         Some(Command::Daemon(d)) => (d.common.format, &d.common.output, "leaks.pb.gz"),
         Some(Command::Dump(d)) => (d.format, &d.output, "dump.pb.gz"),
+        Some(Command::Features { .. }) => (Format::Text, &None, ""),
         None => (cli.common.format, &cli.common.output, "leaks.pb.gz"),
     };
     if format == Format::Pprof && output.is_none() {
@@ -44,6 +45,15 @@ async fn dispatch(cli: Cli) -> i32 {
     }
     match (cli.command, cli.pid) {
         (Some(Command::Dump(d)), _) => dump(&d),
+        (Some(Command::Features { json }), _) => {
+            let f = leakprof::bpf::features::probe();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&f).expect("features serialize"));
+            } else {
+                print!("{}", f.table());
+            }
+            0
+        }
         (Some(Command::Daemon(d)), _) => match d.config() {
             Ok(cfg) => match leakprof::daemon::run(cfg).await {
                 Ok(()) => 0,

@@ -42,7 +42,14 @@ pub fn check_privileges(probes: bool) -> Result<()> {
     if probes && !crate::bpf::probes_built() {
         bail!(crate::bpf::NO_PROBES_BUILD);
     }
-    if !probes || bpf_ok(effective_caps()) {
+    if !probes {
+        return Ok(());
+    }
+    if bpf_ok(effective_caps()) {
+        // a kernel without a feature the programs need: say which, not the verifier's log
+        if let Some(why) = crate::bpf::features::probe().probes_refusal() {
+            bail!(why);
+        }
         return Ok(());
     }
     bail!(

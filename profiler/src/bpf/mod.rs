@@ -1,5 +1,6 @@
 //! The kernel side as seen from user space: loading and attaching the probes, reading their maps.
 mod collector;
+pub mod features;
 mod loader;
 mod slots;
 
