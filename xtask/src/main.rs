@@ -11,6 +11,7 @@ mod demo;
 mod fixtures;
 mod fuzz;
 mod gotables;
+mod kernels;
 mod record;
 mod test;
 mod util;
@@ -111,6 +112,12 @@ enum Cmd {
     },
     /// Fuzz every parser of untrusted bytes (cargo-fuzz, libFuzzer; docs/fuzzing.md): kept crash
     /// inputs replayed, then SECS seconds per target.
+    /// The kernel matrix: boots Debian's 5.10, 6.1 and 6.12 kernels under qemu and runs the kernel
+    /// smoke suite in each, as root; one line per kernel.
+    TestKernels {
+        /// Only these kernels (5.10, 6.1, 6.12).
+        kernels: Vec<String>,
+    },
     Fuzz {
         #[arg(long, default_value_t = 15)]
         secs: u64,
@@ -175,6 +182,7 @@ fn main() -> Result<()> {
         Cmd::BenchFutex { rounds } => bench_futex::run(&root, rounds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),
         Cmd::RecordSeries { seconds, parallel, only } => record::run(&root, seconds, parallel, only.as_deref()),
+        Cmd::TestKernels { kernels } => kernels::run(&root, &kernels),
         Cmd::Fuzz { secs, target } => fuzz::run(&root, secs, target.as_deref()),
         Cmd::GoTables => gotables::generate(&root),
         Cmd::Bench { tasks, rounds } => bench::run(&root, tasks, rounds),
