@@ -46,7 +46,7 @@ async fn dispatch(cli: Cli) -> i32 {
     match (cli.command, cli.pid) {
         (Some(Command::Dump(d)), _) => dump(&d),
         (Some(Command::Features { json }), _) => {
-            let f = leakprof::bpf::features::probe();
+            let f = leakprof::bpf::features::probe_all();
             if json {
                 println!("{}", serde_json::to_string_pretty(&f).expect("features serialize"));
             } else {

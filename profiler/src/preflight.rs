@@ -7,7 +7,7 @@ const CAP_BPF: u32 = 39;
 const CAP_SYS_PTRACE: u32 = 19;
 
 /// Effective capability bits of this process, from /proc/self/status.
-fn effective_caps() -> u64 {
+pub fn effective_caps() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| parse_cap_eff(&s))

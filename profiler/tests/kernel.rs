@@ -1,5 +1,6 @@
 //! The kernel leakprof runs on: the features `--probes` needs, asked of this kernel, are the ones
-//! its release should have (`leakprof features`). Run on the host by the test command, and in
+//! its release should have, and it loads every one of leakprof's BPF programs (`leakprof
+//! features`). Run on the host by the test command, and in
 //! every kernel of the matrix by `cargo xtask test-kernels`.
 mod common;
 
@@ -21,6 +22,13 @@ fn features_are_those_of_the_kernel_release() {
         if version >= since {
             assert_eq!(feat["present"], true, "kernel {release} should have {feat} (Linux {}.{}+)", since.0, since.1);
         }
+    }
+    // every one of leakprof's BPF programs is loaded (verified) by this kernel
+    assert!(f.get("programs_unchecked").is_none(), "{f:#}");
+    let progs = f["programs"].as_array().unwrap();
+    assert!(progs.len() >= 9, "{f:#}");
+    for p in progs {
+        assert_eq!(p["loads"], true, "kernel {release} refused {p}");
     }
     // every feature --probes needs is there: the text says so, with the minimum
     let text = String::from_utf8(run(&["features"]).stdout).unwrap();

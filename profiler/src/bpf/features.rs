@@ -33,6 +33,21 @@ pub struct Feature {
 pub struct KernelFeatures {
     pub release: String,
     pub features: Vec<Feature>,
+    /// leakprof's own BPF programs, each loaded (verified) by this kernel and unloaded
+    /// ([`probe_all`]); empty when not checked, and then `programs_unchecked` says why.
+    pub programs: Vec<ProgramCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub programs_unchecked: Option<String>,
+}
+
+/// Whether this kernel loads one of leakprof's BPF programs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProgramCheck {
+    pub name: String,
+    pub loads: bool,
+    /// Why not, in leakprof's sentence (the verifier's log is in the file it names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// The features, what they are and since when; `present` filled by [`probe`].
@@ -68,7 +83,25 @@ pub fn probe() -> KernelFeatures {
             Feature { name, what, since, needed, present }
         })
         .collect();
-    KernelFeatures { release: release(), features }
+    KernelFeatures { release: release(), features, programs: Vec::new(), programs_unchecked: Some("not asked".into()) }
+}
+
+/// [`probe`], and every one of leakprof's BPF programs loaded by this kernel (`leakprof
+/// features`; needs root).
+pub fn probe_all() -> KernelFeatures {
+    let mut f = probe();
+    if !crate::preflight::bpf_ok(crate::preflight::effective_caps()) {
+        f.programs_unchecked = Some("not root: the kernel cannot be asked to load them".into());
+        return f;
+    }
+    match super::verify_all() {
+        Ok(progs) => {
+            f.programs = progs.into_iter().map(|(name, refused)| ProgramCheck { name, loads: refused.is_none(), refused }).collect();
+            f.programs_unchecked = None;
+        }
+        Err(why) => f.programs_unchecked = Some(why),
+    }
+    f
 }
 
 /// The kernel's release (`uname -r`).
@@ -149,6 +182,17 @@ impl KernelFeatures {
             None if self.features.iter().any(|f| f.needed && f.present.is_none()) => "--probes: unknown (run as root to ask the kernel)\n".to_string(),
             None => format!("--probes: yes (needs Linux {maj}.{min}+)\n"),
         };
+        out += &match &self.programs_unchecked {
+            Some(why) => format!("leakprof's BPF programs: not loaded ({why})\n"),
+            None => {
+                let ok = self.programs.iter().filter(|p| p.loads).count();
+                let mut s = format!("leakprof's BPF programs: {ok} of {} load on this kernel\n", self.programs.len());
+                for p in self.programs.iter().filter(|p| !p.loads) {
+                    s += &format!("  {}: {}\n", p.name, p.refused.as_deref().unwrap_or(""));
+                }
+                s
+            }
+        };
         out + "census (the default): yes (process_vm_readv and /proc/PID/pagemap, no BPF)\n"
     }
 }
@@ -162,7 +206,7 @@ mod tests {
             .iter()
             .map(|&(name, what, since, needed)| Feature { name, what, since, needed, present: present.iter().find(|p| p.0 == name).map(|p| p.1).or(Some(true)) })
             .collect();
-        KernelFeatures { release: "5.4.0-150-generic".into(), features }
+        KernelFeatures { release: "5.4.0-150-generic".into(), features, programs: Vec::new(), programs_unchecked: Some("not asked".into()) }
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl AttachedProbes {
             .map_max_entries(maps::SLOTS, slots)
             .map_max_entries(maps::SITES, cfg.max_sites)
             .load(OBJECT)
-            .map_err(|e| anyhow!(bpf_refused(&e.to_string())))?;
+            .map_err(|e| anyhow!(bpf_refused("object", &e.to_string())))?;
         let scope = UProbeScope::OneProcess(
             NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0 is not a process"))?,
         );
@@ -124,7 +124,7 @@ impl AttachedProbes {
                 .try_into()
                 .with_context(|| format!("program {name} is not a uprobe"))?;
             if !(cfg.empty_programs && loaded_empty) {
-                prog.load().map_err(|e| anyhow!(bpf_refused(&format!("{name}: {e}"))))?;
+                prog.load().map_err(|e| anyhow!(bpf_refused(name, &e.to_string())))?;
                 loaded_empty = cfg.empty_programs;
             }
             for spec in wanted {
@@ -148,7 +148,7 @@ impl AttachedProbes {
                     .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
                     .try_into()
                     .with_context(|| format!("program {name} is not a tracepoint"))?;
-                prog.load().map_err(|e| anyhow!(bpf_refused(&format!("{name}: {e}"))))?;
+                prog.load().map_err(|e| anyhow!(bpf_refused(name, &e.to_string())))?;
                 prog.attach("syscalls", tp)
                     .map_err(|e| anyhow!("cannot attach to the tracepoint syscalls:{tp}: {e}"))?;
                 attached += 1;
@@ -195,10 +195,61 @@ impl AttachedProbes {
     }
 }
 
-fn bpf_refused(detail: &str) -> String {
+/// The sentence for a program (or the object) the kernel would not load: what failed and the
+/// kernel, never the verifier's log itself (kept in a file the sentence names).
+fn bpf_refused(what: &str, error: &str) -> String {
+    let (head, log) = match error.split_once("Verifier output:") {
+        Some((h, l)) => (h.trim().trim_end_matches('.').trim(), Some(l.trim())),
+        None => (error.trim(), None),
+    };
+    let saved = log.filter(|l| !l.is_empty()).and_then(|l| {
+        let path = std::env::temp_dir().join(format!("leakprof-verifier-{}-{what}.log", std::process::id()));
+        std::fs::write(&path, l).ok().map(|()| path)
+    });
+    let denied = head.contains("Operation not permitted") || head.contains("EPERM");
     format!(
-        "the kernel refused to load leakprof's BPF programs ({detail}); check that BPF is \
-         enabled (kernel.unprivileged_bpf_disabled does not matter as root, but lockdown or a \
-         seccomp profile can forbid bpf())"
+        "this kernel ({}) refused to load leakprof's BPF {what} ({head}){}; --probes cannot run here{}; the census \
+         (leakprof without --probes) needs no BPF",
+        super::features::release(),
+        saved.map_or(String::new(), |p| format!("; the verifier's log is in {}", p.display())),
+        if denied { " (as root, lockdown or a seccomp profile can forbid bpf())" } else { "" }
     )
+}
+
+/// Loads every program of the object into the kernel (verified, attached nowhere) and unloads
+/// them: each program's name and, when the kernel refused it, why (the sentence of
+/// [`bpf_refused`]). Err: a census-only build, or the object itself refused.
+pub fn verify_all() -> std::result::Result<Vec<(String, Option<String>)>, String> {
+    if OBJECT.is_empty() {
+        return Err(NO_PROBES_BUILD.to_string());
+    }
+    let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| bpf_refused("object", &e.to_string()))?;
+    let mut out = Vec::new();
+    for (name, prog) in ebpf.programs_mut() {
+        let r = match prog {
+            aya::programs::Program::UProbe(p) => p.load(),
+            aya::programs::Program::TracePoint(p) => p.load(),
+            _ => continue,
+        };
+        out.push((name.to_string(), r.err().map(|e| bpf_refused(name, &e.to_string()))));
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_refusal_names_the_program_and_keeps_the_verifier_log_out_of_the_sentence() {
+        let e = "the BPF_PROG_LOAD syscall failed. Verifier output: 0: (bf) r6 = r1\n1: (85) call bpf_ringbuf_reserve#131\nunknown func bpf_ringbuf_reserve#131\nprocessed 2 insns";
+        let s = super::bpf_refused("leakprof_birth", e);
+        assert!(s.contains("refused to load leakprof's BPF leakprof_birth (the BPF_PROG_LOAD syscall failed)"), "{s}");
+        assert!(!s.contains("r6 = r1") && !s.contains('\n'), "{s}");
+        let path = s.split("the verifier's log is in ").nth(1).and_then(|r| r.split(';').next()).unwrap();
+        assert!(std::fs::read_to_string(path).unwrap().contains("unknown func bpf_ringbuf_reserve#131"));
+        let _ = std::fs::remove_file(path);
+        assert!(s.ends_with("the census (leakprof without --probes) needs no BPF"), "{s}");
+        let denied = super::bpf_refused("object", "Operation not permitted (os error 1)");
+        assert!(denied.contains("lockdown or a seccomp profile") && !denied.contains("verifier"), "{denied}");
+    }
 }

@@ -5,4 +5,4 @@ mod loader;
 mod slots;
 
 pub use collector::{read_snapshot, drain_spawn_samples, KernelSide, KernelSnapshot, LiveTask, SiteTotals};
-pub use loader::{probes_built, AttachedProbes, LoadConfig, ProbeSpec, NO_PROBES_BUILD};
+pub use loader::{probes_built, verify_all, AttachedProbes, LoadConfig, ProbeSpec, NO_PROBES_BUILD};
