@@ -75,10 +75,43 @@ pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
             counts.failed += 1;
         }
     }
+    // the kernel matrix (a bounded subset: LEAKPROF_TEST_KERNELS, default all three), one check per
+    // kernel: its VMs (one core, under emulation) run while the fuzzers (one core) do
+    let kernels: Vec<String> = std::env::var("LEAKPROF_TEST_KERNELS")
+        .unwrap_or_else(|_| "5.10 6.1 6.12".into())
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let matrix = if kernels.is_empty() || !root_user {
+        None
+    } else {
+        let (root2, dir2) = (root.to_path_buf(), dir.clone());
+        Some(std::thread::spawn(move || crate::kernels::matrix(&root2, &dir2, &kernels)))
+    };
     // coverage-guided fuzzing of every parser of untrusted bytes, each target for a bounded time
     // (LEAKPROF_FUZZ_SECS, 15 s by default): one check per target
     let fuzz_secs = std::env::var("LEAKPROF_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
     let fuzz = crate::fuzz::run(root, fuzz_secs, None);
+    let mut matrix_failed = false;
+    if let Some(m) = matrix {
+        match m.join().map_err(|_| anyhow::anyhow!("the kernel matrix panicked")).and_then(|r| r) {
+            Ok(runs) => {
+                for r in &runs {
+                    if r.broken.is_none() && r.failed.is_empty() {
+                        counts.passed += 1;
+                    } else {
+                        counts.failed += 1;
+                        matrix_failed = true;
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("[xtask] the kernel matrix failed: {e:#}");
+                counts.failed += 1;
+                matrix_failed = true;
+            }
+        }
+    }
     match &fuzz {
         Ok(()) => counts.passed += crate::fuzz::target_count() as u64,
         Err(e) => {
@@ -106,6 +139,9 @@ pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
         bail!("cargo test failed: {status}");
     }
     fuzz?;
+    if matrix_failed {
+        bail!("the kernel matrix failed (its lines above)");
+    }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     if !skipped.is_empty() && (ci || require_bpf) {
         bail!("{} test(s) skipped for want of BPF, root or a tool, and {} forbids skips", skipped.len(), if ci { "CI=true" } else { "--require-bpf" });
