@@ -46,7 +46,7 @@ apt_install apache2-utils
 apt_install gdb
 # qemu (TCG) and virtme-ng (from the Python registry, in a venv) boot Debian's kernels for the
 # kernel matrix (`cargo xtask test-kernels`; the kernels themselves: scripts/kernels.sh)
-apt_install qemu-system-x86
+apt_install qemu-system-x86 busybox-static
 VNG_VENV=/opt/leakprof-vng/venv
 if [ ! -x "$VNG_VENV/bin/vng" ]; then
   say "pip install virtme-ng into $VNG_VENV"
