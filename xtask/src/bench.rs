@@ -213,7 +213,7 @@ pub fn daemon(root: &Path, n: usize, secs: u64) -> Result<()> {
     let t0 = std::time::Instant::now();
     sleep(Duration::from_secs(secs));
     let cpu = proc_cpu_seconds(d.id());
-    let rss = proc_rss_kib(d.id());
+    let rss = proc_status_kib(d.id(), "VmRSS");
     let sites = http_get(listen, "/api/report")
         .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
         .map(|v| v.as_array().map(|a| a.iter().map(|r| r["sites"].as_array().map_or(0, |s| s.len())).sum::<usize>()).unwrap_or(0))
@@ -242,10 +242,11 @@ pub(crate) fn proc_cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn proc_rss_kib(pid: u32) -> u64 {
+/// A `kB` field of /proc/PID/status (`VmRSS`, `VmPTE`, ...); 0 when unreadable.
+pub(crate) fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
+        .and_then(|s| s.lines().find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
 }
 

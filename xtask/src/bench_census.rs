@@ -92,10 +92,7 @@ pub fn run(root: &Path, rounds: u32, local_only: bool, bytes_only: bool, walks_o
 /// Time to the first report on a big heap: `late-runtime` with 0 and 16 GiB of untouched heap,
 /// its runtime built 3 s after `ready` (leakprof started at once), one 8 s run each.
 fn sparse_heap(leakprof: &Path, bin: &Path) -> Result<()> {
-    let page_tables_kb = |pid: u32| -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        s.lines().find_map(|l| l.strip_prefix("VmPTE:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
-    };
+    let page_tables_kb = |pid: u32| crate::bench::proc_status_kib(pid, "VmPTE");
     println!("\nleakprof on a target whose runtime is built 3 s after attach, 1,000 tasks, next to a big untouched heap (8 s run):");
     println!(
         "{:>9} {:>14} {:>15} {:>16} {:>14} {:>15} {:>15}",
@@ -118,11 +115,7 @@ fn sparse_heap(leakprof: &Path, bin: &Path) -> Result<()> {
             }
             None
         });
-        let r = Command::new(leakprof)
-            .args(["--pid", &pid.to_string(), "--duration", "8", "--no-threads", "--quiet", "--format", "json"])
-            .output()
-            .context("cannot run leakprof")?;
-        let v: serde_json::Value = serde_json::from_slice(&r.stdout).context("leakprof's report")?;
+        let v = census_report(leakprof, pid, 8)?;
         let c = &v["collection"]["census"];
         let pte_grown = page_tables_kb(pid).saturating_sub(pte);
         drop(_guard);
@@ -267,11 +260,7 @@ pub(crate) fn census_of(leakprof: &Path, bin: &Path, n: u64, dumps: Option<u32>,
     }
     let mut walk = Walk::default();
     if dumps.is_none() {
-        let r = Command::new(leakprof)
-            .args(["--pid", &pid.to_string(), "--duration", "5", "--no-threads", "--quiet", "--format", "json"])
-            .output()
-            .context("cannot run leakprof")?;
-        let v: serde_json::Value = serde_json::from_slice(&r.stdout).context("leakprof's report")?;
+        let v = census_report(leakprof, pid, 5)?;
         let c = &v["collection"]["census"];
         walk = Walk {
             walked: c["tasks_walked"].as_u64().unwrap_or(0),
@@ -317,4 +306,13 @@ pub(crate) fn census_of(leakprof: &Path, bin: &Path, n: u64, dumps: Option<u32>,
     }
     ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     Ok((walk, ms.get(ms.len() / 2).copied().unwrap_or(f64::NAN)))
+}
+
+/// A `secs` census run of leakprof on `pid` (threads off), its JSON report.
+fn census_report(leakprof: &Path, pid: u32, secs: u32) -> Result<serde_json::Value> {
+    let r = Command::new(leakprof)
+        .args(["--pid", &pid.to_string(), "--duration", &secs.to_string(), "--no-threads", "--quiet", "--format", "json"])
+        .output()
+        .context("cannot run leakprof")?;
+    serde_json::from_slice(&r.stdout).context("leakprof's report")
 }
