@@ -1,11 +1,11 @@
 //! `cargo xtask test-kernels`: the kernel matrix. Boots each of Debian's kernels (5.10, 6.1, 6.12:
 //! `scripts/kernels.sh` fetches them) under qemu (TCG: this machine's KVM cannot run stock
 //! kernels) with virtme-ng, the host's root filesystem shared read-only, and runs inside it, as
-//! root, the smoke suite of `profiler/tests/kernel.rs` (release builds: emulation is slow): the
+//! root, the smoke suite of `profiler/tests/kernel.rs` (the test command's own debug builds): the
 //! kernel's features and every BPF program loaded, `--probes` on a tokio fixture (births,
 //! finishes, the slots array, the futex tracepoints, the kernel's run-time counters, Ctrl-C
 //! detaching everything) and on a Go fixture, the census of tokio, Go and threads. One line per
-//! kernel.
+//! kernel, with its boot and suite times; `--bench` adds the probe cost measured in each guest.
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -38,17 +38,39 @@ pub struct KernelRun {
     pub version: String,
     pub passed: u64,
     pub failed: Vec<String>,
+    /// From starting qemu to its exit.
     pub seconds: f64,
+    /// The smoke suite's own time, by the guest's clock (the rest is boot and power-off, and
+    /// the bench when one ran).
+    pub suite_seconds: Option<f64>,
+    /// The bench's line, when one was asked for and printed one.
+    pub bench: Option<String>,
     /// Why the guest did not run the suite (boot failed, timed out).
     pub broken: Option<String>,
 }
 
-/// Fetches the kernels, builds the smoke suite, runs it in each; prints one line per kernel.
-/// Fails when any kernel fails.
-pub fn run(root: &Path, labels: &[String]) -> Result<()> {
+/// The probe cost bench: tasks per round and rounds.
+pub type Bench = Option<(u64, u32)>;
+
+/// Fetches the kernels, builds the smoke suite, runs it in each; prints one line per kernel
+/// (and the bench's, on this host too, with `bench`). Fails when any kernel fails.
+pub fn run(root: &Path, labels: &[String], bench: Bench) -> Result<()> {
     util::setup(root)?;
     let bins = fixtures::build(root)?;
-    let runs = matrix(root, &bins, labels)?;
+    if bench.is_some() {
+        util::cargo(root, &["build", "--release", "--quiet", "-p", "profiler"], &[])?;
+    }
+    let runs = matrix(root, &bins, labels, bench)?;
+    if let Some((tasks, rounds)) = bench {
+        let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        eprintln!("[xtask] the same bench on this host ({})", host.trim());
+        let line = bench_line(&root.join("target/release/leakprof"), &bins, tasks, rounds)?;
+        println!("\nprobe cost, spawn+join of a trivial task ({tasks} tasks x {rounds} rounds, median ns/task, tokio-latest multi-thread):");
+        for r in &runs {
+            println!("  kernel {:<5} {:<24} {}", r.label, r.version, r.bench.as_deref().unwrap_or("(no figures)"));
+        }
+        println!("  host         {:<24} {line}", host.trim());
+    }
     let bad = runs.iter().filter(|r| r.broken.is_some() || !r.failed.is_empty()).count();
     if bad > 0 {
         bail!("{bad} kernel(s) of the matrix failed");
@@ -57,14 +79,14 @@ pub fn run(root: &Path, labels: &[String]) -> Result<()> {
 }
 
 /// The matrix on `labels` (all when empty), fixtures already built in `bins`.
-pub fn matrix(root: &Path, bins: &Path, labels: &[String]) -> Result<Vec<KernelRun>> {
+pub fn matrix(root: &Path, bins: &Path, labels: &[String], bench: Bench) -> Result<Vec<KernelRun>> {
     let kernels = fetch(root, labels)?;
     let tests = build_smoke(root)?;
     let out_dir = root.join("target/kernels");
     std::fs::create_dir_all(&out_dir)?;
     let mut runs = Vec::new();
     for (label, version, vmlinuz) in kernels {
-        let r = one_kernel(root, bins, &tests, &out_dir, &label, &version, &vmlinuz)?;
+        let r = one_kernel(root, bins, &tests, &out_dir, &label, &version, &vmlinuz, bench)?;
         println!("{}", line(&r));
         runs.push(r);
     }
@@ -73,17 +95,20 @@ pub fn matrix(root: &Path, bins: &Path, labels: &[String]) -> Result<Vec<KernelR
 
 /// The one line a kernel gets.
 pub fn line(r: &KernelRun) -> String {
+    let times = match r.suite_seconds {
+        Some(suite) => format!("suite {suite:.0} s, qemu {:.0} s in all", r.seconds),
+        None => format!("qemu {:.0} s", r.seconds),
+    };
     match (&r.broken, r.failed.is_empty()) {
-        (Some(why), _) => format!("kernel {} ({}): did not run: {why} ({:.0} s)", r.label, r.version, r.seconds),
-        (None, true) => format!("kernel {} ({}): {} smoke tests passed ({:.0} s, boot included)", r.label, r.version, r.passed, r.seconds),
+        (Some(why), _) => format!("kernel {} ({}): did not run: {why} ({times})", r.label, r.version),
+        (None, true) => format!("kernel {} ({}): {} smoke tests passed ({times})", r.label, r.version, r.passed),
         (None, false) => format!(
-            "kernel {} ({}): {} passed, {} FAILED: {} ({:.0} s)",
+            "kernel {} ({}): {} passed, {} FAILED: {} ({times})",
             r.label,
             r.version,
             r.passed,
             r.failed.len(),
             r.failed.join(", "),
-            r.seconds
         ),
     }
 }
@@ -106,10 +131,11 @@ fn fetch(root: &Path, labels: &[String]) -> Result<Vec<(String, String, PathBuf)
         .collect()
 }
 
-/// Builds the smoke suite's test binaries in the release profile; their paths by test file.
+/// The smoke suite's test binaries, those `cargo test` builds (the test command has built them
+/// already); their paths by test file.
 fn build_smoke(root: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(root).args(["test", "--release", "--no-run", "--message-format=json", "-p", "profiler"]);
+    c.current_dir(root).args(["test", "--no-run", "--message-format=json", "-p", "profiler"]);
     for (file, _) in SMOKE {
         c.args(["--test", file]);
     }
@@ -132,29 +158,51 @@ fn build_smoke(root: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(bins)
 }
 
-/// Boots `vmlinuz` and runs the smoke suite in it; its results from the files it wrote.
-fn one_kernel(root: &Path, bins: &Path, tests: &[(String, PathBuf)], out_dir: &Path, label: &str, version: &str, vmlinuz: &Path) -> Result<KernelRun> {
+/// Boots `vmlinuz` and runs the smoke suite (and the bench) in it; its results from the files it
+/// wrote.
+#[allow(clippy::too_many_arguments)]
+fn one_kernel(
+    root: &Path,
+    bins: &Path,
+    tests: &[(String, PathBuf)],
+    out_dir: &Path,
+    label: &str,
+    version: &str,
+    vmlinuz: &Path,
+    bench: Bench,
+) -> Result<KernelRun> {
     let dir = out_dir.join(label);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    // the guest's script: each test binary with its tests, its output kept in `dir`
+    let d = dir.display();
+    // the guest's script: each test binary with its tests, its output kept in `dir`, the suite
+    // timed by the guest's clock
     let mut script = String::from("set -u\ncd /tmp\n");
-    script += &format!(
-        "export CI=true LEAKPROF_FIXTURES={} LEAKPROF_SKIP_LOG={}/skipped.log\n",
-        bins.display(),
-        dir.display()
-    );
+    script += &format!("export CI=true LEAKPROF_FIXTURES={} LEAKPROF_SKIP_LOG={d}/skipped.log\n", bins.display());
+    script += &format!("date +%s.%N > {d}/suite.start\n");
     for (file, exe) in tests {
         let names = SMOKE.iter().find(|(f, _)| f == file).map(|(_, n)| n.join(" ")).unwrap_or_default();
-        script += &format!("{} --exact --test-threads 1 {names} > {}/{file}.out 2>&1\n", exe.display(), dir.display());
+        script += &format!("{} --exact --test-threads 1 {names} > {d}/{file}.out 2>&1\n", exe.display());
     }
-    script += &format!("uname -r > {}/uname\n", dir.display());
+    script += &format!("date +%s.%N > {d}/suite.end\n");
+    if let Some((tasks, rounds)) = bench {
+        let xtask = std::env::current_exe()?;
+        let leakprof = root.join("target/release/leakprof");
+        script += &format!(
+            "{} bench-guest --leakprof {} --fixtures {} --tasks {tasks} --rounds {rounds} > {d}/bench.out 2>&1\n",
+            xtask.display(),
+            leakprof.display(),
+            bins.display()
+        );
+    }
+    script += &format!("uname -r > {d}/uname\n");
     let script_path = dir.join("smoke.sh");
     std::fs::write(&script_path, script)?;
     let t0 = Instant::now();
     let mut vng = Command::new("timeout");
     let path = format!("{VNG_BIN}:{}", std::env::var("PATH").unwrap_or_default());
-    vng.env("PATH", path).args(["600", "vng", "--force-9p", "--disable-kvm", "--cpus", "1", "--memory", "2G", "--user", "root"])
+    let limit = if bench.is_some() { "1800" } else { "600" };
+    vng.env("PATH", path).args([limit, "vng", "--force-9p", "--disable-kvm", "--cpus", "1", "--memory", "2G", "--user", "root"])
         .args(["--rwdir", dir.to_str().unwrap(), "--run"])
         .arg(vmlinuz)
         .args(["--exec", &format!("bash {}", script_path.display())])
@@ -163,31 +211,61 @@ fn one_kernel(root: &Path, bins: &Path, tests: &[(String, PathBuf)], out_dir: &P
     eprintln!("[xtask] {vng:?}");
     let st = vng.output().context("cannot start vng")?;
     let seconds = t0.elapsed().as_secs_f64();
-    let mut r = KernelRun { label: label.into(), version: version.into(), passed: 0, failed: Vec::new(), seconds, broken: None };
-    let booted = std::fs::read_to_string(dir.join("uname")).unwrap_or_default();
-    if booted.trim() != version {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let stamp = |name: &str| read(name).trim().parse::<f64>().ok();
+    let suite_seconds = stamp("suite.start").zip(stamp("suite.end")).map(|(a, b)| b - a);
+    let bench = read("bench.out").lines().find_map(|l| l.strip_prefix(BENCH_PREFIX)).map(str::to_string);
+    let mut r = KernelRun { label: label.into(), version: version.into(), passed: 0, failed: Vec::new(), seconds, suite_seconds, bench, broken: None };
+    if read("uname").trim() != version {
         let tail = String::from_utf8_lossy(&st.stderr).lines().rev().take(5).collect::<Vec<_>>().join(" | ");
         r.broken = Some(format!("the guest did not run the suite to its end (exit {}; {tail})", st.status));
     }
     for (file, _) in tests {
-        let out = std::fs::read_to_string(dir.join(format!("{file}.out"))).unwrap_or_default();
-        for l in out.lines() {
-            if let Some(name) = l.strip_prefix("test ") {
-                if name.ends_with(" ... ok") {
-                    r.passed += 1;
-                } else if let Some(n) = name.strip_suffix(" ... FAILED") {
-                    r.failed.push(format!("{file}::{n}"));
-                }
+        let out = read(&format!("{file}.out"));
+        let mut seen = 0;
+        for name in out.lines().filter_map(|l| l.strip_prefix("test ")) {
+            if name.ends_with(" ... ok") {
+                r.passed += 1;
+                seen += 1;
+            } else if let Some(n) = name.strip_suffix(" ... FAILED") {
+                r.failed.push(format!("{file}::{n}"));
+                seen += 1;
             }
         }
         let expected = SMOKE.iter().find(|(f, _)| f == file).map_or(0, |(_, n)| n.len());
-        let seen = out.lines().filter(|l| l.starts_with("test ") && (l.ends_with(" ... ok") || l.ends_with(" ... FAILED"))).count();
         if seen < expected && r.broken.is_none() {
-            r.failed.push(format!("{file}: {} of {expected} tests reported (see {}/{file}.out)", seen, dir.display()));
+            r.failed.push(format!("{file}: {seen} of {expected} tests reported (see {d}/{file}.out)"));
         }
     }
-    if let Ok(skipped) = std::fs::read_to_string(dir.join("skipped.log")) {
-        r.failed.extend(skipped.lines().map(|l| format!("skipped: {l}")));
-    }
+    r.failed.extend(read("skipped.log").lines().map(|l| format!("skipped: {l}")));
     Ok(r)
+}
+
+/// How the bench's one line starts.
+const BENCH_PREFIX: &str = "probe cost: ";
+
+/// The bench's configurations, each against bare rounds: the same uprobes with programs that do
+/// nothing (the physical limit), the probes without stacks and threads, and `--probes` as users
+/// run it (stacks and the futex tracepoints).
+const BENCH_CONFIGS: [(&str, &[&str]); 3] = [
+    ("empty probes", &["--empty-probes", "--stack-period", "0", "--no-threads"]),
+    ("probes", &["--probes", "--stack-period", "0", "--no-threads"]),
+    ("--probes", &["--probes"]),
+];
+
+/// `bench-guest`: the bench with binaries already built (inside a guest); prints its line.
+pub fn bench_guest(leakprof: &Path, bins: &Path, tasks: u64, rounds: u32) -> Result<()> {
+    println!("{BENCH_PREFIX}{}", bench_line(leakprof, bins, tasks, rounds)?);
+    Ok(())
+}
+
+/// ns per spawned+joined task on tokio-latest (multi-thread), bare and under each configuration
+/// with its ratio to bare.
+fn bench_line(leakprof: &Path, bins: &Path, tasks: u64, rounds: u32) -> Result<String> {
+    let (bare, probed) = crate::bench::measure(leakprof, &bins.join("tokio-latest"), None, &BENCH_CONFIGS, tasks, rounds)?;
+    let mut line = format!("bare {bare:.0}");
+    for ((name, _), p) in BENCH_CONFIGS.iter().zip(&probed) {
+        line += &format!(", {name} {p:.0} ({:.2}x)", p / bare);
+    }
+    Ok(line)
 }

@@ -110,14 +110,36 @@ enum Cmd {
         #[arg(long)]
         only: Option<String>,
     },
-    /// Fuzz every parser of untrusted bytes (cargo-fuzz, libFuzzer; docs/fuzzing.md): kept crash
-    /// inputs replayed, then SECS seconds per target.
     /// The kernel matrix: boots Debian's 5.10, 6.1 and 6.12 kernels under qemu and runs the kernel
-    /// smoke suite in each, as root; one line per kernel.
+    /// smoke suite in each, as root; one line per kernel (boot and suite times).
     TestKernels {
         /// Only these kernels (5.10, 6.1, 6.12).
         kernels: Vec<String>,
+        /// Also the probe cost in each guest and on this host: ns per spawned+joined tokio task,
+        /// bare vs empty probes vs probes (release leakprof), as ratios.
+        #[arg(long)]
+        bench: bool,
+        /// Tasks per round of --bench.
+        #[arg(long, default_value_t = 20_000)]
+        tasks: u64,
+        /// Rounds of each kind of --bench (alternating).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
     },
+    /// Run inside a guest by `test-kernels --bench`: the probe cost with binaries already built.
+    #[command(hide = true)]
+    BenchGuest {
+        #[arg(long)]
+        leakprof: std::path::PathBuf,
+        #[arg(long)]
+        fixtures: std::path::PathBuf,
+        #[arg(long)]
+        tasks: u64,
+        #[arg(long)]
+        rounds: u32,
+    },
+    /// Fuzz every parser of untrusted bytes (cargo-fuzz, libFuzzer; docs/fuzzing.md): kept crash
+    /// inputs replayed, then SECS seconds per target.
     Fuzz {
         #[arg(long, default_value_t = 15)]
         secs: u64,
@@ -182,7 +204,8 @@ fn main() -> Result<()> {
         Cmd::BenchFutex { rounds } => bench_futex::run(&root, rounds),
         Cmd::BenchHistory { sites } => bench::history(&root, sites),
         Cmd::RecordSeries { seconds, parallel, only } => record::run(&root, seconds, parallel, only.as_deref()),
-        Cmd::TestKernels { kernels } => kernels::run(&root, &kernels),
+        Cmd::TestKernels { kernels, bench, tasks, rounds } => kernels::run(&root, &kernels, bench.then_some((tasks, rounds))),
+        Cmd::BenchGuest { leakprof, fixtures, tasks, rounds } => kernels::bench_guest(&leakprof, &fixtures, tasks, rounds),
         Cmd::Fuzz { secs, target } => fuzz::run(&root, secs, target.as_deref()),
         Cmd::GoTables => gotables::generate(&root),
         Cmd::Bench { tasks, rounds } => bench::run(&root, tasks, rounds),

@@ -87,7 +87,7 @@ pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
         None
     } else {
         let (root2, dir2) = (root.to_path_buf(), dir.clone());
-        Some(std::thread::spawn(move || crate::kernels::matrix(&root2, &dir2, &kernels)))
+        Some(std::thread::spawn(move || crate::kernels::matrix(&root2, &dir2, &kernels, None)))
     };
     // coverage-guided fuzzing of every parser of untrusted bytes, each target for a bounded time
     // (LEAKPROF_FUZZ_SECS, 10 s by default): one check per target
