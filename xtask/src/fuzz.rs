@@ -60,13 +60,8 @@ pub fn run(root: &Path, secs: u64, only: Option<&str>) -> Result<()> {
         let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
         bail!("no fuzz target {:?} (targets: {})", only.unwrap_or(""), names.join(", "));
     }
-    let version = cargo_fuzz(root).arg("--version").output();
-    if !version.is_ok_and(|o| o.status.success()) {
-        bail!("`cargo +nightly fuzz` is not installed: run `cargo xtask setup` (scripts/setup.sh) first");
-    }
     let t0 = Instant::now();
-    crate::util::run(cargo_fuzz(root).args(["build", "-s", "none"]))?;
-    eprintln!("[xtask] fuzz crate built in {:.0} s", t0.elapsed().as_secs_f64());
+    build(root)?;
 
     let fixtures = std::env::var_os("LEAKPROF_FIXTURES").map_or_else(|| root.join("fixtures/bin"), PathBuf::from);
     let tmp = std::env::temp_dir().join(format!("leakprof-fuzz-{}", std::process::id()));
@@ -89,6 +84,18 @@ pub fn run(root: &Path, secs: u64, only: Option<&str>) -> Result<()> {
         bail!("{} fuzz target(s) failed:\n{}", failures.len(), failures.join("\n"));
     }
     eprintln!("[xtask] {} fuzz target(s), {secs} s each, all clean, {:.0} s in all", lines.len(), t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Builds the fuzz crate (quick when it is built already).
+pub fn build(root: &Path) -> Result<()> {
+    let version = cargo_fuzz(root).arg("--version").output();
+    if !version.is_ok_and(|o| o.status.success()) {
+        bail!("`cargo +nightly fuzz` is not installed: run `cargo xtask setup` (scripts/setup.sh) first");
+    }
+    let t0 = Instant::now();
+    crate::util::run(cargo_fuzz(root).args(["build", "-s", "none"]))?;
+    eprintln!("[xtask] fuzz crate built in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
 

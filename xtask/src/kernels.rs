@@ -64,8 +64,24 @@ pub fn run(root: &Path, labels: &[String], bench: Bench) -> Result<()> {
     if let Some((tasks, rounds)) = bench {
         let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         eprintln!("[xtask] the same bench on this host ({})", host.trim());
-        let line = bench_line(&root.join("target/release/leakprof"), &bins, tasks, rounds)?;
-        println!("\nprobe cost, spawn+join of a trivial task ({tasks} tasks x {rounds} rounds, median ns/task, tokio-latest multi-thread):");
+        // on one CPU, as in the guests (one vCPU): one tokio worker, leakprof on the same CPU
+        let out = Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(xtask_exe()?)
+            .arg("bench-guest")
+            .arg("--leakprof")
+            .arg(root.join("target/release/leakprof"))
+            .arg("--fixtures")
+            .arg(&bins)
+            .args(["--tasks", &tasks.to_string(), "--rounds", &rounds.to_string()])
+            .stderr(Stdio::inherit())
+            .output()?;
+        let line = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix(BENCH_PREFIX)).map(str::to_string);
+        let line = line.with_context(|| format!("the bench on this host printed no figures ({})", out.status))?;
+        println!(
+            "\nprobe cost, spawn+join of a trivial task, one CPU (the guests' one vCPU; here `taskset -c 1`), \
+             {tasks} tasks x {rounds} rounds, median ns/task, tokio-latest multi-thread:"
+        );
         for r in &runs {
             println!("  kernel {:<5} {:<24} {}", r.label, r.version, r.bench.as_deref().unwrap_or("(no figures)"));
         }
@@ -186,7 +202,7 @@ fn one_kernel(
     }
     script += &format!("date +%s.%N > {d}/suite.end\n");
     if let Some((tasks, rounds)) = bench {
-        let xtask = std::env::current_exe()?;
+        let xtask = xtask_exe()?;
         let leakprof = root.join("target/release/leakprof");
         script += &format!(
             "{} bench-guest --leakprof {} --fixtures {} --tasks {tasks} --rounds {rounds} > {d}/bench.out 2>&1\n",
@@ -239,6 +255,12 @@ fn one_kernel(
     }
     r.failed.extend(read("skipped.log").lines().map(|l| format!("skipped: {l}")));
     Ok(r)
+}
+
+/// This very binary (when cargo rebuilt it meanwhile, the new one at the same path).
+fn xtask_exe() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.to_str().and_then(|p| p.strip_suffix(" (deleted)")).map_or(exe.clone(), PathBuf::from))
 }
 
 /// How the bench's one line starts.
