@@ -43,6 +43,8 @@ pub struct KernelRun {
     /// The smoke suite's own time, by the guest's clock (the rest is boot and power-off, and
     /// the bench when one ran).
     pub suite_seconds: Option<f64>,
+    /// The bench's time in the guest (0 without one).
+    pub bench_seconds: f64,
     /// The bench's line, when one was asked for and printed one.
     pub bench: Option<String>,
     /// Why the guest did not run the suite (boot failed, timed out).
@@ -111,8 +113,14 @@ pub fn matrix(root: &Path, bins: &Path, labels: &[String], bench: Bench) -> Resu
 
 /// The one line a kernel gets.
 pub fn line(r: &KernelRun) -> String {
+    // boot and power-off: qemu's time less what the guest timed
     let times = match r.suite_seconds {
-        Some(suite) => format!("suite {suite:.0} s, qemu {:.0} s in all", r.seconds),
+        Some(suite) if r.bench_seconds > 0.0 => format!(
+            "suite {suite:.0} s, bench {:.0} s, boot and power-off {:.0} s",
+            r.bench_seconds,
+            r.seconds - suite - r.bench_seconds
+        ),
+        Some(suite) => format!("suite {suite:.0} s, boot and power-off {:.0} s", r.seconds - suite),
         None => format!("qemu {:.0} s", r.seconds),
     };
     match (&r.broken, r.failed.is_empty()) {
@@ -211,6 +219,7 @@ fn one_kernel(
             bins.display()
         );
     }
+    script += &format!("date +%s.%N > {d}/bench.end\n");
     script += &format!("uname -r > {d}/uname\n");
     let script_path = dir.join("smoke.sh");
     std::fs::write(&script_path, script)?;
@@ -230,8 +239,19 @@ fn one_kernel(
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
     let stamp = |name: &str| read(name).trim().parse::<f64>().ok();
     let suite_seconds = stamp("suite.start").zip(stamp("suite.end")).map(|(a, b)| b - a);
+    let bench_seconds = stamp("suite.end").zip(stamp("bench.end")).filter(|_| bench.is_some()).map_or(0.0, |(a, b)| b - a);
     let bench = read("bench.out").lines().find_map(|l| l.strip_prefix(BENCH_PREFIX)).map(str::to_string);
-    let mut r = KernelRun { label: label.into(), version: version.into(), passed: 0, failed: Vec::new(), seconds, suite_seconds, bench, broken: None };
+    let mut r = KernelRun {
+        label: label.into(),
+        version: version.into(),
+        passed: 0,
+        failed: Vec::new(),
+        seconds,
+        suite_seconds,
+        bench_seconds,
+        bench,
+        broken: None,
+    };
     if read("uname").trim() != version {
         let tail = String::from_utf8_lossy(&st.stderr).lines().rev().take(5).collect::<Vec<_>>().join(" | ");
         r.broken = Some(format!("the guest did not run the suite to its end (exit {}; {tail})", st.status));
