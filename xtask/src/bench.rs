@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: ns per spawned+joined task, bare vs probed, alternating rounds in one run.
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{BufRead, BufReader, Read as _, Write as _},
     path::Path,
     process::{Child, Command, Stdio},
     thread::{sleep, JoinHandle},
@@ -97,18 +97,7 @@ pub(crate) fn measure_with(
     let (mut guard, fixture_pid, mut out) = start_fixture(bin, args, Stdio::piped())?;
     let pid = target.unwrap_or(fixture_pid);
     let mut stdin = guard.0.stdin.take().unwrap();
-    let mut round = |stdin: &mut std::process::ChildStdin| -> Result<f64> {
-        writeln!(stdin, "go")?;
-        loop {
-            let mut line = String::new();
-            if out.read_line(&mut line)? == 0 {
-                bail!("spawn-bench ended early");
-            }
-            if let Some(v) = line.trim().strip_prefix(prefix) {
-                return Ok(v.parse()?);
-            }
-        }
-    };
+    let mut round = |stdin: &mut std::process::ChildStdin| one_round(stdin, &mut out, prefix);
     round(&mut stdin)?; // warm-up
     let mut bare = vec![];
     let mut probed: Vec<Vec<f64>> = vec![vec![]; configs.len()];
@@ -124,6 +113,20 @@ pub(crate) fn measure_with(
         }
     }
     Ok((median(&mut bare), probed.iter_mut().map(|v| median(v)).collect()))
+}
+
+/// One round of a bench fixture: a line on its stdin starts it; its `PREFIX<value>` line ends it.
+pub(crate) fn one_round(stdin: &mut std::process::ChildStdin, out: &mut impl BufRead, prefix: &str) -> Result<f64> {
+    writeln!(stdin, "go")?;
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line)? == 0 {
+            bail!("the bench fixture ended early");
+        }
+        if let Some(v) = line.trim().strip_prefix(prefix) {
+            return Ok(v.parse()?);
+        }
+    }
 }
 
 /// leakprof attached to a process, its report going nowhere.

@@ -33,7 +33,7 @@ pub(crate) fn go_bench(leakprof: &Path, bins: &Path, rounds: u32) -> Result<()> 
             leakprof,
             &bins.join(bin),
             &["spawn-bench", "200000"],
-            "ns_per_goroutine=",
+            GO_PREFIX,
             &configs,
             rounds,
             None,
@@ -192,7 +192,7 @@ impl Triples {
         let mut line = String::new();
         out.read_line(&mut line)?;
         let pid: u32 = line.strip_prefix("ready pid=").and_then(|r| r.split_whitespace().next()).and_then(|p| p.parse().ok()).context("no ready line")?;
-        let mut round = || -> Result<f64> { one_round(&mut stdin, &mut out) };
+        let mut round = || -> Result<f64> { crate::bench::one_round(&mut stdin, &mut out, GO_PREFIX) };
         round()?; // warm-up
         let (mut bare, mut census, mut again, mut pairs, mut cpu) = (vec![], vec![], vec![], vec![], (0.0, 0.0));
         // every round follows the same pause: the one leakprof's attach and settling take (Go's
@@ -222,6 +222,9 @@ impl Triples {
     }
 }
 
+/// How the Go fixture's spawn-bench reports a round.
+const GO_PREFIX: &str = "ns_per_goroutine=";
+
 /// `program`, on CPU `cpu` alone when given (a Go program then runs one P).
 fn pinned_to(cpu: Option<&str>, program: &Path) -> Command {
     match cpu {
@@ -231,20 +234,6 @@ fn pinned_to(cpu: Option<&str>, program: &Path) -> Command {
             c
         }
         None => Command::new(program),
-    }
-}
-
-fn one_round(stdin: &mut std::process::ChildStdin, out: &mut BufReader<std::process::ChildStdout>) -> Result<f64> {
-    use std::io::Write as _;
-    writeln!(stdin, "go")?;
-    loop {
-        let mut line = String::new();
-        if out.read_line(&mut line)? == 0 {
-            bail!("spawn-bench ended early");
-        }
-        if let Some(v) = line.trim().strip_prefix("ns_per_goroutine=") {
-            return Ok(v.parse()?);
-        }
     }
 }
 
@@ -275,7 +264,7 @@ fn kernel_counters(leakprof: &Path, bin: &Path) -> Result<()> {
     };
     let (mut guard, pid, mut out) = start_fixture(bin, &["spawn-bench", COST_ROUND], Stdio::piped())?;
     let mut stdin = guard.0.stdin.take().context("the fixture's stdin")?;
-    one_round(&mut stdin, &mut out)?;
+    crate::bench::one_round(&mut stdin, &mut out, GO_PREFIX)?;
     let mut rows = vec![];
     for under in [false, true] {
         // the same pause before each round (see Triples::run)
@@ -284,7 +273,7 @@ fn kernel_counters(leakprof: &Path, bin: &Path) -> Result<()> {
         let t = stat(pid)?;
         let l = prof.as_ref().map(|p| stat(p.pid())).transpose()?;
         sleep(Duration::from_millis(300));
-        let ns = one_round(&mut stdin, &mut out)?;
+        let ns = crate::bench::one_round(&mut stdin, &mut out, GO_PREFIX)?;
         rows.push((under, ns, counts(t)?, l.map(counts).transpose()?));
         if let Some(p) = prof {
             p.stop()?;
