@@ -40,7 +40,9 @@ pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
     let started = std::time::Instant::now();
     util::setup(root)?;
     // the builds the suite's later checks need (the fuzz crate, the census-only leakprof) made
-    // meanwhile (fixtures, cargo test) at the lowest CPU priority: they take what the tests leave idle
+    // meanwhile, while the fixtures and the tests build, at the lowest CPU priority: they take what
+    // those builds leave idle, and are done before any test runs (the tests that time leakprof's
+    // samples must not share the machine with them)
     let builds = {
         let root = root.to_path_buf();
         std::thread::spawn(move || {
@@ -65,8 +67,14 @@ pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
              run `sudo cargo xtask test` for the whole suite"
         );
     }
-    // default-members: every crate but profiler-ebpf, which only builds for the BPF target
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // default-members: every crate but profiler-ebpf, which only builds for the BPF target; the
+    // tests built first, then run once the background builds are done
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(&cargo).current_dir(root).args(["test", "--no-fail-fast", "--no-run"]).status();
+    eprintln!("[xtask] tests built at {:.0} s ({})", started.elapsed().as_secs_f64(), built.map_or_else(|e| e.to_string(), |s| s.to_string()));
+    let (fuzz_built, census_only_built) = builds.join().map_err(|_| anyhow::anyhow!("the background builds panicked"))?;
+    eprintln!("[xtask] background builds joined at {:.0} s", started.elapsed().as_secs_f64());
+    let mut c = Command::new(&cargo);
     c.current_dir(root)
         .args(["test", "--no-fail-fast"])
         .env("LEAKPROF_FIXTURES", &dir)
@@ -84,7 +92,6 @@ pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
     }
     let status = child.wait()?;
     eprintln!("[xtask] cargo test done at {:.0} s", started.elapsed().as_secs_f64());
-    let (fuzz_built, census_only_built) = builds.join().map_err(|_| anyhow::anyhow!("the background builds panicked"))?;
     // the census-only build (no eBPF toolchain): run on a leaking fixture
     match census_only_built.and_then(|bin| census_only_smoke(&bin, &dir)) {
         Ok(()) => counts.passed += 1,
