@@ -67,18 +67,8 @@ pub fn run(root: &Path, labels: &[String], bench: Bench) -> Result<()> {
         let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         eprintln!("[xtask] the same bench on this host ({})", host.trim());
         // on one CPU, as in the guests (one vCPU): one tokio worker, leakprof on the same CPU
-        let out = Command::new("taskset")
-            .args(["-c", "1"])
-            .arg(xtask_exe()?)
-            .arg("bench-guest")
-            .arg("--leakprof")
-            .arg(root.join("target/release/leakprof"))
-            .arg("--fixtures")
-            .arg(&bins)
-            .args(["--tasks", &tasks.to_string(), "--rounds", &rounds.to_string()])
-            .stderr(Stdio::inherit())
-            .output()?;
-        let line = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix(BENCH_PREFIX)).map(str::to_string);
+        let out = Command::new("taskset").args(["-c", "1"]).args(bench_guest_argv(root, &bins, tasks, rounds)?).stderr(Stdio::inherit()).output()?;
+        let line = bench_figures(&String::from_utf8_lossy(&out.stdout));
         let line = line.with_context(|| format!("the bench on this host printed no figures ({})", out.status))?;
         println!(
             "\nprobe cost, spawn+join of a trivial task, one CPU (the guests' one vCPU; here `taskset -c 1`), \
@@ -210,16 +200,9 @@ fn one_kernel(
     }
     script += &format!("date +%s.%N > {d}/suite.end\n");
     if let Some((tasks, rounds)) = bench {
-        let xtask = xtask_exe()?;
-        let leakprof = root.join("target/release/leakprof");
-        script += &format!(
-            "{} bench-guest --leakprof {} --fixtures {} --tasks {tasks} --rounds {rounds} > {d}/bench.out 2>&1\n",
-            xtask.display(),
-            leakprof.display(),
-            bins.display()
-        );
+        script += &format!("{} > {d}/bench.out 2>&1\n", bench_guest_argv(root, bins, tasks, rounds)?.join(" "));
+        script += &format!("date +%s.%N > {d}/bench.end\n");
     }
-    script += &format!("date +%s.%N > {d}/bench.end\n");
     script += &format!("uname -r > {d}/uname\n");
     let script_path = dir.join("smoke.sh");
     std::fs::write(&script_path, script)?;
@@ -239,8 +222,8 @@ fn one_kernel(
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
     let stamp = |name: &str| read(name).trim().parse::<f64>().ok();
     let suite_seconds = stamp("suite.start").zip(stamp("suite.end")).map(|(a, b)| b - a);
-    let bench_seconds = stamp("suite.end").zip(stamp("bench.end")).filter(|_| bench.is_some()).map_or(0.0, |(a, b)| b - a);
-    let bench = read("bench.out").lines().find_map(|l| l.strip_prefix(BENCH_PREFIX)).map(str::to_string);
+    let bench_seconds = stamp("suite.end").zip(stamp("bench.end")).map_or(0.0, |(a, b)| b - a);
+    let bench = bench_figures(&read("bench.out"));
     let mut r = KernelRun {
         label: label.into(),
         version: version.into(),
@@ -285,6 +268,28 @@ fn xtask_exe() -> Result<PathBuf> {
 
 /// How the bench's one line starts.
 const BENCH_PREFIX: &str = "probe cost: ";
+
+/// The command that runs the bench with the binaries already built (in a guest, or on the host).
+fn bench_guest_argv(root: &Path, bins: &Path, tasks: u64, rounds: u32) -> Result<Vec<String>> {
+    let path = |p: &Path| p.display().to_string();
+    Ok(vec![
+        path(&xtask_exe()?),
+        "bench-guest".into(),
+        "--leakprof".into(),
+        path(&root.join("target/release/leakprof")),
+        "--fixtures".into(),
+        path(bins),
+        "--tasks".into(),
+        tasks.to_string(),
+        "--rounds".into(),
+        rounds.to_string(),
+    ])
+}
+
+/// The figures of the bench's line in what it printed.
+fn bench_figures(out: &str) -> Option<String> {
+    out.lines().find_map(|l| l.strip_prefix(BENCH_PREFIX)).map(str::to_string)
+}
 
 /// The bench's configurations, each against bare rounds: the same uprobes with programs that do
 /// nothing (the physical limit), the probes without stacks and threads, and `--probes` as users
