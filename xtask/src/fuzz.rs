@@ -55,14 +55,27 @@ struct Stats {
 
 /// Builds the fuzz crate, then replays and fuzzes every target (or only `only`) for `secs` s each.
 pub fn run(root: &Path, secs: u64, only: Option<&str>) -> Result<()> {
+    chosen(only)?; // a wrong name said before the build
+    build(root)?;
+    run_built(root, secs, only)
+}
+
+/// Every target, or only `only`; an error naming the targets when there is no such one.
+fn chosen(only: Option<&str>) -> Result<Vec<&'static Target>> {
     let targets: Vec<&Target> = TARGETS.iter().filter(|t| only.is_none_or(|o| o == t.name)).collect();
     if targets.is_empty() {
         let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
         bail!("no fuzz target {:?} (targets: {})", only.unwrap_or(""), names.join(", "));
     }
-    let t0 = Instant::now();
-    build(root)?;
+    Ok(targets)
+}
 
+/// Replays and fuzzes every target (or only `only`), the fuzz crate already built by [`build`]
+/// (`cargo xtask test` builds it while the tests build): one line each; fails naming every
+/// target that failed.
+pub fn run_built(root: &Path, secs: u64, only: Option<&str>) -> Result<()> {
+    let targets = chosen(only)?;
+    let t0 = Instant::now();
     let fixtures = std::env::var_os("LEAKPROF_FIXTURES").map_or_else(|| root.join("fixtures/bin"), PathBuf::from);
     let tmp = std::env::temp_dir().join(format!("leakprof-fuzz-{}", std::process::id()));
     let mut lines = Vec::new();

@@ -117,7 +117,7 @@ pub fn run(root: &Path, require_bpf: bool) -> Result<()> {
     // coverage-guided fuzzing of every parser of untrusted bytes, each target for a bounded time
     // (LEAKPROF_FUZZ_SECS, 10 s by default): one check per target
     let fuzz_secs = std::env::var("LEAKPROF_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    let fuzz = fuzz_built.and_then(|()| crate::fuzz::run(root, fuzz_secs, None));
+    let fuzz = fuzz_built.and_then(|()| crate::fuzz::run_built(root, fuzz_secs, None));
     let mut matrix_failed = false;
     if let Some(m) = matrix {
         match m.join().map_err(|_| anyhow::anyhow!("the kernel matrix panicked")).and_then(|r| r) {
